@@ -1,0 +1,24 @@
+//! `cargo xtask bench <conv|mfc>`: benchmarks that print ratios measured side by side in one run.
+
+use crate::common::Context;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Which {
+    /// Our CPU convolution vs candle's conv2d (and PyTorch when importable).
+    Conv(crate::bench_conv::Args),
+    /// Mesh-free convolution vs 3x3 convolution.
+    Mfc(crate::bench_mfc::Args),
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    match args.which {
+        Which::Conv(a) => crate::bench_conv::run(a, ctx),
+        Which::Mfc(a) => crate::bench_mfc::run(a, ctx),
+    }
+}

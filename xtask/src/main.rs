@@ -1,0 +1,65 @@
+//! `cargo xtask`: the runner that composes the multiscale crates.
+//!
+//! One module per subcommand; `common` holds the shared CLI pieces (device, output folder).
+
+mod common;
+mod bench;
+mod bench_conv;
+mod bench_mfc;
+mod data_cmd;
+mod mfc_cmd;
+mod models_cmd;
+mod pictures;
+mod reproduce;
+mod stencil;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Multiscale training runner", version)]
+struct Cli {
+    #[command(flatten)]
+    global: common::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Galerkin transfer of a 3x3 stencil between meshes.
+    Stencil(stencil::Args),
+    /// Inspect datasets and degradations.
+    Data(data_cmd::Args),
+    /// Parameter counts and timings of every model.
+    Models(models_cmd::Args),
+    /// Mesh-free convolution tools.
+    Mfc(mfc_cmd::Args),
+    /// Benchmarks that print ratios measured side by side.
+    Bench(bench::Args),
+    /// Train one model from a TOML config.
+    Train(train::TrainArgs),
+    /// Score a checkpoint on a folder of images.
+    Eval(train::EvalArgs),
+    /// Exact #WU of a training strategy (001 Appendix B).
+    Workunits(train::WorkunitsArgs),
+    /// Reproduce an experiment of the papers.
+    Reproduce(reproduce::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    common::init_tracing(None)?;
+    let ctx = common::Context::new(&cli.global)?;
+    match cli.command {
+        Command::Stencil(a) => stencil::run(a, &ctx),
+        Command::Data(a) => data_cmd::run(a, &ctx),
+        Command::Models(a) => models_cmd::run(a, &ctx),
+        Command::Mfc(a) => mfc_cmd::run(a, &ctx),
+        Command::Bench(a) => bench::run(a, &ctx),
+        Command::Train(a) => train::run_train(a, &ctx),
+        Command::Eval(a) => train::run_eval(a, &ctx),
+        Command::Workunits(a) => train::run_workunits(a, &ctx),
+        Command::Reproduce(a) => reproduce::run(a, &ctx),
+    }
+}
