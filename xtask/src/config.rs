@@ -1,0 +1,489 @@
+//! The TOML training configuration of `cargo xtask train` (files under `configs/`).
+//!
+//! Unknown keys are rejected (`deny_unknown_fields`) and every value is checked by
+//! [`TrainConfig::validate`], whose messages name the file and the key.
+
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Restoration task of 001 section 4 (the degradation applied to clean images).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    Denoise,
+    Deblur,
+    Inpaint,
+    Superres,
+}
+
+impl Task {
+    pub const ALL: [Task; 4] = [Task::Denoise, Task::Deblur, Task::Inpaint, Task::Superres];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Denoise => "denoise",
+            Task::Deblur => "deblur",
+            Task::Inpaint => "inpaint",
+            Task::Superres => "superres",
+        }
+    }
+
+    /// Test metric of 001 Table 2: MSE for denoising and deblurring, SSIM otherwise.
+    pub fn metric(self) -> Metric {
+        match self {
+            Task::Denoise | Task::Deblur => Metric::Mse,
+            Task::Inpaint | Task::Superres => Metric::Ssim,
+        }
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Task::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .with_context(|| format!("unknown task `{s}` (expected denoise, deblur, inpaint or superres)"))
+    }
+}
+
+/// Test metric reported per task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Mse,
+    Ssim,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Mse => "mse",
+            Metric::Ssim => "ssim",
+        }
+    }
+    /// True when larger is better.
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Metric::Ssim)
+    }
+}
+
+/// Training strategy (001 sections 2-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Plain SGD on the finest mesh.
+    Single,
+    /// The multiscale gradient estimator on every iteration (001 Algorithm 1).
+    Multiscale,
+    /// Stages coarse to fine, each an MGE over the levels at or below it (001 Algorithm 2).
+    FullMultiscale,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Single => "single",
+            Strategy::Multiscale => "multiscale",
+            Strategy::FullMultiscale => "full-multiscale",
+        }
+    }
+}
+
+/// Procedural or stored image source (SPEC section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    DeadLeaves,
+    Grf,
+    Markov,
+    /// A folder of PNG/JPEG images (`dir`).
+    Folder,
+}
+
+/// Training loss: MSE (Table 7) or negative SSIM (Table 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    Mse,
+    Ssim,
+}
+
+/// Learning-rate schedule: cosine annealing (Table 7) or constant (Table 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    Cosine,
+    Constant,
+}
+
+/// Full-multiscale iteration schedule (SPEC section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FmgSchedule {
+    /// `I, I/2, I/4, ...` from the coarsest stage to the finest (denoising, deblurring).
+    Halving,
+    /// `I` on every stage (inpainting, super-resolution).
+    Equal,
+}
+
+/// Per-level batch allocation of the MGE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Allocation {
+    /// `N_l = 2^l N_0` (or `train.batch`).
+    Fixed,
+    /// MLMC-optimal `N_l ∝ sqrt(V_l / C_l)` from online variances (SPEC section 3).
+    Adaptive,
+}
+
+/// A whole training configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub task: Task,
+    /// `models::ModelConfig` as a TOML table (`kind = "unet"`, ...), checked by the models crate.
+    pub model: toml::Table,
+    pub data: DataConfig,
+    pub train: TrainSection,
+}
+
+/// `[data]`: where images come from and at which mesh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Training images.
+    pub source: SourceKind,
+    /// Folder of training images when `source = "folder"`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Folder of test images (default: the shipped photos in `datasets/photos`).
+    #[serde(default = "default_test_dir")]
+    pub test_dir: PathBuf,
+    /// Finest mesh: images are `size x size`.
+    pub size: usize,
+    /// Number of test images scored at the end (all when larger than the folder).
+    #[serde(default = "default_test_images")]
+    pub test_images: usize,
+    /// Number of images of the fixed validation set (drawn from the training source, never trained on).
+    #[serde(default = "default_validation_images")]
+    pub validation_images: usize,
+    /// Loader threads (results do not depend on it).
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Gaussian blur width in pixels for deblurring (001 Appendix D: 3).
+    #[serde(default = "default_blur_sigma")]
+    pub blur_sigma: f64,
+    /// Spectral exponent of the Gaussian random field source.
+    #[serde(default = "default_grf_beta")]
+    pub grf_beta: f64,
+}
+
+/// `[train]`: the optimisation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Default strategy (`--strategy` overrides it).
+    #[serde(default = "default_strategy")]
+    pub strategy: Strategy,
+    /// Number of mesh levels L.
+    pub levels: usize,
+    /// Base batch size N_0 (finest-level batch of the MGE, and the practical single-scale batch).
+    pub n0: usize,
+    /// Explicit per-level batch sizes (finest first); default `2^l N_0`.
+    #[serde(default)]
+    pub batch: Option<Vec<usize>>,
+    /// Single-scale batch size; default `N_0`.
+    #[serde(default)]
+    pub single_batch: Option<usize>,
+    /// Iterations of single-scale and multiscale training.
+    pub iterations: usize,
+    /// Iterations of the coarsest full-multiscale stage.
+    #[serde(default)]
+    pub fmg_iterations: Option<usize>,
+    #[serde(default = "default_fmg_schedule")]
+    pub fmg_schedule: FmgSchedule,
+    /// Hot start between full-multiscale stages: "identity" or "galerkin".
+    #[serde(default = "default_hot_start")]
+    pub hot_start: String,
+    /// Stop a stage when the validation loss has not improved for this many validations.
+    #[serde(default)]
+    pub early_stopping_patience: Option<usize>,
+    pub lr: f64,
+    #[serde(default = "default_lr_schedule")]
+    pub lr_schedule: LrSchedule,
+    #[serde(default = "default_loss")]
+    pub loss: LossKind,
+    /// "coarsen", "crop" or "both".
+    #[serde(default = "default_subsampling")]
+    pub subsampling: String,
+    /// "average", "injection" or "full-weighting".
+    #[serde(default = "default_restriction")]
+    pub restriction: String,
+    /// Noise-consistent restriction of the denoising input (SPEC section 3).
+    #[serde(default)]
+    pub noise_consistent: bool,
+    #[serde(default = "default_allocation")]
+    pub allocation: Allocation,
+    /// Write a checkpoint every this many iterations (and at the end).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    /// Evaluate the validation loss every this many iterations.
+    #[serde(default = "default_validate_every")]
+    pub validate_every: usize,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_test_dir() -> PathBuf {
+    PathBuf::from("datasets/photos")
+}
+fn default_test_images() -> usize {
+    64
+}
+fn default_validation_images() -> usize {
+    16
+}
+fn default_threads() -> usize {
+    2
+}
+fn default_blur_sigma() -> f64 {
+    3.0
+}
+fn default_grf_beta() -> f64 {
+    3.0
+}
+fn default_strategy() -> Strategy {
+    Strategy::Multiscale
+}
+fn default_fmg_schedule() -> FmgSchedule {
+    FmgSchedule::Halving
+}
+fn default_hot_start() -> String {
+    "identity".into()
+}
+fn default_lr_schedule() -> LrSchedule {
+    LrSchedule::Cosine
+}
+fn default_loss() -> LossKind {
+    LossKind::Mse
+}
+fn default_subsampling() -> String {
+    "coarsen".into()
+}
+fn default_restriction() -> String {
+    "average".into()
+}
+fn default_allocation() -> Allocation {
+    Allocation::Fixed
+}
+fn default_checkpoint_every() -> usize {
+    500
+}
+fn default_validate_every() -> usize {
+    100
+}
+
+const SUBSAMPLINGS: [&str; 3] = ["coarsen", "crop", "both"];
+const RESTRICTIONS: [&str; 3] = ["average", "injection", "full-weighting"];
+const HOT_STARTS: [&str; 2] = ["identity", "galerkin"];
+
+impl TrainConfig {
+    /// Read, parse and validate `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate TOML `text`; `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let cfg: TrainConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: invalid config: {e}", origin.display()))?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// The TOML text of this configuration (written beside every run).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("cannot serialise the config")
+    }
+
+    /// Per-level MGE batch sizes, finest first: `train.batch` or `2^l N_0`.
+    pub fn level_batches(&self) -> Vec<usize> {
+        let t = &self.train;
+        t.batch.clone().unwrap_or_else(|| (0..t.levels).map(|l| t.n0 << l).collect())
+    }
+
+    /// Full-multiscale stage iterations, coarsest stage first (SPEC section 4).
+    pub fn stage_iterations(&self) -> Vec<usize> {
+        let t = &self.train;
+        let first = t.fmg_iterations.unwrap_or(t.iterations);
+        (0..t.levels)
+            .map(|k| match t.fmg_schedule {
+                FmgSchedule::Halving => (first >> k).max(1),
+                FmgSchedule::Equal => first,
+            })
+            .collect()
+    }
+
+    /// Check every value; errors name `origin` and the key.
+    pub fn validate(&self, origin: &Path) -> Result<()> {
+        let f = origin.display();
+        let d = &self.data;
+        let t = &self.train;
+        if !(1..=8).contains(&t.levels) {
+            bail!("{f}: train.levels = {}: must be between 1 and 8", t.levels);
+        }
+        let coarsest = 1usize << (t.levels - 1);
+        if d.size < 4 * coarsest || d.size % coarsest != 0 {
+            bail!(
+                "{f}: data.size = {}: must be a multiple of 2^(levels-1) = {coarsest} and at least {} so the coarsest mesh has 4 pixels a side",
+                d.size,
+                4 * coarsest
+            );
+        }
+        if self.task == Task::Superres && (d.size / coarsest) % 2 != 0 {
+            bail!("{f}: data.size = {}: super-resolution needs an even coarsest mesh (size / 2^(levels-1) even)", d.size);
+        }
+        if d.source == SourceKind::Folder && d.dir.is_none() {
+            bail!("{f}: data.dir is required when data.source = \"folder\"");
+        }
+        if let Some(dir) = &d.dir {
+            if !dir.is_dir() {
+                bail!("{f}: data.dir = {:?}: not a folder", dir.display().to_string());
+            }
+        }
+        positive(&f, "data.test_images", d.test_images)?;
+        positive(&f, "data.validation_images", d.validation_images)?;
+        positive(&f, "data.threads", d.threads)?;
+        positive_f(&f, "data.blur_sigma", d.blur_sigma)?;
+        positive_f(&f, "data.grf_beta", d.grf_beta)?;
+        positive(&f, "train.n0", t.n0)?;
+        if let Some(b) = &t.batch {
+            if b.len() != t.levels {
+                bail!("{f}: train.batch has {} entries: must have one per level (train.levels = {})", b.len(), t.levels);
+            }
+            if b.contains(&0) {
+                bail!("{f}: train.batch = {b:?}: every batch size must be at least 1");
+            }
+        }
+        if let Some(b) = t.single_batch {
+            positive(&f, "train.single_batch", b)?;
+        }
+        positive(&f, "train.iterations", t.iterations)?;
+        if let Some(i) = t.fmg_iterations {
+            positive(&f, "train.fmg_iterations", i)?;
+        }
+        if let Some(p) = t.early_stopping_patience {
+            positive(&f, "train.early_stopping_patience", p)?;
+        }
+        positive_f(&f, "train.lr", t.lr)?;
+        if t.lr > 1.0 {
+            bail!("{f}: train.lr = {}: must be at most 1", t.lr);
+        }
+        one_of(&f, "train.subsampling", &t.subsampling, &SUBSAMPLINGS)?;
+        one_of(&f, "train.restriction", &t.restriction, &RESTRICTIONS)?;
+        one_of(&f, "train.hot_start", &t.hot_start, &HOT_STARTS)?;
+        if t.noise_consistent && self.task != Task::Denoise {
+            bail!("{f}: train.noise_consistent = true: only meaningful for task = \"denoise\"");
+        }
+        positive(&f, "train.checkpoint_every", t.checkpoint_every)?;
+        positive(&f, "train.validate_every", t.validate_every)?;
+        if !self.model.contains_key("kind") {
+            bail!("{f}: model.kind is missing (e.g. kind = \"unet\")");
+        }
+        Ok(())
+    }
+}
+
+fn positive(f: &impl std::fmt::Display, key: &str, v: usize) -> Result<()> {
+    if v == 0 {
+        bail!("{f}: {key} = 0: must be at least 1");
+    }
+    Ok(())
+}
+
+fn positive_f(f: &impl std::fmt::Display, key: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("{f}: {key} = {v}: must be a positive number");
+    }
+    Ok(())
+}
+
+fn one_of(f: &impl std::fmt::Display, key: &str, v: &str, allowed: &[&str]) -> Result<()> {
+    if !allowed.contains(&v) {
+        bail!("{f}: {key} = {v:?}: expected one of {}", allowed.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const GOOD: &str = r#"
+task = "denoise"
+
+[model]
+kind = "unet"
+
+[data]
+source = "dead-leaves"
+size = 32
+
+[train]
+levels = 3
+n0 = 2
+iterations = 10
+lr = 5e-4
+"#;
+
+    fn parse(text: &str) -> Result<TrainConfig> {
+        TrainConfig::parse(text, Path::new("configs/test.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.train.strategy, Strategy::Multiscale);
+        assert_eq!(c.level_batches(), vec![2, 4, 8]);
+        assert_eq!(c.stage_iterations(), vec![10, 5, 2]);
+        assert_eq!(c.data.test_dir, PathBuf::from("datasets/photos"));
+        // Round trip through the TOML written beside each run.
+        let again = parse(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(again.to_toml().unwrap(), c.to_toml().unwrap());
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_file() {
+        let e = err(&GOOD.replace("lr = 5e-4", "lr = 5e-4\nlearning_rate = 1"));
+        assert!(e.contains("configs/test.toml") && e.contains("learning_rate"), "{e}");
+        let e = err(&GOOD.replace("size = 32", "size = 32\nsizee = 3"));
+        assert!(e.contains("sizee"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("levels = 3", "levels = 0", "train.levels"),
+            ("size = 32", "size = 30", "data.size"),
+            ("n0 = 2", "n0 = 0", "train.n0"),
+            ("lr = 5e-4", "lr = -1.0", "train.lr"),
+            ("lr = 5e-4", "lr = 5e-4\nsubsampling = \"zoom\"", "train.subsampling"),
+            ("lr = 5e-4", "lr = 5e-4\nbatch = [1, 2]", "train.batch"),
+            ("lr = 5e-4", "lr = 5e-4\ncheckpoint_every = 0", "train.checkpoint_every"),
+            ("source = \"dead-leaves\"", "source = \"folder\"", "data.dir"),
+            ("kind = \"unet\"", "channels = 3", "model.kind"),
+        ];
+        for (from, to, key) in cases {
+            let e = err(&GOOD.replace(from, to));
+            assert!(e.contains(key) && e.contains("configs/test.toml"), "{to}: {e}");
+        }
+        let e = err(&GOOD.replace("task = \"denoise\"", "task = \"colorize\""));
+        assert!(e.contains("colorize") && e.contains("task"), "{e}");
+    }
+}
