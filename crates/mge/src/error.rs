@@ -1,0 +1,21 @@
+//! Typed errors of the estimator.
+
+/// Errors of the `mge` crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed (shapes, devices, backward).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A [`crate::LevelPlan`] or strategy parameter is inconsistent; the message names it.
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+    /// A sampler returned a batch of the wrong size or layout.
+    #[error("sampler: {0}")]
+    Sampler(String),
+    /// An exact work-unit fraction overflowed or failed to parse.
+    #[error("work units: {0}")]
+    Fraction(String),
+}
+
+/// Result type of the `mge` crate.
+pub type Result<T> = std::result::Result<T, Error>;
