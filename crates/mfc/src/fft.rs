@@ -1,0 +1,314 @@
+//! Backend (a): the real 2-D FFT on the CPU (realfft + rustfft) as candle custom ops with exact
+//! backward passes.
+//!
+//! Conventions (shared with [`crate::dft_matmul`]), for a real `x` of shape `[.., H, W]` and the
+//! half spectrum `Z` of shape `[.., H, W/2+1]` (columns `m_x = 0 ..= W/2`, rows in FFT order):
+//! - `rfft2`: `Z[m_y, m_x] = sum_{y,x} x[y, x] e^{-2 pi i (m_y y / H + m_x x / W)}` (unnormalised).
+//! - `irfft2`: inverse complex FFT along H (factor `1/H`), then the complex-to-real inverse along W
+//!   (factor `1/W`) that reads only the real part of columns `0` and `W/2` (even W). For the
+//!   half spectrum of a real image this is the exact inverse of `rfft2`.
+//! - Adjoints (SPEC section 2): with the Hermitian half-spectrum weights `w_m = 1` for `m_x = 0`
+//!   and the Nyquist column `m_x = W/2` (even W), `w_m = 2` otherwise,
+//!   `rfft2^T G = H W irfft2(G / w)` and `irfft2^T g = w rfft2(g) / (H W)`.
+//!
+//! The op `Rfft2` returns re and im stacked on a new leading axis, `[2, .., H, W/2+1]`; the public
+//! functions split it into a [`Spectrum`] of two views (no copy).
+
+use crate::backend::Spectrum;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
+use realfft::{num_complex::Complex, ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
+use rustfft::{Fft, FftPlanner};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Real 2-D FFT of the last two axes on the CPU: `[.., H, W] -> Spectrum [.., H, W/2+1]`
+/// (unnormalised, see the module docs), differentiable.
+pub fn rfft2(x: &Tensor) -> candle_core::Result<Spectrum> {
+    let packed = x.contiguous()?.apply_op1(Rfft2)?;
+    Spectrum::from_packed(&packed)
+}
+
+/// Inverse of [`rfft2`] to real images of width `width` (`z.re.dim(-1)` must be `width/2+1`):
+/// `[.., H, W/2+1] -> [.., H, width]`, normalised by `1/(H W)`, differentiable.
+pub fn irfft2(z: &Spectrum, width: usize) -> candle_core::Result<Tensor> {
+    let (re, im) = (z.re.contiguous()?, z.im.contiguous()?);
+    re.apply_op2(&im, Irfft2 { width })
+}
+
+/// Hermitian half-spectrum weights `w_m` (1 on columns 0 and W/2 for even W, else 2), `[W/2+1]`.
+pub(crate) fn half_weights(width: usize, dtype: DType, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+    let wh = width / 2 + 1;
+    let w: Vec<f64> = (0..wh).map(|m| if m == 0 || 2 * m == width { 1.0 } else { 2.0 }).collect();
+    Tensor::from_vec(w, wh, device)?.to_dtype(dtype)
+}
+
+struct Rfft2;
+
+struct Irfft2 {
+    width: usize,
+}
+
+/// Shape helpers: `(planes, h, w)` of a `[.., H, W]` shape.
+fn planes_hw(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
+    if dims.len() < 2 {
+        candle_core::bail!("mfc fft: need at least 2 dims, got {dims:?}");
+    }
+    let (h, w) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+    if h == 0 || w == 0 {
+        candle_core::bail!("mfc fft: empty spatial dims {dims:?}");
+    }
+    Ok((dims[..dims.len() - 2].iter().product(), h, w))
+}
+
+fn contiguous<'a, T>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("mfc fft: input must be contiguous"),
+    }
+}
+
+impl CustomOp1 for Rfft2 {
+    fn name(&self) -> &'static str {
+        "mfc-rfft2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l.shape().dims();
+        let (p, h, w) = planes_hw(dims)?;
+        let mut out_dims = vec![2];
+        out_dims.extend_from_slice(&dims[..dims.len() - 1]);
+        *out_dims.last_mut().expect("rank >= 2") = w / 2 + 1;
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(rfft2_cpu(contiguous(v, l)?, p, h, w)),
+            CpuStorage::F64(v) => CpuStorage::F64(rfft2_cpu(contiguous(v, l)?, p, h, w)),
+            _ => candle_core::bail!("mfc rfft2: only f32 and f64 are supported"),
+        };
+        Ok((out, Shape::from(out_dims)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dims = arg.dims();
+        let (_, h, w) = planes_hw(dims)?;
+        let g = Spectrum::from_packed(grad)?;
+        let inv_w = half_weights(w, grad.dtype(), grad.device())?.recip()?;
+        let g = Spectrum { re: g.re.broadcast_mul(&inv_w)?, im: g.im.broadcast_mul(&inv_w)? };
+        Ok(Some((irfft2(&g, w)? * (h * w) as f64)?))
+    }
+}
+
+impl CustomOp2 for Irfft2 {
+    fn name(&self) -> &'static str {
+        "mfc-irfft2"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l1.shape().dims();
+        if dims != l2.shape().dims() {
+            candle_core::bail!("mfc irfft2: re {dims:?} and im {:?} differ", l2.shape().dims());
+        }
+        let (p, h, wh) = planes_hw(dims)?;
+        let w = self.width;
+        if w == 0 || w / 2 + 1 != wh {
+            candle_core::bail!("mfc irfft2: width {w} does not match {wh} half-spectrum columns");
+        }
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("rank >= 2") = w;
+        let out = match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                CpuStorage::F32(irfft2_cpu(contiguous(a, l1)?, contiguous(b, l2)?, p, h, w))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                CpuStorage::F64(irfft2_cpu(contiguous(a, l1)?, contiguous(b, l2)?, p, h, w))
+            }
+            _ => candle_core::bail!("mfc irfft2: only f32/f64 (same for re and im) are supported"),
+        };
+        Ok((out, Shape::from(out_dims)))
+    }
+
+    fn bwd(
+        &self,
+        _re: &Tensor,
+        _im: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, h, w) = planes_hw(grad.dims())?;
+        let scale = (half_weights(w, grad.dtype(), grad.device())? / (h * w) as f64)?;
+        let g = rfft2(grad)?;
+        Ok((Some(g.re.broadcast_mul(&scale)?), Some(g.im.broadcast_mul(&scale)?)))
+    }
+}
+
+/// Floating types with a process-wide cache of FFT plans.
+trait Float: FftNum {
+    fn planners() -> &'static Mutex<Planners<Self>>;
+}
+
+struct Planners<T: FftNum> {
+    real: RealFftPlanner<T>,
+    complex: FftPlanner<T>,
+}
+
+impl<T: FftNum> Planners<T> {
+    fn new() -> Self {
+        Self { real: RealFftPlanner::new(), complex: FftPlanner::new() }
+    }
+}
+
+impl Float for f32 {
+    fn planners() -> &'static Mutex<Planners<f32>> {
+        static P: OnceLock<Mutex<Planners<f32>>> = OnceLock::new();
+        P.get_or_init(|| Mutex::new(Planners::new()))
+    }
+}
+
+impl Float for f64 {
+    fn planners() -> &'static Mutex<Planners<f64>> {
+        static P: OnceLock<Mutex<Planners<f64>>> = OnceLock::new();
+        P.get_or_init(|| Mutex::new(Planners::new()))
+    }
+}
+
+/// The four plans an `H x W` transform needs.
+struct Plans<T: FftNum> {
+    r2c: Arc<dyn RealToComplex<T>>,
+    c2r: Arc<dyn ComplexToReal<T>>,
+    fwd_h: Arc<dyn Fft<T>>,
+    inv_h: Arc<dyn Fft<T>>,
+}
+
+impl<T: Float> Plans<T> {
+    fn new(h: usize, w: usize) -> Self {
+        // A poisoned lock only means another thread panicked while planning; the planner's
+        // cache is still usable.
+        let mut p = T::planners().lock().unwrap_or_else(|e| e.into_inner());
+        Self {
+            r2c: p.real.plan_fft_forward(w),
+            c2r: p.real.plan_fft_inverse(w),
+            fwd_h: p.complex.plan_fft_forward(h),
+            inv_h: p.complex.plan_fft_inverse(h),
+        }
+    }
+}
+
+/// Number of worker threads for `planes` planes of `plane_len` values.
+fn workers(planes: usize, plane_len: usize) -> usize {
+    if planes * plane_len < 1 << 14 {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(planes).max(1)
+}
+
+/// Run `f(first_plane, count)` over `planes` split into contiguous chunks, one per worker.
+fn split_planes<F: Fn(usize, usize) + Sync>(planes: usize, plane_len: usize, f: F) {
+    let t = workers(planes, plane_len);
+    if t <= 1 {
+        f(0, planes);
+        return;
+    }
+    let per = planes.div_ceil(t);
+    std::thread::scope(|s| {
+        for start in (0..planes).step_by(per) {
+            let f = &f;
+            s.spawn(move || f(start, per.min(planes - start)));
+        }
+    });
+}
+
+/// Raw pointer that may be shared by workers writing disjoint plane ranges.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// # Safety
+    /// Callers must access disjoint ranges from different threads, within the allocation.
+    unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+}
+
+/// `rfft2` of `p` planes `[h, w]`; output re planes then im planes, each `[h, w/2+1]`.
+fn rfft2_cpu<T: Float>(x: &[T], p: usize, h: usize, w: usize) -> Vec<T> {
+    let wh = w / 2 + 1;
+    let plans = Plans::<T>::new(h, w);
+    let mut out = vec![T::zero(); 2 * p * h * wh];
+    let ptr = SharedMut(out.as_mut_ptr());
+    split_planes(p, h * w, |start, count| {
+        let mut row = vec![T::zero(); w];
+        let mut cols = vec![Complex::new(T::zero(), T::zero()); wh * h];
+        let mut spec = vec![Complex::new(T::zero(), T::zero()); wh];
+        let mut s_r = plans.r2c.make_scratch_vec();
+        let mut s_c = vec![Complex::new(T::zero(), T::zero()); plans.fwd_h.get_inplace_scratch_len()];
+        for plane in start..start + count {
+            let xp = &x[plane * h * w..(plane + 1) * h * w];
+            for y in 0..h {
+                row.copy_from_slice(&xp[y * w..(y + 1) * w]);
+                // Lengths match the plan by construction, so the call cannot fail.
+                let _ = plans.r2c.process_with_scratch(&mut row, &mut spec, &mut s_r);
+                for (m, c) in spec.iter().enumerate() {
+                    cols[m * h + y] = *c;
+                }
+            }
+            plans.fwd_h.process_with_scratch(&mut cols, &mut s_c);
+            // SAFETY: each plane is written by exactly one worker; both ranges lie in `out`.
+            let (re, im) = unsafe { (ptr.slice(plane * h * wh, h * wh), ptr.slice((p + plane) * h * wh, h * wh)) };
+            for m in 0..wh {
+                for y in 0..h {
+                    let c = cols[m * h + y];
+                    re[y * wh + m] = c.re;
+                    im[y * wh + m] = c.im;
+                }
+            }
+        }
+    });
+    out
+}
+
+/// `irfft2` of `p` half-spectrum planes `[h, w/2+1]` (re, im) to real planes `[h, w]`.
+fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize) -> Vec<T> {
+    let wh = w / 2 + 1;
+    let plans = Plans::<T>::new(h, w);
+    let scale = T::one() / T::from_usize(h * w).expect("plane size fits the float type");
+    let mut out = vec![T::zero(); p * h * w];
+    let ptr = SharedMut(out.as_mut_ptr());
+    split_planes(p, h * w, |start, count| {
+        let mut cols = vec![Complex::new(T::zero(), T::zero()); wh * h];
+        let mut spec = vec![Complex::new(T::zero(), T::zero()); wh];
+        let mut s_r = plans.c2r.make_scratch_vec();
+        let mut s_c = vec![Complex::new(T::zero(), T::zero()); plans.inv_h.get_inplace_scratch_len()];
+        for plane in start..start + count {
+            let (rp, ip) = (&re[plane * h * wh..(plane + 1) * h * wh], &im[plane * h * wh..(plane + 1) * h * wh]);
+            for y in 0..h {
+                for m in 0..wh {
+                    cols[m * h + y] = Complex::new(rp[y * wh + m], ip[y * wh + m]);
+                }
+            }
+            plans.inv_h.process_with_scratch(&mut cols, &mut s_c);
+            // SAFETY: each plane is written by exactly one worker; the range lies in `out`.
+            let yp = unsafe { ptr.slice(plane * h * w, h * w) };
+            for y in 0..h {
+                for (m, s) in spec.iter_mut().enumerate() {
+                    *s = cols[m * h + y];
+                }
+                // The complex-to-real inverse reads only the real part of these columns.
+                spec[0].im = T::zero();
+                if w % 2 == 0 {
+                    spec[wh - 1].im = T::zero();
+                }
+                let row = &mut yp[y * w..(y + 1) * w];
+                let _ = plans.c2r.process_with_scratch(&mut spec, row, &mut s_r);
+                for v in row.iter_mut() {
+                    *v = *v * scale;
+                }
+            }
+        }
+    });
+    out
+}
