@@ -1,12 +1,53 @@
 //! Fast 2-D convolution on the CPU for candle tensors.
 //!
-//! `conv2d(x, w, padding, stride, groups)` computes
-//! `y[n, o, i, j] = sum_{c, a, b} w[o, c, a, b] x[n, c, s i + a - p, s j + b - p]`
-//! (zero padding), with exact backward passes. On non-CPU devices it forwards to candle.
+//! [`conv2d`]`(x, w, padding, stride, groups)` computes
+//! `y[n, o, i, j] = sum_{c, a, b} w[o, c, a, b] x[n, g(o) C/G + c, s i + a - p, s j + b - p]`
+//! (zero padding, `g(o)` the group of `o`), the convolution of 001 eq. 1 / 000 eq. 1, as im2col
+//! bands (sized for L2) times the weight matrix with the `gemm` crate, images split across the
+//! rayon threads. Its backward pass runs two more custom ops on the same machinery: the input
+//! gradient `col2im(W^T dy)` and the weight gradient `sum_n dy[n] im2col(x[n])^T`.
+//! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! let x = Var::randn(0f32, 1., (2, 3, 8, 8), &Device::Cpu)?;
+//! let w = Var::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu)?;
+//! let y = fastconv::conv2d(&x, &w, 1, 1, 1)?;
+//! assert_eq!(y.dims(), &[2, 4, 8, 8]);
+//! let grads = y.sqr()?.sum_all()?.backward()?;
+//! assert_eq!(grads.get(&w).map(|g| g.dims().to_vec()), Some(vec![4, 3, 3, 3]));
+//! # Ok::<(), candle_core::Error>(())
+//! ```
 
-use candle_core::{Result, Tensor};
+mod batch;
+mod elem;
+mod error;
+mod forward;
+mod geometry;
+mod grad_input;
+mod grad_weight;
+mod im2col;
+mod matmul;
+mod op;
 
-/// 2-D cross-correlation `[N, C_in, H, W] * [C_out, C_in / groups, k, k] -> [N, C_out, H', W']`.
+pub use error::ConvError;
+pub use geometry::ConvGeometry;
+
+use candle_core::{DType, Result, Tensor};
+
+/// 2-D cross-correlation `[N, C_in, H, W] * [C_out, C_in / groups, kh, kw] -> [N, C_out, H', W']`,
+/// `H' = (H + 2 padding - kh) / stride + 1`, with the semantics of candle's
+/// `Tensor::conv2d(w, padding, stride, 1, groups)` (001 eq. 1), differentiable in `x` and `w`.
+/// Bias is the caller's. On the CPU in f32/f64 it runs our im2col + GEMM kernels; otherwise it
+/// forwards to candle.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize, groups: usize) -> Result<Tensor> {
-    x.conv2d(w, padding, stride, 1, groups)
+    let native = x.device().is_cpu()
+        && w.device().is_cpu()
+        && x.dtype() == w.dtype()
+        && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !native {
+        return x.conv2d(w, padding, stride, 1, groups);
+    }
+    let geom = ConvGeometry::new(x.dims(), w.dims(), padding, stride, groups)?;
+    x.contiguous()?.apply_op2(&w.contiguous()?, op::Conv2dOp(geom))
 }

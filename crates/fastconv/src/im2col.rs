@@ -1,0 +1,121 @@
+//! im2col and its adjoint col2im for one group of one image, on a band of output rows.
+//!
+//! `cols[(c, a, b), (i - i0) wo + j] = x[c, s i + a - p, s j + b - p]` (zero outside the image),
+//! rows ordered like the weight `[c, a, b]`, so `y = W cols` (001 eq. 1's convolution as a GEMM).
+
+use crate::elem::Elem;
+use crate::geometry::ConvGeometry;
+
+/// Output indices `j` in `0..n_out` whose input index `s j + b - p` lies in `0..n_in`, as `j0..j1`.
+fn valid_range(b: usize, p: usize, s: usize, n_in: usize, n_out: usize) -> (usize, usize) {
+    let j0 = if b >= p { 0 } else { (p - b).div_ceil(s) };
+    let j1 = if n_in + p > b { ((n_in - 1 + p - b) / s + 1).min(n_out) } else { 0 };
+    (j0.min(j1), j1)
+}
+
+/// Fill `cols` (`k_rows x (i1 - i0) wo`, row-major) from `x` (`[cg, h, w]` of one group).
+pub(crate) fn im2col<T: Elem>(g: &ConvGeometry, x: &[T], i0: usize, i1: usize, cols: &mut [T]) {
+    let (p, s, wo) = (g.padding, g.stride, g.wo);
+    let tw = (i1 - i0) * wo;
+    let (ia, ib) = (i0, i1);
+    for (c, xc) in x.chunks_exact(g.hw_in()).enumerate().take(g.cg()) {
+        for a in 0..g.kh {
+            let (r0, r1) = valid_range(a, p, s, g.h, g.ho);
+            for b in 0..g.kw {
+                let (j0, j1) = valid_range(b, p, s, g.w, wo);
+                let row = &mut cols[((c * g.kh + a) * g.kw + b) * tw..][..tw];
+                for (dst, i) in row.chunks_exact_mut(wo).zip(ia..ib) {
+                    if i < r0 || i >= r1 {
+                        dst.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &xc[(s * i + a - p) * g.w..][..g.w];
+                    dst[..j0].fill(T::ZERO);
+                    dst[j1..].fill(T::ZERO);
+                    if j0 == j1 {
+                        continue;
+                    }
+                    if s == 1 {
+                        let start = j0 + b - p;
+                        dst[j0..j1].copy_from_slice(&src[start..start + (j1 - j0)]);
+                    } else {
+                        for (j, d) in dst.iter_mut().enumerate().take(j1).skip(j0) {
+                            *d = src[s * j + b - p];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adjoint of [`im2col`]: `x[c, s i + a - p, s j + b - p] += cols[(c, a, b), (i - i0) wo + j]`.
+pub(crate) fn col2im<T: Elem>(g: &ConvGeometry, cols: &[T], i0: usize, i1: usize, x: &mut [T]) {
+    let (p, s, wo) = (g.padding, g.stride, g.wo);
+    let tw = (i1 - i0) * wo;
+    let hw = g.hw_in();
+    for (c, xc) in x.chunks_exact_mut(hw).enumerate().take(g.cg()) {
+        for a in 0..g.kh {
+            let (r0, r1) = valid_range(a, p, s, g.h, g.ho);
+            for b in 0..g.kw {
+                let (j0, j1) = valid_range(b, p, s, g.w, wo);
+                let row = &cols[((c * g.kh + a) * g.kw + b) * tw..][..tw];
+                for (src, i) in row.chunks_exact(wo).zip(i0..i1) {
+                    if i < r0 || i >= r1 || j0 == j1 {
+                        continue;
+                    }
+                    let dst = &mut xc[(s * i + a - p) * g.w..][..g.w];
+                    if s == 1 {
+                        let start = j0 + b - p;
+                        for (d, &v) in dst[start..start + (j1 - j0)].iter_mut().zip(&src[j0..j1]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (j, &v) in src.iter().enumerate().take(j1).skip(j0) {
+                            dst[s * j + b - p] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `<im2col(x), c> = <x, col2im(c)>` for random x, c (adjointness), and im2col against the
+    /// defining formula evaluated pixel by pixel.
+    #[test]
+    fn im2col_matches_formula_and_col2im_is_adjoint() {
+        for &(h, w, k, p, s) in &[(5, 7, 3, 1, 1), (6, 5, 3, 1, 2), (9, 9, 5, 2, 2), (4, 4, 1, 0, 2), (3, 8, 9, 4, 1)] {
+            let g = ConvGeometry::new(&[1, 2, h, w], &[1, 2, k, k], p, s, 1).unwrap();
+            let x: Vec<f64> = (0..2 * h * w).map(|i| ((i * 37 % 101) as f64).sin()).collect();
+            let (i0, i1) = (g.ho / 3, g.ho);
+            let tw = (i1 - i0) * g.wo;
+            let mut cols = vec![f64::NAN; g.k_rows() * tw];
+            im2col(&g, &x, i0, i1, &mut cols);
+            for c in 0..2 {
+                for a in 0..k {
+                    for b in 0..k {
+                        for i in i0..i1 {
+                            for j in 0..g.wo {
+                                let (ii, jj) = ((s * i + a) as isize - p as isize, (s * j + b) as isize - p as isize);
+                                let inside = ii >= 0 && jj >= 0 && (ii as usize) < h && (jj as usize) < w;
+                                let want = if inside { x[c * h * w + ii as usize * w + jj as usize] } else { 0.0 };
+                                assert_eq!(cols[((c * k + a) * k + b) * tw + (i - i0) * g.wo + j], want);
+                            }
+                        }
+                    }
+                }
+            }
+            let r: Vec<f64> = (0..cols.len()).map(|i| ((i * 13 % 29) as f64).cos()).collect();
+            let mut xr = vec![0.0; x.len()];
+            col2im(&g, &r, i0, i1, &mut xr);
+            let lhs: f64 = cols.iter().zip(&r).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&xr).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-9 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+        }
+    }
+}
