@@ -1,0 +1,141 @@
+//! The seeded batch loader: a deterministic stream of fresh clean images as candle tensors.
+
+use crate::source::{mix_seed, ImageSource};
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::sync::Arc;
+
+/// Salt that separates the epoch-permutation streams from the infinite-source index stream.
+const SHUFFLE_SALT: u64 = 0x5EED_5A17_0000_0001;
+
+/// A shareable image source.
+pub type SharedSource = Arc<dyn ImageSource + Send + Sync>;
+
+/// Streams batches of clean images `[count, C, n, n]`.
+///
+/// Stream position `p` (starting at 0, advanced by every batch) maps to an image index:
+/// infinite sources use `mix_seed(seed, p)`, finite sources of `L` images use `perm_e[p mod L]`
+/// with `e = p div L` and `perm_e` a Fisher-Yates shuffle of `0..L` seeded by
+/// `mix_seed(seed ^ SALT, e)`, so an epoch never repeats an image. Images are rendered on up to
+/// `threads` threads; the output is the same for any thread count because each image depends
+/// only on its index.
+pub struct Loader {
+    source: SharedSource,
+    n: usize,
+    seed: u64,
+    threads: usize,
+    position: u64,
+    epoch: Option<(u64, Vec<u64>)>,
+}
+
+impl Loader {
+    /// A loader of `n x n` images from `source`, stream seed `seed`, `threads >= 1` workers.
+    pub fn new(source: SharedSource, n: usize, seed: u64, threads: usize) -> Self {
+        Self { source, n, seed, threads: threads.max(1), position: 0, epoch: None }
+    }
+
+    /// The mesh size `n`.
+    pub fn size(&self) -> usize {
+        self.n
+    }
+
+    /// The source.
+    pub fn source(&self) -> &SharedSource {
+        &self.source
+    }
+
+    /// Number of images drawn so far (the stream position).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Moves the stream to `position` (e.g. to resume a run).
+    pub fn set_position(&mut self, position: u64) {
+        self.position = position;
+    }
+
+    /// The image indices of the next `count` stream positions; advances the stream.
+    pub fn next_indices(&mut self, count: usize) -> Result<Vec<u64>> {
+        let len = self.source.len();
+        if len == Some(0) {
+            return Err(Error::InvalidArgument("the source holds no images".into()));
+        }
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let p = self.position;
+            out.push(match len {
+                None => mix_seed(self.seed, p),
+                Some(l) => {
+                    let (e, k) = (p / l as u64, (p % l as u64) as usize);
+                    if self.epoch.as_ref().map(|(cached, _)| *cached) != Some(e) {
+                        self.epoch = Some((e, permutation(l, mix_seed(self.seed ^ SHUFFLE_SALT, e))));
+                    }
+                    self.epoch.as_ref().map_or(0, |(_, perm)| perm[k])
+                }
+            });
+            self.position += 1;
+        }
+        Ok(out)
+    }
+
+    /// The next `count` fresh images, `[count, C, n, n]` on `device`.
+    pub fn next_batch(&mut self, count: usize, device: &Device) -> Result<Tensor> {
+        let indices = self.next_indices(count)?;
+        load_batch(self.source.as_ref(), &indices, self.n, self.threads, device)
+    }
+
+    /// The next `count` images and their labels (`[count]`, u32); an error for unlabelled sources.
+    pub fn next_labeled_batch(&mut self, count: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let indices = self.next_indices(count)?;
+        let labels = indices
+            .iter()
+            .map(|&i| {
+                self.source.label(i)?.map(|l| l as u32).ok_or_else(|| {
+                    Error::InvalidArgument(format!("image {i} of this source has no label"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let images = load_batch(self.source.as_ref(), &indices, self.n, self.threads, device)?;
+        Ok((images, Tensor::from_vec(labels, count, device)?))
+    }
+}
+
+/// Fisher-Yates shuffle of `0..len` from `seed`.
+fn permutation(len: usize, seed: u64) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut perm: Vec<u64> = (0..len as u64).collect();
+    for i in (1..len).rev() {
+        perm.swap(i, rng.random_range(0..=i));
+    }
+    perm
+}
+
+/// Renders images `indices` of `source` at mesh `n` on up to `threads` threads and stacks them
+/// into `[len, C, n, n]` on `device` (use it for fixed evaluation sets).
+pub fn load_batch(
+    source: &(dyn ImageSource + Send + Sync),
+    indices: &[u64],
+    n: usize,
+    threads: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    if indices.is_empty() {
+        return Err(Error::InvalidArgument("a batch needs at least one image".into()));
+    }
+    let chunk = indices.len().div_ceil(threads.max(1));
+    let images: Vec<Tensor> = std::thread::scope(|scope| {
+        let handles: Vec<_> = indices
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|&i| source.image(i, n)).collect::<Result<Vec<_>>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::InvalidArgument("an image worker panicked".into()))))
+            .collect::<Result<Vec<Vec<Tensor>>>>()
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    Ok(Tensor::stack(&images, 0)?.to_device(device)?)
+}

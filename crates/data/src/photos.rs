@@ -1,0 +1,149 @@
+//! Folders of PNG/JPEG photos (CelebA, Urban100, DIV2K, the shipped `datasets/photos`, ...).
+//!
+//! Each photo is decoded once, converted to RGB and centre-cropped to a square of side
+//! `min(width, height)`; `image(index, n)` resizes that square to `n x n` (area filter down,
+//! bicubic up; SPEC section 6). Optionally grey (`Y = 0.299 R + 0.587 G + 0.114 B`, ITU-R
+//! BT.601) and optionally random square patches instead of the whole square.
+
+use crate::resize::resize_square;
+use crate::source::{check_size, mix_seed, ImageSource};
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use std::path::{Path, PathBuf};
+
+/// One decoded photo: planar RGB bytes of its centre square.
+#[derive(Debug, Clone)]
+struct Photo {
+    path: PathBuf,
+    side: usize,
+    rgb: Vec<u8>,
+}
+
+/// The photos of one folder (files ending in `.png`, `.jpg` or `.jpeg`, any case), sorted by
+/// file name. Finite (`len()` = number of photos) unless random crops are enabled.
+#[derive(Debug, Clone)]
+pub struct PhotoFolder {
+    photos: Vec<Photo>,
+    grayscale: bool,
+    crops: Option<(usize, u64)>,
+}
+
+/// Whether `path` has a PNG or JPEG file extension.
+fn is_photo(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
+    matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+}
+
+/// Decodes `path` (format from the content) and keeps its centred square as planar RGB.
+fn decode(path: &Path) -> Result<Photo> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let img = reader.decode().map_err(|source| Error::Decode { path: path.to_path_buf(), source })?.into_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let side = w.min(h);
+    if side == 0 {
+        return Err(Error::format(path, "empty image"));
+    }
+    let (x0, y0) = ((w - side) / 2, (h - side) / 2);
+    let mut rgb = vec![0u8; 3 * side * side];
+    for y in 0..side {
+        for x in 0..side {
+            let p = img.get_pixel((x0 + x) as u32, (y0 + y) as u32).0;
+            for c in 0..3 {
+                rgb[(c * side + y) * side + x] = p[c];
+            }
+        }
+    }
+    Ok(Photo { path: path.to_path_buf(), side, rgb })
+}
+
+impl PhotoFolder {
+    /// Decodes every PNG/JPEG in `dir` (not recursive). Errors name the folder when it cannot be
+    /// listed or holds no photo, and the file when one cannot be decoded.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut paths = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            if path.is_file() && is_photo(&path) {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        if paths.is_empty() {
+            return Err(Error::format(dir, "no .png, .jpg or .jpeg files in this folder"));
+        }
+        let photos = paths.iter().map(|p| decode(p)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { photos, grayscale: false, crops: None })
+    }
+
+    /// Grey (one channel, BT.601 luma) instead of RGB.
+    pub fn grayscale(mut self, grey: bool) -> Self {
+        self.grayscale = grey;
+        self
+    }
+
+    /// Turns the folder into an infinite source of random square patches: image `index` is a
+    /// patch of side `min(patch, photo side)` of photo `index mod count` at a position drawn from
+    /// `mix_seed(seed, index)`, then resized to `n`.
+    pub fn with_random_crops(mut self, patch: usize, seed: u64) -> Self {
+        self.crops = Some((patch.max(1), seed));
+        self
+    }
+
+    /// File paths of the photos, in index order.
+    pub fn paths(&self) -> Vec<&Path> {
+        self.photos.iter().map(|p| p.path.as_path()).collect()
+    }
+
+    /// The photo, the patch side and its top-left corner for image `index`.
+    fn window(&self, index: u64) -> Result<(&Photo, usize, usize, usize)> {
+        let count = self.photos.len();
+        match self.crops {
+            None => {
+                let i = usize::try_from(index).ok().filter(|&i| i < count);
+                let photo = &self.photos[i.ok_or(Error::IndexOutOfRange { index, len: count })?];
+                Ok((photo, photo.side, 0, 0))
+            }
+            Some((patch, seed)) => {
+                let photo = &self.photos[(index % count as u64) as usize];
+                let side = patch.min(photo.side);
+                let r = mix_seed(seed, index);
+                let room = (photo.side - side + 1) as u64;
+                Ok((photo, side, (r % room) as usize, ((r >> 32) % room) as usize))
+            }
+        }
+    }
+}
+
+impl ImageSource for PhotoFolder {
+    fn channels(&self) -> usize {
+        if self.grayscale { 1 } else { 3 }
+    }
+
+    fn len(&self) -> Option<usize> {
+        self.crops.is_none().then_some(self.photos.len())
+    }
+
+    fn image(&self, index: u64, n: usize) -> Result<Tensor> {
+        check_size(n)?;
+        let (photo, side, x0, y0) = self.window(index)?;
+        let plane = |c: usize| (0..side * side).map(move |k| photo.rgb[(c * photo.side + y0 + k / side) * photo.side + x0 + k % side] as f32 / 255.0);
+        let px: Vec<f32> = if self.grayscale {
+            plane(0).zip(plane(1)).zip(plane(2)).map(|((r, g), b)| 0.299 * r + 0.587 * g + 0.114 * b).collect()
+        } else {
+            (0..3).flat_map(plane).collect()
+        };
+        let c = self.channels();
+        let out = resize_square(&px, c, side, side, n);
+        Ok(Tensor::from_vec(out, (c, n, n), &Device::Cpu)?)
+    }
+}
+
+/// The shipped photos folder `datasets/photos` of this workspace (found from this crate's
+/// `CARGO_MANIFEST_DIR`, i.e. `<workspace>/crates/data/../../datasets/photos`).
+pub fn photos_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/photos")
+}
