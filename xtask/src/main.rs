@@ -6,6 +6,7 @@ mod common;
 mod bench;
 mod bench_conv;
 mod bench_mfc;
+mod adam;
 mod checkpointing;
 mod config;
 mod data_cmd;
@@ -14,6 +15,9 @@ mod models_cmd;
 mod pictures;
 mod plot;
 mod reproduce;
+mod reproduce_table2;
+mod reproduce_table5;
+mod reproduce_table6;
 mod stencil;
 mod train;
 
