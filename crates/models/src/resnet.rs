@@ -1,0 +1,163 @@
+//! The authors' image-to-image ResNet (001 Table 7: 2 blocks at 128 channels) and the deeper
+//! ResNet18/ResNet50-style variants of 001 Table 4. Every layer works at full resolution.
+
+use crate::config::{DeepResnetConfig, ResnetConfig};
+use crate::conv::{Conv, ConvKind, ConvSpec};
+use crate::embedding::{add_channelwise, noise_level, ResnetEmbedding};
+use crate::error::{Error, Result};
+use crate::model::{validate, Model};
+use crate::norm::GroupNorm;
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+const LEAK: f64 = 0.2;
+
+/// `LReLU_0.2(LN(x))`: parameter-free per-sample layer norm over `(C, H, W)` (authors' blocks).
+fn norm_act(x: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::leaky_relu(&GroupNorm::layer_norm().forward(x)?, LEAK)
+}
+
+/// The residual branch of one block.
+enum Block {
+    /// `C_2 LReLU(LN(C_1 x + e(t)))`, two 3x3 convolutions (authors' `resnet_block`).
+    Basic { conv1: Conv, emb: Option<ResnetEmbedding>, conv2: Conv },
+    /// `E LReLU(LN(C LReLU(LN(D x)) + e(t)))` with 1x1 reduction `D` to the inner width, a 3x3 `C`
+    /// and 1x1 expansion `E` back (ResNet50's bottleneck).
+    Bottleneck { reduce: Conv, conv: Conv, emb: Option<ResnetEmbedding>, expand: Conv },
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let conditioned = |h: Tensor, emb: &Option<ResnetEmbedding>| -> candle_core::Result<Tensor> {
+            match (emb, t) {
+                (Some(e), Some(t)) => add_channelwise(&h, &e.forward(t)?),
+                _ => Ok(h),
+            }
+        };
+        match self {
+            Block::Basic { conv1, emb, conv2 } => conv2.forward(&norm_act(&conditioned(conv1.forward(x)?, emb)?)?),
+            Block::Bottleneck { reduce, conv, emb, expand } => {
+                let h = norm_act(&reduce.forward(x)?)?;
+                expand.forward(&norm_act(&conditioned(conv.forward(&h)?, emb)?)?)
+            }
+        }
+    }
+}
+
+/// How the residual blocks of a [`ResNet`] look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `count` basic blocks (two 3x3 convolutions each).
+    Basic {
+        /// Number of blocks.
+        count: usize,
+    },
+    /// `count` bottleneck blocks with the given inner width.
+    Bottleneck {
+        /// Number of blocks.
+        count: usize,
+        /// Width of the 3x3 convolution.
+        inner: usize,
+    },
+}
+
+/// `y = Close(x_B)`, `x_{b+1} = x_b + Block_b(x_b, t)`, `x_0 = Open(x)` with 1x1 `Open`/`Close`
+/// (authors' `resnet`; `Close` initialised at 1e-3 scale). Down-sampling factor 1.
+pub struct ResNet {
+    in_channels: usize,
+    conditioned: bool,
+    open: Conv,
+    blocks: Vec<Block>,
+    close: Conv,
+}
+
+impl ResNet {
+    /// A ResNet of `hidden` channels with the given block layout.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        hidden: usize,
+        layout: Layout,
+        conditioned: bool,
+        kind: ConvKind,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if in_channels == 0 || out_channels == 0 || hidden == 0 {
+            return Err(Error::InvalidConfig("ResNet channels must be positive".into()));
+        }
+        let embedding = |width: usize, vb: VarBuilder| -> Result<Option<ResnetEmbedding>> {
+            if conditioned { Ok(Some(ResnetEmbedding::new(width, vb.pp("emb"))?)) } else { Ok(None) }
+        };
+        let vblocks = vb.pp("blocks");
+        let blocks = match layout {
+            Layout::Basic { count } => (0..count)
+                .map(|i| {
+                    let vb = vblocks.pp(i.to_string());
+                    Ok(Block::Basic {
+                        conv1: Conv::new(ConvSpec::new(hidden, hidden, 3), kind, vb.pp("conv1"))?,
+                        emb: embedding(hidden, vb.clone())?,
+                        conv2: Conv::new(ConvSpec::new(hidden, hidden, 3), kind, vb.pp("conv2"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            Layout::Bottleneck { count, inner } => (0..count)
+                .map(|i| {
+                    let vb = vblocks.pp(i.to_string());
+                    Ok(Block::Bottleneck {
+                        reduce: Conv::new(ConvSpec::new(hidden, inner, 1), kind, vb.pp("reduce"))?,
+                        conv: Conv::new(ConvSpec::new(inner, inner, 3), kind, vb.pp("conv"))?,
+                        emb: embedding(inner, vb.clone())?,
+                        expand: Conv::new(ConvSpec::new(inner, hidden, 1), kind, vb.pp("expand"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        Ok(Self {
+            in_channels,
+            conditioned,
+            open: Conv::new(ConvSpec::new(in_channels, hidden, 1), kind, vb.pp("open"))?,
+            blocks,
+            close: Conv::new(ConvSpec::new(hidden, out_channels, 1).init_scale(1e-3), kind, vb.pp("close"))?,
+        })
+    }
+
+    /// The Table 7 ResNet from its configuration.
+    pub fn from_config(cfg: &ResnetConfig, vb: VarBuilder) -> Result<Self> {
+        let layout = Layout::Basic { count: cfg.blocks };
+        Self::new(cfg.in_channels, cfg.out_channels, cfg.hidden, layout, cfg.noise_conditioning, cfg.conv, vb)
+    }
+
+    /// ResNet18-style: 8 basic blocks at `width` (1 + 16 + 1 = 18 layers).
+    pub fn resnet18(cfg: &DeepResnetConfig, vb: VarBuilder) -> Result<Self> {
+        let layout = Layout::Basic { count: 8 };
+        Self::new(cfg.in_channels, cfg.out_channels, cfg.width, layout, cfg.noise_conditioning, cfg.conv, vb)
+    }
+
+    /// ResNet50-style: 16 bottleneck blocks of inner width `width` in a trunk of `4 width`
+    /// (1 + 48 + 1 = 50 layers).
+    pub fn resnet50(cfg: &DeepResnetConfig, vb: VarBuilder) -> Result<Self> {
+        let layout = Layout::Bottleneck { count: 16, inner: cfg.width };
+        Self::new(cfg.in_channels, cfg.out_channels, 4 * cfg.width, layout, cfg.noise_conditioning, cfg.conv, vb)
+    }
+}
+
+impl Model for ResNet {
+    fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        validate(self, x)?;
+        let t = if self.conditioned { Some(noise_level(t, x.dim(0)?).map_err(Error::into_candle)?) } else { None };
+        let mut h = self.open.forward(x)?;
+        for block in &self.blocks {
+            h = (&h + block.forward(&h, t.as_ref())?)?;
+        }
+        self.close.forward(&h)
+    }
+
+    fn downsampling_factor(&self) -> usize {
+        1
+    }
+
+    fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+}
