@@ -30,6 +30,7 @@ pub mod dense;
 pub mod error;
 pub mod galerkin;
 pub mod prolong;
+pub mod rediscretise;
 pub mod restrict;
 pub mod sparse;
 
