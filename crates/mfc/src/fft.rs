@@ -75,7 +75,7 @@ impl CustomOp1 for Rfft2 {
         let dims = l.shape().dims();
         let (p, h, w) = planes_hw(dims)?;
         let mut out_dims = vec![2];
-        out_dims.extend_from_slice(&dims[..dims.len() - 1]);
+        out_dims.extend_from_slice(dims);
         *out_dims.last_mut().expect("rank >= 2") = w / 2 + 1;
         let out = match s {
             CpuStorage::F32(v) => CpuStorage::F32(rfft2_cpu(contiguous(v, l)?, p, h, w)),
