@@ -145,5 +145,6 @@ impl ImageSource for PhotoFolder {
 /// The shipped photos folder `datasets/photos` of this workspace (found from this crate's
 /// `CARGO_MANIFEST_DIR`, i.e. `<workspace>/crates/data/../../datasets/photos`).
 pub fn photos_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/photos")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap_or(manifest).join("datasets/photos")
 }
