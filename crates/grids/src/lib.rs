@@ -33,12 +33,14 @@ pub mod prolong;
 pub mod rediscretise;
 pub mod restrict;
 pub mod sparse;
+pub mod subsample;
 
 pub use boundary::Boundary;
 pub use dense::Matrix;
 pub use error::{Error, Result};
 pub use prolong::{prolong, prolong_with, Prolongation};
 pub use restrict::{restrict, restrict_with, Restriction};
+pub use subsample::Subsampling;
 
 /// 1-D weights of a transfer operator: `weights[k]` sits at offset `offset + k`.
 #[derive(Debug, Clone, Copy, PartialEq)]
