@@ -225,6 +225,9 @@ pub struct TrainSection {
     pub noise_consistent: bool,
     #[serde(default = "default_allocation")]
     pub allocation: Allocation,
+    /// Per-term gradient statistics (variance ratios) every this many iterations (0: never).
+    #[serde(default = "default_stats_every")]
+    pub stats_every: usize,
     /// Write a checkpoint every this many iterations (and at the end).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
@@ -276,6 +279,9 @@ fn default_restriction() -> String {
 }
 fn default_allocation() -> Allocation {
     Allocation::Fixed
+}
+fn default_stats_every() -> usize {
+    10
 }
 fn default_checkpoint_every() -> usize {
     500
@@ -387,6 +393,9 @@ impl TrainConfig {
         if t.noise_consistent && self.task != Task::Denoise {
             bail!("{f}: train.noise_consistent = true: only meaningful for task = \"denoise\"");
         }
+        if t.allocation == Allocation::Adaptive && t.stats_every == 0 {
+            bail!("{f}: train.stats_every = 0: adaptive allocation needs the per-term statistics (at least 1)");
+        }
         positive(&f, "train.checkpoint_every", t.checkpoint_every)?;
         positive(&f, "train.validate_every", t.validate_every)?;
         if !self.model.contains_key("kind") {
@@ -485,5 +494,24 @@ lr = 5e-4
         }
         let e = err(&GOOD.replace("task = \"denoise\"", "task = \"colorize\""));
         assert!(e.contains("colorize") && e.contains("task"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod shipped_configs {
+    use super::*;
+
+    #[test]
+    fn every_shipped_config_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 8, "only {n} configs in {}", dir.display());
     }
 }
