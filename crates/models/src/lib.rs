@@ -20,6 +20,7 @@
 //! ```
 
 pub mod attention;
+pub mod checkpoint;
 pub mod config;
 pub mod conv;
 pub mod embedding;
