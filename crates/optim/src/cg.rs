@@ -68,12 +68,17 @@ pub fn solve<F>(mut apply: F, b: &[f64], opts: &CgOptions) -> Result<CgSolution>
 where
     F: FnMut(&[f64]) -> Result<Vec<f64>>,
 {
-    if !(opts.rel_tol >= 0.0) {
-        return Err(Error::InvalidConfig(format!("CG rel_tol {} < 0", opts.rel_tol)));
+    if opts.rel_tol.is_nan() || opts.rel_tol < 0.0 {
+        return Err(Error::InvalidConfig(format!(
+            "CG rel_tol {} < 0",
+            opts.rel_tol
+        )));
     }
     if let Some(delta) = opts.radius {
         if !(delta > 0.0 && delta.is_finite()) {
-            return Err(Error::InvalidConfig(format!("trust radius {delta} must be > 0")));
+            return Err(Error::InvalidConfig(format!(
+                "trust radius {delta} must be > 0"
+            )));
         }
     }
     let n = b.len();
@@ -100,7 +105,10 @@ where
     for j in 0..opts.max_iters {
         let ad = apply(&d)?;
         if ad.len() != n {
-            return Err(Error::LengthMismatch { expected: n, got: ad.len() });
+            return Err(Error::LengthMismatch {
+                expected: n,
+                got: ad.len(),
+            });
         }
         let kappa = dot(&d, &ad);
         if !kappa.is_finite() {
@@ -112,14 +120,24 @@ where
         if kappa <= 0.0 {
             if let Some(delta) = opts.radius {
                 let (t_lo, t_hi) = boundary_roots(&x, &d, delta);
-                let t = if model_along(t_lo) <= model_along(t_hi) { t_lo } else { t_hi };
+                let t = if model_along(t_lo) <= model_along(t_hi) {
+                    t_lo
+                } else {
+                    t_hi
+                };
                 let q_t = model_along(t);
                 axpy(t, &d, &mut x);
                 return Ok(finish(x, j + 1, rr, q_t, Termination::NegativeCurvature));
             }
             if j == 0 {
                 // Steepest descent x = b, with q(b) = -||b||^2 + kappa / 2.
-                return Ok(finish(d, 1, rr, model_along(1.0), Termination::NegativeCurvature));
+                return Ok(finish(
+                    d,
+                    1,
+                    rr,
+                    model_along(1.0),
+                    Termination::NegativeCurvature,
+                ));
             }
             return Ok(finish(x, j + 1, rr, q, Termination::NegativeCurvature));
         }
@@ -143,7 +161,9 @@ where
         }
         let beta = rr_new / rr;
         rr = rr_new;
-        d.iter_mut().zip(&r).for_each(|(di, ri)| *di = ri + beta * *di);
+        d.iter_mut()
+            .zip(&r)
+            .for_each(|(di, ri)| *di = ri + beta * *di);
     }
     Ok(finish(x, opts.max_iters, rr, q, Termination::MaxIterations))
 }

@@ -41,14 +41,22 @@ pub fn default_rel_step(vars: &[Var]) -> f64 {
 pub fn step_size(rel_step: f64, theta: &[f64], v: &[f64]) -> Result<f64> {
     let v_norm = norm(v);
     if !(v_norm > 0.0 && v_norm.is_finite()) {
-        return Err(Error::NonFinite("finite-difference direction (zero or non-finite)"));
+        return Err(Error::NonFinite(
+            "finite-difference direction (zero or non-finite)",
+        ));
     }
     Ok(rel_step * (1.0 + norm(theta)) / v_norm)
 }
 
 /// `(F(theta + h v) - F(theta - h v)) / (2h)`, evaluating `eval` with the variables set to the
 /// two perturbed points; the variables are set back to `theta` afterwards (also on error).
-pub fn central_difference<F>(vars: &[Var], theta: &[f64], v: &[f64], h: f64, mut eval: F) -> Result<Vec<f64>>
+pub fn central_difference<F>(
+    vars: &[Var],
+    theta: &[f64],
+    v: &[f64],
+    h: f64,
+    mut eval: F,
+) -> Result<Vec<f64>>
 where
     F: FnMut() -> Result<Vec<f64>>,
 {
@@ -63,9 +71,16 @@ where
     assign(vars, theta)?;
     let (plus, minus) = result?;
     if plus.len() != minus.len() {
-        return Err(Error::LengthMismatch { expected: plus.len(), got: minus.len() });
+        return Err(Error::LengthMismatch {
+            expected: plus.len(),
+            got: minus.len(),
+        });
     }
-    let diff: Vec<f64> = plus.iter().zip(&minus).map(|(p, m)| (p - m) / (2.0 * h)).collect();
+    let diff: Vec<f64> = plus
+        .iter()
+        .zip(&minus)
+        .map(|(p, m)| (p - m) / (2.0 * h))
+        .collect();
     if diff.iter().any(|x| !x.is_finite()) {
         return Err(Error::NonFinite("finite-difference product"));
     }

@@ -80,7 +80,12 @@ impl GaussNewtonConfig {
         }
         check_range("cg_rel_tol", self.cg_rel_tol, -f64::MIN_POSITIVE, 1.0)?;
         check_range("damping_min", self.damping_min, 0.0, f64::INFINITY)?;
-        check_range("damping_max", self.damping_max, self.damping_min, f64::INFINITY)?;
+        check_range(
+            "damping_max",
+            self.damping_max,
+            self.damping_min,
+            f64::INFINITY,
+        )?;
         if !(self.damping_init >= self.damping_min && self.damping_init <= self.damping_max) {
             return Err(Error::InvalidConfig(format!(
                 "damping_init = {} must lie in [damping_min, damping_max]",
@@ -88,7 +93,12 @@ impl GaussNewtonConfig {
             )));
         }
         check_range("damping_decrease", self.damping_decrease, 0.0, 1.0)?;
-        check_range("damping_increase", self.damping_increase, 1.0, f64::INFINITY)?;
+        check_range(
+            "damping_increase",
+            self.damping_increase,
+            1.0,
+            f64::INFINITY,
+        )?;
         check_range("accept_ratio", self.accept_ratio, -f64::MIN_POSITIVE, 0.25)?;
         if let Some(c) = self.fd_rel_step {
             check_range("fd_rel_step", c, 0.0, 1.0)?;
@@ -109,7 +119,11 @@ impl GaussNewton {
     /// Optimizer over the floating-point `vars` (others are dropped, as in candle-nn).
     pub fn new(vars: Vec<Var>, config: GaussNewtonConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { vars: float_vars(vars)?, damping: config.damping_init, config })
+        Ok(Self {
+            vars: float_vars(vars)?,
+            damping: config.damping_init,
+            config,
+        })
     }
 
     /// Current damping `lambda`.
@@ -139,7 +153,10 @@ pub fn jacobian_vector(
 /// `J^T w = grad_theta <f(theta), w>`: one backward pass through the recorded `output`.
 pub fn jacobian_transpose_vector(output: &Tensor, vars: &[Var], w: &[f64]) -> Result<Vec<f64>> {
     if w.len() != output.elem_count() {
-        return Err(Error::LengthMismatch { expected: output.elem_count(), got: w.len() });
+        return Err(Error::LengthMismatch {
+            expected: output.elem_count(),
+            got: w.len(),
+        });
     }
     let w = Tensor::from_slice(w, output.shape(), output.device())?.to_dtype(output.dtype())?;
     let grads = (output * w)?.sum_all()?.backward()?;
@@ -151,7 +168,10 @@ impl SecondOrder for GaussNewton {
         ClosureKind::Residual
     }
 
-    fn step(&mut self, closure: &mut dyn FnMut() -> candle_core::Result<Tensor>) -> Result<StepReport> {
+    fn step(
+        &mut self,
+        closure: &mut dyn FnMut() -> candle_core::Result<Tensor>,
+    ) -> Result<StepReport> {
         let cfg = self.config;
         let vars = &self.vars;
         let theta = flatten(vars)?;
@@ -177,12 +197,25 @@ impl SecondOrder for GaussNewton {
             Ok(gv)
         };
         let rhs: Vec<f64> = grad.iter().map(|g| -g).collect();
-        let opts = CgOptions { max_iters: cfg.cg_max_iters, rel_tol: cfg.cg_rel_tol, radius: None };
+        let opts = CgOptions {
+            max_iters: cfg.cg_max_iters,
+            rel_tol: cfg.cg_rel_tol,
+            radius: None,
+        };
         let sol = cg::solve(apply, &rhs, &opts)?;
         let step_norm = norm(&sol.x);
         // Undamped model: q_damped(p) - lambda/2 ||p||^2 = g^T p + 1/2 p^T G p.
         let pred = -(sol.model_value - 0.5 * lambda * step_norm * step_norm);
-        let trial = try_step(vars, &theta, &sol.x, closure, ClosureKind::Residual, loss0, pred, cfg.accept_ratio)?;
+        let trial = try_step(
+            vars,
+            &theta,
+            &sol.x,
+            closure,
+            ClosureKind::Residual,
+            loss0,
+            pred,
+            cfg.accept_ratio,
+        )?;
         forward_passes += 1;
         self.damping = if trial.ratio > 0.75 {
             lambda * cfg.damping_decrease

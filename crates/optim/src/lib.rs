@@ -96,7 +96,10 @@ pub trait SecondOrder {
     /// One outer iteration. `closure` recomputes the residual or scalar loss (per
     /// [`SecondOrder::closure_kind`]) from the current values of the variables, on a fixed
     /// batch for the duration of the step; it is called several times per step.
-    fn step(&mut self, closure: &mut dyn FnMut() -> candle_core::Result<Tensor>) -> Result<StepReport>;
+    fn step(
+        &mut self,
+        closure: &mut dyn FnMut() -> candle_core::Result<Tensor>,
+    ) -> Result<StepReport>;
 
     /// The optimised variables.
     fn vars(&self) -> &[Var];
@@ -116,6 +119,8 @@ fn check_range(name: &str, x: f64, lo: f64, hi: f64) -> Result<()> {
     if x > lo && x < hi {
         Ok(())
     } else {
-        Err(Error::InvalidConfig(format!("{name} = {x} must lie in ({lo}, {hi})")))
+        Err(Error::InvalidConfig(format!(
+            "{name} = {x} must lie in ({lo}, {hi})"
+        )))
     }
 }

@@ -98,7 +98,11 @@ impl Steihaug {
     /// Optimizer over the floating-point `vars` (others are dropped, as in candle-nn).
     pub fn new(vars: Vec<Var>, config: SteihaugConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { vars: float_vars(vars)?, radius: config.radius_init, config })
+        Ok(Self {
+            vars: float_vars(vars)?,
+            radius: config.radius_init,
+            config,
+        })
     }
 
     /// Current trust radius `Delta`.
@@ -133,7 +137,9 @@ pub fn hessian_vector(
     rel_step: f64,
 ) -> Result<Vec<f64>> {
     let h = step_size(rel_step, theta, v)?;
-    central_difference(vars, theta, v, h, || Ok(loss_and_grad(vars, closure, kind)?.1))
+    central_difference(vars, theta, v, h, || {
+        Ok(loss_and_grad(vars, closure, kind)?.1)
+    })
 }
 
 impl SecondOrder for Steihaug {
@@ -141,7 +147,10 @@ impl SecondOrder for Steihaug {
         self.config.objective
     }
 
-    fn step(&mut self, closure: &mut dyn FnMut() -> candle_core::Result<Tensor>) -> Result<StepReport> {
+    fn step(
+        &mut self,
+        closure: &mut dyn FnMut() -> candle_core::Result<Tensor>,
+    ) -> Result<StepReport> {
         let cfg = self.config;
         let kind = cfg.objective;
         let vars = &self.vars;
@@ -160,13 +169,29 @@ impl SecondOrder for Steihaug {
         };
         let rhs: Vec<f64> = grad.iter().map(|g| -g).collect();
         let rel_tol = cfg.forcing.unwrap_or_else(|| grad_norm.sqrt().min(0.5));
-        let opts = CgOptions { max_iters: cfg.cg_max_iters, rel_tol, radius: Some(self.radius) };
+        let opts = CgOptions {
+            max_iters: cfg.cg_max_iters,
+            rel_tol,
+            radius: Some(self.radius),
+        };
         let sol = cg::solve(apply, &rhs, &opts)?;
         let step_norm = norm(&sol.x);
         let pred = -sol.model_value;
-        let trial = try_step(vars, &theta, &sol.x, closure, kind, loss0, pred, cfg.accept_ratio)?;
+        let trial = try_step(
+            vars,
+            &theta,
+            &sol.x,
+            closure,
+            kind,
+            loss0,
+            pred,
+            cfg.accept_ratio,
+        )?;
         forward_passes += 1;
-        let on_boundary = matches!(sol.termination, Termination::Boundary | Termination::NegativeCurvature);
+        let on_boundary = matches!(
+            sol.termination,
+            Termination::Boundary | Termination::NegativeCurvature
+        );
         if trial.ratio < 0.25 {
             self.radius *= 0.25;
         } else if trial.ratio > 0.75 && on_boundary {

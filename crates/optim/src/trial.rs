@@ -48,9 +48,17 @@ pub(crate) fn try_step(
         f64::NEG_INFINITY
     };
     if ratio > eta {
-        Ok(Trial { loss: loss1, ratio, accepted: true })
+        Ok(Trial {
+            loss: loss1,
+            ratio,
+            accepted: true,
+        })
     } else {
         assign(vars, theta)?;
-        Ok(Trial { loss: loss0, ratio, accepted: false })
+        Ok(Trial {
+            loss: loss0,
+            ratio,
+            accepted: false,
+        })
     }
 }

@@ -49,16 +49,36 @@ proptest! {
 #[test]
 fn steihaug_negative_curvature_goes_to_boundary() {
     // A = diag(-1, 2), b = (1, 0): d_0 = b has d^T A d = -1 < 0.
-    let a = Dense { rows: 2, cols: 2, a: vec![-1.0, 0.0, 0.0, 2.0] };
+    let a = Dense {
+        rows: 2,
+        cols: 2,
+        a: vec![-1.0, 0.0, 0.0, 2.0],
+    };
     let b = [1.0, 0.0];
-    let opts = CgOptions { max_iters: 10, rel_tol: 1e-12, radius: Some(3.0) };
+    let opts = CgOptions {
+        max_iters: 10,
+        rel_tol: 1e-12,
+        radius: Some(3.0),
+    };
     let sol = solve(apply(&a), &b, &opts).unwrap();
     assert_eq!(sol.termination, Termination::NegativeCurvature);
-    assert!((sol.x[0] - 3.0).abs() < 1e-12 && sol.x[1].abs() < 1e-12, "{:?}", sol.x);
+    assert!(
+        (sol.x[0] - 3.0).abs() < 1e-12 && sol.x[1].abs() < 1e-12,
+        "{:?}",
+        sol.x
+    );
     // q(3, 0) = -9/2 - 3.
     assert!((sol.model_value + 7.5).abs() < 1e-12);
     // Without a radius the first direction is returned (steepest descent).
-    let plain = solve(apply(&a), &b, &CgOptions { radius: None, ..opts }).unwrap();
+    let plain = solve(
+        apply(&a),
+        &b,
+        &CgOptions {
+            radius: None,
+            ..opts
+        },
+    )
+    .unwrap();
     assert_eq!(plain.termination, Termination::NegativeCurvature);
     assert_eq!(plain.x, b.to_vec());
 }
@@ -68,9 +88,23 @@ fn steihaug_negative_curvature_goes_to_boundary() {
 fn invalid_inputs_are_errors() {
     let a = random_spd(3, 4, 1.0);
     let b = vec![1.0; 4];
-    let bad_radius = CgOptions { max_iters: 4, rel_tol: 1e-8, radius: Some(0.0) };
-    assert!(matches!(solve(apply(&a), &b, &bad_radius), Err(optim::Error::InvalidConfig(_))));
+    let bad_radius = CgOptions {
+        max_iters: 4,
+        rel_tol: 1e-8,
+        radius: Some(0.0),
+    };
+    assert!(matches!(
+        solve(apply(&a), &b, &bad_radius),
+        Err(optim::Error::InvalidConfig(_))
+    ));
     let short = |_: &[f64]| Ok(vec![0.0; 3]);
-    let opts = CgOptions { max_iters: 4, rel_tol: 1e-8, radius: None };
-    assert!(matches!(solve(short, &b, &opts), Err(optim::Error::LengthMismatch { .. })));
+    let opts = CgOptions {
+        max_iters: 4,
+        rel_tol: 1e-8,
+        radius: None,
+    };
+    assert!(matches!(
+        solve(short, &b, &opts),
+        Err(optim::Error::LengthMismatch { .. })
+    ));
 }

@@ -24,19 +24,40 @@ fn linear(dtype: DType) -> Linear {
     let a1 = random_matrix(1, m, n1);
     let a2 = random_matrix(2, m, n2);
     let mut rng = StdRng::seed_from_u64(3);
-    let t1 = Var::from_tensor(&Tensor::from_vec(gaussian(&mut rng, n1), (n1, 1), &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
-    let t2 = Var::from_tensor(&Tensor::from_vec(gaussian(&mut rng, n2), (2, 3), &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+    let t1 = Var::from_tensor(
+        &Tensor::from_vec(gaussian(&mut rng, n1), (n1, 1), &dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap(),
+    )
+    .unwrap();
+    let t2 = Var::from_tensor(
+        &Tensor::from_vec(gaussian(&mut rng, n2), (2, 3), &dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap(),
+    )
+    .unwrap();
     let mut j = vec![0.0; m * (n1 + n2)];
     for i in 0..m {
         j[i * (n1 + n2)..i * (n1 + n2) + n1].copy_from_slice(&a1.a[i * n1..(i + 1) * n1]);
         j[i * (n1 + n2) + n1..(i + 1) * (n1 + n2)].copy_from_slice(&a2.a[i * n2..(i + 1) * n2]);
     }
-    let to_t = |d: &common::Dense| Tensor::from_vec(d.a.clone(), (d.rows, d.cols), &dev).unwrap().to_dtype(dtype).unwrap();
+    let to_t = |d: &common::Dense| {
+        Tensor::from_vec(d.a.clone(), (d.rows, d.cols), &dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    };
     Linear {
         a1: to_t(&a1),
         a2: to_t(&a2),
         vars: vec![t1, t2],
-        j: common::Dense { rows: m, cols: n1 + n2, a: j },
+        j: common::Dense {
+            rows: m,
+            cols: n1 + n2,
+            a: j,
+        },
     }
 }
 
@@ -58,7 +79,10 @@ fn flatten_roundtrip_and_errors() {
     let parts = unflatten(&lin.vars, &shifted).unwrap();
     assert_eq!(parts[1].dims(), &[2, 3]);
     assert_eq!(parts[1].dtype(), DType::F32);
-    assert!(matches!(assign(&lin.vars, &theta[1..]), Err(optim::Error::LengthMismatch { .. })));
+    assert!(matches!(
+        assign(&lin.vars, &theta[1..]),
+        Err(optim::Error::LengthMismatch { .. })
+    ));
 }
 
 /// On a linear model FD `J v` equals the exact `J v` up to rounding, in f64 and f32, and
@@ -71,9 +95,13 @@ fn jv_and_jtw_match_exact_jacobian_of_linear_model() {
         let mut rng = StdRng::seed_from_u64(11);
         let v = gaussian(&mut rng, theta.len());
         let mut fwd = || lin.forward();
-        let jv = jacobian_vector(&lin.vars, &mut fwd, &theta, &v, default_rel_step(&lin.vars)).unwrap();
+        let jv =
+            jacobian_vector(&lin.vars, &mut fwd, &theta, &v, default_rel_step(&lin.vars)).unwrap();
         let exact = lin.j.matvec(&v);
-        println!("{dtype:?}: FD J v relative error {:.2e}", rel_err(&jv, &exact));
+        println!(
+            "{dtype:?}: FD J v relative error {:.2e}",
+            rel_err(&jv, &exact)
+        );
         assert!(rel_err(&jv, &exact) < tol);
         assert_eq!(flatten(&lin.vars).unwrap(), theta);
 
@@ -81,7 +109,11 @@ fn jv_and_jtw_match_exact_jacobian_of_linear_model() {
         let out = lin.forward().unwrap();
         let jtw = jacobian_transpose_vector(&out, &lin.vars, &w).unwrap();
         let exact_t = lin.j.transpose_matvec(&w);
-        assert!(rel_err(&jtw, &exact_t) < tol.max(1e-6), "J^T w error {}", rel_err(&jtw, &exact_t));
+        assert!(
+            rel_err(&jtw, &exact_t) < tol.max(1e-6),
+            "J^T w error {}",
+            rel_err(&jtw, &exact_t)
+        );
     }
 }
 
@@ -91,8 +123,10 @@ fn jv_and_jtw_match_exact_jacobian_of_linear_model() {
 fn jv_central_difference_is_second_order() {
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(5);
-    let w1 = Var::from_tensor(&Tensor::from_vec(gaussian(&mut rng, 12), (4, 3), &dev).unwrap()).unwrap();
-    let w2 = Var::from_tensor(&Tensor::from_vec(gaussian(&mut rng, 8), (2, 4), &dev).unwrap()).unwrap();
+    let w1 =
+        Var::from_tensor(&Tensor::from_vec(gaussian(&mut rng, 12), (4, 3), &dev).unwrap()).unwrap();
+    let w2 =
+        Var::from_tensor(&Tensor::from_vec(gaussian(&mut rng, 8), (2, 4), &dev).unwrap()).unwrap();
     let x = Tensor::from_vec(gaussian(&mut rng, 15), (3, 5), &dev).unwrap();
     let vars = vec![w1.clone(), w2.clone()];
     let forward = || w2.as_tensor().matmul(&w1.as_tensor().matmul(&x)?.tanh()?);
@@ -117,10 +151,17 @@ fn jv_central_difference_is_second_order() {
         rel_err(&fd, &exact)
     };
     let (e1, e2, e3) = (err(4e-2), err(2e-2), err(1e-2));
-    println!("FD J v error at h = 4e-2, 2e-2, 1e-2: {e1:.3e} {e2:.3e} {e3:.3e}; ratios {:.2} {:.2}", e1 / e2, e2 / e3);
+    println!(
+        "FD J v error at h = 4e-2, 2e-2, 1e-2: {e1:.3e} {e2:.3e} {e3:.3e}; ratios {:.2} {:.2}",
+        e1 / e2,
+        e2 / e3
+    );
     assert!((3.5..4.5).contains(&(e1 / e2)) && (3.5..4.5).contains(&(e2 / e3)));
     let mut fwd = forward;
     let default = jacobian_vector(&vars, &mut fwd, &theta, &v, default_rel_step(&vars)).unwrap();
-    println!("FD J v error at the default step: {:.3e}", rel_err(&default, &exact));
+    println!(
+        "FD J v error at the default step: {:.3e}",
+        rel_err(&default, &exact)
+    );
     assert!(rel_err(&default, &exact) < 1e-8);
 }

@@ -24,7 +24,10 @@ fn steihaug_reaches_minimiser_of_convex_quadratic() {
     let a = random_spd(21, N, 0.2);
     let b = random_matrix(22, N, 1).a;
     let exact = dense_solve(&a, &b);
-    let (at, bt) = (Tensor::from_vec(a.a.clone(), (N, N), &Device::Cpu).unwrap(), column(&b));
+    let (at, bt) = (
+        Tensor::from_vec(a.a.clone(), (N, N), &Device::Cpu).unwrap(),
+        column(&b),
+    );
     let theta = Var::zeros((N, 1), candle_core::DType::F64, &Device::Cpu).unwrap();
     let mut loss = || {
         let t = theta.as_tensor();
@@ -33,14 +36,30 @@ fn steihaug_reaches_minimiser_of_convex_quadratic() {
 
     // H v by FD of gradients equals A v.
     let v = gaussian(&mut StdRng::seed_from_u64(23), N);
-    let hv = hessian_vector(&[theta.clone()], &mut loss, ClosureKind::Loss, &vec![0.0; N], &v, default_rel_step(&[theta.clone()])).unwrap();
-    println!("FD H v relative error (f64 quadratic): {:.2e}", rel_err(&hv, &a.matvec(&v)));
+    let hv = hessian_vector(
+        std::slice::from_ref(&theta),
+        &mut loss,
+        ClosureKind::Loss,
+        &[0.0; N],
+        &v,
+        default_rel_step(std::slice::from_ref(&theta)),
+    )
+    .unwrap();
+    println!(
+        "FD H v relative error (f64 quadratic): {:.2e}",
+        rel_err(&hv, &a.matvec(&v))
+    );
     assert!(rel_err(&hv, &a.matvec(&v)) < 1e-8);
 
-    let cfg = SteihaugConfig { radius_init: 100.0, forcing: Some(1e-12), cg_max_iters: N, ..Default::default() };
+    let cfg = SteihaugConfig {
+        radius_init: 100.0,
+        forcing: Some(1e-12),
+        cg_max_iters: N,
+        ..Default::default()
+    };
     let mut opt = Steihaug::new(vec![theta.clone()], cfg).unwrap();
     let report = opt.step(&mut loss).unwrap();
-    let err = rel_err(&flatten(&[theta.clone()]).unwrap(), &exact);
+    let err = rel_err(&flatten(std::slice::from_ref(&theta)).unwrap(), &exact);
     println!(
         "Steihaug n = {N}: {} CG iterations ({:?}), ||theta - theta*||/||theta*|| = {err:.2e}, loss {:.6e} -> {:.6e}, rho = {:.6}",
         report.cg_iterations, report.cg_termination, report.loss_before, report.loss_after, report.ratio
@@ -58,7 +77,10 @@ fn gauss_newton_reaches_least_squares_minimiser() {
     let a = random_matrix(31, m, N);
     let y = random_matrix(32, m, 1).a;
     let exact = dense_solve(&a.gram(), &a.transpose_matvec(&y));
-    let (at, yt) = (Tensor::from_vec(a.a.clone(), (m, N), &Device::Cpu).unwrap(), column(&y));
+    let (at, yt) = (
+        Tensor::from_vec(a.a.clone(), (m, N), &Device::Cpu).unwrap(),
+        column(&y),
+    );
     let theta = Var::zeros((N, 1), candle_core::DType::F64, &Device::Cpu).unwrap();
     let mut residual = || at.matmul(theta.as_tensor())?.sub(&yt);
     let cfg = GaussNewtonConfig {
@@ -70,7 +92,7 @@ fn gauss_newton_reaches_least_squares_minimiser() {
     };
     let mut opt = GaussNewton::new(vec![theta.clone()], cfg).unwrap();
     let report = opt.step(&mut residual).unwrap();
-    let err = rel_err(&flatten(&[theta.clone()]).unwrap(), &exact);
+    let err = rel_err(&flatten(std::slice::from_ref(&theta)).unwrap(), &exact);
     println!(
         "Gauss-Newton n = {N}, m = {m}: {} CG iterations ({:?}), ||theta - theta*||/||theta*|| = {err:.2e}, loss {:.6e} -> {:.6e}",
         report.cg_iterations, report.cg_termination, report.loss_before, report.loss_after
@@ -79,7 +101,10 @@ fn gauss_newton_reaches_least_squares_minimiser() {
     assert!(err < 1e-8);
     // A second step finds nothing left to reduce.
     let again = opt.step(&mut residual).unwrap();
-    println!("Gauss-Newton: gradient norm {:.3e} -> {:.3e}", report.grad_norm, again.grad_norm);
+    println!(
+        "Gauss-Newton: gradient norm {:.3e} -> {:.3e}",
+        report.grad_norm, again.grad_norm
+    );
     assert!(again.grad_norm < 1e-8 * report.grad_norm);
 }
 
@@ -87,25 +112,51 @@ fn gauss_newton_reaches_least_squares_minimiser() {
 #[test]
 fn typed_errors() {
     let theta = Var::zeros((3, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
-    let bad = SteihaugConfig { radius_init: -1.0, ..Default::default() };
-    assert!(matches!(Steihaug::new(vec![theta.clone()], bad), Err(optim::Error::InvalidConfig(_))));
-    let bad = GaussNewtonConfig { damping_increase: 0.5, ..Default::default() };
-    assert!(matches!(GaussNewton::new(vec![theta.clone()], bad), Err(optim::Error::InvalidConfig(_))));
-    assert!(matches!(GaussNewton::new(vec![], GaussNewtonConfig::default()), Err(optim::Error::NoVariables)));
+    let bad = SteihaugConfig {
+        radius_init: -1.0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        Steihaug::new(vec![theta.clone()], bad),
+        Err(optim::Error::InvalidConfig(_))
+    ));
+    let bad = GaussNewtonConfig {
+        damping_increase: 0.5,
+        ..Default::default()
+    };
+    assert!(matches!(
+        GaussNewton::new(vec![theta.clone()], bad),
+        Err(optim::Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        GaussNewton::new(vec![], GaussNewtonConfig::default()),
+        Err(optim::Error::NoVariables)
+    ));
     let mut opt = Steihaug::new(vec![theta.clone()], SteihaugConfig::default()).unwrap();
     let mut not_scalar = || theta.as_tensor().sqr();
-    assert!(matches!(opt.step(&mut not_scalar), Err(optim::Error::NotScalar(_))));
+    assert!(matches!(
+        opt.step(&mut not_scalar),
+        Err(optim::Error::NotScalar(_))
+    ));
 }
 
 /// The serde config selects and builds either optimizer.
 #[test]
 fn config_selects_optimizer() {
-    let cfg: optim::OptimizerConfig =
-        serde_json::from_str(r#"{"kind": "steihaug", "objective": "residual", "radius_init": 0.5}"#).unwrap();
+    let cfg: optim::OptimizerConfig = serde_json::from_str(
+        r#"{"kind": "steihaug", "objective": "residual", "radius_init": 0.5}"#,
+    )
+    .unwrap();
     let theta = Var::zeros((3, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
     let opt = cfg.build(vec![theta.clone()]).unwrap();
     assert_eq!(opt.closure_kind(), ClosureKind::Residual);
     let cfg: optim::OptimizerConfig = serde_json::from_str(r#"{"kind": "gauss-newton"}"#).unwrap();
-    assert_eq!(cfg, optim::OptimizerConfig::GaussNewton(GaussNewtonConfig::default()));
-    assert!(serde_json::from_str::<optim::OptimizerConfig>(r#"{"kind": "steihaug", "typo": 1}"#).is_err());
+    assert_eq!(
+        cfg,
+        optim::OptimizerConfig::GaussNewton(GaussNewtonConfig::default())
+    );
+    assert!(
+        serde_json::from_str::<optim::OptimizerConfig>(r#"{"kind": "steihaug", "typo": 1}"#)
+            .is_err()
+    );
 }

@@ -15,13 +15,21 @@ pub struct Dense {
 impl Dense {
     pub fn matvec(&self, x: &[f64]) -> Vec<f64> {
         (0..self.rows)
-            .map(|i| (0..self.cols).map(|j| self.a[i * self.cols + j] * x[j]).sum())
+            .map(|i| {
+                (0..self.cols)
+                    .map(|j| self.a[i * self.cols + j] * x[j])
+                    .sum()
+            })
             .collect()
     }
 
     pub fn transpose_matvec(&self, y: &[f64]) -> Vec<f64> {
         (0..self.cols)
-            .map(|j| (0..self.rows).map(|i| self.a[i * self.cols + j] * y[i]).sum())
+            .map(|j| {
+                (0..self.rows)
+                    .map(|i| self.a[i * self.cols + j] * y[i])
+                    .sum()
+            })
             .collect()
     }
 
@@ -31,10 +39,16 @@ impl Dense {
         let mut a = vec![0.0; n * n];
         for i in 0..n {
             for j in 0..n {
-                a[i * n + j] = (0..self.rows).map(|k| self.a[k * n + i] * self.a[k * n + j]).sum();
+                a[i * n + j] = (0..self.rows)
+                    .map(|k| self.a[k * n + i] * self.a[k * n + j])
+                    .sum();
             }
         }
-        Dense { rows: n, cols: n, a }
+        Dense {
+            rows: n,
+            cols: n,
+            a,
+        }
     }
 }
 
@@ -45,7 +59,11 @@ pub fn gaussian(rng: &mut StdRng, len: usize) -> Vec<f64> {
 
 pub fn random_matrix(seed: u64, rows: usize, cols: usize) -> Dense {
     let mut rng = StdRng::seed_from_u64(seed);
-    Dense { rows, cols, a: gaussian(&mut rng, rows * cols) }
+    Dense {
+        rows,
+        cols,
+        a: gaussian(&mut rng, rows * cols),
+    }
 }
 
 /// SPD `B^T B / n + shift I` (well conditioned for shift ~ 0.1 .. 1).
@@ -89,7 +107,12 @@ pub fn dense_solve(m: &Dense, b: &[f64]) -> Vec<f64> {
 }
 
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let n: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     d / n.max(f64::MIN_POSITIVE)
 }
