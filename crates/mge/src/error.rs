@@ -6,6 +6,12 @@ pub enum Error {
     /// A tensor operation failed (shapes, devices, backward).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// The data pipeline failed (loader, degradation).
+    #[error(transparent)]
+    Data(#[from] data::Error),
+    /// A grid transfer failed (restriction, subsampling).
+    #[error(transparent)]
+    Grids(#[from] grids::Error),
     /// A [`crate::LevelPlan`] or strategy parameter is inconsistent; the message names it.
     #[error("invalid plan: {0}")]
     InvalidPlan(String),

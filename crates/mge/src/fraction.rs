@@ -29,7 +29,10 @@ impl Fraction {
             return Err(Error::Fraction("zero denominator".into()));
         }
         let g = gcd(num, den).max(1);
-        Ok(Fraction { num: num / g, den: den / g })
+        Ok(Fraction {
+            num: num / g,
+            den: den / g,
+        })
     }
 
     /// The integer `n`.
@@ -57,11 +60,21 @@ impl Fraction {
         let b = o.num.checked_mul(l / o.den);
         match (a, b) {
             (Some(a), Some(b)) => Fraction::new(
-                a.checked_add(b).ok_or_else(|| Error::Fraction("overflow".into()))?,
+                a.checked_add(b)
+                    .ok_or_else(|| Error::Fraction("overflow".into()))?,
                 l,
             ),
             _ => Err(Error::Fraction("numerator overflow".into())),
         }
+    }
+
+    /// Exact difference `self - o`; negative results are an error.
+    pub fn checked_sub(self, o: Fraction) -> Result<Fraction> {
+        let err = || Error::Fraction("overflow or negative difference".into());
+        let a = self.num.checked_mul(o.den).ok_or_else(err)?;
+        let b = o.num.checked_mul(self.den).ok_or_else(err)?;
+        let den = self.den.checked_mul(o.den).ok_or_else(err)?;
+        Fraction::new(a.checked_sub(b).ok_or_else(err)?, den)
     }
 
     /// Exact product (overflow is an error).
@@ -138,6 +151,8 @@ mod tests {
             prop_assert!((p.to_f64() - (af / bf) * (cf / df)).abs() < 1e-9 * (1.0 + p.to_f64()));
             prop_assert_eq!(gcd(s.numer(), s.denom()).max(1), 1);
             prop_assert_eq!(s.to_string().parse::<Fraction>().unwrap(), s);
+            prop_assert_eq!(s.checked_sub(y).unwrap(), x);
+            prop_assert_eq!(x.checked_sub(s).is_err(), c != 0);
         }
     }
 

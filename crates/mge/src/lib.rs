@@ -6,10 +6,21 @@
 //! assert_eq!(single_wu_per_iter(4, 16).unwrap().to_string(), "240");
 //! ```
 
+pub mod adaptive;
+pub mod coupling;
 pub mod error;
+pub mod estimator;
 pub mod fraction;
+pub mod plan;
+pub mod sampler;
+pub mod stats;
 pub mod workunits;
 
+pub use adaptive::{Adaptive, Allocation};
 pub use error::{Error, Result};
+pub use estimator::{Estimator, GradientMode, LossFn, MgeLoss, ModelFn, Step, TermEval};
 pub use fraction::Fraction;
+pub use plan::LevelPlan;
+pub use sampler::{LoaderSampler, Sampler};
+pub use stats::{TermStats, VarianceTracker};
 pub use workunits::{Accountant, StageSchedule};

@@ -121,12 +121,20 @@ impl Accountant {
 
     /// An accountant resuming from `total` (e.g. read back from a checkpoint).
     pub fn with_total(total: Fraction) -> Self {
-        Accountant { total, applications: 0 }
+        Accountant {
+            total,
+            applications: 0,
+        }
     }
 
     /// Record one model application to `n` images of `hw` pixels whose finest-mesh version
     /// has `finest_hw` pixels; returns the WU it added.
-    pub fn record(&mut self, n: usize, hw: (usize, usize), finest_hw: (usize, usize)) -> Result<Fraction> {
+    pub fn record(
+        &mut self,
+        n: usize,
+        hw: (usize, usize),
+        finest_hw: (usize, usize),
+    ) -> Result<Fraction> {
         let den = (finest_hw.0 * finest_hw.1) as u128;
         let wu = Fraction::new((n * hw.0 * hw.1) as u128, den)?;
         self.total = self.total.checked_add(wu)?;
@@ -165,12 +173,24 @@ mod tests {
 
     #[test]
     fn fmg_matches_eqs_47_48_and_stage_terms() {
-        assert_eq!(fmg_wu(4, 16, 2000, StageSchedule::Halving).unwrap(), frac(115 * 16 * 2000, 128));
-        assert_eq!(fmg_wu(4, 1, 8, StageSchedule::Halving).unwrap(), frac(115 * 8, 128));
+        assert_eq!(
+            fmg_wu(4, 16, 2000, StageSchedule::Halving).unwrap(),
+            frac(115 * 16 * 2000, 128)
+        );
+        assert_eq!(
+            fmg_wu(4, 1, 8, StageSchedule::Halving).unwrap(),
+            frac(115 * 8, 128)
+        );
         assert_eq!(fmg_wu(4, 1, 1, StageSchedule::Equal).unwrap(), frac(63, 16));
         // eq. 43: stage 2h = 1/4 [2N0 (1 + 1/4) + 4N0 (1/4 + 1/16) + 8N0/16] = 17/16 N0
-        assert_eq!(plan_wu_per_iter(&default_batches(4, 1), 1).unwrap(), frac(17, 16));
-        assert_eq!(plan_wu_per_iter(&default_batches(4, 1), 3).unwrap(), frac(1, 8));
+        assert_eq!(
+            plan_wu_per_iter(&default_batches(4, 1), 1).unwrap(),
+            frac(17, 16)
+        );
+        assert_eq!(
+            plan_wu_per_iter(&default_batches(4, 1), 3).unwrap(),
+            frac(1, 8)
+        );
     }
 
     #[test]
@@ -179,16 +199,28 @@ mod tests {
         let it = |f: Fraction, i: u128| f.checked_mul(Fraction::from_int(i)).unwrap();
         assert_eq!(n(it(single_wu_per_iter(4, 16).unwrap(), 2000)), "480000");
         assert_eq!(n(it(mge_wu_per_iter(4, 16).unwrap(), 2000)), "74000");
-        assert_eq!(n(fmg_wu(4, 16, 2000, StageSchedule::Halving).unwrap()), "28750");
-        assert_eq!(n(fmg_wu(4, 16, 2000, StageSchedule::Equal).unwrap()), "126000");
+        assert_eq!(
+            n(fmg_wu(4, 16, 2000, StageSchedule::Halving).unwrap()),
+            "28750"
+        );
+        assert_eq!(
+            n(fmg_wu(4, 16, 2000, StageSchedule::Equal).unwrap()),
+            "126000"
+        );
         assert_eq!(n(it(single_wu_per_iter(4, 8).unwrap(), 250)), "30000");
         assert_eq!(n(it(mge_wu_per_iter(4, 8).unwrap(), 250)), "4625");
         assert_eq!(n(fmg_wu(4, 8, 250, StageSchedule::Equal).unwrap()), "7875");
         // Table 6: L = 3 and 2 (finest stage always 250 iterations).
         assert_eq!(n(it(mge_wu_per_iter(3, 16).unwrap(), 2000)), "68000");
         assert_eq!(n(it(mge_wu_per_iter(2, 16).unwrap(), 2000)), "56000");
-        assert_eq!(n(fmg_wu(3, 16, 1000, StageSchedule::Halving).unwrap()), "19500");
-        assert_eq!(n(fmg_wu(2, 16, 500, StageSchedule::Halving).unwrap()), "11000");
+        assert_eq!(
+            n(fmg_wu(3, 16, 1000, StageSchedule::Halving).unwrap()),
+            "19500"
+        );
+        assert_eq!(
+            n(fmg_wu(2, 16, 500, StageSchedule::Halving).unwrap()),
+            "11000"
+        );
     }
 
     #[test]
@@ -204,7 +236,9 @@ mod tests {
 
     #[test]
     fn schedules() {
-        let s: Vec<_> = (0..4).map(|s| StageSchedule::Halving.stage_iters(4, 2000, s)).collect();
+        let s: Vec<_> = (0..4)
+            .map(|s| StageSchedule::Halving.stage_iters(4, 2000, s))
+            .collect();
         assert_eq!(s, vec![250, 500, 1000, 2000]);
         assert_eq!(StageSchedule::Equal.stage_iters(4, 7, 0), 7);
         assert_eq!(StageSchedule::Halving.stage_iters(4, 3, 0), 1);

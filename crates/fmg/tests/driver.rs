@@ -1,0 +1,303 @@
+//! End-to-end training with the driver: each strategy lowers the loss; #WU of real runs equal
+//! the closed forms of 001 eqs. 47-48; hooks (Galerkin, validation, early stop, stop).
+
+#[path = "../../mge/tests/common/mod.rs"]
+mod common;
+
+use candle_core::Tensor;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use common::*;
+use fmg::{
+    stages, Control, Driver, DriverConfig, Hooks, HotStart, IterRecord, NoHooks, StageSchedule,
+    Strategy,
+};
+use mge::workunits::fmg_wu;
+use mge::{Accountant, LevelPlan, Sampler};
+
+fn val_loss(net: &Tiny, val: &data::Degraded) -> f64 {
+    let p = net.forward(&val.input, None).unwrap();
+    mse(&p, &val.target).unwrap().to_scalar::<f32>().unwrap() as f64
+}
+
+fn train(strategy: Strategy, iters: usize, cfg: DriverConfig) -> (f64, f64, Vec<IterRecord>) {
+    let vm = VarMap::new();
+    let net = Tiny::new(&vm, 1, 8);
+    let val = SmoothSampler::new(1, 32, 99).draw(16).unwrap();
+    let before = val_loss(&net, &val);
+    let base = LevelPlan::multiscale(3, 4).unwrap();
+    let driver = Driver::new(stages(strategy, &base, iters).unwrap(), cfg).unwrap();
+    let mut opt = AdamW::new(
+        vm.all_vars(),
+        ParamsAdamW {
+            lr: 3e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t);
+    let mut s = SmoothSampler::new(1, 32, 1);
+    s.noise_scale = 0.5;
+    let recs = driver
+        .run(
+            &model,
+            &mse,
+            &mut s,
+            &vm.all_vars(),
+            &mut opt,
+            &mut Accountant::new(),
+            0,
+            &mut NoHooks,
+        )
+        .unwrap();
+    (before, val_loss(&net, &val), recs)
+}
+
+#[test]
+fn every_strategy_lowers_the_loss() {
+    let cfg = DriverConfig {
+        lr: 3e-3,
+        lr_min: 3e-4,
+        stats_every: 10,
+        ..Default::default()
+    };
+    for (strategy, iters) in [
+        (Strategy::Single { batch: 4 }, 60),
+        (Strategy::Multiscale, 60),
+        (
+            Strategy::FullMultiscale {
+                schedule: StageSchedule::Halving,
+            },
+            60,
+        ),
+    ] {
+        let (before, after, recs) = train(strategy, iters, cfg.clone());
+        println!(
+            "{strategy:?}: validation loss {before:.4} -> {after:.4}, #WU {}",
+            recs.last().unwrap().wu_total
+        );
+        assert!(
+            after < 0.5 * before,
+            "{strategy:?}: validation loss {before:.4} -> {after:.4}"
+        );
+        assert!(recs.iter().all(|r| r.loss.is_finite() && r.wall_s >= 0.0));
+        assert!(recs
+            .windows(2)
+            .all(|w| w[1].wu_total.to_f64() > w[0].wu_total.to_f64()));
+    }
+}
+
+#[test]
+fn adaptive_allocation_trains_and_reports_ratios() {
+    let cfg = DriverConfig {
+        lr: 3e-3,
+        lr_min: 3e-4,
+        adaptive: Some(5),
+        ..Default::default()
+    };
+    let (before, after, recs) = train(Strategy::Multiscale, 30, cfg);
+    println!(
+        "adaptive: {before:.4} -> {after:.4}, ratios {:?}",
+        recs.last().unwrap().variance_ratios
+    );
+    assert!(after < 0.7 * before, "adaptive: {before:.4} -> {after:.4}");
+    assert!(recs
+        .last()
+        .unwrap()
+        .variance_ratios
+        .iter()
+        .any(Option::is_some));
+}
+
+#[test]
+fn fmg_work_units_of_real_runs_equal_eqs_47_48() {
+    let vm = VarMap::new();
+    let net = Tiny::new(&vm, 1, 2);
+    let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t);
+    for (schedule, iters) in [(StageSchedule::Halving, 8), (StageSchedule::Equal, 2)] {
+        let base = LevelPlan::multiscale(4, 1).unwrap();
+        let st = stages(Strategy::FullMultiscale { schedule }, &base, iters).unwrap();
+        let driver = Driver::new(st, DriverConfig::default()).unwrap();
+        let mut opt = AdamW::new_lr(vm.all_vars(), 1e-3).unwrap();
+        let mut acct = Accountant::new();
+        let mut s = SmoothSampler::new(1, 16, 2);
+        driver
+            .run(
+                &model,
+                &mse,
+                &mut s,
+                &vm.all_vars(),
+                &mut opt,
+                &mut acct,
+                0,
+                &mut NoHooks,
+            )
+            .unwrap();
+        let want = fmg_wu(4, 1, iters, schedule).unwrap();
+        assert_eq!(acct.total(), want);
+        let n0_i = mge::Fraction::from_int(iters as u128);
+        let closed = match schedule {
+            StageSchedule::Halving => mge::Fraction::new(115, 128).unwrap(),
+            StageSchedule::Equal => mge::Fraction::new(63, 16).unwrap(),
+        };
+        assert_eq!(
+            acct.total(),
+            closed.checked_mul(n0_i).unwrap(),
+            "{schedule:?}"
+        );
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    prolongs: Vec<(usize, usize)>,
+    stage_ends: Vec<usize>,
+    iters: usize,
+    stop_at: Option<usize>,
+}
+
+impl Hooks for Recorder {
+    fn prolong(&mut self, from: usize, to: usize) -> Result<(), String> {
+        self.prolongs.push((from, to));
+        Ok(())
+    }
+    fn validate(&mut self, _level: usize) -> Result<Option<f64>, String> {
+        Ok(Some(1.0)) // never improves: early stopping ends each stage after `patience`
+    }
+    fn on_iteration(&mut self, _rec: &IterRecord) -> Result<Control, String> {
+        self.iters += 1;
+        Ok(if Some(self.iters) == self.stop_at {
+            Control::Stop
+        } else {
+            Control::Continue
+        })
+    }
+    fn on_stage_end(&mut self, _stage: usize, level: usize) -> Result<(), String> {
+        self.stage_ends.push(level);
+        Ok(())
+    }
+}
+
+#[test]
+fn hooks_galerkin_early_stopping_resume_and_stop() {
+    let vm = VarMap::new();
+    let net = Tiny::new(&vm, 1, 2);
+    let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t);
+    let base = LevelPlan::multiscale(3, 1).unwrap();
+    let st = stages(
+        Strategy::FullMultiscale {
+            schedule: StageSchedule::Equal,
+        },
+        &base,
+        10,
+    )
+    .unwrap();
+    let cfg = DriverConfig {
+        hot_start: HotStart::Galerkin,
+        validate_every: 1,
+        patience: Some(2),
+        ..Default::default()
+    };
+    let driver = Driver::new(st, cfg).unwrap();
+    let mut opt = AdamW::new_lr(vm.all_vars(), 1e-3).unwrap();
+    let mut h = Recorder::default();
+    let mut s = SmoothSampler::new(1, 8, 3);
+    let recs = driver
+        .run(
+            &model,
+            &mse,
+            &mut s,
+            &vm.all_vars(),
+            &mut opt,
+            &mut Accountant::new(),
+            0,
+            &mut h,
+        )
+        .unwrap();
+    assert_eq!(h.prolongs, vec![(2, 1), (1, 0)]);
+    assert_eq!(h.stage_ends, vec![2, 1, 0]);
+    assert_eq!(
+        recs.len(),
+        9,
+        "patience 2: a best, then 2 validations without improvement, per stage"
+    );
+    // Resume at global iteration 15 (stage 1, iteration 5): no prolongation into stage 1.
+    let mut h = Recorder::default();
+    let recs = driver
+        .run(
+            &model,
+            &mse,
+            &mut s,
+            &vm.all_vars(),
+            &mut opt,
+            &mut Accountant::new(),
+            15,
+            &mut h,
+        )
+        .unwrap();
+    assert_eq!((recs[0].iteration, recs[0].level), (15, 1));
+    assert_eq!(h.prolongs, vec![(1, 0)]);
+    // A progress hook can stop the run.
+    let mut h = Recorder {
+        stop_at: Some(3),
+        ..Default::default()
+    };
+    let recs = driver
+        .run(
+            &model,
+            &mse,
+            &mut s,
+            &vm.all_vars(),
+            &mut opt,
+            &mut Accountant::new(),
+            0,
+            &mut h,
+        )
+        .unwrap();
+    assert_eq!(recs.len(), 3);
+    // Galerkin without a prolong hook is an error naming the levels.
+    let err = driver.run(
+        &model,
+        &mse,
+        &mut s,
+        &vm.all_vars(),
+        &mut opt,
+        &mut Accountant::new(),
+        0,
+        &mut NoHooks,
+    );
+    assert!(err.unwrap_err().to_string().contains("level 2"));
+}
+
+#[test]
+fn non_finite_loss_is_an_error_naming_the_iteration() {
+    let vm = VarMap::new();
+    let net = Tiny::new(&vm, 1, 2);
+    let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t)? * f64::NAN;
+    let st = stages(
+        Strategy::Multiscale,
+        &LevelPlan::multiscale(2, 1).unwrap(),
+        3,
+    )
+    .unwrap();
+    let driver = Driver::new(st, DriverConfig::default()).unwrap();
+    let mut opt = AdamW::new_lr(vm.all_vars(), 1e-3).unwrap();
+    let mut s = SmoothSampler::new(1, 8, 3);
+    let err = driver
+        .run(
+            &model,
+            &mse,
+            &mut s,
+            &vm.all_vars(),
+            &mut opt,
+            &mut Accountant::new(),
+            0,
+            &mut NoHooks,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, fmg::Error::NonFinite { iteration: 0, .. }),
+        "{err}"
+    );
+    let _ = opt.learning_rate();
+}

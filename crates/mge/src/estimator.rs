@@ -1,0 +1,332 @@
+//! The Multiscale Gradient Estimator (001 eq. 6, Algorithm 1).
+//!
+//! `g = mean_i g_i^(L-1) [B_{L-1}] + sum_{l<L-1} mean_i (g_i^(l) - g_i^(l+1)) [B_l]`: every term
+//! draws its own fresh batch `B_l` of `N_l` finest-mesh samples; inside a correction term the
+//! coarse sample is built from the same fine sample (see [`crate::coupling`]).
+
+use crate::coupling::{coupled_pair, LevelBatch};
+use crate::sampler::Sampler;
+use crate::stats::TermStats;
+use crate::{Accountant, Error, Fraction, LevelPlan, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// The model: `f(input, t) -> prediction` (`t`: `[N]` noise level or `None`). Any
+/// `models::Model` fits as `&|x, t| model.forward(x, t)`.
+pub type ModelFn<'a> = dyn Fn(&Tensor, Option<&Tensor>) -> candle_core::Result<Tensor> + 'a;
+
+/// The loss `loss(pred, target)`: a scalar MEAN over samples, pixels and channels (SPEC
+/// section 0), e.g. `(pred - target)^2` averaged. Must be a per-sample mean, so that the loss
+/// of a half batch is the mean over that half.
+pub type LossFn<'a> = dyn Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor> + 'a;
+
+/// How the gradient is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GradientMode {
+    /// One backward pass on the one scalar loss
+    /// `loss_{L-1}(B_{L-1}) + sum_l [loss_l(B_l) - loss_{l+1}(R B_l)]` (001 Algorithm 1).
+    /// Only per-term losses are reported.
+    #[default]
+    Total,
+    /// Per-term backward passes on two half batches each (four on the finest term, to also
+    /// measure the single-scale variance); the gradient store is summed by hand. Adds
+    /// [`TermStats::grad_norm`], [`TermStats::variance`] and [`TermStats::fine_variance`].
+    /// Same forward work and #WU, 2-4x the backward work.
+    PerTerm,
+}
+
+/// What one estimator iteration produced.
+#[derive(Debug)]
+pub struct Step {
+    /// Value of the MGE loss (sum of the terms' values).
+    pub loss: f64,
+    /// The MGE gradient for every tracked variable (`optimizer.step(&step.grads)`).
+    pub grads: GradStore,
+    /// Per-term statistics, finest term first.
+    pub terms: Vec<TermStats>,
+    /// #WU this iteration spent (from the accountant).
+    pub wu: Fraction,
+}
+
+/// The one scalar MGE loss of an iteration with its per-term parts (graph attached).
+#[derive(Debug)]
+pub struct MgeLoss {
+    /// `sum_l (loss_fine_l - loss_coarse_l)` (001 Algorithm 1).
+    pub total: Tensor,
+    /// The evaluated terms, finest first.
+    pub terms: Vec<TermEval>,
+}
+
+/// One evaluated term: predictions and losses on its fine and coarse side.
+#[derive(Debug)]
+pub struct TermEval {
+    /// Level of the fine side.
+    pub level: usize,
+    /// Predictions and targets on the fine side (`[N, ...]`).
+    pub fine: (Tensor, Tensor),
+    /// Predictions and targets on the coarse side (correction terms only).
+    pub coarse: Option<(Tensor, Tensor)>,
+    /// `loss_l(B_l)` (scalar, graph attached).
+    pub loss_fine: Tensor,
+    /// `loss_{l+1}(R B_l)` (correction terms only).
+    pub loss_coarse: Option<Tensor>,
+    /// #WU of this term's model applications.
+    pub wu: Fraction,
+}
+
+/// Builds MGE losses and gradients for a [`LevelPlan`].
+#[derive(Debug, Clone)]
+pub struct Estimator {
+    plan: LevelPlan,
+    mode: GradientMode,
+    seed: u64,
+}
+
+impl Estimator {
+    /// An estimator for `plan`; `seed` drives the subsampling choices (crop windows), mixed
+    /// with the iteration number so a resumed run repeats them.
+    pub fn new(plan: LevelPlan, mode: GradientMode, seed: u64) -> Result<Self> {
+        plan.validate()?;
+        Ok(Estimator { plan, mode, seed })
+    }
+
+    /// The current plan.
+    pub fn plan(&self) -> &LevelPlan {
+        &self.plan
+    }
+
+    /// Replaces the plan (e.g. the adaptive allocation of the next iteration).
+    pub fn set_plan(&mut self, plan: LevelPlan) -> Result<()> {
+        plan.validate()?;
+        self.plan = plan;
+        Ok(())
+    }
+
+    /// The gradient mode.
+    pub fn mode(&self) -> GradientMode {
+        self.mode
+    }
+
+    /// Switches between one backward pass and per-term statistics.
+    pub fn set_mode(&mut self, mode: GradientMode) {
+        self.mode = mode;
+    }
+
+    /// Draws a fresh batch per term and evaluates the model on the fine and coarse side of
+    /// each, building the one scalar loss of 001 Algorithm 1; records every model
+    /// application in `acct`.
+    pub fn loss(
+        &self,
+        model: &ModelFn,
+        loss: &LossFn,
+        sampler: &mut dyn Sampler,
+        iteration: u64,
+        acct: &mut Accountant,
+    ) -> Result<MgeLoss> {
+        let mut rng = StdRng::seed_from_u64(data::mix_seed(self.seed, iteration));
+        let mut total: Option<Tensor> = None;
+        let mut terms = Vec::with_capacity(self.plan.terms().len());
+        for level in self.plan.terms() {
+            let n = self.plan.batch[level];
+            let d = sampler.draw(n)?;
+            if d.input.rank() != 4 || d.input.dim(0)? != n {
+                return Err(Error::Sampler(format!(
+                    "asked {n} samples as [N,C,H,W], got {:?}",
+                    d.input.dims()
+                )));
+            }
+            let finest = (d.input.dim(2)?, d.input.dim(3)?);
+            let pair = coupled_pair(&d, &self.plan, level, &mut rng)?;
+            let mut wu = Fraction::ZERO;
+            let mut run = |b: &LevelBatch| -> Result<(Tensor, Tensor)> {
+                let pred = model(&b.input, b.t.as_ref())?;
+                let hw = (b.input.dim(2)?, b.input.dim(3)?);
+                wu = wu.checked_add(acct.record(n, hw, finest)?)?;
+                Ok((pred, b.target.clone()))
+            };
+            let fine = run(&pair.fine)?;
+            let coarse = pair.coarse.as_ref().map(&mut run).transpose()?;
+            let loss_fine = mean_loss(loss, &fine.0, &fine.1)?;
+            let loss_coarse = coarse
+                .as_ref()
+                .map(|(p, t)| mean_loss(loss, p, t))
+                .transpose()?;
+            let value = match &loss_coarse {
+                Some(c) => (&loss_fine - c)?,
+                None => loss_fine.clone(),
+            };
+            total = Some(match total {
+                Some(s) => (s + value)?,
+                None => value,
+            });
+            terms.push(TermEval {
+                level,
+                fine,
+                coarse,
+                loss_fine,
+                loss_coarse,
+                wu,
+            });
+        }
+        let total = total.ok_or_else(|| Error::InvalidPlan("plan has no terms".into()))?;
+        Ok(MgeLoss { total, terms })
+    }
+
+    /// One MGE iteration: the loss, the gradient for `vars` and the per-term statistics.
+    pub fn step(
+        &self,
+        model: &ModelFn,
+        loss: &LossFn,
+        sampler: &mut dyn Sampler,
+        vars: &[Var],
+        iteration: u64,
+        acct: &mut Accountant,
+    ) -> Result<Step> {
+        let wu0 = acct.total();
+        let mge = self.loss(model, loss, sampler, iteration, acct)?;
+        let mut terms = Vec::with_capacity(mge.terms.len());
+        let grads = match self.mode {
+            GradientMode::Total => {
+                for t in &mge.terms {
+                    terms.push(term_values(t)?);
+                }
+                mge.total.backward()?
+            }
+            GradientMode::PerTerm => {
+                let mut sum: Option<Vec<Tensor>> = None;
+                for t in &mge.terms {
+                    let (g, stats) = self.term_gradient(loss, t, vars)?;
+                    sum = Some(match sum {
+                        Some(s) => zip_map(&s, &g, |a, b| a + b)?,
+                        None => g,
+                    });
+                    terms.push(stats);
+                }
+                let mut store = GradStore::default();
+                for (v, g) in vars.iter().zip(sum.unwrap_or_default()) {
+                    store.insert(v.as_tensor(), g);
+                }
+                store
+            }
+        };
+        let loss_value = terms.iter().map(TermStats::value).sum();
+        let wu = acct.total().checked_sub(wu0)?;
+        Ok(Step {
+            loss: loss_value,
+            grads,
+            terms,
+            wu,
+        })
+    }
+
+    /// Gradient of one term from two half batches `A = [0, a)`, `B = [a, N)`:
+    /// `g = (a d_A + b d_B) / N` with `d = grad(loss_fine - loss_coarse)` on each half, and
+    /// `V ~ ||d_A - d_B||^2 / (1/a + 1/b)` (see [`TermStats::variance`]).
+    fn term_gradient(
+        &self,
+        loss: &LossFn,
+        t: &TermEval,
+        vars: &[Var],
+    ) -> Result<(Vec<Tensor>, TermStats)> {
+        let mut stats = term_values(t)?;
+        let n = stats.batch;
+        let half_loss = |side: &(Tensor, Tensor), start: usize, len: usize| -> Result<Tensor> {
+            mean_loss(
+                loss,
+                &side.0.narrow(0, start, len)?,
+                &side.1.narrow(0, start, len)?,
+            )
+        };
+        let diff = |start: usize, len: usize| -> Result<(Vec<Tensor>, Option<Vec<Tensor>>)> {
+            let fine = half_loss(&t.fine, start, len)?;
+            match &t.coarse {
+                None => Ok((grads_of(&fine, vars)?, None)),
+                Some(c) if t.level == self.plan.first_level => {
+                    let gf = grads_of(&fine, vars)?;
+                    let gc = grads_of(&half_loss(c, start, len)?, vars)?;
+                    Ok((zip_map(&gf, &gc, |a, b| a - b)?, Some(gf)))
+                }
+                Some(c) => Ok((grads_of(&(fine - half_loss(c, start, len)?)?, vars)?, None)),
+            }
+        };
+        if n < 2 {
+            let (g, _) = diff(0, n)?;
+            stats.grad_norm = Some(sq_norm(&g)?.sqrt());
+            return Ok((g, stats));
+        }
+        let (a, b) = (n / 2, n - n / 2);
+        let (da, fa) = diff(0, a)?;
+        let (db, fb) = diff(a, b)?;
+        let (wa, wb) = (a as f64 / n as f64, b as f64 / n as f64);
+        let g = zip_map(&da, &db, |x, y| (x * wa)? + (y * wb)?)?;
+        let inv = 1.0 / a as f64 + 1.0 / b as f64;
+        stats.grad_norm = Some(sq_norm(&g)?.sqrt());
+        stats.variance = Some(sq_norm(&zip_map(&da, &db, |x, y| x - y)?)? / inv);
+        // The coarsest term alone is a plain gradient: its variance is the fine variance
+        // when it is also the finest term (single-scale).
+        let fine_pair = match (fa, fb) {
+            (Some(fa), Some(fb)) => Some((fa, fb)),
+            _ if t.coarse.is_none() && t.level == self.plan.first_level => {
+                Some((da.clone(), db.clone()))
+            }
+            _ => None,
+        };
+        if let Some((fa, fb)) = fine_pair {
+            stats.fine_variance = Some(sq_norm(&zip_map(&fa, &fb, |x, y| x - y)?)? / inv);
+        }
+        Ok((g, stats))
+    }
+}
+
+/// The loss values of a term, without gradient statistics.
+fn term_values(t: &TermEval) -> Result<TermStats> {
+    Ok(TermStats {
+        level: t.level,
+        batch: t.fine.0.dim(0)?,
+        loss_fine: scalar(&t.loss_fine)?,
+        loss_coarse: t.loss_coarse.as_ref().map(scalar).transpose()?,
+        grad_norm: None,
+        variance: None,
+        fine_variance: None,
+        wu: t.wu,
+    })
+}
+
+/// `loss(pred, target)` reduced to a scalar (rank 0) by a mean.
+fn mean_loss(loss: &LossFn, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    Ok(loss(pred, target)?.mean_all()?)
+}
+
+fn scalar(x: &Tensor) -> Result<f64> {
+    Ok(x.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Gradient of `loss` for every variable (zeros where it does not depend on it).
+fn grads_of(loss: &Tensor, vars: &[Var]) -> Result<Vec<Tensor>> {
+    let store = loss.backward()?;
+    vars.iter()
+        .map(|v| match store.get(v.as_tensor()) {
+            Some(g) => Ok(g.clone()),
+            None => Ok(v.as_tensor().zeros_like()?),
+        })
+        .collect()
+}
+
+fn zip_map(
+    a: &[Tensor],
+    b: &[Tensor],
+    f: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+) -> Result<Vec<Tensor>> {
+    a.iter().zip(b).map(|(x, y)| Ok(f(x, y)?)).collect()
+}
+
+/// `sum_k ||x_k||^2` over a gradient given per variable.
+fn sq_norm(g: &[Tensor]) -> Result<f64> {
+    let mut s = 0.0;
+    for x in g {
+        s += scalar(&x.sqr()?.sum_all()?)?;
+    }
+    Ok(s)
+}
