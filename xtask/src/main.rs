@@ -20,6 +20,7 @@ mod reproduce_table5;
 mod reproduce_table6;
 mod stencil;
 mod train;
+mod workunits_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -49,7 +50,7 @@ enum Command {
     /// Score a checkpoint on a folder of images.
     Eval(train::EvalArgs),
     /// Exact #WU of a training strategy (001 Appendix B).
-    Workunits(train::WorkunitsArgs),
+    Workunits(workunits_cmd::Args),
     /// Reproduce an experiment of the papers.
     Reproduce(reproduce::Args),
 }
@@ -66,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a, &ctx),
         Command::Train(a) => train::run_train(a, &ctx),
         Command::Eval(a) => train::run_eval(a, &ctx),
-        Command::Workunits(a) => train::run_workunits(a, &ctx),
+        Command::Workunits(a) => workunits_cmd::run(a, &ctx),
         Command::Reproduce(a) => reproduce::run(a, &ctx),
     }
 }
