@@ -160,3 +160,54 @@ fn config_selects_optimizer() {
             .is_err()
     );
 }
+
+/// Rosenbrock `r(x, y) = (10 (y - x^2), 1 - x)`, minimiser (1, 1), from (-1.2, 1): both
+/// converge; rejected steps leave the loss unchanged and shrink the radius / raise damping.
+#[test]
+fn rosenbrock_converges_from_classic_start() {
+    let run = |opt_of: &dyn Fn(Var) -> Box<dyn SecondOrder>| {
+        let p = Var::from_tensor(&Tensor::new(&[-1.2f64, 1.0], &Device::Cpu).unwrap()).unwrap();
+        let mut opt = opt_of(p.clone());
+        let mut residual = || {
+            let (x, y) = (p.as_tensor().get(0)?, p.as_tensor().get(1)?);
+            let r1 = ((y - x.sqr()?)? * 10.0)?;
+            let r2 = x.affine(-1.0, 1.0)?;
+            Tensor::stack(&[r1, r2], 0)
+        };
+        let (mut iters, mut rejected) = (0, 0);
+        let mut prev_control = f64::NAN;
+        while iters < 200 {
+            let rep = opt.step(&mut residual).unwrap();
+            iters += 1;
+            let control = rep.radius.or(rep.damping).unwrap();
+            if !rep.accepted {
+                rejected += 1;
+                assert_eq!(rep.loss_after, rep.loss_before);
+                let tightened = if rep.radius.is_some() {
+                    control < prev_control
+                } else {
+                    control > prev_control
+                };
+                assert!(prev_control.is_nan() || tightened);
+            }
+            prev_control = control;
+            if rep.loss_after < 1e-20 {
+                break;
+            }
+        }
+        (flatten(std::slice::from_ref(&p)).unwrap(), iters, rejected)
+    };
+    let gn = run(&|v| Box::new(GaussNewton::new(vec![v], GaussNewtonConfig::default()).unwrap()));
+    let st_cfg = SteihaugConfig {
+        objective: ClosureKind::Residual,
+        ..Default::default()
+    };
+    let st = run(&|v| Box::new(Steihaug::new(vec![v], st_cfg).unwrap()));
+    println!(
+        "Rosenbrock: Gauss-Newton {:?} in {} steps ({} rejected), Steihaug {:?} in {} steps ({} rejected)",
+        gn.0, gn.1, gn.2, st.0, st.1, st.2
+    );
+    for (x, _, _) in [&gn, &st] {
+        assert!(rel_err(x, &[1.0, 1.0]) < 1e-8);
+    }
+}
