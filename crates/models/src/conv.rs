@@ -100,6 +100,8 @@ impl ConvSpec {
 
 enum Op {
     Standard { weight: Tensor, bias: Option<Tensor>, padding: usize },
+    Mfc(mfc::Mfc),
+    Spectral(mfc::SpectralConv),
 }
 
 /// One convolution layer `[N, C_in, H, W] -> [N, C_out, H/s, W/s]`.
@@ -127,10 +129,12 @@ impl Conv {
         }
         let op = match (kind, spec.k) {
             (ConvKind::Standard, _) | (_, 1) => Self::standard(spec, vb)?,
-            (kind, _) => {
-                return Err(Error::Unsupported(format!(
-                    "convolution kind {kind}: the mfc crate does not provide this layer yet"
-                )))
+            (ConvKind::Mfc, _) => {
+                let cfg = mfc::MfcConfig { bias: spec.bias, ..Default::default() };
+                Op::Mfc(mfc::Mfc::new(spec.c_in, spec.c_out, &cfg, vb.pp("mfc"))?)
+            }
+            (ConvKind::Spectral { modes }, _) => {
+                Op::Spectral(mfc::SpectralConv::new(spec.c_in, spec.c_out, modes, vb.pp("spectral"))?)
             }
         };
         Ok(Self { op, stride: spec.stride })
@@ -162,6 +166,19 @@ impl Module for Conv {
                     None => Ok(y),
                 }
             }
+            Op::Mfc(layer) => self.subsample(layer.forward(x)?),
+            Op::Spectral(layer) => self.subsample(layer.forward(x)?),
+        }
+    }
+}
+
+impl Conv {
+    /// `R y` (2x2 average) for a stride-2 mesh-free layer, `y` otherwise.
+    fn subsample(&self, y: Tensor) -> candle_core::Result<Tensor> {
+        if self.stride == 2 {
+            grids::restrict(&y, grids::Restriction::Average)
+        } else {
+            Ok(y)
         }
     }
 }

@@ -81,7 +81,7 @@ pub enum Error {
     },
     /// A layer of the `mfc` crate could not be built.
     #[error("mfc layer: {0}")]
-    Mfc(String),
+    Mfc(#[from] mfc::Error),
 }
 
 /// `Result` with [`Error`].
