@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn pad_matches_index_map() {
-        let x = Tensor::arange(0f32, 12., &Device::Cpu).unwrap().reshape((3, 4)).unwrap();
+        let x = Tensor::arange(0f32, 12., &Device::Cpu)
+            .unwrap()
+            .reshape((3, 4))
+            .unwrap();
         let xs = x.to_vec2::<f32>().unwrap();
         for b in [Boundary::Periodic, Boundary::Replicate] {
             let p = b.pad1(&x).unwrap().to_vec2::<f32>().unwrap();

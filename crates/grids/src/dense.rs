@@ -21,7 +21,11 @@ const SINGULAR_TOL: f64 = 1e-12;
 impl Matrix {
     /// The `rows x cols` zero matrix.
     pub fn zeros(rows: usize, cols: usize) -> Self {
-        Self { rows, cols, data: vec![0.0; rows * cols] }
+        Self {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
     }
 
     /// The `n x n` identity.
@@ -47,7 +51,10 @@ impl Matrix {
     /// A matrix from equally long rows.
     pub fn from_rows<R: AsRef<[f64]>>(rows: &[R]) -> Result<Self> {
         let cols = rows.first().map_or(0, |r| r.as_ref().len());
-        let data: Vec<f64> = rows.iter().flat_map(|r| r.as_ref().iter().copied()).collect();
+        let data: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| r.as_ref().iter().copied())
+            .collect();
         Self::from_vec(rows.len(), cols, data)
     }
 
@@ -117,7 +124,11 @@ impl Matrix {
         if (self.rows, self.cols) != (other.rows, other.cols) {
             return f64::INFINITY;
         }
-        self.data.iter().zip(&other.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
     }
 
     /// Solves `A X = B` for square `A` by LU with partial pivoting; [`Error::Singular`] when a
@@ -137,7 +148,11 @@ impl Matrix {
                 .map(|r| (r, a[(r, col)].abs()))
                 .fold((col, -1.0), |acc, x| if x.1 > acc.1 { x } else { acc });
             if best <= SINGULAR_TOL * scale || scale == 0.0 {
-                return Err(Error::Singular { size: n, column: col, pivot: best });
+                return Err(Error::Singular {
+                    size: n,
+                    column: col,
+                    pivot: best,
+                });
             }
             a.swap_rows(col, piv);
             b.swap_rows(col, piv);
@@ -168,12 +183,19 @@ impl Matrix {
     /// Spectral condition number `sigma_max / sigma_min`, from the eigenvalues of `A^T A`
     /// (cyclic Jacobi). Infinite for singular matrices.
     pub fn cond2(&self) -> f64 {
-        let eig = self.transpose().matmul(self).map(|g| g.symmetric_eigenvalues());
+        let eig = self
+            .transpose()
+            .matmul(self)
+            .map(|g| g.symmetric_eigenvalues());
         match eig {
             Ok(e) => {
                 let max = e.iter().copied().fold(0.0f64, f64::max);
                 let min = e.iter().copied().fold(f64::INFINITY, f64::min);
-                if min <= 0.0 { f64::INFINITY } else { (max / min).sqrt() }
+                if min <= 0.0 {
+                    f64::INFINITY
+                } else {
+                    (max / min).sqrt()
+                }
             }
             Err(_) => f64::INFINITY,
         }
@@ -269,6 +291,11 @@ mod tests {
         let lhs = a.matmul(&x).unwrap().matmul(&b.transpose()).unwrap();
         let vx = Matrix::from_vec(4, 1, x.data().to_vec()).unwrap();
         let rhs = a.kron(&b).matmul(&vx).unwrap();
-        assert!(Matrix::from_vec(4, 1, lhs.data().to_vec()).unwrap().max_abs_diff(&rhs) < 1e-14);
+        assert!(
+            Matrix::from_vec(4, 1, lhs.data().to_vec())
+                .unwrap()
+                .max_abs_diff(&rhs)
+                < 1e-14
+        );
     }
 }

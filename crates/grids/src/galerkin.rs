@@ -18,7 +18,9 @@ use candle_core::Tensor;
 /// every pair except full weighting + bilinear, whose coarse stencil grows to 5x5.
 pub fn transfer_matrix(r: Restriction, p: Prolongation, fine_size: usize) -> Result<Matrix> {
     if fine_size % 2 == 0 {
-        return Err(Error::Shape(format!("stencil size must be odd, got {fine_size}")));
+        return Err(Error::Shape(format!(
+            "stencil size must be odd, got {fine_size}"
+        )));
     }
     let (rt, pt) = (r.taps(), p.taps());
     let w = (fine_size / 2) as isize;
@@ -112,20 +114,29 @@ fn apply_stencil_map(w: &Tensor, a: &Matrix) -> Result<Tensor> {
     let (co, ci, k, _) = w.dims4()?;
     let at = Tensor::from_vec(a.transpose().data().to_vec(), (k * k, k * k), w.device())?
         .to_dtype(w.dtype())?;
-    Ok(w.reshape((co * ci, k * k))?.matmul(&at)?.reshape((co, ci, k, k))?)
+    Ok(w.reshape((co * ci, k * k))?
+        .matmul(&at)?
+        .reshape((co, ci, k, k))?)
 }
 
 fn kernel_size(w: &Tensor) -> Result<usize> {
     let (_, _, kh, kw) = w.dims4()?;
     if kh != kw || kh % 2 == 0 {
-        return Err(Error::Unsupported(format!("kernel shape {:?}: need odd square kernels", w.shape())));
+        return Err(Error::Unsupported(format!(
+            "kernel shape {:?}: need odd square kernels",
+            w.shape()
+        )));
     }
     Ok(kh)
 }
 
 fn check_stencil(s: &Matrix) -> Result<()> {
     if s.rows() != s.cols() || s.rows() % 2 == 0 {
-        return Err(Error::Shape(format!("stencil must be odd and square, got {}x{}", s.rows(), s.cols())));
+        return Err(Error::Shape(format!(
+            "stencil must be odd and square, got {}x{}",
+            s.rows(),
+            s.cols()
+        )));
     }
     Ok(())
 }

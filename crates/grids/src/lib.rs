@@ -54,7 +54,11 @@ pub struct Taps {
 impl Taps {
     /// The weight at offset `i` (zero outside the support).
     pub fn at(&self, i: isize) -> f64 {
-        usize::try_from(i - self.offset).ok().and_then(|k| self.weights.get(k)).copied().unwrap_or(0.0)
+        usize::try_from(i - self.offset)
+            .ok()
+            .and_then(|k| self.weights.get(k))
+            .copied()
+            .unwrap_or(0.0)
     }
 
     /// The support `offset ..= offset + len - 1`.

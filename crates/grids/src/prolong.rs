@@ -26,8 +26,14 @@ impl Prolongation {
     /// The 1-D taps `p(t)`: fine pixel `2J + t` receives `p(t) x_J`.
     pub fn taps(self) -> Taps {
         match self {
-            Prolongation::Bilinear => Taps { offset: -1, weights: &[0.25, 0.75, 0.75, 0.25] },
-            Prolongation::Constant => Taps { offset: 0, weights: &[1.0, 1.0] },
+            Prolongation::Bilinear => Taps {
+                offset: -1,
+                weights: &[0.25, 0.75, 0.75, 0.25],
+            },
+            Prolongation::Constant => Taps {
+                offset: 0,
+                weights: &[1.0, 1.0],
+            },
         }
     }
 
@@ -43,11 +49,14 @@ impl Prolongation {
 impl std::str::FromStr for Prolongation {
     type Err = Error;
     fn from_str(s: &str) -> std::result::Result<Self, Error> {
-        Prolongation::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| Error::UnknownName {
-            kind: "prolongation",
-            name: s.to_string(),
-            expected: "bilinear, constant",
-        })
+        Prolongation::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "prolongation",
+                name: s.to_string(),
+                expected: "bilinear, constant",
+            })
     }
 }
 
@@ -82,8 +91,9 @@ pub fn prolong_with(x: &Tensor, p: Prolongation, boundary: Boundary) -> Result<T
             .reshape((n, c, 2 * h, 2 * w)),
         Prolongation::Bilinear => {
             let taps = p.taps();
-            let phases: Vec<[f64; 3]> =
-                (0..2).map(|d| [taps.at(d + 2), taps.at(d), taps.at(d - 2)]).collect();
+            let phases: Vec<[f64; 3]> = (0..2)
+                .map(|d| [taps.at(d + 2), taps.at(d), taps.at(d - 2)])
+                .collect();
             let pairs: Vec<(&[f64], &[f64])> = [(0, 0), (0, 1), (1, 0), (1, 1)]
                 .iter()
                 .map(|&(di, dj)| (&phases[di][..], &phases[dj][..]))

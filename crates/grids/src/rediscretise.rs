@@ -40,7 +40,11 @@ pub const BASIS: [Derivative; 9] = [
 /// `s = E(h) alpha` for a 3-point stencil.
 pub fn basis_1d(h: f64) -> Matrix {
     let mut e = Matrix::zeros(3, 3);
-    let cols = [[0.25, 0.5, 0.25], [-0.5 / h, 0.0, 0.5 / h], [1.0 / (h * h), -2.0 / (h * h), 1.0 / (h * h)]];
+    let cols = [
+        [0.25, 0.5, 0.25],
+        [-0.5 / h, 0.0, 0.5 / h],
+        [1.0 / (h * h), -2.0 / (h * h), 1.0 / (h * h)],
+    ];
     for (k, col) in cols.iter().enumerate() {
         for (i, v) in col.iter().enumerate() {
             e[(i, k)] = *v;
@@ -91,7 +95,9 @@ pub fn from_coefficients(alpha: &[f64; 9], h: f64) -> Matrix {
 pub fn rediscretise(s: &Matrix, h: f64, h_new: f64) -> Result<Matrix> {
     check(s, h)?;
     if !(h_new.is_finite() && h_new > 0.0) {
-        return Err(Error::Shape(format!("mesh size must be positive, got {h_new}")));
+        return Err(Error::Shape(format!(
+            "mesh size must be positive, got {h_new}"
+        )));
     }
     let t = basis_1d(h_new).matmul(&basis_1d(h).inverse()?)?;
     t.matmul(s)?.matmul(&t.transpose())

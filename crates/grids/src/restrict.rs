@@ -22,17 +22,27 @@ pub enum Restriction {
 
 impl Restriction {
     /// All variants, for exhaustive tests and CLIs.
-    pub const ALL: [Restriction; 3] =
-        [Restriction::Average, Restriction::Injection, Restriction::FullWeighting];
+    pub const ALL: [Restriction; 3] = [
+        Restriction::Average,
+        Restriction::Injection,
+        Restriction::FullWeighting,
+    ];
 
     /// The 1-D taps `r(i)`: `(R_1 x)_I = sum_i r(i) x_{2I+i}`.
     pub fn taps(self) -> Taps {
         match self {
-            Restriction::Average => Taps { offset: 0, weights: &[0.5, 0.5] },
-            Restriction::Injection => Taps { offset: 0, weights: &[1.0] },
-            Restriction::FullWeighting => {
-                Taps { offset: -1, weights: &[0.125, 0.375, 0.375, 0.125] }
-            }
+            Restriction::Average => Taps {
+                offset: 0,
+                weights: &[0.5, 0.5],
+            },
+            Restriction::Injection => Taps {
+                offset: 0,
+                weights: &[1.0],
+            },
+            Restriction::FullWeighting => Taps {
+                offset: -1,
+                weights: &[0.125, 0.375, 0.375, 0.125],
+            },
         }
     }
 
@@ -49,11 +59,14 @@ impl Restriction {
 impl std::str::FromStr for Restriction {
     type Err = Error;
     fn from_str(s: &str) -> std::result::Result<Self, Error> {
-        Restriction::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| Error::UnknownName {
-            kind: "restriction",
-            name: s.to_string(),
-            expected: "average, injection, full-weighting",
-        })
+        Restriction::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "restriction",
+                name: s.to_string(),
+                expected: "average, injection, full-weighting",
+            })
     }
 }
 
@@ -106,7 +119,10 @@ pub(crate) fn outer_kernel(
     let (a, b) = pairs.first().map_or((0, 0), |(r, c)| (r.len(), c.len()));
     let values: Vec<f64> = pairs
         .iter()
-        .flat_map(|(rows, cols)| rows.iter().flat_map(move |ri| cols.iter().map(move |cj| ri * cj)))
+        .flat_map(|(rows, cols)| {
+            rows.iter()
+                .flat_map(move |ri| cols.iter().map(move |cj| ri * cj))
+        })
         .collect();
     Tensor::from_vec(values, (pairs.len(), 1, a, b), device)?.to_dtype(dtype)
 }

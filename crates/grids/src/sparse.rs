@@ -18,9 +18,15 @@ pub struct SparseMatrix {
 impl SparseMatrix {
     /// Builds from `(row, col, value)` triplets; duplicates are summed. Errors on an
     /// out-of-range index.
-    pub fn from_triplets(rows: usize, cols: usize, triplets: &[(usize, usize, f64)]) -> Result<Self> {
+    pub fn from_triplets(
+        rows: usize,
+        cols: usize,
+        triplets: &[(usize, usize, f64)],
+    ) -> Result<Self> {
         if let Some(&(i, j, _)) = triplets.iter().find(|t| t.0 >= rows || t.1 >= cols) {
-            return Err(Error::Shape(format!("entry ({i},{j}) outside a {rows}x{cols} matrix")));
+            return Err(Error::Shape(format!(
+                "entry ({i},{j}) outside a {rows}x{cols} matrix"
+            )));
         }
         let mut sorted = triplets.to_vec();
         sorted.sort_by_key(|t| (t.0, t.1));
@@ -42,7 +48,13 @@ impl SparseMatrix {
         for i in 0..rows {
             indptr[i + 1] += indptr[i];
         }
-        Ok(Self { rows, cols, indptr, indices, values })
+        Ok(Self {
+            rows,
+            cols,
+            indptr,
+            indices,
+            values,
+        })
     }
 
     /// Number of rows.
@@ -58,25 +70,40 @@ impl SparseMatrix {
     /// Stored entries of row `i` as `(col, value)`.
     pub fn row(&self, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
         let range = self.indptr[i]..self.indptr[i + 1];
-        self.indices[range.clone()].iter().copied().zip(self.values[range].iter().copied())
+        self.indices[range.clone()]
+            .iter()
+            .copied()
+            .zip(self.values[range].iter().copied())
     }
 
     /// All stored entries as `(row, col, value)`.
     pub fn triplets(&self) -> Vec<(usize, usize, f64)> {
-        (0..self.rows).flat_map(|i| self.row(i).map(move |(j, v)| (i, j, v))).collect()
+        (0..self.rows)
+            .flat_map(|i| self.row(i).map(move |(j, v)| (i, j, v)))
+            .collect()
     }
 
     /// `y = A x`.
     pub fn matvec(&self, x: &[f64]) -> Result<Vec<f64>> {
         if x.len() != self.cols {
-            return Err(Error::Shape(format!("matvec of {} columns with {} values", self.cols, x.len())));
+            return Err(Error::Shape(format!(
+                "matvec of {} columns with {} values",
+                self.cols,
+                x.len()
+            )));
         }
-        Ok((0..self.rows).map(|i| self.row(i).map(|(j, v)| v * x[j]).sum()).collect())
+        Ok((0..self.rows)
+            .map(|i| self.row(i).map(|(j, v)| v * x[j]).sum())
+            .collect())
     }
 
     /// `A^T`.
     pub fn transpose(&self) -> Self {
-        let t: Vec<_> = self.triplets().into_iter().map(|(i, j, v)| (j, i, v)).collect();
+        let t: Vec<_> = self
+            .triplets()
+            .into_iter()
+            .map(|(i, j, v)| (j, i, v))
+            .collect();
         Self::from_triplets(self.cols, self.rows, &t).expect("transposed indices are in range")
     }
 
@@ -102,9 +129,10 @@ impl SparseMatrix {
             .triplets()
             .into_iter()
             .flat_map(|(i, j, a)| {
-                other.triplets().into_iter().map(move |(p, q, b)| {
-                    (i * other.rows + p, j * other.cols + q, a * b)
-                })
+                other
+                    .triplets()
+                    .into_iter()
+                    .map(move |(p, q, b)| (i * other.rows + p, j * other.cols + q, a * b))
             })
             .collect();
         Self::from_triplets(self.rows * other.rows, self.cols * other.cols, &t)
@@ -125,12 +153,15 @@ impl SparseMatrix {
 /// boundary index map.
 pub fn restriction_matrix_1d(r: Restriction, n: usize, boundary: Boundary) -> Result<SparseMatrix> {
     if n == 0 || n % 2 != 0 {
-        return Err(Error::Shape(format!("restriction needs an even grid, got {n}")));
+        return Err(Error::Shape(format!(
+            "restriction needs an even grid, got {n}"
+        )));
     }
     let taps = r.taps();
     let t: Vec<_> = (0..n / 2)
         .flat_map(|big| {
-            taps.support().map(move |i| (big, boundary.index(2 * big as isize + i, n), taps.at(i)))
+            taps.support()
+                .map(move |i| (big, boundary.index(2 * big as isize + i, n), taps.at(i)))
         })
         .collect();
     SparseMatrix::from_triplets(n / 2, n, &t)
@@ -138,7 +169,11 @@ pub fn restriction_matrix_1d(r: Restriction, n: usize, boundary: Boundary) -> Re
 
 /// The 1-D prolongation `P_1` (`2m x m`): `(P_1 x)_p = sum_J p(p - 2J) x_{b(J)}`, `b` the
 /// boundary index map (the same as padding the coarse image, as the tensor op does).
-pub fn prolongation_matrix_1d(p: Prolongation, m: usize, boundary: Boundary) -> Result<SparseMatrix> {
+pub fn prolongation_matrix_1d(
+    p: Prolongation,
+    m: usize,
+    boundary: Boundary,
+) -> Result<SparseMatrix> {
     if m == 0 {
         return Err(Error::Shape("prolongation of an empty grid".into()));
     }
@@ -148,7 +183,11 @@ pub fn prolongation_matrix_1d(p: Prolongation, m: usize, boundary: Boundary) -> 
             // Coarse J with fine - 2J in the support: J in [(fine - hi)/2, (fine - lo)/2].
             let (lo, hi) = (*taps.support().start(), *taps.support().end());
             ((fine - hi).div_euclid(2)..=(fine - lo).div_euclid(2)).map(move |big| {
-                (fine as usize, boundary.index(big, m), taps.at(fine - 2 * big))
+                (
+                    fine as usize,
+                    boundary.index(big, m),
+                    taps.at(fine - 2 * big),
+                )
             })
         })
         .filter(|t| t.2 != 0.0)
@@ -201,9 +240,14 @@ mod tests {
 
     #[test]
     fn triplets_sum_duplicates_and_products_match_dense() {
-        let a = SparseMatrix::from_triplets(2, 3, &[(0, 0, 1.0), (0, 0, 2.0), (1, 2, -1.0)]).unwrap();
-        assert_eq!(a.to_dense(), Matrix::from_rows(&[[3.0, 0.0, 0.0], [0.0, 0.0, -1.0]]).unwrap());
-        let b = SparseMatrix::from_triplets(3, 2, &[(0, 1, 2.0), (2, 0, 4.0), (1, 1, 5.0)]).unwrap();
+        let a =
+            SparseMatrix::from_triplets(2, 3, &[(0, 0, 1.0), (0, 0, 2.0), (1, 2, -1.0)]).unwrap();
+        assert_eq!(
+            a.to_dense(),
+            Matrix::from_rows(&[[3.0, 0.0, 0.0], [0.0, 0.0, -1.0]]).unwrap()
+        );
+        let b =
+            SparseMatrix::from_triplets(3, 2, &[(0, 1, 2.0), (2, 0, 4.0), (1, 1, 5.0)]).unwrap();
         let dense = a.to_dense().matmul(&b.to_dense()).unwrap();
         assert_eq!(a.matmul(&b).unwrap().to_dense(), dense);
         assert_eq!(a.transpose().to_dense(), a.to_dense().transpose());

@@ -19,8 +19,11 @@ pub enum Subsampling {
 
 impl Subsampling {
     /// All variants.
-    pub const ALL: [Subsampling; 3] =
-        [Subsampling::Coarsen, Subsampling::Crop, Subsampling::CoarsenAndCrop];
+    pub const ALL: [Subsampling; 3] = [
+        Subsampling::Coarsen,
+        Subsampling::Crop,
+        Subsampling::CoarsenAndCrop,
+    ];
 
     /// The name accepted by `FromStr`: "coarsen", "crop", "both".
     pub fn name(self) -> &'static str {
@@ -45,11 +48,14 @@ impl Subsampling {
 impl std::str::FromStr for Subsampling {
     type Err = Error;
     fn from_str(s: &str) -> std::result::Result<Self, Error> {
-        Subsampling::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| Error::UnknownName {
-            kind: "subsampling",
-            name: s.to_string(),
-            expected: "coarsen, crop, both",
-        })
+        Subsampling::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "subsampling",
+                name: s.to_string(),
+                expected: "coarsen, crop, both",
+            })
     }
 }
 
@@ -89,7 +95,8 @@ pub fn next_level(
 
 /// Per-sample random half-size crops, the same window (scaled) for every tensor.
 fn crop_half(xs: &[Tensor], rng: &mut impl rand::Rng) -> Result<Vec<Tensor>> {
-    let dims: Vec<(usize, usize, usize, usize)> = xs.iter().map(|x| x.dims4()).collect::<Result<_>>()?;
+    let dims: Vec<(usize, usize, usize, usize)> =
+        xs.iter().map(|x| x.dims4()).collect::<Result<_>>()?;
     let Some(&(n, _, hs, ws)) = dims.iter().min_by_key(|d| d.2) else {
         return Ok(Vec::new());
     };
@@ -103,15 +110,20 @@ fn crop_half(xs: &[Tensor], rng: &mut impl rand::Rng) -> Result<Vec<Tensor>> {
         }
         factors.push(f);
     }
-    let windows: Vec<(usize, usize)> =
-        (0..n).map(|_| (rng.random_range(0..=hs / 2), rng.random_range(0..=ws / 2))).collect();
+    let windows: Vec<(usize, usize)> = (0..n)
+        .map(|_| (rng.random_range(0..=hs / 2), rng.random_range(0..=ws / 2)))
+        .collect();
     xs.iter()
         .zip(dims.iter().zip(&factors))
         .map(|(x, (&(_, _, h, w), &f))| {
             let parts = windows
                 .iter()
                 .enumerate()
-                .map(|(i, &(oy, ox))| x.narrow(0, i, 1)?.narrow(2, f * oy, h / 2)?.narrow(3, f * ox, w / 2))
+                .map(|(i, &(oy, ox))| {
+                    x.narrow(0, i, 1)?
+                        .narrow(2, f * oy, h / 2)?
+                        .narrow(3, f * ox, w / 2)
+                })
                 .collect::<Result<Vec<_>>>()?;
             Tensor::cat(&parts, 0)
         })

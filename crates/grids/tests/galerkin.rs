@@ -3,15 +3,17 @@
 
 use candle_core::{Device, Tensor};
 use grids::galerkin::{
-    coarse_stencil, explicit_coarse_operator, fine_stencil, prolong_weights,
-    prolongation_system, restrict_weights, transfer_matrix,
+    coarse_stencil, explicit_coarse_operator, fine_stencil, prolong_weights, prolongation_system,
+    restrict_weights, transfer_matrix,
 };
 use grids::sparse::convolution_matrix;
 use grids::{Error, Matrix, Prolongation, Restriction};
 use proptest::prelude::*;
 
 fn pairs() -> impl Iterator<Item = (Restriction, Prolongation)> {
-    Restriction::ALL.into_iter().flat_map(|r| Prolongation::ALL.into_iter().map(move |p| (r, p)))
+    Restriction::ALL
+        .into_iter()
+        .flat_map(|r| Prolongation::ALL.into_iter().map(move |p| (r, p)))
 }
 
 fn stencil(values: &[f64]) -> Matrix {
@@ -22,7 +24,8 @@ fn stencil(values: &[f64]) -> Matrix {
 #[test]
 fn default_transfer_matrix_is_the_spec_one() {
     let m = transfer_matrix(Restriction::Average, Prolongation::Bilinear, 3).unwrap();
-    let spec = Matrix::from_rows(&[[0.5, 0.125, 0.0], [0.5, 0.75, 0.5], [0.0, 0.125, 0.5]]).unwrap();
+    let spec =
+        Matrix::from_rows(&[[0.5, 0.125, 0.0], [0.5, 0.75, 0.5], [0.0, 0.125, 0.5]]).unwrap();
     assert!(m.max_abs_diff(&spec) < 1e-15, "{m:?}");
 }
 
@@ -33,7 +36,10 @@ fn reproduces_the_printed_example_of_002() {
     let printed = stencil(&[-0.48, -0.17, 0.82, -0.15, -0.80, 0.37, 0.84, 0.40, 0.07]);
     let s_c = coarse_stencil(&s_h, Restriction::Average, Prolongation::Bilinear).unwrap();
     let err = s_c.max_abs_diff(&printed);
-    eprintln!("002 example: s_H = {:?}, max deviation from print {err:.4}", s_c.data());
+    eprintln!(
+        "002 example: s_H = {:?}, max deviation from print {err:.4}",
+        s_c.data()
+    );
     // Inputs and outputs are printed to 2 decimals: rounding alone allows ~0.005 + 0.005 * 1.75^2.
     assert!(err < 0.01, "max deviation {err}: {s_c:?}");
     // Other pairs do not reproduce it: the example pins the default pair.
@@ -128,7 +134,12 @@ fn singular_and_unsupported_pairs_are_typed_errors() {
         fine_stencil(&s, Restriction::FullWeighting, Prolongation::Bilinear),
         Err(Error::Unsupported(_))
     ));
-    assert_eq!(coarse_stencil(&s, Restriction::FullWeighting, Prolongation::Bilinear).unwrap().rows(), 5);
+    assert_eq!(
+        coarse_stencil(&s, Restriction::FullWeighting, Prolongation::Bilinear)
+            .unwrap()
+            .rows(),
+        5
+    );
     let w = Tensor::ones((2, 2, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
     assert!(matches!(
         restrict_weights(&w, Restriction::FullWeighting, Prolongation::Bilinear),
@@ -139,7 +150,10 @@ fn singular_and_unsupported_pairs_are_typed_errors() {
         Err(Error::Singular { .. })
     ));
     let even = Tensor::ones((2, 2, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
-    assert!(matches!(restrict_weights(&even, Restriction::Average, Prolongation::Bilinear), Err(Error::Unsupported(_))));
+    assert!(matches!(
+        restrict_weights(&even, Restriction::Average, Prolongation::Bilinear),
+        Err(Error::Unsupported(_))
+    ));
 }
 
 #[test]
@@ -147,7 +161,14 @@ fn one_by_one_kernels_pass_unchanged() {
     let w = Tensor::randn(0f32, 1., (3, 2, 1, 1), &Device::Cpu).unwrap();
     for f in [restrict_weights, prolong_weights] {
         let out = f(&w, Restriction::Average, Prolongation::Bilinear).unwrap();
-        let d = (out - &w).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (out - &w)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(d, 0.0);
     }
 }

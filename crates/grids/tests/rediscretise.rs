@@ -2,7 +2,9 @@
 //! printed basis of 002 has the documented typos, and moving a stencil between meshes keeps
 //! its action on bilinear polynomials.
 
-use grids::rediscretise::{basis_stencil, coefficients, from_coefficients, rediscretise, Derivative, BASIS};
+use grids::rediscretise::{
+    basis_stencil, coefficients, from_coefficients, rediscretise, Derivative, BASIS,
+};
 use grids::Matrix;
 use proptest::prelude::*;
 
@@ -96,14 +98,32 @@ fn printed_basis_typos() {
     let d = |dx, dy| basis_stencil(Derivative { dx, dy }, h);
     let close = |a: &Matrix, b: &Matrix| a.max_abs_diff(b) < 1e-9;
     // Correct as printed.
-    assert!(close(&d(0, 0), &m([[1., 2., 1.], [2., 4., 2.], [1., 2., 1.]], 1. / 16.)));
-    assert!(close(&d(2, 0), &m([[1., -2., 1.], [2., -4., 2.], [1., -2., 1.]], 1. / (4. * h * h))));
-    assert!(close(&d(0, 2), &m([[1., 2., 1.], [-2., -4., -2.], [1., 2., 1.]], 1. / (4. * h * h))));
+    assert!(close(
+        &d(0, 0),
+        &m([[1., 2., 1.], [2., 4., 2.], [1., 2., 1.]], 1. / 16.)
+    ));
+    assert!(close(
+        &d(2, 0),
+        &m(
+            [[1., -2., 1.], [2., -4., 2.], [1., -2., 1.]],
+            1. / (4. * h * h)
+        )
+    ));
+    assert!(close(
+        &d(0, 2),
+        &m(
+            [[1., 2., 1.], [-2., -4., -2.], [1., 2., 1.]],
+            1. / (4. * h * h)
+        )
+    ));
     // ∂x, ∂y: printed 1/(6h) would give 4/3 of the derivative; the factor is 1/(8h).
     let dx_printed = [[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]];
     assert!(close(&d(1, 0), &m(dx_printed, 1. / (8. * h))));
     assert!(!close(&d(1, 0), &m(dx_printed, 1. / (6. * h))));
-    assert!(close(&d(0, 1), &m([[-1., -2., -1.], [0., 0., 0.], [1., 2., 1.]], 1. / (8. * h))));
+    assert!(close(
+        &d(0, 1),
+        &m([[-1., -2., -1.], [0., 0., 0.], [1., 2., 1.]], 1. / (8. * h))
+    ));
     // ∂xy: printed matrix with 1/h^2 is -4 times the derivative.
     let dxy_printed = [[-1., 0., 1.], [0., 0., 0.], [1., 0., -1.]];
     assert!(close(&d(1, 1), &m(dxy_printed, -1. / (4. * h * h))));

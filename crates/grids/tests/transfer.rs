@@ -13,16 +13,33 @@ const BOUNDARIES: [Boundary; 2] = [Boundary::Periodic, Boundary::Replicate];
 fn apply_sparse(op: &SparseMatrix, x: &Tensor, out_side: usize) -> Tensor {
     let (n, c, _, _) = x.dims4().unwrap();
     let flat = x.reshape((n * c, ())).unwrap().to_vec2::<f64>().unwrap();
-    let out: Vec<f64> = flat.iter().flat_map(|img| op.matvec(img).unwrap()).collect();
+    let out: Vec<f64> = flat
+        .iter()
+        .flat_map(|img| op.matvec(img).unwrap())
+        .collect();
     Tensor::from_vec(out, (n, c, out_side, out_side), &Device::Cpu).unwrap()
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
-    (a * b).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+    (a * b)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 proptest! {
@@ -85,9 +102,19 @@ fn adjoint_pairs_and_their_scaling() {
     let n = 8;
     for r in Restriction::ALL {
         for p in Prolongation::ALL {
-            let rt = restriction_matrix(r, n, Boundary::Periodic).unwrap().to_dense().transpose();
-            let pm = prolongation_matrix(p, n / 2, Boundary::Periodic).unwrap().to_dense();
-            let quarter = grids::Matrix::from_vec(pm.rows(), pm.cols(), pm.data().iter().map(|v| v / 4.0).collect()).unwrap();
+            let rt = restriction_matrix(r, n, Boundary::Periodic)
+                .unwrap()
+                .to_dense()
+                .transpose();
+            let pm = prolongation_matrix(p, n / 2, Boundary::Periodic)
+                .unwrap()
+                .to_dense();
+            let quarter = grids::Matrix::from_vec(
+                pm.rows(),
+                pm.cols(),
+                pm.data().iter().map(|v| v / 4.0).collect(),
+            )
+            .unwrap();
             let adjoint = rt.max_abs_diff(&quarter) < 1e-15;
             let expected = matches!(
                 (r, p),
@@ -97,8 +124,19 @@ fn adjoint_pairs_and_their_scaling() {
             assert_eq!(adjoint, expected, "{r} + {p}");
             // Not adjoint for any other scaling either: R^T and P are not proportional.
             if !expected {
-                let ratios: Vec<f64> = rt.data().iter().zip(pm.data()).filter(|(a, b)| **a != 0.0 || **b != 0.0).map(|(a, b)| a / b).collect();
-                assert!(ratios.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-12 || !w[0].is_finite()), "{r} + {p}");
+                let ratios: Vec<f64> = rt
+                    .data()
+                    .iter()
+                    .zip(pm.data())
+                    .filter(|(a, b)| **a != 0.0 || **b != 0.0)
+                    .map(|(a, b)| a / b)
+                    .collect();
+                assert!(
+                    ratios
+                        .windows(2)
+                        .any(|w| (w[0] - w[1]).abs() > 1e-12 || !w[0].is_finite()),
+                    "{r} + {p}"
+                );
             }
         }
     }
@@ -125,8 +163,20 @@ fn autograd_of_restriction_is_scaled_prolongation() {
     // Prolongation is differentiable too (transpose: <P y, x> gradient = P^T x = 4 R x).
     let yv = Var::from_tensor(&y).unwrap();
     let px = prolong_with(yv.as_tensor(), Prolongation::Bilinear, Boundary::Periodic).unwrap();
-    let grads = (&px * x.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
-    let four_rx = (restrict_with(x.as_tensor(), Restriction::FullWeighting, Boundary::Periodic).unwrap() * 4.0).unwrap();
+    let grads = (&px * x.as_tensor())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let four_rx = (restrict_with(
+        x.as_tensor(),
+        Restriction::FullWeighting,
+        Boundary::Periodic,
+    )
+    .unwrap()
+        * 4.0)
+        .unwrap();
     assert!(max_abs(grads.get(yv.as_tensor()).unwrap(), &four_rx) < 1e-13);
 }
 
@@ -164,7 +214,9 @@ fn rp_is_identity_to_second_order() {
                 (Restriction::Injection | Restriction::Average, Prolongation::Constant) => {
                     assert!(e1 < 1e-14 && e2 < 1e-14)
                 }
-                (Restriction::Injection, Prolongation::Bilinear) => assert!((rate - 1.0).abs() < 0.1),
+                (Restriction::Injection, Prolongation::Bilinear) => {
+                    assert!((rate - 1.0).abs() < 0.1)
+                }
                 _ => assert!((rate - 2.0).abs() < 0.05, "{r} + {p}: rate {rate}"),
             }
         }
@@ -173,7 +225,10 @@ fn rp_is_identity_to_second_order() {
     let pr = |n: usize| {
         let u = smooth(n);
         let c = restrict_with(&u, Restriction::Average, Boundary::Periodic).unwrap();
-        max_abs(&prolong_with(&c, Prolongation::Bilinear, Boundary::Periodic).unwrap(), &u)
+        max_abs(
+            &prolong_with(&c, Prolongation::Bilinear, Boundary::Periodic).unwrap(),
+            &u,
+        )
     };
     let rate = (pr(64) / pr(128)).log2();
     eprintln!("P R - I, average + bilinear: rate {rate:.3}");
@@ -207,8 +262,14 @@ fn names_parse() {
     for p in Prolongation::ALL {
         assert_eq!(p.name().parse::<Prolongation>().unwrap(), p);
     }
-    assert_eq!("full-weighting".parse::<Restriction>().unwrap(), Restriction::FullWeighting);
-    assert!(matches!("bicubic".parse::<Prolongation>(), Err(grids::Error::UnknownName { .. })));
+    assert_eq!(
+        "full-weighting".parse::<Restriction>().unwrap(),
+        Restriction::FullWeighting
+    );
+    assert!(matches!(
+        "bicubic".parse::<Prolongation>(),
+        Err(grids::Error::UnknownName { .. })
+    ));
     assert_eq!(Restriction::default(), Restriction::Average);
     assert_eq!(Prolongation::default(), Prolongation::Bilinear);
 }
