@@ -18,7 +18,11 @@ pub enum CifarKind {
 
 impl CifarKind {
     fn label_bytes(self) -> usize {
-        if self == CifarKind::Cifar10 { 1 } else { 2 }
+        if self == CifarKind::Cifar10 {
+            1
+        } else {
+            2
+        }
     }
     fn classes(self) -> usize {
         match self {
@@ -49,14 +53,20 @@ impl Cifar {
             if bytes.is_empty() || bytes.len() % record != 0 {
                 return Err(Error::format(
                     path,
-                    format!("truncated or not {kind:?}: {} bytes is not a positive multiple of the {record}-byte record", bytes.len()),
+                    format!(
+                        "truncated or not {kind:?}: {} bytes is not a positive multiple of the {record}-byte record",
+                        bytes.len()
+                    ),
                 ));
             }
             for (r, rec) in bytes.chunks_exact(record).enumerate() {
                 let label = rec[if kind == CifarKind::Cifar100Fine { 1 } else { 0 }];
                 let coarse_ok = kind != CifarKind::Cifar100Fine || (rec[0] as usize) < 20;
                 if label as usize >= kind.classes() || !coarse_ok {
-                    return Err(Error::format(path, format!("record {r}: label out of range for {kind:?} (corrupt file)")));
+                    return Err(Error::format(
+                        path,
+                        format!("record {r}: label out of range for {kind:?} (corrupt file)"),
+                    ));
                 }
                 labels.push(label as u16);
                 pixels.extend_from_slice(&rec[kind.label_bytes()..]);

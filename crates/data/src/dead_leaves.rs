@@ -42,7 +42,14 @@ impl DeadLeaves {
     /// Dead leaves with the defaults `r_min = 0.01`, `r_max = 0.25`, 4000 disks (uncovered area
     /// about `exp(-9)`), 4x4 sub-samples per pixel, one channel.
     pub fn new(seed: u64) -> Self {
-        Self { seed, channels: 1, r_min: 0.01, r_max: 0.25, disks: 4000, subsamples: 4 }
+        Self {
+            seed,
+            channels: 1,
+            r_min: 0.01,
+            r_max: 0.25,
+            disks: 4000,
+            subsamples: 4,
+        }
     }
 
     /// Sets the number of channels (1 = grey, 3 = colour); 0 is taken as 1.
@@ -92,7 +99,10 @@ impl DeadLeaves {
             leaves.colours.extend((0..c).map(|_| rng.random::<f32>()));
             // Cells touched by the disk's bounding box, wrapped periodically.
             let span = |v: f64| -> Vec<usize> {
-                let (lo, hi) = (((v - r) * BUCKETS as f64).floor() as i64, ((v + r) * BUCKETS as f64).floor() as i64);
+                let (lo, hi) = (
+                    ((v - r) * BUCKETS as f64).floor() as i64,
+                    ((v + r) * BUCKETS as f64).floor() as i64,
+                );
                 if hi - lo + 1 >= BUCKETS as i64 {
                     (0..BUCKETS).collect()
                 } else {

@@ -82,7 +82,11 @@ impl Degradation {
     pub fn apply(&self, clean: &Tensor, rng: &mut impl Rng) -> Result<Degraded> {
         let (n, c, h, w) = clean.dims4()?;
         let device = clean.device();
-        let y: Vec<f32> = clean.to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+        let y: Vec<f32> = clean
+            .to_device(&Device::Cpu)?
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
         let plane = h * w;
         let tensor = |v: Vec<f32>, shape: (usize, usize, usize, usize)| Tensor::from_vec(v, shape, device);
         let noisy = |clean_input: Vec<f32>, shape, rng: &mut _| -> Result<Degraded> {
@@ -127,14 +131,20 @@ impl Degradation {
                         }
                     }
                 }
-                let masked: Vec<f32> = y.iter().enumerate().map(|(k, v)| v * mask[(k / (c * plane)) * plane + k % plane]).collect();
+                let masked: Vec<f32> = y
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| v * mask[(k / (c * plane)) * plane + k % plane])
+                    .collect();
                 let mut out = noisy(masked, (n, c, h, w), rng)?;
                 out.mask = Some(tensor(mask, (n, 1, h, w))?);
                 Ok(out)
             }
             Degradation::SuperRes => {
                 if h % 2 != 0 || w % 2 != 0 || h < 2 || w < 2 {
-                    return Err(Error::InvalidArgument(format!("super-resolution needs even sizes, got {h}x{w}")));
+                    return Err(Error::InvalidArgument(format!(
+                        "super-resolution needs even sizes, got {h}x{w}"
+                    )));
                 }
                 let low = resample(&y, n * c, h, w, h / 2, w / 2, Filter::Bicubic);
                 noisy(low, (n, c, h / 2, w / 2), rng)
@@ -164,7 +174,9 @@ pub fn rectangles(h: usize, w: usize, rng: &mut impl Rng) -> Vec<(usize, usize, 
 /// periodic distance to pixel `(0, 0)`, normalised so `sum K = 1`.
 pub fn gaussian_psf(h: usize, w: usize, sigma: f64) -> Result<Vec<f64>> {
     if !(sigma > 0.0 && sigma.is_finite()) {
-        return Err(Error::InvalidArgument(format!("blur sigma must be positive, got {sigma}")));
+        return Err(Error::InvalidArgument(format!(
+            "blur sigma must be positive, got {sigma}"
+        )));
     }
     let dist = |i: usize, len: usize| i.min(len - i) as f64;
     let mut k: Vec<f64> = (0..h * w)

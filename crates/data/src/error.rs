@@ -60,12 +60,18 @@ pub enum Error {
 impl Error {
     /// A [`Error::Format`] for `path`.
     pub(crate) fn format(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), problem: problem.into() }
+        Error::Format {
+            path: path.into(),
+            problem: problem.into(),
+        }
     }
 
     /// An [`Error::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

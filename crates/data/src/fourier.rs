@@ -31,10 +31,19 @@ impl FourierField {
             .map(|idx| {
                 let (k1, k2) = ((idx / m) as f64 - kmax as f64, (idx % m) as f64 - kmax as f64);
                 let norm = (k1 * k1 + k2 * k2).sqrt();
-                if norm == 0.0 { 0.0 } else { spectrum(norm) }
+                if norm == 0.0 {
+                    0.0
+                } else {
+                    spectrum(norm)
+                }
             })
             .collect();
-        Self { seed, channels: channels.max(1), kmax, variances }
+        Self {
+            seed,
+            channels: channels.max(1),
+            kmax,
+            variances,
+        }
     }
 
     /// Image `index` sampled at the pixel centres of an `n x n` mesh, `[C, n, n]`.

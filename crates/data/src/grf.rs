@@ -23,7 +23,10 @@ impl GaussianRandomField {
     }
 
     fn build(seed: u64, beta: f64, channels: usize, kmax: usize) -> Self {
-        Self { field: FourierField::new(seed, channels, kmax, |k| k.powf(-beta)), beta }
+        Self {
+            field: FourierField::new(seed, channels, kmax, |k| k.powf(-beta)),
+            beta,
+        }
     }
 
     /// Sets the number of channels (independent fields); 0 is taken as 1.

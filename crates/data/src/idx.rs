@@ -26,15 +26,23 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     let bad = |problem: String| Error::format(path, problem);
     if bytes.len() < 4 {
-        return Err(bad(format!("truncated: {} bytes, an IDX header needs at least 4", bytes.len())));
+        return Err(bad(format!(
+            "truncated: {} bytes, an IDX header needs at least 4",
+            bytes.len()
+        )));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(bad(format!("bad IDX magic {:02x} {:02x}, expected 00 00", bytes[0], bytes[1])));
+        return Err(bad(format!(
+            "bad IDX magic {:02x} {:02x}, expected 00 00",
+            bytes[0], bytes[1]
+        )));
     }
     match bytes[2] {
         0x08 => {}
         t @ (0x09 | 0x0B | 0x0C | 0x0D | 0x0E) => {
-            return Err(bad(format!("IDX element type 0x{t:02x} is not supported, only unsigned bytes (0x08)")))
+            return Err(bad(format!(
+                "IDX element type 0x{t:02x} is not supported, only unsigned bytes (0x08)"
+            )))
         }
         t => return Err(bad(format!("bad IDX element type 0x{t:02x}"))),
     }
@@ -44,7 +52,10 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     }
     let header = 4 + 4 * rank;
     if bytes.len() < header {
-        return Err(bad(format!("truncated header: {} bytes, {rank} dimensions need {header}", bytes.len())));
+        return Err(bad(format!(
+            "truncated header: {} bytes, {rank} dimensions need {header}",
+            bytes.len()
+        )));
     }
     let dims: Vec<usize> = bytes[4..header]
         .chunks_exact(4)
@@ -56,12 +67,20 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
         .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
     let found = bytes.len() - header;
     if found < expected {
-        return Err(bad(format!("truncated: dimensions {dims:?} need {expected} data bytes, found {found}")));
+        return Err(bad(format!(
+            "truncated: dimensions {dims:?} need {expected} data bytes, found {found}"
+        )));
     }
     if found > expected {
-        return Err(bad(format!("{} trailing bytes after the {expected} data bytes of dimensions {dims:?}", found - expected)));
+        return Err(bad(format!(
+            "{} trailing bytes after the {expected} data bytes of dimensions {dims:?}",
+            found - expected
+        )));
     }
-    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+    Ok(IdxArray {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
 }
 
 /// Grey images from an IDX file of rank 3 `[N, rows, cols]`, with optional labels from an IDX
@@ -77,20 +96,40 @@ impl Idx {
     pub fn open(images: &Path, labels: Option<&Path>) -> Result<Self> {
         let arr = read_idx(images)?;
         let [count, height, width] = arr.dims[..] else {
-            return Err(Error::format(images, format!("expected images of rank 3 [N, rows, cols], found dimensions {:?}", arr.dims)));
+            return Err(Error::format(
+                images,
+                format!(
+                    "expected images of rank 3 [N, rows, cols], found dimensions {:?}",
+                    arr.dims
+                ),
+            ));
         };
         let labels = match labels {
             Some(path) => {
                 let lab = read_idx(path)?;
                 if lab.dims != [count] {
-                    return Err(Error::format(path, format!("expected {count} labels of rank 1, found dimensions {:?}", lab.dims)));
+                    return Err(Error::format(
+                        path,
+                        format!("expected {count} labels of rank 1, found dimensions {:?}", lab.dims),
+                    ));
                 }
                 Some(lab.data.into_iter().map(u16::from).collect::<Vec<_>>())
             }
             None => None,
         };
-        let classes = labels.as_ref().map(|l| l.iter().copied().max().map_or(0, |m| m as usize + 1));
-        Ok(Self { images: StoredImages { channels: 1, height, width, pixels: arr.data, labels, classes } })
+        let classes = labels
+            .as_ref()
+            .map(|l| l.iter().copied().max().map_or(0, |m| m as usize + 1));
+        Ok(Self {
+            images: StoredImages {
+                channels: 1,
+                height,
+                width,
+                pixels: arr.data,
+                labels,
+                classes,
+            },
+        })
     }
 
     /// The stored images.

@@ -32,7 +32,14 @@ pub struct Loader {
 impl Loader {
     /// A loader of `n x n` images from `source`, stream seed `seed`, `threads >= 1` workers.
     pub fn new(source: SharedSource, n: usize, seed: u64, threads: usize) -> Self {
-        Self { source, n, seed, threads: threads.max(1), position: 0, epoch: None }
+        Self {
+            source,
+            n,
+            seed,
+            threads: threads.max(1),
+            position: 0,
+            epoch: None,
+        }
     }
 
     /// The mesh size `n`.
@@ -91,9 +98,10 @@ impl Loader {
         let labels = indices
             .iter()
             .map(|&i| {
-                self.source.label(i)?.map(|l| l as u32).ok_or_else(|| {
-                    Error::InvalidArgument(format!("image {i} of this source has no label"))
-                })
+                self.source
+                    .label(i)?
+                    .map(|l| l as u32)
+                    .ok_or_else(|| Error::InvalidArgument(format!("image {i} of this source has no label")))
             })
             .collect::<Result<Vec<_>>>()?;
         let images = load_batch(self.source.as_ref(), &indices, self.n, self.threads, device)?;
@@ -131,7 +139,10 @@ pub fn load_batch(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::InvalidArgument("an image worker panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::InvalidArgument("an image worker panicked".into())))
+            })
             .collect::<Result<Vec<Vec<Tensor>>>>()
     })?
     .into_iter()

@@ -29,7 +29,10 @@ impl MarkovField {
 
     fn build(seed: u64, kappa: f64, channels: usize, kmax: usize) -> Self {
         let spectrum = move |k: f64| (kappa * kappa + 4.0 * PI * PI * k * k).powi(-2);
-        Self { field: FourierField::new(seed, channels, kmax, spectrum), kappa }
+        Self {
+            field: FourierField::new(seed, channels, kmax, spectrum),
+            kappa,
+        }
     }
 
     /// Sets `kappa` (inverse correlation length, `rho = sqrt(8) / kappa`).

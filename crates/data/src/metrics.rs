@@ -13,7 +13,11 @@ const WINDOW_SIGMA: f64 = 1.5;
 /// Mean squared error `mean((x - y)^2)`.
 pub fn mse(x: &[f32], y: &[f32]) -> f64 {
     let n = x.len().min(y.len()).max(1);
-    x.iter().zip(y).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>() / n as f64
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+        .sum::<f64>()
+        / n as f64
 }
 
 /// Peak signal-to-noise ratio for data range 1: `10 log10(1 / MSE)` dB.
@@ -24,7 +28,9 @@ pub fn psnr(x: &[f32], y: &[f32]) -> f64 {
 /// Normalised 1-D Gaussian window of odd length `size`, std 1.5: `g_i ∝ exp(-(i - c)^2 / 4.5)`.
 pub fn gaussian_window(size: usize) -> Vec<f64> {
     let c = (size / 2) as f64;
-    let g: Vec<f64> = (0..size).map(|i| (-((i as f64 - c).powi(2)) / (2.0 * WINDOW_SIGMA * WINDOW_SIGMA)).exp()).collect();
+    let g: Vec<f64> = (0..size)
+        .map(|i| (-((i as f64 - c).powi(2)) / (2.0 * WINDOW_SIGMA * WINDOW_SIGMA)).exp())
+        .collect();
     let s: f64 = g.iter().sum();
     g.into_iter().map(|v| v / s).collect()
 }
@@ -32,7 +38,11 @@ pub fn gaussian_window(size: usize) -> Vec<f64> {
 /// Window side for an `h x w` image: 11, or the largest odd size that fits a smaller image.
 fn window_size(h: usize, w: usize) -> usize {
     let s = WINDOW.min(h).min(w);
-    if s % 2 == 0 { s - 1 } else { s }
+    if s % 2 == 0 {
+        s - 1
+    } else {
+        s
+    }
 }
 
 /// 'Valid' separable filtering of an `h x w` plane with the window `g`.
@@ -109,7 +119,9 @@ impl FromStr for Metric {
             "mse" => Ok(Metric::Mse),
             "psnr" => Ok(Metric::Psnr),
             "ssim" => Ok(Metric::Ssim),
-            other => Err(Error::InvalidArgument(format!("unknown metric {other:?}: expected mse, psnr or ssim"))),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown metric {other:?}: expected mse, psnr or ssim"
+            ))),
         }
     }
 }
@@ -118,9 +130,18 @@ impl FromStr for Metric {
 pub fn per_image(metric: Metric, x: &Tensor, y: &Tensor) -> Result<Vec<f64>> {
     let (n, c, h, w) = x.dims4()?;
     if y.dims() != x.dims() {
-        return Err(Error::InvalidArgument(format!("metric on shapes {:?} and {:?}", x.dims(), y.dims())));
+        return Err(Error::InvalidArgument(format!(
+            "metric on shapes {:?} and {:?}",
+            x.dims(),
+            y.dims()
+        )));
     }
-    let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?) };
+    let flat = |t: &Tensor| -> Result<Vec<f32>> {
+        Ok(t.to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()?)
+    };
     let (a, b) = (flat(x)?, flat(y)?);
     let size = c * h * w;
     (0..n)

@@ -30,7 +30,10 @@ pub struct PhotoFolder {
 
 /// Whether `path` has a PNG or JPEG file extension.
 fn is_photo(path: &Path) -> bool {
-    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
     matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
 }
 
@@ -40,7 +43,13 @@ fn decode(path: &Path) -> Result<Photo> {
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    let img = reader.decode().map_err(|source| Error::Decode { path: path.to_path_buf(), source })?.into_rgb8();
+    let img = reader
+        .decode()
+        .map_err(|source| Error::Decode {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .into_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let side = w.min(h);
     if side == 0 {
@@ -56,7 +65,11 @@ fn decode(path: &Path) -> Result<Photo> {
             }
         }
     }
-    Ok(Photo { path: path.to_path_buf(), side, rgb })
+    Ok(Photo {
+        path: path.to_path_buf(),
+        side,
+        rgb,
+    })
 }
 
 impl PhotoFolder {
@@ -76,7 +89,11 @@ impl PhotoFolder {
             return Err(Error::format(dir, "no .png, .jpg or .jpeg files in this folder"));
         }
         let photos = paths.iter().map(|p| decode(p)).collect::<Result<Vec<_>>>()?;
-        Ok(Self { photos, grayscale: false, crops: None })
+        Ok(Self {
+            photos,
+            grayscale: false,
+            crops: None,
+        })
     }
 
     /// Grey (one channel, BT.601 luma) instead of RGB.
@@ -120,7 +137,11 @@ impl PhotoFolder {
 
 impl ImageSource for PhotoFolder {
     fn channels(&self) -> usize {
-        if self.grayscale { 1 } else { 3 }
+        if self.grayscale {
+            1
+        } else {
+            3
+        }
     }
 
     fn len(&self) -> Option<usize> {
@@ -130,9 +151,16 @@ impl ImageSource for PhotoFolder {
     fn image(&self, index: u64, n: usize) -> Result<Tensor> {
         check_size(n)?;
         let (photo, side, x0, y0) = self.window(index)?;
-        let plane = |c: usize| (0..side * side).map(move |k| photo.rgb[(c * photo.side + y0 + k / side) * photo.side + x0 + k % side] as f32 / 255.0);
+        let plane = |c: usize| {
+            (0..side * side)
+                .map(move |k| photo.rgb[(c * photo.side + y0 + k / side) * photo.side + x0 + k % side] as f32 / 255.0)
+        };
         let px: Vec<f32> = if self.grayscale {
-            plane(0).zip(plane(1)).zip(plane(2)).map(|((r, g), b)| 0.299 * r + 0.587 * g + 0.114 * b).collect()
+            plane(0)
+                .zip(plane(1))
+                .zip(plane(2))
+                .map(|((r, g), b)| 0.299 * r + 0.587 * g + 0.114 * b)
+                .collect()
         } else {
             (0..3).flat_map(plane).collect()
         };

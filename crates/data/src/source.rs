@@ -46,7 +46,9 @@ pub fn mix_seed(seed: u64, index: u64) -> u64 {
 /// Checks that a requested mesh size is usable.
 pub(crate) fn check_size(n: usize) -> Result<()> {
     if n == 0 || n > 1 << 14 {
-        return Err(crate::Error::InvalidArgument(format!("image size {n} must be in 1..=16384")));
+        return Err(crate::Error::InvalidArgument(format!(
+            "image size {n} must be in 1..=16384"
+        )));
     }
     Ok(())
 }

@@ -36,11 +36,27 @@ pub fn paired_t_test(a: &[f64], b: &[f64]) -> Result<TTest> {
     let sd = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
     let df = n - 1.0;
     if sd == 0.0 {
-        let (t, p) = if mean == 0.0 { (0.0, 1.0) } else { (mean.signum() * f64::INFINITY, 0.0) };
-        return Ok(TTest { t, df, p_value: p, mean_diff: mean, effect_size: t });
+        let (t, p) = if mean == 0.0 {
+            (0.0, 1.0)
+        } else {
+            (mean.signum() * f64::INFINITY, 0.0)
+        };
+        return Ok(TTest {
+            t,
+            df,
+            p_value: p,
+            mean_diff: mean,
+            effect_size: t,
+        });
     }
     let t = mean / (sd / n.sqrt());
     let dist = StudentsT::new(0.0, 1.0, df).map_err(|e| Error::InvalidArgument(format!("Student t: {e}")))?;
     let p_value = (2.0 * (1.0 - dist.cdf(t.abs()))).clamp(0.0, 1.0);
-    Ok(TTest { t, df, p_value, mean_diff: mean, effect_size: mean / sd })
+    Ok(TTest {
+        t,
+        df,
+        p_value,
+        mean_diff: mean,
+        effect_size: mean / sd,
+    })
 }

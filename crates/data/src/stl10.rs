@@ -24,12 +24,18 @@ impl Stl10 {
         if bytes.is_empty() || bytes.len() % IMAGE_BYTES != 0 {
             return Err(Error::format(
                 images,
-                format!("truncated: {} bytes is not a positive multiple of {IMAGE_BYTES} (96x96x3)", bytes.len()),
+                format!(
+                    "truncated: {} bytes is not a positive multiple of {IMAGE_BYTES} (96x96x3)",
+                    bytes.len()
+                ),
             ));
         }
         let count = bytes.len() / IMAGE_BYTES;
         let mut pixels = vec![0u8; bytes.len()];
-        for (src, dst) in bytes.chunks_exact(SIDE * SIDE).zip(pixels.chunks_exact_mut(SIDE * SIDE)) {
+        for (src, dst) in bytes
+            .chunks_exact(SIDE * SIDE)
+            .zip(pixels.chunks_exact_mut(SIDE * SIDE))
+        {
             for x in 0..SIDE {
                 for y in 0..SIDE {
                     dst[y * SIDE + x] = src[x * SIDE + y];
@@ -43,14 +49,26 @@ impl Stl10 {
                     return Err(Error::format(path, format!("{} labels for {count} images", lab.len())));
                 }
                 if let Some(pos) = lab.iter().position(|&l| !(1..=10).contains(&l)) {
-                    return Err(Error::format(path, format!("label {} at position {pos} is outside 1..=10", lab[pos])));
+                    return Err(Error::format(
+                        path,
+                        format!("label {} at position {pos} is outside 1..=10", lab[pos]),
+                    ));
                 }
                 Some(lab.into_iter().map(|l| u16::from(l) - 1).collect())
             }
             None => None,
         };
         let classes = labels.as_ref().map(|_| 10);
-        Ok(Self { images: StoredImages { channels: 3, height: SIDE, width: SIDE, pixels, labels, classes } })
+        Ok(Self {
+            images: StoredImages {
+                channels: 3,
+                height: SIDE,
+                width: SIDE,
+                pixels,
+                labels,
+                classes,
+            },
+        })
     }
 
     /// The stored images (row-major after transposition).

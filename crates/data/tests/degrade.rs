@@ -7,7 +7,9 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::sync::Arc;
 
 fn clean(n: usize, count: usize) -> Tensor {
-    Loader::new(Arc::new(DeadLeaves::new(3).with_channels(3)), n, 0, 2).next_batch(count, &Device::Cpu).unwrap()
+    Loader::new(Arc::new(DeadLeaves::new(3).with_channels(3)), n, 0, 2)
+        .next_batch(count, &Device::Cpu)
+        .unwrap()
 }
 
 fn vec(t: &Tensor) -> Vec<f32> {
@@ -18,7 +20,11 @@ fn vec(t: &Tensor) -> Vec<f32> {
 fn denoise_is_the_mixture_of_its_parts() {
     let y = clean(16, 5);
     let d = Degradation::Denoise.apply(&y, &mut StdRng::seed_from_u64(1)).unwrap();
-    let (u, z, t) = (vec(&d.input), vec(d.noise.as_ref().unwrap()), d.t.as_ref().unwrap().to_vec1::<f32>().unwrap());
+    let (u, z, t) = (
+        vec(&d.input),
+        vec(d.noise.as_ref().unwrap()),
+        d.t.as_ref().unwrap().to_vec1::<f32>().unwrap(),
+    );
     let yv = vec(&y);
     assert_eq!(t.len(), 5);
     assert!(t.iter().all(|v| (0.0..1.0).contains(v)));
@@ -62,9 +68,17 @@ fn blur_kernel_sums_to_one_and_fft_matches_direct_periodic_convolution() {
 #[test]
 fn deblur_inpaint_superres_add_measurement_noise_to_the_clean_part() {
     let y = clean(24, 3);
-    for deg in [Degradation::Deblur { sigma: 3.0 }, Degradation::Inpaint, Degradation::SuperRes] {
+    for deg in [
+        Degradation::Deblur { sigma: 3.0 },
+        Degradation::Inpaint,
+        Degradation::SuperRes,
+    ] {
         let d = deg.apply(&y, &mut StdRng::seed_from_u64(2)).unwrap();
-        let (u, c, z) = (vec(&d.input), vec(d.clean_input.as_ref().unwrap()), vec(d.noise.as_ref().unwrap()));
+        let (u, c, z) = (
+            vec(&d.input),
+            vec(d.clean_input.as_ref().unwrap()),
+            vec(d.noise.as_ref().unwrap()),
+        );
         for k in 0..u.len() {
             assert!((u[k] - (c[k] + MEASUREMENT_NOISE * z[k])).abs() < 1e-6, "{deg:?}");
         }
@@ -72,18 +86,33 @@ fn deblur_inpaint_superres_add_measurement_noise_to_the_clean_part() {
         assert!(d.t.is_none());
     }
     // Blurring keeps the mean of each plane (kernel sums to 1) and a constant image constant.
-    let d = Degradation::Deblur { sigma: 3.0 }.apply(&y, &mut StdRng::seed_from_u64(2)).unwrap();
+    let d = Degradation::Deblur { sigma: 3.0 }
+        .apply(&y, &mut StdRng::seed_from_u64(2))
+        .unwrap();
     let (m0, m1): (Vec<f32>, Vec<f32>) = (
         y.mean((2, 3)).unwrap().flatten_all().unwrap().to_vec1().unwrap(),
-        d.clean_input.unwrap().mean((2, 3)).unwrap().flatten_all().unwrap().to_vec1().unwrap(),
+        d.clean_input
+            .unwrap()
+            .mean((2, 3))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap(),
     );
     m0.iter().zip(&m1).for_each(|(a, b)| assert!((a - b).abs() < 1e-5));
     let flat = Tensor::full(0.3f32, (1, 1, 8, 8), &Device::Cpu).unwrap();
-    let sr = Degradation::SuperRes.apply(&flat, &mut StdRng::seed_from_u64(0)).unwrap();
+    let sr = Degradation::SuperRes
+        .apply(&flat, &mut StdRng::seed_from_u64(0))
+        .unwrap();
     assert_eq!(sr.input.dims(), &[1, 1, 4, 4]);
-    vec(sr.clean_input.as_ref().unwrap()).iter().for_each(|v| assert!((v - 0.3).abs() < 1e-6));
+    vec(sr.clean_input.as_ref().unwrap())
+        .iter()
+        .for_each(|v| assert!((v - 0.3).abs() < 1e-6));
     let odd = Tensor::zeros((1, 1, 7, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
-    assert!(Degradation::SuperRes.apply(&odd, &mut StdRng::seed_from_u64(0)).is_err());
+    assert!(Degradation::SuperRes
+        .apply(&odd, &mut StdRng::seed_from_u64(0))
+        .is_err());
 }
 
 #[test]
@@ -116,7 +145,10 @@ fn inpaint_rectangles_have_sides_in_range() {
 
 #[test]
 fn degradation_names_parse() {
-    assert_eq!("deblur".parse::<Degradation>().unwrap(), Degradation::Deblur { sigma: 3.0 });
+    assert_eq!(
+        "deblur".parse::<Degradation>().unwrap(),
+        Degradation::Deblur { sigma: 3.0 }
+    );
     for name in ["denoise", "inpaint", "superres"] {
         assert!(name.parse::<Degradation>().is_ok());
     }

@@ -73,7 +73,13 @@ fn output_is_identical_for_any_thread_count() {
         .unwrap();
     for threads in [2, 3, 8] {
         let mut l = Loader::new(src.clone(), 20, 1, threads);
-        let v: Vec<f32> = l.next_batch(7, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let v: Vec<f32> = l
+            .next_batch(7, &Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(v, reference, "threads = {threads}");
     }
 }

@@ -57,12 +57,22 @@ fn ssim_matches_the_formula_and_is_one_on_identical_images() {
     let (h, w) = (16, 19);
     for _ in 0..3 {
         let x = random_image(&mut rng, 2 * h * w);
-        let y: Vec<f32> = x.iter().map(|v| (v * 0.7 + 0.3 * rng.random::<f32>()).clamp(0.0, 1.0)).collect();
+        let y: Vec<f32> = x
+            .iter()
+            .map(|v| (v * 0.7 + 0.3 * rng.random::<f32>()).clamp(0.0, 1.0))
+            .collect();
         assert!((ssim(&x, &x, 2, h, w).unwrap() - 1.0).abs() < 1e-12);
         let ours = ssim(&x, &y, 2, h, w).unwrap();
         let f64s = |v: &[f32]| v.iter().map(|&p| p as f64).collect::<Vec<_>>();
         let reference = (0..2)
-            .map(|c| ssim_reference(&f64s(&x[c * h * w..(c + 1) * h * w]), &f64s(&y[c * h * w..(c + 1) * h * w]), h, w))
+            .map(|c| {
+                ssim_reference(
+                    &f64s(&x[c * h * w..(c + 1) * h * w]),
+                    &f64s(&y[c * h * w..(c + 1) * h * w]),
+                    h,
+                    w,
+                )
+            })
             .sum::<f64>()
             / 2.0;
         assert!((ours - reference).abs() < 1e-10, "{ours} vs {reference}");
@@ -81,14 +91,24 @@ fn ssim_loss_equals_one_minus_ssim_and_has_correct_gradient() {
     let ty = Tensor::from_vec(y.clone(), (n, c, h, w), &Device::Cpu).unwrap();
     let loss: f32 = ssim_loss(&tx, &ty).unwrap().to_scalar().unwrap();
     let mean_ssim = per_image(Metric::Ssim, &tx, &ty).unwrap().iter().sum::<f64>() / n as f64;
-    assert!((loss as f64 - (1.0 - mean_ssim)).abs() < 1e-5, "{loss} vs {}", 1.0 - mean_ssim);
+    assert!(
+        (loss as f64 - (1.0 - mean_ssim)).abs() < 1e-5,
+        "{loss} vs {}",
+        1.0 - mean_ssim
+    );
     let same: f32 = ssim_loss(&tx, &tx).unwrap().to_scalar().unwrap();
     assert!(same.abs() < 1e-5);
     // Gradient against central finite differences in f64.
     let vx = Var::from_tensor(&tx.to_dtype(DType::F64).unwrap()).unwrap();
     let ty64 = ty.to_dtype(DType::F64).unwrap();
     let grads = ssim_loss(vx.as_tensor(), &ty64).unwrap().backward().unwrap();
-    let g: Vec<f64> = grads.get(vx.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let g: Vec<f64> = grads
+        .get(vx.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let eval = |v: &[f64]| -> f64 {
         let t = Tensor::from_vec(v.to_vec(), (n, c, h, w), &Device::Cpu).unwrap();
         ssim_loss(&t, &ty64).unwrap().to_scalar().unwrap()
@@ -100,7 +120,11 @@ fn ssim_loss_equals_one_minus_ssim_and_has_correct_gradient() {
         p[k] += eps;
         m[k] -= eps;
         let fd = (eval(&p) - eval(&m)) / (2.0 * eps);
-        assert!((fd - g[k]).abs() < 1e-6 * (1.0 + fd.abs()), "pixel {k}: fd {fd} vs grad {}", g[k]);
+        assert!(
+            (fd - g[k]).abs() < 1e-6 * (1.0 + fd.abs()),
+            "pixel {k}: fd {fd} vs grad {}",
+            g[k]
+        );
     }
 }
 

@@ -65,14 +65,19 @@ fn dead_leaves_restriction_is_first_order() {
 #[test]
 fn fourier_fields_restriction_is_second_order() {
     let sizes = [128, 256, 512];
-    let sources: [(&str, Box<dyn ImageSource>); 2] =
-        [("grf beta=3", Box::new(GaussianRandomField::new(5, 3.0))), ("markov", Box::new(MarkovField::new(5)))];
+    let sources: [(&str, Box<dyn ImageSource>); 2] = [
+        ("grf beta=3", Box::new(GaussianRandomField::new(5, 3.0))),
+        ("markov", Box::new(MarkovField::new(5))),
+    ];
     for (name, src) in sources {
         let max: Vec<f64> = restriction_errors(src.as_ref(), &sizes).iter().map(|e| e.1).collect();
         let r = rates(&max);
         println!("{name} max |R f_n - f_n/2| at n={sizes:?}: {max:?}, rates {r:?}");
         // Pre-asymptotic while the top mode (K = 32) is near the Nyquist frequency n/2.
-        assert!(r.iter().all(|&q| q > 1.5) && r[r.len() - 1] > 1.8, "{name}: rates {r:?} not second order");
+        assert!(
+            r.iter().all(|&q| q > 1.5) && r[r.len() - 1] > 1.8,
+            "{name}: rates {r:?} not second order"
+        );
     }
 }
 

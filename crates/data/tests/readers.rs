@@ -38,7 +38,11 @@ fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
 fn assert_names_file<T: std::fmt::Debug>(r: data::Result<T>, path: &Path) {
     match r {
         Err(e @ (Error::Format { .. } | Error::Io { .. } | Error::Decode { .. })) => {
-            assert!(e.to_string().contains(&path.display().to_string()), "{e} does not name {}", path.display())
+            assert!(
+                e.to_string().contains(&path.display().to_string()),
+                "{e} does not name {}",
+                path.display()
+            )
         }
         other => panic!("expected a file error for {}, got {other:?}", path.display()),
     }
@@ -61,11 +65,17 @@ fn idx_plain_and_gzip_read_exactly() {
         let idx = Idx::open(&ip, Some(&lp)).unwrap();
         assert_eq!((idx.len(), idx.channels(), idx.classes()), (Some(5), 1, Some(10)));
         for i in 0..5u64 {
-            let expect: Vec<f32> = pixels[i as usize * 16..(i as usize + 1) * 16].iter().map(|&b| b as f32 / 255.0).collect();
+            let expect: Vec<f32> = pixels[i as usize * 16..(i as usize + 1) * 16]
+                .iter()
+                .map(|&b| b as f32 / 255.0)
+                .collect();
             assert_eq!(image_values(&idx, i, 4), expect);
             assert_eq!(idx.label(i).unwrap(), Some(labels[i as usize] as usize));
         }
-        assert!(matches!(idx.image(5, 4), Err(Error::IndexOutOfRange { index: 5, len: 5 })));
+        assert!(matches!(
+            idx.image(5, 4),
+            Err(Error::IndexOutOfRange { index: 5, len: 5 })
+        ));
     }
 }
 
@@ -174,7 +184,10 @@ fn stl10_column_major_and_labels() {
     write(&xp, &bytes);
     write(&yp, &[10, 1]);
     let stl = Stl10::open(&xp, Some(&yp)).unwrap();
-    assert_eq!((stl.len(), stl.label(0).unwrap(), stl.label(1).unwrap()), (Some(2), Some(9), Some(0)));
+    assert_eq!(
+        (stl.len(), stl.label(0).unwrap(), stl.label(1).unwrap()),
+        (Some(2), Some(9), Some(0))
+    );
     let img = image_values(&stl, 1, 96);
     for (c, row, col) in [(0, 0, 1), (1, 5, 70), (2, 95, 3)] {
         assert_eq!(img[(c * 96 + row) * 96 + col], value(1, c, row, col) as f32 / 255.0);
@@ -195,7 +208,9 @@ fn photo_folder_crops_resizes_and_reports_bad_files() {
     // 6x4 RGB PNG: the centre square is columns 1..5.
     let img = image::RgbImage::from_fn(6, 4, |x, y| image::Rgb([(x * 40) as u8, (y * 60) as u8, 200]));
     img.save(dir.join("a.png")).unwrap();
-    image::RgbImage::from_pixel(20, 30, image::Rgb([10, 20, 30])).save(dir.join("b.JPG")).unwrap();
+    image::RgbImage::from_pixel(20, 30, image::Rgb([10, 20, 30]))
+        .save(dir.join("b.JPG"))
+        .unwrap();
     write(&dir.join("notes.txt"), b"ignored");
     let folder = PhotoFolder::open(&dir).unwrap();
     assert_eq!((folder.len(), folder.channels()), (Some(2), 3));
@@ -208,7 +223,10 @@ fn photo_folder_crops_resizes_and_reports_bad_files() {
     let g = image_values(&grey, 0, 4)[0];
     assert!((g - (0.299 * 40.0 + 0.587 * 0.0 + 0.114 * 200.0) / 255.0).abs() < 1e-5);
     let crops = folder.with_random_crops(3, 1);
-    assert_eq!((crops.len(), crops.image(17, 8).unwrap().dims()), (None, &[3usize, 8, 8][..]));
+    assert_eq!(
+        (crops.len(), crops.image(17, 8).unwrap().dims()),
+        (None, &[3usize, 8, 8][..])
+    );
     write(&dir.join("c.png"), b"\x89PNG\r\n\x1a\nnot really");
     assert_names_file(PhotoFolder::open(&dir), &dir.join("c.png"));
     let empty = tmp("photos-empty");
@@ -229,7 +247,10 @@ fn shipped_photos_open() {
 fn fashion_mnist_absent_says_how_to_install() {
     let err = data::fashion_mnist_in(Path::new("/nonexistent/fashion"), true).unwrap_err();
     assert!(matches!(err, Error::NotInstalled { .. }));
-    assert!(err.to_string().contains("apt-get install dataset-fashion-mnist"), "{err}");
+    assert!(
+        err.to_string().contains("apt-get install dataset-fashion-mnist"),
+        "{err}"
+    );
     if Path::new(data::FASHION_MNIST_DIR).is_dir() {
         let train = data::fashion_mnist().unwrap();
         assert_eq!((train.len(), train.classes()), (Some(60000), Some(10)));
