@@ -162,6 +162,9 @@ pub struct DataConfig {
     pub test_dir: PathBuf,
     /// Finest mesh: images are `size x size`.
     pub size: usize,
+    /// Image channels: 3 (colour, matching the shipped photos) or 1 (grey).
+    #[serde(default = "default_channels")]
+    pub channels: usize,
     /// Number of test images scored at the end (all when larger than the folder).
     #[serde(default = "default_test_images")]
     pub test_images: usize,
@@ -240,6 +243,9 @@ pub struct TrainSection {
 
 fn default_test_dir() -> PathBuf {
     PathBuf::from("datasets/photos")
+}
+fn default_channels() -> usize {
+    3
 }
 fn default_test_images() -> usize {
     64
@@ -358,6 +364,9 @@ impl TrainConfig {
             if !dir.is_dir() {
                 bail!("{f}: data.dir = {:?}: not a folder", dir.display().to_string());
             }
+        }
+        if d.channels != 1 && d.channels != 3 {
+            bail!("{f}: data.channels = {}: must be 1 or 3", d.channels);
         }
         positive(&f, "data.test_images", d.test_images)?;
         positive(&f, "data.validation_images", d.validation_images)?;

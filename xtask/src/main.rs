@@ -57,7 +57,11 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    common::init_tracing(None)?;
+    let log_file = match &cli.command {
+        Command::Train(a) => Some(train::train_log(a)?),
+        _ => None,
+    };
+    common::init_tracing(log_file.as_deref())?;
     let ctx = common::Context::new(&cli.global)?;
     match cli.command {
         Command::Stencil(a) => stencil::run(a, &ctx),

@@ -1,20 +1,581 @@
-//! Placeholder: `train`, `eval`, `workunits` (training issue).
+//! `cargo xtask train` (one model from a TOML config) and `cargo xtask eval` (score a
+//! checkpoint on a folder of images).
+//!
+//! Training composes the crates: `data` (images, degradations) -> `mge` (the estimator, #WU)
+//! -> `fmg` (stages, cosine learning rate, early stopping) with the resumable [`Adam`] of this
+//! runner. Progress, checkpoints, validation, the loss history and its plots live here.
 
-use crate::common::Context;
+use crate::adam::Adam;
+use crate::checkpointing;
+use crate::common::{ensure_out_dir, Context};
+use crate::config::{Allocation, FmgSchedule, LossKind, LrSchedule, SourceKind, Strategy, Task, TrainConfig};
+use crate::plot::{line_plot, Axes, Series};
+use anyhow::{bail, Context as _, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use data::{Degradation, Degraded, Loader, SharedSource};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{rngs::StdRng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
-pub struct TrainArgs {}
-#[derive(clap::Args, Debug)]
-pub struct EvalArgs {}
-#[derive(clap::Args, Debug)]
-pub struct WorkunitsArgs {}
-
-pub fn run_train(_a: TrainArgs, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub struct TrainArgs {
+    /// Training configuration (see `configs/`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Overrides `train.strategy` of the config.
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
+    /// Continue from the last checkpoint in `--out`.
+    #[arg(long)]
+    pub resume: bool,
+    /// Output folder: checkpoints, `train.log`, `history.csv`, plots, `final.safetensors`.
+    #[arg(long)]
+    pub out: PathBuf,
 }
-pub fn run_eval(_a: EvalArgs, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A checkpoint written by `train` (`final.safetensors` or `checkpoints/step-*/model.safetensors`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long)]
+    pub task: Task,
+    /// Folder of PNG/JPEG test images.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Mesh the images are resized to.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Seed of the degradations (the same seed gives the same noisy inputs).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub out: PathBuf,
 }
-pub fn run_workunits(_a: WorkunitsArgs, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+
+/// Where `train` logs (created with its folder), for `common::init_tracing`.
+pub fn train_log(a: &TrainArgs) -> Result<PathBuf> {
+    Ok(ensure_out_dir(&a.out)?.join("train.log"))
+}
+
+/// One point of the loss history (every iteration; `val_loss` where validated).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    pub iteration: u64,
+    pub stage: usize,
+    pub level: usize,
+    pub loss: f64,
+    pub wu: f64,
+    pub wall_s: f64,
+    pub val_loss: Option<f64>,
+}
+
+/// What a finished run returns.
+pub struct RunOutcome {
+    pub history: Vec<HistoryPoint>,
+    pub wu: f64,
+    pub wall_s: f64,
+    pub final_checkpoint: PathBuf,
+    /// Last per-term variance ratios `V_l / V_fine` (empty for single-scale).
+    pub variance_ratios: Vec<Option<f64>>,
+}
+
+/// Trainer state saved in every checkpoint beside the weights and the optimizer moments.
+#[derive(Serialize, Deserialize)]
+struct State {
+    iterations_done: u64,
+    wu_numer: u128,
+    wu_denom: u128,
+    wall_s: f64,
+    loader_position: u64,
+    history: Vec<HistoryPoint>,
+}
+
+/// The config's `[model]` table as a `models::ModelConfig`.
+pub fn model_config(cfg: &TrainConfig, origin: &Path) -> Result<models::ModelConfig> {
+    toml::Value::Table(cfg.model.clone())
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("{}: [model]: {e}", origin.display()))
+}
+
+/// Training image source of the config.
+pub fn train_source(cfg: &TrainConfig) -> Result<SharedSource> {
+    let d = &cfg.data;
+    let seed = cfg.train.seed;
+    let c = d.channels;
+    Ok(match d.source {
+        SourceKind::DeadLeaves => Arc::new(data::DeadLeaves::new(seed).with_channels(c)),
+        SourceKind::Grf => Arc::new(data::GaussianRandomField::new(seed, d.grf_beta).with_channels(c)),
+        SourceKind::Markov => Arc::new(data::MarkovField::new(seed).with_channels(c)),
+        SourceKind::Folder => {
+            let dir = d.dir.as_ref().context("data.dir is required for data.source = \"folder\"")?;
+            Arc::new(photos(dir, c)?)
+        }
+    })
+}
+
+/// A folder of photos with `channels` channels (grey when 1).
+pub fn photos(dir: &Path, channels: usize) -> Result<data::PhotoFolder> {
+    Ok(data::PhotoFolder::open(dir).with_context(|| format!("image folder {}", dir.display()))?.grayscale(channels == 1))
+}
+
+/// The degradation of `task` (001 section 4, Appendix D).
+pub fn degradation(task: Task, blur_sigma: f64) -> Degradation {
+    match task {
+        Task::Denoise => Degradation::Denoise,
+        Task::Deblur => Degradation::Deblur { sigma: blur_sigma },
+        Task::Inpaint => Degradation::Inpaint,
+        Task::Superres => Degradation::SuperRes,
+    }
+}
+
+/// Fresh degraded batches whose randomness depends only on the stream position, so a resumed
+/// run draws exactly what the uninterrupted one drew (`position` is shared with the hooks
+/// that checkpoint it).
+struct ResumableSampler {
+    loader: Loader,
+    degradation: Degradation,
+    seed: u64,
+    device: Device,
+    position: Rc<Cell<u64>>,
+}
+
+impl mge::Sampler for ResumableSampler {
+    fn draw(&mut self, count: usize) -> mge::Result<Degraded> {
+        let mut rng = StdRng::seed_from_u64(data::mix_seed(self.seed, self.loader.position()));
+        let clean = self.loader.next_batch(count, &self.device)?;
+        self.position.set(self.loader.position());
+        Ok(self.degradation.apply(&clean, &mut rng)?)
+    }
+}
+
+/// [`Adam`] shared between the driver (which steps it) and the hooks (which checkpoint it).
+#[derive(Clone)]
+struct SharedAdam {
+    adam: Rc<RefCell<Adam>>,
+    lr: f64,
+}
+
+impl candle_nn::Optimizer for SharedAdam {
+    type Config = f64;
+    fn new(vars: Vec<Var>, lr: f64) -> candle_core::Result<Self> {
+        let named = vars.into_iter().enumerate().map(|(i, v)| (format!("p{i:05}"), v)).collect();
+        let adam = Adam::new(named).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(Self { adam: Rc::new(RefCell::new(adam)), lr })
+    }
+    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
+        self.adam.borrow_mut().step(grads, self.lr).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+}
+
+/// Mean-over-pixels training loss (SPEC section 0): MSE, or negative SSIM (Table 8).
+fn loss_fn(kind: LossKind) -> Box<mge::LossFn<'static>> {
+    match kind {
+        LossKind::Mse => Box::new(|p: &Tensor, t: &Tensor| (p - t)?.sqr()),
+        LossKind::Ssim => Box::new(|p: &Tensor, t: &Tensor| data::metrics::ssim_loss(p, t)),
+    }
+}
+
+/// A fixed validation batch: images of the training source the training stream never
+/// reaches (another stream seed), degraded once with a fixed seed.
+fn validation_set(cfg: &TrainConfig, source: SharedSource, device: &Device) -> Result<Degraded> {
+    const VALIDATION_SALT: u64 = 0x7A11_DA7E_0000_0001;
+    let mut loader = Loader::new(source, cfg.data.size, cfg.train.seed ^ VALIDATION_SALT, cfg.data.threads);
+    let clean = loader.next_batch(cfg.data.validation_images, device)?;
+    let mut rng = StdRng::seed_from_u64(data::mix_seed(cfg.train.seed, VALIDATION_SALT));
+    Ok(degradation(cfg.task, cfg.data.blur_sigma).apply(&clean, &mut rng)?)
+}
+
+/// Mean training loss of `model` on the validation batch (finest mesh).
+fn validation_loss(model: &dyn models::Model, loss: &mge::LossFn, v: &Degraded) -> Result<f64> {
+    let pred = model.forward(&v.input, v.t.as_ref())?;
+    Ok(loss(&pred, &v.target)?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Progress, validation, history and checkpoints, called by the `fmg` driver.
+struct RunHooks<'a> {
+    model: &'a dyn models::Model,
+    loss: &'a mge::LossFn<'a>,
+    validation: Degraded,
+    varmap: &'a VarMap,
+    model_cfg: &'a models::ModelConfig,
+    adam: Rc<RefCell<Adam>>,
+    position: Rc<Cell<u64>>,
+    out: &'a Path,
+    checkpoint_every: u64,
+    total_iters: u64,
+    stages: usize,
+    wall_offset: f64,
+    history: Vec<HistoryPoint>,
+    ratios: Vec<Option<f64>>,
+    bar: ProgressBar,
+}
+
+impl RunHooks<'_> {
+    fn save(&self, iterations_done: u64, wu: mge::Fraction, wall_s: f64) -> Result<PathBuf> {
+        let state = State {
+            iterations_done,
+            wu_numer: wu.numer(),
+            wu_denom: wu.denom(),
+            wall_s,
+            loader_position: self.position.get(),
+            history: self.history.clone(),
+        };
+        checkpointing::save(self.out, iterations_done, &state, |dir| {
+            save_model(&dir.join("model.safetensors"), self.model_cfg, self.varmap)?;
+            self.adam.borrow().save(&dir.join("optim.safetensors"))
+        })
+    }
+}
+
+impl fmg::Hooks for RunHooks<'_> {
+    fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
+        validation_loss(self.model, self.loss, &self.validation).map(Some).map_err(|e| format!("{e:#}"))
+    }
+
+    fn on_iteration(&mut self, rec: &fmg::IterRecord) -> std::result::Result<fmg::Control, String> {
+        let wall_s = self.wall_offset + rec.wall_s;
+        let wu = rec.wu_total.to_f64();
+        self.history.push(HistoryPoint {
+            iteration: rec.iteration,
+            stage: rec.stage,
+            level: rec.level,
+            loss: rec.loss,
+            wu,
+            wall_s,
+            val_loss: rec.val_loss,
+        });
+        if !rec.variance_ratios.is_empty() {
+            self.ratios = rec.variance_ratios.clone();
+        }
+        let ratios = fmt_ratios(&self.ratios);
+        self.bar.set_position(rec.iteration + 1);
+        self.bar.set_message(format!(
+            "stage {}/{} (mesh 2^{}h) loss {:.4e} #WU {:.0} ({:.1} WU/s){}{}",
+            rec.stage + 1,
+            self.stages,
+            rec.level,
+            rec.loss,
+            wu,
+            rec.wu.to_f64() / rec.step_s.max(1e-9),
+            if ratios.is_empty() { String::new() } else { format!(" var ratios {ratios}") },
+            rec.val_loss.map_or(String::new(), |v| format!(" val {v:.4e}")),
+        ));
+        if let Some(v) = rec.val_loss {
+            tracing::info!(iteration = rec.iteration, stage = rec.stage, loss = rec.loss, val_loss = v, wu, wall_s, ratios = %ratios, "validation");
+        }
+        let done = rec.iteration + 1;
+        if done % self.checkpoint_every == 0 || done == self.total_iters {
+            self.save(done, rec.wu_total, wall_s).map_err(|e| format!("checkpoint at iteration {done}: {e:#}"))?;
+        }
+        Ok(fmg::Control::Continue)
+    }
+}
+
+fn fmt_ratios(r: &[Option<f64>]) -> String {
+    r.iter().map(|v| v.map_or("-".into(), |v| format!("{v:.2}"))).collect::<Vec<_>>().join("/")
+}
+
+/// Save model weights and config with the models crate's checkpoint format.
+fn save_model(path: &Path, cfg: &models::ModelConfig, varmap: &VarMap) -> Result<()> {
+    models::checkpoint::save(path, cfg, varmap, &Default::default())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The `fmg` strategy and iteration count of `strategy` under `cfg`.
+fn fmg_strategy(cfg: &TrainConfig, strategy: Strategy) -> (fmg::Strategy, usize) {
+    let t = &cfg.train;
+    match strategy {
+        Strategy::Single => (fmg::Strategy::Single { batch: t.single_batch.unwrap_or(t.n0) }, t.iterations),
+        Strategy::Multiscale => (fmg::Strategy::Multiscale, t.iterations),
+        Strategy::FullMultiscale => {
+            let schedule = match t.fmg_schedule {
+                FmgSchedule::Halving => mge::StageSchedule::Halving,
+                FmgSchedule::Equal => mge::StageSchedule::Equal,
+            };
+            (fmg::Strategy::FullMultiscale { schedule }, t.fmg_iterations.unwrap_or(t.iterations))
+        }
+    }
+}
+
+/// Train `cfg` with `strategy` into `out` (resuming from its last checkpoint when asked).
+pub fn train_run(
+    cfg: &TrainConfig,
+    origin: &Path,
+    strategy: Strategy,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+) -> Result<RunOutcome> {
+    ensure_out_dir(out)?;
+    let mut used = cfg.clone();
+    used.train.strategy = strategy;
+    std::fs::write(out.join("config.toml"), used.to_toml()?)?;
+    let model_cfg = model_config(cfg, origin)?;
+    let mut varmap = VarMap::new();
+    let model = models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))
+        .with_context(|| format!("{}: [model]", origin.display()))?;
+    let t = &cfg.train;
+    let coarsest = cfg.data.size >> (t.levels - 1);
+    let factor = model.downsampling_factor();
+    if coarsest % factor != 0 {
+        bail!(
+            "{}: data.size = {}: the coarsest mesh ({coarsest}) must be a multiple of the model's down-sampling factor {factor}",
+            origin.display(),
+            cfg.data.size
+        );
+    }
+    let plan = mge::LevelPlan {
+        levels: t.levels,
+        first_level: 0,
+        batch: cfg.level_batches(),
+        subsampling: t.subsampling.parse().map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?,
+        restriction: t.restriction.parse().map_err(|e| anyhow::anyhow!("train.restriction: {e:?}"))?,
+        noise_consistent: t.noise_consistent,
+    };
+    let (fstrategy, iters) = fmg_strategy(cfg, strategy);
+    let stages = fmg::stages(fstrategy, &plan, iters)?;
+    let driver_cfg = fmg::DriverConfig {
+        lr: t.lr,
+        lr_min: match t.lr_schedule {
+            LrSchedule::Cosine => 0.0,
+            LrSchedule::Constant => t.lr,
+        },
+        hot_start: t.hot_start.parse()?,
+        validate_every: t.validate_every,
+        patience: t.early_stopping_patience,
+        min_delta: 0.0,
+        stats_every: if strategy == Strategy::Single { 0 } else { t.stats_every },
+        adaptive: (t.allocation == Allocation::Adaptive).then_some(t.stats_every.max(1)),
+        seed: t.seed,
+    };
+    let driver = fmg::Driver::new(stages, driver_cfg)?;
+    let total_iters = driver.total_iters();
+
+    let source = train_source(cfg)?;
+    let validation = validation_set(cfg, source.clone(), device)?;
+    let position = Rc::new(Cell::new(0));
+    let mut sampler = ResumableSampler {
+        loader: Loader::new(source, cfg.data.size, t.seed, cfg.data.threads),
+        degradation: degradation(cfg.task, cfg.data.blur_sigma),
+        seed: t.seed,
+        device: device.clone(),
+        position: position.clone(),
+    };
+    let vars: Vec<Var> = {
+        let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
+        let mut named: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.into_iter().map(|(_, v)| v).collect()
+    };
+    let adam = Rc::new(RefCell::new(Adam::from_varmap(&varmap)?));
+    let mut acct = mge::Accountant::new();
+    let (mut start, mut wall_offset, mut history) = (0u64, 0.0, Vec::new());
+    if resume {
+        match checkpointing::load_latest::<State>(out)? {
+            Some(ck) => {
+                varmap
+                    .load(ck.dir.join("model.safetensors"))
+                    .with_context(|| format!("checkpoint {}: model weights", ck.dir.display()))?;
+                adam.borrow_mut().load(&ck.dir.join("optim.safetensors"))?;
+                let s = ck.state;
+                acct = mge::Accountant::with_total(mge::Fraction::new(s.wu_numer, s.wu_denom)?);
+                sampler.loader.set_position(s.loader_position);
+                position.set(s.loader_position);
+                (start, wall_offset, history) = (s.iterations_done, s.wall_s, s.history);
+                tracing::info!("resuming {} from iteration {start} ({})", out.display(), ck.dir.display());
+            }
+            None => tracing::warn!("--resume: no checkpoint in {}, starting from scratch", out.display()),
+        }
+    }
+    if start >= total_iters {
+        bail!("{}: the run already finished ({start} of {total_iters} iterations)", out.display());
+    }
+    let loss = loss_fn(t.loss);
+    let bar = ProgressBar::new(total_iters).with_position(start);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:25} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("{} {}", cfg.task.name(), strategy.name()));
+    let mut hooks = RunHooks {
+        model: model.as_ref(),
+        loss: loss.as_ref(),
+        validation,
+        varmap: &varmap,
+        model_cfg: &model_cfg,
+        adam: adam.clone(),
+        position,
+        out,
+        checkpoint_every: t.checkpoint_every as u64,
+        total_iters,
+        stages: driver.stages().len(),
+        wall_offset,
+        history: std::mem::take(&mut history),
+        ratios: Vec::new(),
+        bar,
+    };
+    let mut opt = SharedAdam { adam, lr: t.lr };
+    let fwd = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
+    let result = driver.run(&fwd, loss.as_ref(), &mut sampler, &vars, &mut opt, &mut acct, start, &mut hooks);
+    hooks.bar.finish();
+    if let Err(e) = result {
+        if let fmg::Error::NonFinite { iteration, level, loss } = &e {
+            bail!(
+                "training diverged: loss = {loss} at iteration {iteration} (mesh 2^{level}h); the last good checkpoint is kept in {}",
+                checkpointing::checkpoints_dir(out).display()
+            );
+        }
+        return Err(e.into());
+    }
+    let final_checkpoint = out.join("final.safetensors");
+    save_model(&final_checkpoint, &model_cfg, &varmap)?;
+    let history = hooks.history;
+    write_history(&out.join("history.csv"), &history)?;
+    plot_history(out, &[(strategy.name().to_string(), history.clone())])?;
+    let last = history.last();
+    Ok(RunOutcome {
+        wu: last.map_or(0.0, |h| h.wu),
+        wall_s: last.map_or(0.0, |h| h.wall_s),
+        history,
+        final_checkpoint,
+        variance_ratios: hooks.ratios,
+    })
+}
+
+/// `history.csv`: `iteration,stage,level,loss,wu,wall_s,val_loss`.
+pub fn write_history(path: &Path, h: &[HistoryPoint]) -> Result<()> {
+    let mut s = String::from("iteration,stage,level,loss,wu,wall_s,val_loss\n");
+    for p in h {
+        let v = p.val_loss.map(|v| format!("{v:.6e}")).unwrap_or_default();
+        s.push_str(&format!("{},{},{},{:.6e},{:.3},{:.3},{v}\n", p.iteration, p.stage, p.level, p.loss, p.wu, p.wall_s));
+    }
+    std::fs::write(path, s).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `val_loss_vs_wu.png` and `val_loss_vs_time.png` in `dir`, one curve per named history.
+pub fn plot_history(dir: &Path, runs: &[(String, Vec<HistoryPoint>)]) -> Result<()> {
+    for (file, x_label, x) in [
+        ("val_loss_vs_wu.png", "#WU", (|p: &HistoryPoint| p.wu) as fn(&HistoryPoint) -> f64),
+        ("val_loss_vs_time.png", "wall time (s)", |p: &HistoryPoint| p.wall_s),
+    ] {
+        let series: Vec<Series> = runs
+            .iter()
+            .map(|(name, h)| Series {
+                name: name.clone(),
+                points: h.iter().filter_map(|p| p.val_loss.map(|v| (x(p), v))).collect(),
+            })
+            .collect();
+        if series.iter().all(|s| s.points.is_empty()) {
+            continue;
+        }
+        let axes = Axes { title: "validation loss", x_label, y_label: "validation loss", log_y: true };
+        line_plot(&dir.join(file), &axes, &series)?;
+    }
+    Ok(())
+}
+
+pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
+    let cfg = TrainConfig::load(&a.config)?;
+    let strategy = a.strategy.unwrap_or(cfg.train.strategy);
+    let r = train_run(&cfg, &a.config, strategy, &a.out, a.resume, &ctx.device)?;
+    let last_val = r.history.iter().rev().find_map(|p| p.val_loss);
+    println!(
+        "{} {}: {} iterations, #WU {:.1}, wall {:.1} s, final validation loss {}, checkpoint {}",
+        cfg.task.name(),
+        strategy.name(),
+        r.history.last().map_or(0, |p| p.iteration + 1),
+        r.wu,
+        r.wall_s,
+        last_val.map_or("-".into(), |v| format!("{v:.5e}")),
+        r.final_checkpoint.display()
+    );
+    Ok(())
+}
+
+pub fn run_eval(_a: EvalArgs, _ctx: &Context) -> Result<()> {
+    bail!("eval waits for data::metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINY: &str = r#"
+task = "denoise"
+[model]
+kind = "unet"
+channels = [4, 8, 8]
+[data]
+source = "dead-leaves"
+size = 16
+validation_images = 4
+[train]
+levels = 2
+n0 = 2
+iterations = 12
+lr = 2e-3
+checkpoint_every = 6
+validate_every = 3
+stats_every = 0
+"#;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-train-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&d).ok();
+        d
+    }
+
+    #[test]
+    fn resume_reproduces_the_uninterrupted_run() {
+        let origin = Path::new("tiny.toml");
+        let cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", "checkpoint_every = 5"), origin).unwrap();
+        let (full, part) = (tmp("full"), tmp("part"));
+        let a = train_run(&cfg, origin, Strategy::FullMultiscale, &full, false, &Device::Cpu).unwrap();
+        // Stages of 12 and 6 iterations, checkpoints every 5: an interrupted run whose last
+        // checkpoint is the one after 15 iterations (inside the second stage).
+        let (ck, name) = (checkpointing::checkpoints_dir(&part), "step-00000015");
+        std::fs::create_dir_all(ck.join(name)).unwrap();
+        for f in std::fs::read_dir(checkpointing::checkpoints_dir(&full).join(name)).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, ck.join(name).join(f.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(ck.join("LATEST"), name).unwrap();
+        let b = train_run(&cfg, origin, Strategy::FullMultiscale, &part, true, &Device::Cpu).unwrap();
+        let curve = |h: &[HistoryPoint]| h.iter().map(|p| (p.iteration, p.loss, p.wu, p.val_loss)).collect::<Vec<_>>();
+        assert_eq!(a.history.len(), 18);
+        assert_eq!(curve(&a.history), curve(&b.history));
+        // A damaged checkpoint is a clear error, not a silent restart.
+        std::fs::write(ck.join(name).join("optim.safetensors"), b"garbage").unwrap();
+        std::fs::write(ck.join("LATEST"), name).unwrap();
+        let e = train_run(&cfg, origin, Strategy::FullMultiscale, &part, true, &Device::Cpu).err().unwrap();
+        assert!(format!("{e:#}").contains("corrupted"), "{e:#}");
+        std::fs::remove_dir_all(&full).ok();
+        std::fs::remove_dir_all(&part).ok();
+    }
+
+    #[test]
+    fn every_strategy_lowers_the_validation_loss() {
+        let origin = Path::new("tiny.toml");
+        let cfg = TrainConfig::parse(&TINY.replace("iterations = 12", "iterations = 24"), origin).unwrap();
+        for s in [Strategy::Single, Strategy::Multiscale, Strategy::FullMultiscale] {
+            let out = tmp(s.name());
+            let r = train_run(&cfg, origin, s, &out, false, &Device::Cpu).unwrap();
+            let v: Vec<f64> = r.history.iter().filter_map(|p| p.val_loss).collect();
+            assert!(v.last().unwrap() < v.first().unwrap(), "{}: {v:?}", s.name());
+            assert!(out.join("final.safetensors").exists() && out.join("val_loss_vs_wu.png").exists());
+            std::fs::remove_dir_all(&out).ok();
+        }
+    }
 }
