@@ -25,6 +25,8 @@
 //! # Ok::<(), grids::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod boundary;
 pub mod dense;
 pub mod error;

@@ -185,3 +185,25 @@ fn weight_transfer_is_differentiable() {
     let grads = loss.backward().unwrap();
     assert!(grads.get(w.as_tensor()).is_some());
 }
+
+/// 5x5 kernels: average + bilinear keeps the size (square 25x25 system), so weights move
+/// both ways; pairs that shrink 5x5 stencils are unsupported.
+#[test]
+fn five_by_five_weights_for_the_default_pair() {
+    let w = Tensor::randn(0f64, 1., (2, 1, 5, 5), &Device::Cpu).unwrap();
+    let (r, p) = (Restriction::Average, Prolongation::Bilinear);
+    let down = restrict_weights(&w, r, p).unwrap();
+    let values = w.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let got = down.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    for o in 0..2 {
+        let c = coarse_stencil(&stencil(&values[25 * o..25 * o + 25]), r, p).unwrap();
+        assert!(stencil(&got[25 * o..25 * o + 25]).max_abs_diff(&c) < 1e-12);
+    }
+    let back = prolong_weights(&down, r, p).unwrap();
+    let err = (back - &w).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(err < 1e-9, "{err}");
+    assert!(matches!(
+        restrict_weights(&w, Restriction::Average, Prolongation::Constant),
+        Err(Error::Unsupported(_))
+    ));
+}
