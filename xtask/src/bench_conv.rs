@@ -10,8 +10,9 @@ use crate::common::{ensure_out_dir, Context};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{Device, Tensor, Var};
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -28,7 +29,7 @@ pub struct Args {
     /// Batch size.
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Timed repetitions per measurement (median reported), after one warm-up run.
+    /// Timed repetitions per measurement (minimum reported), after one warm-up run.
     #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Stop repeating a measurement once its timed runs add up to this many seconds.
@@ -66,7 +67,8 @@ impl Row {
     }
 }
 
-/// Median wall time in ms of `f`, after one warm-up run (skipped when the first run is over a
+/// Best (minimum) wall time in ms of `f` -- the machine is shared, so the minimum is the least
+/// disturbed estimate -- after one warm-up run (skipped when the first run is over a
 /// second: then warm-up effects are negligible and the run counts), at most `reps` timed runs
 /// and no more once they add up to `budget_s`.
 fn time_ms(reps: usize, budget_s: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -85,8 +87,7 @@ fn time_ms(reps: usize, budget_s: f64, mut f: impl FnMut() -> Result<()>) -> Res
         total += s;
         times.push(s * 1e3);
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(times.into_iter().fold(f64::INFINITY, f64::min))
 }
 
 type ConvFn = fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>;
@@ -116,7 +117,9 @@ fn measure(conv: ConvFn, x: &Var, w: &Var, args: &Args) -> Result<(f64, f64)> {
 }
 
 fn parse_pair(s: &str) -> Result<(usize, usize)> {
-    let (a, b) = s.split_once(':').with_context(|| format!("--channels {s}: expected cin:cout"))?;
+    let (a, b) = s
+        .split_once(':')
+        .with_context(|| format!("--channels {s}: expected cin:cout"))?;
     Ok((a.trim().parse()?, b.trim().parse()?))
 }
 
@@ -131,8 +134,8 @@ def timed(f):
         if first and s < 1.0:
             first = False; continue
         first = False; total += s; times.append(s * 1e3)
-    times.sort(); return times[len(times) // 2]
-for line in sys.stdin:
+    return min(times)
+for line in iter(sys.stdin.readline, ""):
     cin, cout, n = map(int, line.split())
     x = torch.randn(batch, cin, n, n, requires_grad=True)
     w = torch.randn(cout, cin, 3, 3, requires_grad=True)
@@ -144,48 +147,71 @@ for line in sys.stdin:
     print(f"{cin},{cout},{n},{timed(fwd):.4f},{timed(fwdbwd):.4f}", flush=True)
 "#;
 
-/// PyTorch rows (2 threads) for the same shapes, or `None` when torch is not importable.
-fn torch_rows(args: &Args, shapes: &[(usize, usize, usize)], out: &Path) -> Result<Option<Vec<Row>>> {
-    let importable = Command::new(&args.python)
-        .args(["-c", "import torch"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !importable {
-        tracing::info!("{} cannot import torch: PyTorch rows skipped", args.python);
-        return Ok(None);
+/// A persistent PyTorch process (2 threads) answering one shape per line, so that its rows are
+/// measured interleaved with ours under the same machine load.
+struct Torch {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Torch {
+    /// Start it, or `None` when `python` cannot import torch.
+    fn start(args: &Args, out: &Path) -> Result<Option<Self>> {
+        let importable = Command::new(&args.python)
+            .args(["-c", "import torch"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !importable {
+            tracing::info!("{} cannot import torch: PyTorch rows skipped", args.python);
+            return Ok(None);
+        }
+        let script = out.join("torch_bench.py");
+        std::fs::write(&script, TORCH_SNIPPET)?;
+        let mut child = Command::new(&args.python)
+            .arg(&script)
+            .args([args.batch.to_string(), args.reps.to_string(), args.budget_s.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {}", args.python))?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        Ok(Some(Self { child, stdin, stdout }))
     }
-    let script = out.join("torch_bench.py");
-    std::fs::write(&script, TORCH_SNIPPET)?;
-    let input: String = shapes.iter().map(|(ci, co, n)| format!("{ci} {co} {n}\n")).collect();
-    let input_path = out.join("torch_shapes.txt");
-    std::fs::write(&input_path, &input)?;
-    tracing::info!("running the PyTorch rows with {}", args.python);
-    let output = Command::new(&args.python)
-        .arg(&script)
-        .args([args.batch.to_string(), args.reps.to_string(), args.budget_s.to_string()])
-        .stdin(std::fs::File::open(&input_path)?)
-        .output()
-        .with_context(|| format!("cannot run {}", args.python))?;
-    if !output.status.success() {
-        bail!("PyTorch benchmark failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let mut rows = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+
+    fn measure(&mut self, cin: usize, cout: usize, n: usize) -> Result<Row> {
+        writeln!(self.stdin, "{cin} {cout} {n}")?;
+        self.stdin.flush()?;
+        let line = self.stdout.next().context("PyTorch process ended early")??;
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != 5 {
             bail!("unexpected PyTorch output line {line:?}");
         }
-        rows.push(Row {
+        Ok(Row {
             imp: "torch".into(),
             cin: f[0].parse()?,
             cout: f[1].parse()?,
             size: f[2].parse()?,
             fwd_ms: f[3].parse()?,
             fwdbwd_ms: f[4].parse()?,
-        });
+        })
     }
-    Ok(Some(rows))
+}
+
+impl Drop for Torch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `/proc/loadavg`'s first three fields (the machine is shared; printed beside the numbers).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn find<'a>(rows: &'a [Row], imp: &str, s: (usize, usize, usize)) -> Option<&'a Row> {
@@ -197,7 +223,7 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Str
     let (candle, torch) = (has("candle"), has("torch"));
     let mut md = format!(
         "# 3x3 convolution, batch {batch}, padding 1, stride 1\n\n\
-         Times in ms (median); GFLOP/s of forward+backward counts 3x the forward's `2 N Co Ci 9 n^2`.\n\
+         Times in ms (best of the repetitions); GFLOP/s of forward+backward counts 3x the forward's `2 N Co Ci 9 n^2`.\n\
          speed-up = candle time / our time; ours/torch = our time / PyTorch time (below 1: we are faster).\n\n"
     );
     let mut head = vec!["cin", "cout", "n"];
@@ -209,15 +235,27 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Str
         head.extend(["speed-up fwd", "speed-up fwd+bwd"]);
     }
     if torch {
-        head.extend(["torch fwd", "torch fwd+bwd", "torch GFLOP/s", "ours/torch fwd", "ours/torch fwd+bwd"]);
+        head.extend([
+            "torch fwd",
+            "torch fwd+bwd",
+            "torch GFLOP/s",
+            "ours/torch fwd",
+            "ours/torch fwd+bwd",
+        ]);
     }
     let _ = writeln!(md, "| {} |", head.join(" | "));
     let _ = writeln!(md, "|{}", "---:|".repeat(head.len()));
     for &s in shapes {
-        let Some(ours) = find(rows, "fastconv", s) else { continue };
+        let Some(ours) = find(rows, "fastconv", s) else {
+            continue;
+        };
         let mut cells = vec![s.0.to_string(), s.1.to_string(), s.2.to_string()];
         let timing = |r: &Row| {
-            vec![format!("{:.2}", r.fwd_ms), format!("{:.2}", r.fwdbwd_ms), format!("{:.1}", r.fwdbwd_gflops(batch))]
+            vec![
+                format!("{:.2}", r.fwd_ms),
+                format!("{:.2}", r.fwdbwd_ms),
+                format!("{:.1}", r.fwdbwd_gflops(batch)),
+            ]
         };
         let c = find(rows, "candle", s);
         if let Some(c) = c {
@@ -243,11 +281,19 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         bail!("bench conv measures the CPU kernels: run it with --device cpu");
     }
     let out = ensure_out_dir(&args.out)?;
-    let pairs = args.channels.iter().map(|s| parse_pair(s)).collect::<Result<Vec<_>>>()?;
-    let shapes: Vec<(usize, usize, usize)> =
-        pairs.iter().flat_map(|&(ci, co)| args.sizes.iter().map(move |&n| (ci, co, n))).collect();
+    let pairs = args
+        .channels
+        .iter()
+        .map(|s| parse_pair(s))
+        .collect::<Result<Vec<_>>>()?;
+    let shapes: Vec<(usize, usize, usize)> = pairs
+        .iter()
+        .flat_map(|&(ci, co)| args.sizes.iter().map(move |&n| (ci, co, n)))
+        .collect();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     tracing::info!("{cores} cores available; batch {}", args.batch);
+    let load_before = load_average();
+    let mut torch = Torch::start(&args, &out)?;
     let mut rows = Vec::new();
     for &(cin, cout, n) in &shapes {
         let x = Var::randn(0f32, 1., (args.batch, cin, n, n), &Device::Cpu)?;
@@ -258,7 +304,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         }
         for (name, conv) in impls {
             let (fwd_ms, fwdbwd_ms) = measure(conv, &x, &w, &args)?;
-            let row = Row { imp: name.into(), cin, cout, size: n, fwd_ms, fwdbwd_ms };
+            let row = Row {
+                imp: name.into(),
+                cin,
+                cout,
+                size: n,
+                fwd_ms,
+                fwdbwd_ms,
+            };
             tracing::info!(
                 "{name:>8} {cin:>3}->{cout:<3} n={n:<3} fwd {fwd_ms:9.2} ms ({:6.1} GFLOP/s)  fwd+bwd {fwdbwd_ms:9.2} ms ({:6.1} GFLOP/s)",
                 row.fwd_gflops(args.batch),
@@ -266,22 +319,23 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
             );
             rows.push(row);
         }
-    }
-    if let Some(t) = torch_rows(&args, &shapes, &out)? {
-        for r in &t {
+        if let Some(t) = torch.as_mut() {
+            let r = t.measure(cin, cout, n)?;
             tracing::info!(
-                "   torch {:>3}->{:<3} n={:<3} fwd {:9.2} ms ({:6.1} GFLOP/s)  fwd+bwd {:9.2} ms ({:6.1} GFLOP/s)",
-                r.cin,
-                r.cout,
-                r.size,
+                "   torch {cin:>3}->{cout:<3} n={n:<3} fwd {:9.2} ms ({:6.1} GFLOP/s)  fwd+bwd {:9.2} ms ({:6.1} GFLOP/s)",
                 r.fwd_ms,
                 r.fwd_gflops(args.batch),
                 r.fwdbwd_ms,
                 r.fwdbwd_gflops(args.batch)
             );
+            rows.push(r);
         }
-        rows.extend(t);
     }
+    drop(torch);
+    let loads = format!(
+        "load average (1, 5, 15 min) before: {load_before}; after: {}",
+        load_average()
+    );
     let mut csv = String::from("impl,cin,cout,size,fwd_ms,fwdbwd_ms,gflops\n");
     for r in &rows {
         let _ = writeln!(
@@ -297,7 +351,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         );
     }
     std::fs::write(out.join("results.csv"), csv)?;
-    let md = markdown(&rows, &shapes, args.batch);
+    let md = format!("{}\n{loads}\n", markdown(&rows, &shapes, args.batch));
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())
