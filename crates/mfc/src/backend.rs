@@ -14,7 +14,10 @@ pub struct Spectrum {
 impl Spectrum {
     /// Split a packed `[2, ..]` tensor (re stacked on im) into two views.
     pub(crate) fn from_packed(packed: &Tensor) -> candle_core::Result<Self> {
-        Ok(Self { re: packed.get(0)?, im: packed.get(1)? })
+        Ok(Self {
+            re: packed.get(0)?,
+            im: packed.get(1)?,
+        })
     }
 
     /// Pointwise complex product `self * (s_re + i s_im)` with broadcasting:
@@ -44,7 +47,9 @@ impl std::str::FromStr for Backend {
         match s {
             "fft" => Ok(Self::Fft),
             "matmul" => Ok(Self::Matmul),
-            other => Err(crate::Error::Config(format!("unknown backend {other:?} (expected fft or matmul)"))),
+            other => Err(crate::Error::Config(format!(
+                "unknown backend {other:?} (expected fft or matmul)"
+            ))),
         }
     }
 }

@@ -21,23 +21,36 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Real 2-D DFT of the last two axes by matmuls, `[.., H, W] -> Spectrum [.., H, W/2+1]`.
 pub fn rfft2(x: &Tensor) -> candle_core::Result<Spectrum> {
     let (lead, h, w) = split_dims(x.dims())?;
-    let (mh, mw) = (matrices(h, x.dtype(), x.device())?, matrices(w, x.dtype(), x.device())?);
+    let (mh, mw) = (
+        matrices(h, x.dtype(), x.device())?,
+        matrices(w, x.dtype(), x.device())?,
+    );
     let x = x.contiguous()?.reshape(((), h, w))?;
     let ar = x.broadcast_matmul(&mw.fwd_cos)?;
     let ai = x.broadcast_matmul(&mw.fwd_sin)?.neg()?;
     let re = (mh.cos.broadcast_matmul(&ar)? + mh.sin.broadcast_matmul(&ai)?)?;
     let im = (mh.cos.broadcast_matmul(&ai)? - mh.sin.broadcast_matmul(&ar)?)?;
     let shape = out_shape(&lead, h, w / 2 + 1);
-    Ok(Spectrum { re: re.reshape(shape.clone())?, im: im.reshape(shape)? })
+    Ok(Spectrum {
+        re: re.reshape(shape.clone())?,
+        im: im.reshape(shape)?,
+    })
 }
 
 /// Inverse real 2-D DFT by matmuls to width `width`, normalised by `1/(H W)`.
 pub fn irfft2(z: &Spectrum, width: usize) -> candle_core::Result<Tensor> {
     let (lead, h, wh) = split_dims(z.re.dims())?;
     if width == 0 || width / 2 + 1 != wh || z.im.dims() != z.re.dims() {
-        candle_core::bail!("mfc irfft2 (matmul): width {width} vs spectrum {:?} / {:?}", z.re.dims(), z.im.dims());
+        candle_core::bail!(
+            "mfc irfft2 (matmul): width {width} vs spectrum {:?} / {:?}",
+            z.re.dims(),
+            z.im.dims()
+        );
     }
-    let (mh, mw) = (matrices(h, z.re.dtype(), z.re.device())?, matrices(width, z.re.dtype(), z.re.device())?);
+    let (mh, mw) = (
+        matrices(h, z.re.dtype(), z.re.device())?,
+        matrices(width, z.re.dtype(), z.re.device())?,
+    );
     let zr = z.re.contiguous()?.reshape(((), h, wh))?;
     let zi = z.im.contiguous()?.reshape(((), h, wh))?;
     let br = (mh.cos.broadcast_matmul(&zr)? - mh.sin.broadcast_matmul(&zi)?)?;
@@ -69,8 +82,13 @@ impl Dft1 {
         let angle = |a: usize, b: usize| 2.0 * PI * ((a * b) % n) as f64 / n as f64;
         let weight = |m: usize| if m == 0 || 2 * m == n { 1.0 } else { 2.0 };
         let mat = |rows: usize, cols: usize, f: &dyn Fn(usize, usize) -> f64| {
-            let v: Vec<f64> = (0..rows).flat_map(|a| (0..cols).map(move |b| (a, b))).map(|(a, b)| f(a, b)).collect();
-            Tensor::from_vec(v, (rows, cols), &Device::Cpu)?.to_dtype(dtype)?.to_device(dev)
+            let v: Vec<f64> = (0..rows)
+                .flat_map(|a| (0..cols).map(move |b| (a, b)))
+                .map(|(a, b)| f(a, b))
+                .collect();
+            Tensor::from_vec(v, (rows, cols), &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(dev)
         };
         Ok(Self {
             cos: mat(n, n, &|a, b| angle(a, b).cos())?,
@@ -96,7 +114,10 @@ fn matrices(n: usize, dtype: DType, dev: &Device) -> candle_core::Result<Arc<Dft
         }
     }
     let m = Arc::new(Dft1::new(n, dtype, dev)?);
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, m.clone());
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, m.clone());
     Ok(m)
 }
 

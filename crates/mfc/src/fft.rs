@@ -35,9 +35,15 @@ pub fn irfft2(z: &Spectrum, width: usize) -> candle_core::Result<Tensor> {
 }
 
 /// Hermitian half-spectrum weights `w_m` (1 on columns 0 and W/2 for even W, else 2), `[W/2+1]`.
-pub(crate) fn half_weights(width: usize, dtype: DType, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+pub(crate) fn half_weights(
+    width: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
     let wh = width / 2 + 1;
-    let w: Vec<f64> = (0..wh).map(|m| if m == 0 || 2 * m == width { 1.0 } else { 2.0 }).collect();
+    let w: Vec<f64> = (0..wh)
+        .map(|m| if m == 0 || 2 * m == width { 1.0 } else { 2.0 })
+        .collect();
     Tensor::from_vec(w, wh, device)?.to_dtype(dtype)
 }
 
@@ -85,12 +91,20 @@ impl CustomOp1 for Rfft2 {
         Ok((out, Shape::from(out_dims)))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let dims = arg.dims();
         let (_, h, w) = planes_hw(dims)?;
         let g = Spectrum::from_packed(grad)?;
         let inv_w = half_weights(w, grad.dtype(), grad.device())?.recip()?;
-        let g = Spectrum { re: g.re.broadcast_mul(&inv_w)?, im: g.im.broadcast_mul(&inv_w)? };
+        let g = Spectrum {
+            re: g.re.broadcast_mul(&inv_w)?,
+            im: g.im.broadcast_mul(&inv_w)?,
+        };
         Ok(Some((irfft2(&g, w)? * (h * w) as f64)?))
     }
 }
@@ -109,7 +123,10 @@ impl CustomOp2 for Irfft2 {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = l1.shape().dims();
         if dims != l2.shape().dims() {
-            candle_core::bail!("mfc irfft2: re {dims:?} and im {:?} differ", l2.shape().dims());
+            candle_core::bail!(
+                "mfc irfft2: re {dims:?} and im {:?} differ",
+                l2.shape().dims()
+            );
         }
         let (p, h, wh) = planes_hw(dims)?;
         let w = self.width;
@@ -140,7 +157,10 @@ impl CustomOp2 for Irfft2 {
         let (_, h, w) = planes_hw(grad.dims())?;
         let scale = (half_weights(w, grad.dtype(), grad.device())? / (h * w) as f64)?;
         let g = rfft2(grad)?;
-        Ok((Some(g.re.broadcast_mul(&scale)?), Some(g.im.broadcast_mul(&scale)?)))
+        Ok((
+            Some(g.re.broadcast_mul(&scale)?),
+            Some(g.im.broadcast_mul(&scale)?),
+        ))
     }
 }
 
@@ -156,7 +176,10 @@ struct Planners<T: FftNum> {
 
 impl<T: FftNum> Planners<T> {
     fn new() -> Self {
-        Self { real: RealFftPlanner::new(), complex: FftPlanner::new() }
+        Self {
+            real: RealFftPlanner::new(),
+            complex: FftPlanner::new(),
+        }
     }
 }
 
@@ -201,7 +224,10 @@ fn workers(planes: usize, plane_len: usize) -> usize {
     if planes * plane_len < 1 << 14 {
         return 1;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(planes).max(1)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(planes)
+        .max(1)
 }
 
 /// Run `f(first_plane, count)` over `planes` split into contiguous chunks, one per worker.
@@ -245,20 +271,28 @@ fn rfft2_cpu<T: Float>(x: &[T], p: usize, h: usize, w: usize) -> Vec<T> {
         let mut cols = vec![Complex::new(T::zero(), T::zero()); wh * h];
         let mut spec = vec![Complex::new(T::zero(), T::zero()); wh];
         let mut s_r = plans.r2c.make_scratch_vec();
-        let mut s_c = vec![Complex::new(T::zero(), T::zero()); plans.fwd_h.get_inplace_scratch_len()];
+        let mut s_c =
+            vec![Complex::new(T::zero(), T::zero()); plans.fwd_h.get_inplace_scratch_len()];
         for plane in start..start + count {
             let xp = &x[plane * h * w..(plane + 1) * h * w];
             for y in 0..h {
                 row.copy_from_slice(&xp[y * w..(y + 1) * w]);
                 // Lengths match the plan by construction, so the call cannot fail.
-                let _ = plans.r2c.process_with_scratch(&mut row, &mut spec, &mut s_r);
+                let _ = plans
+                    .r2c
+                    .process_with_scratch(&mut row, &mut spec, &mut s_r);
                 for (m, c) in spec.iter().enumerate() {
                     cols[m * h + y] = *c;
                 }
             }
             plans.fwd_h.process_with_scratch(&mut cols, &mut s_c);
             // SAFETY: each plane is written by exactly one worker; both ranges lie in `out`.
-            let (re, im) = unsafe { (ptr.slice(plane * h * wh, h * wh), ptr.slice((p + plane) * h * wh, h * wh)) };
+            let (re, im) = unsafe {
+                (
+                    ptr.slice(plane * h * wh, h * wh),
+                    ptr.slice((p + plane) * h * wh, h * wh),
+                )
+            };
             for m in 0..wh {
                 for y in 0..h {
                     let c = cols[m * h + y];
@@ -282,9 +316,13 @@ fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize) -> Vec
         let mut cols = vec![Complex::new(T::zero(), T::zero()); wh * h];
         let mut spec = vec![Complex::new(T::zero(), T::zero()); wh];
         let mut s_r = plans.c2r.make_scratch_vec();
-        let mut s_c = vec![Complex::new(T::zero(), T::zero()); plans.inv_h.get_inplace_scratch_len()];
+        let mut s_c =
+            vec![Complex::new(T::zero(), T::zero()); plans.inv_h.get_inplace_scratch_len()];
         for plane in start..start + count {
-            let (rp, ip) = (&re[plane * h * wh..(plane + 1) * h * wh], &im[plane * h * wh..(plane + 1) * h * wh]);
+            let (rp, ip) = (
+                &re[plane * h * wh..(plane + 1) * h * wh],
+                &im[plane * h * wh..(plane + 1) * h * wh],
+            );
             for y in 0..h {
                 for m in 0..wh {
                     cols[m * h + y] = Complex::new(rp[y * wh + m], ip[y * wh + m]);

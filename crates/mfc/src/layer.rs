@@ -24,7 +24,12 @@ pub struct MfcConfig {
 
 impl Default for MfcConfig {
     fn default() -> Self {
-        Self { bias: true, backend: Backend::Fft, init_width: (1.0, 3.0), init_mesh: 64 }
+        Self {
+            bias: true,
+            backend: Backend::Fft,
+            init_width: (1.0, 3.0),
+            init_mesh: 64,
+        }
     }
 }
 
@@ -51,17 +56,30 @@ impl Mfc {
     pub fn new(c_in: usize, c_out: usize, cfg: &MfcConfig, vb: VarBuilder) -> Result<Self> {
         let (lo, hi) = cfg.init_width;
         if c_in == 0 || c_out == 0 {
-            return Err(Error::Config(format!("channels must be positive, got {c_in} -> {c_out}")));
+            return Err(Error::Config(format!(
+                "channels must be positive, got {c_in} -> {c_out}"
+            )));
         }
         if !(lo > 0.0 && lo <= hi && hi.is_finite()) || cfg.init_mesh == 0 {
-            return Err(Error::Config(format!("bad init_width {:?} or init_mesh {}", cfg.init_width, cfg.init_mesh)));
+            return Err(Error::Config(format!(
+                "bad init_width {:?} or init_mesh {}",
+                cfg.init_width, cfg.init_mesh
+            )));
         }
         let h0 = 1.0 / cfg.init_mesh as f64;
         let tau = |s: f64| ((s * h0).powi(2) / 2.0).ln();
         let u = |lo: f64, up: f64| Init::Uniform { lo, up };
-        let weight = vb.get_with_hints((c_out, c_in, 1, 1), "weight", candle_nn::init::DEFAULT_KAIMING_UNIFORM)?;
+        let weight = vb.get_with_hints(
+            (c_out, c_in, 1, 1),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_UNIFORM,
+        )?;
         let bound = 1.0 / (c_in as f64).sqrt();
-        let bias = if cfg.bias { Some(vb.get_with_hints(c_out, "bias", u(-bound, bound))?) } else { None };
+        let bias = if cfg.bias {
+            Some(vb.get_with_hints(c_out, "bias", u(-bound, bound))?)
+        } else {
+            None
+        };
         let params = SymbolParams {
             alpha: vb.get_with_hints(c_out, "alpha", u(-1.0, 1.0))?,
             d: vb.get_with_hints((c_out, 2), "d", u(-h0, h0))?,
@@ -70,7 +88,13 @@ impl Mfc {
             b: vb.get_with_hints(c_out, "b", u(-0.5, 0.5))?,
             tau: vb.get_with_hints(c_out, "tau", u(tau(lo), tau(hi)))?,
         };
-        Ok(Self { weight, bias, params, backend: cfg.backend, c_in })
+        Ok(Self {
+            weight,
+            bias,
+            params,
+            backend: cfg.backend,
+            c_in,
+        })
     }
 
     /// The same layer running on another spectral backend.
@@ -99,7 +123,9 @@ impl Mfc {
         }
         let c_out = self.weight.dim(0)?;
         let m = self.weight.reshape((c_out, c))?;
-        let mut v = m.broadcast_matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))?;
+        let mut v = m
+            .broadcast_matmul(&x.reshape((n, c, h * w))?)?
+            .reshape((n, c_out, h, w))?;
         if let Some(b) = &self.bias {
             v = v.broadcast_add(&b.reshape((1, c_out, 1, 1))?)?;
         }

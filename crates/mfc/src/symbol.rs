@@ -41,22 +41,46 @@ fn mode(i: usize, n: usize) -> (f64, bool) {
 impl Wavenumbers {
     /// Tables over the half spectrum (`Wc = W/2 + 1` columns, `m_x = 0 ..= W/2`), as used by
     /// `rfft2`; `extent = (L_x, L_y)` (the unit square is `(1, 1)`).
-    pub fn half(h: usize, w: usize, extent: (f64, f64), dtype: DType, dev: &Device) -> candle_core::Result<Self> {
+    pub fn half(
+        h: usize,
+        w: usize,
+        extent: (f64, f64),
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Self> {
         Self::build(h, w, w / 2 + 1, extent, dtype, dev)
     }
 
     /// Tables over the full spectrum (`Wc = W` columns in FFT order), for dense references.
-    pub fn full(h: usize, w: usize, extent: (f64, f64), dtype: DType, dev: &Device) -> candle_core::Result<Self> {
+    pub fn full(
+        h: usize,
+        w: usize,
+        extent: (f64, f64),
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Self> {
         Self::build(h, w, w, extent, dtype, dev)
     }
 
-    fn build(h: usize, w: usize, wc: usize, (lx, ly): (f64, f64), dtype: DType, dev: &Device) -> candle_core::Result<Self> {
+    fn build(
+        h: usize,
+        w: usize,
+        wc: usize,
+        (lx, ly): (f64, f64),
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Self> {
         if h == 0 || w == 0 || !(lx > 0.0 && ly > 0.0) {
             candle_core::bail!("mfc wavenumbers: bad mesh {h}x{w} or extent ({lx}, {ly})");
         }
         let n = h * wc;
-        let (mut kx2, mut ky2, mut kxy, mut kx, mut ky) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut kx2, mut ky2, mut kxy, mut kx, mut ky) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for i in 0..h {
             let (my, ny) = mode(i, h);
             let k_y = 2.0 * PI * my / ly;
@@ -70,8 +94,18 @@ impl Wavenumbers {
                 ky.push(if ny { 0.0 } else { k_y });
             }
         }
-        let t = |v: Vec<f64>| Tensor::from_vec(v, (h, wc), &Device::Cpu)?.to_dtype(dtype)?.to_device(dev);
-        Ok(Self { kx2: t(kx2)?, ky2: t(ky2)?, kxy: t(kxy)?, kx: t(kx)?, ky: t(ky)? })
+        let t = |v: Vec<f64>| {
+            Tensor::from_vec(v, (h, wc), &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(dev)
+        };
+        Ok(Self {
+            kx2: t(kx2)?,
+            ky2: t(ky2)?,
+            kxy: t(kxy)?,
+            kx: t(kx)?,
+            ky: t(ky)?,
+        })
     }
 }
 
@@ -114,10 +148,14 @@ impl SymbolParams {
         let col = |v: &Tensor| v.unsqueeze(1)?.unsqueeze(2);
         let (sxx, sxy, syy) = self.sigma()?;
         let t = col(&self.tau.exp()?)?;
-        let quad = (col(&sxx)?.broadcast_mul(&k.kx2)? + (col(&sxy)? * 2.0)?.broadcast_mul(&k.kxy)?)?;
+        let quad =
+            (col(&sxx)?.broadcast_mul(&k.kx2)? + (col(&sxy)? * 2.0)?.broadcast_mul(&k.kxy)?)?;
         let quad = (quad + col(&syy)?.broadcast_mul(&k.ky2)?)?;
         let g = quad.broadcast_mul(&t)?.neg()?.exp()?;
-        let (dx, dy) = (col(&self.d.narrow(1, 0, 1)?.squeeze(1)?)?, col(&self.d.narrow(1, 1, 1)?.squeeze(1)?)?);
+        let (dx, dy) = (
+            col(&self.d.narrow(1, 0, 1)?.squeeze(1)?)?,
+            col(&self.d.narrow(1, 1, 1)?.squeeze(1)?)?,
+        );
         let deriv = (dx.broadcast_mul(&k.kx)? + dy.broadcast_mul(&k.ky)?)?;
         let re = g.broadcast_mul(&col(&self.alpha)?)?;
         let im = (deriv * &g)?;

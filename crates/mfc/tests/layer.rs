@@ -14,7 +14,8 @@ use std::f64::consts::PI;
 fn randomise(varmap: &VarMap, rng: &mut Rng, c_in: usize, c_out: usize) {
     set_var(varmap, "weight", rng.normals(c_out * c_in));
     set_var(varmap, "bias", rng.normals(c_out));
-    let mut u = |lo: f64, hi: f64, n: usize| (0..n).map(|_| rng.uniform(lo, hi)).collect::<Vec<_>>();
+    let mut u =
+        |lo: f64, hi: f64, n: usize| (0..n).map(|_| rng.uniform(lo, hi)).collect::<Vec<_>>();
     set_var(varmap, "alpha", u(-1.0, 1.0, c_out));
     set_var(varmap, "d", u(-0.2, 0.2, 2 * c_out));
     set_var(varmap, "phi", u(0.0, PI, c_out));
@@ -36,15 +37,22 @@ fn check_fd(name: &str, var: &Var, grad: &Tensor, f: &dyn Fn() -> f64) {
     for i in 0..base.len() {
         let mut p = base.clone();
         p[i] = base[i] + eps;
-        var.set(&Tensor::from_vec(p.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+        var.set(&Tensor::from_vec(p.clone(), var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
         let lp = f();
         p[i] = base[i] - eps;
-        var.set(&Tensor::from_vec(p, var.shape(), &Device::Cpu).unwrap()).unwrap();
+        var.set(&Tensor::from_vec(p, var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
         let lm = f();
         let fd = (lp - lm) / (2.0 * eps);
-        assert!((fd - g[i]).abs() <= 1e-6 * scale, "{name}[{i}]: finite difference {fd} vs autograd {}", g[i]);
+        assert!(
+            (fd - g[i]).abs() <= 1e-6 * scale,
+            "{name}[{i}]: finite difference {fd} vs autograd {}",
+            g[i]
+        );
     }
-    var.set(&Tensor::from_vec(base, var.shape(), &Device::Cpu).unwrap()).unwrap();
+    var.set(&Tensor::from_vec(base, var.shape(), &Device::Cpu).unwrap())
+        .unwrap();
 }
 
 proptest! {
@@ -125,22 +133,66 @@ fn layer_matches_dense_reference_and_is_real() {
         randomise(&varmap, &mut rng, c_in, c_out);
         let x = randn(&mut rng, &[1, c_in, h, w], DType::F64);
         // The embedding M x + b, computed independently.
-        let (wv, bv, xv) = (to_vec(&varmap.get((c_out, c_in, 1, 1), "weight", candle_nn::Init::Const(0.), DType::F64, &Device::Cpu).unwrap()),
-            to_vec(&varmap.get(c_out, "bias", candle_nn::Init::Const(0.), DType::F64, &Device::Cpu).unwrap()), to_vec(&x));
+        let (wv, bv, xv) = (
+            to_vec(
+                &varmap
+                    .get(
+                        (c_out, c_in, 1, 1),
+                        "weight",
+                        candle_nn::Init::Const(0.),
+                        DType::F64,
+                        &Device::Cpu,
+                    )
+                    .unwrap(),
+            ),
+            to_vec(
+                &varmap
+                    .get(
+                        c_out,
+                        "bias",
+                        candle_nn::Init::Const(0.),
+                        DType::F64,
+                        &Device::Cpu,
+                    )
+                    .unwrap(),
+            ),
+            to_vec(&x),
+        );
         let k = Wavenumbers::full(h, w, (1.0, 1.0), DType::F64, &Device::Cpu).unwrap();
         let (sr, si) = layer64.params().symbol(&k).unwrap();
         let (sr, si) = (to_vec(&sr), to_vec(&si));
         let mut want = vec![];
         for o in 0..c_out {
-            let v: Vec<f64> = (0..h * w).map(|p| bv[o] + (0..c_in).map(|i| wv[o * c_in + i] * xv[i * h * w + p]).sum::<f64>()).collect();
-            let (y, max_im) = dense_apply(&v, &sr[o * h * w..(o + 1) * h * w], &si[o * h * w..(o + 1) * h * w], h, w);
+            let v: Vec<f64> = (0..h * w)
+                .map(|p| {
+                    bv[o]
+                        + (0..c_in)
+                            .map(|i| wv[o * c_in + i] * xv[i * h * w + p])
+                            .sum::<f64>()
+                })
+                .collect();
+            let (y, max_im) = dense_apply(
+                &v,
+                &sr[o * h * w..(o + 1) * h * w],
+                &si[o * h * w..(o + 1) * h * w],
+                h,
+                w,
+            );
             assert!(max_im < 1e-12, "{h}x{w}: imaginary output {max_im:e}");
             want.extend(y);
         }
         for b in [Backend::Fft, Backend::Matmul] {
             let got64 = to_vec(&layer64.clone().with_backend(b).forward(&x).unwrap());
             assert!(rel_err(&got64, &want) < 1e-12, "{b:?} f64 {h}x{w}");
-            let (vm32, l32) = layer(c_in, c_out, &MfcConfig { backend: b, ..MfcConfig::default() }, DType::F32);
+            let (vm32, l32) = layer(
+                c_in,
+                c_out,
+                &MfcConfig {
+                    backend: b,
+                    ..MfcConfig::default()
+                },
+                DType::F32,
+            );
             for (name, var) in named_vars(&varmap) {
                 set_var(&vm32, &name, to_vec(var.as_tensor()));
             }
@@ -165,8 +217,14 @@ fn symbol_is_hermitian() {
         for c in 0..4 {
             for i in 0..h {
                 for j in 0..w {
-                    let (p, q) = (c * h * w + i * w + j, c * h * w + ((h - i) % h) * w + (w - j) % w);
-                    assert!((sr[p] - sr[q]).abs() < 1e-12 && (si[p] + si[q]).abs() < 1e-12, "{h}x{w} c{c} ({i},{j})");
+                    let (p, q) = (
+                        c * h * w + i * w + j,
+                        c * h * w + ((h - i) % h) * w + (w - j) % w,
+                    );
+                    assert!(
+                        (sr[p] - sr[q]).abs() < 1e-12 && (si[p] + si[q]).abs() < 1e-12,
+                        "{h}x{w} c{c} ({i},{j})"
+                    );
                 }
             }
         }
@@ -178,21 +236,34 @@ fn symbol_is_hermitian() {
 /// highest mode is not special and the derivative acts on it.
 #[test]
 fn nyquist_mode_handling() {
-    let (varmap, l) = layer(1, 1, &MfcConfig { bias: false, ..MfcConfig::default() }, DType::F64);
+    let (varmap, l) = layer(
+        1,
+        1,
+        &MfcConfig {
+            bias: false,
+            ..MfcConfig::default()
+        },
+        DType::F64,
+    );
     set_var(&varmap, "weight", vec![1.0]);
     set_var(&varmap, "phi", vec![0.3]);
     set_var(&varmap, "a", vec![0.2]);
     set_var(&varmap, "b", vec![-0.4]);
     set_var(&varmap, "tau", vec![(2e-3f64).ln()]);
     let n = 8;
-    let alt: Vec<f64> = (0..n * n).map(|p| if (p % n) % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let alt: Vec<f64> = (0..n * n)
+        .map(|p| if (p % n) % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
     let x = Tensor::from_vec(alt.clone(), (1, 1, n, n), &Device::Cpu).unwrap();
     for b in [Backend::Fft, Backend::Matmul] {
         let l = l.clone().with_backend(b);
         set_var(&varmap, "alpha", vec![0.0]);
         set_var(&varmap, "d", vec![0.3, -0.2]);
         let y = to_vec(&l.forward(&x).unwrap());
-        assert!(y.iter().all(|v| v.abs() < 1e-12), "{b:?}: derivative of the Nyquist mode must vanish");
+        assert!(
+            y.iter().all(|v| v.abs() < 1e-12),
+            "{b:?}: derivative of the Nyquist mode must vanish"
+        );
         set_var(&varmap, "alpha", vec![1.5]);
         let (c, s) = (0.3f64.cos(), 0.3f64.sin());
         let sxx = c * c * 0.2f64.exp() + s * s * (-0.4f64).exp();
@@ -204,7 +275,14 @@ fn nyquist_mode_handling() {
     }
     // Odd mesh: the pure derivative does act on the highest mode.
     let n = 7;
-    let x = Tensor::from_vec((0..n * n).map(|p| (2.0 * PI * 3.0 * (p % n) as f64 / n as f64).cos()).collect::<Vec<_>>(), (1, 1, n, n), &Device::Cpu).unwrap();
+    let x = Tensor::from_vec(
+        (0..n * n)
+            .map(|p| (2.0 * PI * 3.0 * (p % n) as f64 / n as f64).cos())
+            .collect::<Vec<_>>(),
+        (1, 1, n, n),
+        &Device::Cpu,
+    )
+    .unwrap();
     set_var(&varmap, "alpha", vec![0.0]);
     let y = to_vec(&l.forward(&x).unwrap());
     assert!(y.iter().map(|v| v.abs()).fold(0.0, f64::max) > 1e-3);
@@ -217,13 +295,27 @@ fn shapes_and_errors() {
     for (h, w) in [(1, 1), (3, 17), (16, 9), (32, 32)] {
         let x = Tensor::zeros((2, 3, h, w), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(l.forward(&x).unwrap().dims(), &[2, 5, h, w]);
-        assert_eq!(l.forward_with_mesh(&x, 1.0 / 64.0).unwrap().dims(), &[2, 5, h, w]);
+        assert_eq!(
+            l.forward_with_mesh(&x, 1.0 / 64.0).unwrap().dims(),
+            &[2, 5, h, w]
+        );
     }
-    assert!(l.forward(&Tensor::zeros((2, 4, 8, 8), DType::F32, &Device::Cpu).unwrap()).is_err());
+    assert!(l
+        .forward(&Tensor::zeros((2, 4, 8, 8), DType::F32, &Device::Cpu).unwrap())
+        .is_err());
     let vm = VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     assert!(Mfc::new(0, 3, &MfcConfig::default(), vb.clone()).is_err());
-    assert!(Mfc::new(1, 3, &MfcConfig { init_width: (3.0, 1.0), ..MfcConfig::default() }, vb).is_err());
+    assert!(Mfc::new(
+        1,
+        3,
+        &MfcConfig {
+            init_width: (3.0, 1.0),
+            ..MfcConfig::default()
+        },
+        vb
+    )
+    .is_err());
     assert!("fft".parse::<Backend>().is_ok() && "gpu".parse::<Backend>().is_err());
 }
 
@@ -238,5 +330,8 @@ fn mesh_size_entry_point() {
     let b = to_vec(&l.forward_with_mesh(&x, 1.0 / 12.0).unwrap());
     assert!(rel_err(&b, &a) < 1e-14);
     let c = to_vec(&l.forward_with_mesh(&x, 1.0 / 24.0).unwrap());
-    assert!(rel_err(&c, &a) > 1e-3, "a different mesh size must change the discrete kernel");
+    assert!(
+        rel_err(&c, &a) > 1e-3,
+        "a different mesh size must change the discrete kernel"
+    );
 }

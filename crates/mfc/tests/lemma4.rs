@@ -32,7 +32,10 @@ fn lstsq(a: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
             q[j].iter_mut().for_each(|x| *x /= nrm);
         }
     }
-    let qtb: Vec<f64> = q.iter().map(|qi| qi.iter().zip(b).map(|(x, y)| x * y).sum()).collect();
+    let qtb: Vec<f64> = q
+        .iter()
+        .map(|qi| qi.iter().zip(b).map(|(x, y)| x * y).sum())
+        .collect();
     let mut c = vec![0.0; cols];
     for j in (0..cols).rev().filter(|&j| keep[j]) {
         c[j] = (qtb[j] - (j + 1..cols).map(|k| r[j][k] * c[k]).sum::<f64>()) / r[j][j];
@@ -62,8 +65,17 @@ fn mfc_bank_reproduces_3x3_convolutions() {
     let shapes = [(0.0, 0.0), (0.0, -6.0)];
     let parts = [(1.0, 0.0, 0.0), (0.0, h, 0.0), (0.0, 0.0, h)];
     let k = widths.len() * angles.len() * shapes.len() * parts.len();
-    let (varmap, bank) = layer(1, k, &MfcConfig { bias: false, ..MfcConfig::default() }, DType::F64);
-    let (mut alpha, mut d, mut phi, mut tau, mut av, mut bv) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (varmap, bank) = layer(
+        1,
+        k,
+        &MfcConfig {
+            bias: false,
+            ..MfcConfig::default()
+        },
+        DType::F64,
+    );
+    let (mut alpha, mut d, mut phi, mut tau, mut av, mut bv) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for s in widths {
         for &ang in &angles {
             for (a, b) in shapes {
@@ -93,13 +105,17 @@ fn mfc_bank_reproduces_3x3_convolutions() {
 
     // The 9 one-hot stencils (the basis of eq. 36) and 20 random 3x3 kernels.
     let mut rng = Rng::new(4);
-    let mut kernels: Vec<Vec<f64>> = (0..9).map(|i| (0..9).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect();
+    let mut kernels: Vec<Vec<f64>> = (0..9)
+        .map(|i| (0..9).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
     kernels.extend((0..20).map(|_| rng.normals(9)));
     let mut worst = 0.0f64;
     for w in &kernels {
         let target = conv_impulse(w);
         let c = lstsq(&columns, &target);
-        let fit: Vec<f64> = (0..N * N).map(|p| columns.iter().zip(&c).map(|(col, ci)| col[p] * ci).sum()).collect();
+        let fit: Vec<f64> = (0..N * N)
+            .map(|p| columns.iter().zip(&c).map(|(col, ci)| col[p] * ci).sum())
+            .collect();
         worst = worst.max(rel_err(&fit, &target));
     }
     eprintln!("Lemma 4: {k} MFCs + 1x1 mixing reproduce 3x3 convs on a {N}x{N} mesh, worst relative error {worst:.2e}");

@@ -33,7 +33,10 @@ fn smooth_field(seed: u64, n: usize) -> Vec<f64> {
     (0..n * n)
         .map(|k| {
             let (x, y) = (((k % n) as f64 + 0.5) * h, ((k / n) as f64 + 0.5) * h);
-            modes.iter().map(|(a, p, q, ph)| a * (2.0 * PI * (p * x + q * y) + ph).cos()).sum()
+            modes
+                .iter()
+                .map(|(a, p, q, ph)| a * (2.0 * PI * (p * x + q * y) + ph).cos())
+                .sum()
         })
         .collect()
 }
@@ -41,7 +44,10 @@ fn smooth_field(seed: u64, n: usize) -> Vec<f64> {
 /// The field on the finest mesh (plus white noise of std `sigma`) and its restrictions, coarse first.
 fn pyramid(seed: u64, sigma: f64) -> Vec<Tensor> {
     let mut rng = Rng::new(seed ^ 0xABCD);
-    let fine: Vec<f64> = smooth_field(seed, FINE).into_iter().map(|v| v + sigma * rng.normal()).collect();
+    let fine: Vec<f64> = smooth_field(seed, FINE)
+        .into_iter()
+        .map(|v| v + sigma * rng.normal())
+        .collect();
     let mut t = Tensor::from_vec(fine, (1, 1, FINE, FINE), &Device::Cpu).unwrap();
     let mut levels = vec![t.clone()];
     while t.dim(2).unwrap() > MESHES[0] {
@@ -60,7 +66,13 @@ enum Target {
 }
 
 /// Loss and gradient (all parameters, flattened) of `f` on every mesh.
-fn losses_and_grads(f: &dyn Fn(&Tensor) -> Tensor, vars: &[Var], u: &[Tensor], y: &[Tensor], target: Target) -> Vec<(f64, Vec<f64>)> {
+fn losses_and_grads(
+    f: &dyn Fn(&Tensor) -> Tensor,
+    vars: &[Var],
+    u: &[Tensor],
+    y: &[Tensor],
+    target: Target,
+) -> Vec<(f64, Vec<f64>)> {
     u.iter()
         .zip(y)
         .map(|(u, y)| {
@@ -71,7 +83,10 @@ fn losses_and_grads(f: &dyn Fn(&Tensor) -> Tensor, vars: &[Var], u: &[Tensor], y
             };
             let loss = out.broadcast_mul(t).unwrap().mean_all().unwrap();
             let g = loss.backward().unwrap();
-            let grad = vars.iter().flat_map(|v| to_vec(g.get(v.as_tensor()).unwrap())).collect();
+            let grad = vars
+                .iter()
+                .flat_map(|v| to_vec(g.get(v.as_tensor()).unwrap()))
+                .collect();
             (loss.to_scalar::<f64>().unwrap(), grad)
         })
         .collect()
@@ -82,10 +97,21 @@ fn losses_and_grads(f: &dyn Fn(&Tensor) -> Tensor, vars: &[Var], u: &[Tensor], y
 fn differences(r: &[(f64, Vec<f64>)]) -> (Vec<f64>, Vec<f64>) {
     let (lf, gf) = &r[r.len() - 1];
     let gnorm = gf.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let dl = r.windows(2).map(|w| (w[1].0 - w[0].0).abs() / lf.abs()).collect();
+    let dl = r
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).abs() / lf.abs())
+        .collect();
     let dg = r
         .windows(2)
-        .map(|w| w[1].1.iter().zip(&w[0].1).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt() / gnorm)
+        .map(|w| {
+            w[1].1
+                .iter()
+                .zip(&w[0].1)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt()
+                / gnorm
+        })
         .collect();
     (dl, dg)
 }
@@ -101,7 +127,13 @@ struct Case {
     dg: Vec<f64>,
 }
 
-fn run(label: &str, f: &dyn Fn(&Tensor) -> Tensor, vars: &[Var], sigma: f64, target: Target) -> Case {
+fn run(
+    label: &str,
+    f: &dyn Fn(&Tensor) -> Tensor,
+    vars: &[Var],
+    sigma: f64,
+    target: Target,
+) -> Case {
     let (u, y) = (pyramid(11, sigma), pyramid(12, 0.0));
     let (dl, dg) = differences(&losses_and_grads(f, vars, &u, &y, target));
     let label = format!("{label}, sigma={sigma}, {target:?}");
@@ -113,7 +145,15 @@ fn run(label: &str, f: &dyn Fn(&Tensor) -> Tensor, vars: &[Var], sigma: f64, tar
 fn periodic_pad(x: &Tensor) -> Tensor {
     let wrap = |x: &Tensor, d: usize| {
         let n = x.dim(d).unwrap();
-        Tensor::cat(&[x.narrow(d, n - 1, 1).unwrap(), x.clone(), x.narrow(d, 0, 1).unwrap()], d).unwrap()
+        Tensor::cat(
+            &[
+                x.narrow(d, n - 1, 1).unwrap(),
+                x.clone(),
+                x.narrow(d, 0, 1).unwrap(),
+            ],
+            d,
+        )
+        .unwrap()
     };
     wrap(&wrap(x, 2), 3)
 }
@@ -129,7 +169,14 @@ fn mfc_converges_where_3x3_conv_does_not() {
     set_var(&varmap, "phi", vec![0.4, 2.0]);
     set_var(&varmap, "a", vec![0.3, -0.2]);
     set_var(&varmap, "b", vec![-0.3, 0.4]);
-    set_var(&varmap, "tau", vec![((1.5f64 / 64.0).powi(2) / 2.0).ln(), ((1.0f64 / 64.0).powi(2) / 2.0).ln()]);
+    set_var(
+        &varmap,
+        "tau",
+        vec![
+            ((1.5f64 / 64.0).powi(2) / 2.0).ln(),
+            ((1.0f64 / 64.0).powi(2) / 2.0).ln(),
+        ],
+    );
     let mfc_vars: Vec<Var> = named_vars(&varmap).into_iter().map(|(_, v)| v).collect();
     let mfc_f = |x: &Tensor| mfc.forward(x).unwrap();
     // The same layer with its kernel frozen in pixels of the 64 mesh: a "broken", mesh-dependent
@@ -137,13 +184,21 @@ fn mfc_converges_where_3x3_conv_does_not() {
     let pixel_f = |x: &Tensor| mfc.forward_with_mesh(x, 1.0 / 64.0).unwrap();
     // A periodic 3x3 convolution 1 -> 2 with fixed weights (the same stencil on every mesh).
     let mut rng = Rng::new(5);
-    let w = Var::from_tensor(&Tensor::from_vec(rng.normals(18), (2, 1, 3, 3), &Device::Cpu).unwrap()).unwrap();
+    let w =
+        Var::from_tensor(&Tensor::from_vec(rng.normals(18), (2, 1, 3, 3), &Device::Cpu).unwrap())
+            .unwrap();
     let conv_f = |x: &Tensor| periodic_pad(x).conv2d(w.as_tensor(), 0, 1, 1, 1).unwrap();
     let conv_vars = [w.clone()];
 
     let mfc_noisy_shared = run("MFC", &mfc_f, &mfc_vars, SIGMA, Target::SharesNoise);
     let conv_noisy_shared = run("3x3 conv", &conv_f, &conv_vars, SIGMA, Target::SharesNoise);
-    let pixel_noisy_shared = run("MFC in pixel units", &pixel_f, &mfc_vars, SIGMA, Target::SharesNoise);
+    let pixel_noisy_shared = run(
+        "MFC in pixel units",
+        &pixel_f,
+        &mfc_vars,
+        SIGMA,
+        Target::SharesNoise,
+    );
     let mfc_noisy_smooth = run("MFC", &mfc_f, &mfc_vars, SIGMA, Target::Smooth);
     let conv_noisy_smooth = run("3x3 conv", &conv_f, &conv_vars, SIGMA, Target::Smooth);
     let mfc_clean_smooth = run("MFC", &mfc_f, &mfc_vars, 0.0, Target::Smooth);
@@ -152,16 +207,44 @@ fn mfc_converges_where_3x3_conv_does_not() {
 
     // MFC: loss and gradient differences shrink like h^2 (rate 1/16 over two refinements) in
     // every setting, noisy shared target included; the threshold 0.2 leaves a 3x margin.
-    for c in [&mfc_noisy_shared, &mfc_noisy_smooth, &mfc_clean_smooth, &mfc_clean_shared] {
-        assert!(rate(&c.dg) < 0.2, "{}: gradient differences must shrink, rate {}", c.label, rate(&c.dg));
-        assert!(rate(&c.dl) < 0.2, "{}: loss differences must shrink, rate {}", c.label, rate(&c.dl));
-        assert!(c.dg.windows(2).all(|w| w[1] < w[0]), "{}: not monotone {:?}", c.label, c.dg);
+    for c in [
+        &mfc_noisy_shared,
+        &mfc_noisy_smooth,
+        &mfc_clean_smooth,
+        &mfc_clean_shared,
+    ] {
+        assert!(
+            rate(&c.dg) < 0.2,
+            "{}: gradient differences must shrink, rate {}",
+            c.label,
+            rate(&c.dg)
+        );
+        assert!(
+            rate(&c.dl) < 0.2,
+            "{}: loss differences must shrink, rate {}",
+            c.label,
+            rate(&c.dl)
+        );
+        assert!(
+            c.dg.windows(2).all(|w| w[1] < w[0]),
+            "{}: not monotone {:?}",
+            c.label,
+            c.dg
+        );
     }
     // 3x3 conv with a target sharing the noise: the differences grow (the noise power per pixel
     // changes by 4 per level and enters the stencil's gradient).
-    assert!(rate(&conv_noisy_shared.dg) > 1.0, "3x3 conv must not converge, rate {}", rate(&conv_noisy_shared.dg));
+    assert!(
+        rate(&conv_noisy_shared.dg) > 1.0,
+        "3x3 conv must not converge, rate {}",
+        rate(&conv_noisy_shared.dg)
+    );
     // A broken, mesh-dependent symbol (pixel-unit wavenumbers) fails the MFC's margin.
-    assert!(rate(&pixel_noisy_shared.dg) > 0.25, "pixel-unit symbol rate {}", rate(&pixel_noisy_shared.dg));
+    assert!(
+        rate(&pixel_noisy_shared.dg) > 0.25,
+        "pixel-unit symbol rate {}",
+        rate(&pixel_noisy_shared.dg)
+    );
     // A smooth independent target hides the difference: the stencil's gradients converge too.
     for c in [&conv_noisy_smooth, &conv_clean_smooth] {
         assert!(rate(&c.dg) < 0.5, "{}: rate {}", c.label, rate(&c.dg));

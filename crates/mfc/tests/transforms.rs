@@ -32,7 +32,14 @@ fn backends_match_dense_dft_in_f32() {
         let zi = randn(&mut rng, &[planes, h, wh], DType::F64);
         let (zrv, ziv) = (to_vec(&zr), to_vec(&zi));
         let y_ref: Vec<f64> = (0..planes)
-            .flat_map(|p| dense_irfft2(&zrv[p * h * wh..(p + 1) * h * wh], &ziv[p * h * wh..(p + 1) * h * wh], h, w))
+            .flat_map(|p| {
+                dense_irfft2(
+                    &zrv[p * h * wh..(p + 1) * h * wh],
+                    &ziv[p * h * wh..(p + 1) * h * wh],
+                    h,
+                    w,
+                )
+            })
             .collect();
         for b in BACKENDS {
             let z = b.rfft2(&x.to_dtype(DType::F32).unwrap()).unwrap();
@@ -41,7 +48,10 @@ fn backends_match_dense_dft_in_f32() {
             let e = rel_err(&got, &want);
             assert!(e < 1e-5, "{b:?} rfft2 {h}x{w}: rel err {e:e}");
             worst = worst.max(e);
-            let s = Spectrum { re: zr.to_dtype(DType::F32).unwrap(), im: zi.to_dtype(DType::F32).unwrap() };
+            let s = Spectrum {
+                re: zr.to_dtype(DType::F32).unwrap(),
+                im: zi.to_dtype(DType::F32).unwrap(),
+            };
             let y = b.irfft2(&s, w).unwrap();
             let e = rel_err(&to_vec(&y), &y_ref);
             assert!(e < 1e-5, "{b:?} irfft2 {h}x{w}: rel err {e:e}");
@@ -63,7 +73,10 @@ fn backends_agree_and_invert() {
         assert!(rel_err(&to_vec(&za.im), &to_vec(&zb.im)) < 1e-12);
         for b in BACKENDS {
             let back = b.irfft2(&za, w).unwrap();
-            assert!(rel_err(&to_vec(&back), &to_vec(&x)) < 1e-12, "{b:?} roundtrip {h}x{w}");
+            assert!(
+                rel_err(&to_vec(&back), &to_vec(&x)) < 1e-12,
+                "{b:?} roundtrip {h}x{w}"
+            );
         }
     }
 }
@@ -77,26 +90,44 @@ fn backward_passes_are_adjoints() {
         for b in BACKENDS {
             // rfft2: x real -> (re, im).
             let x = Var::from_tensor(&randn(&mut rng, &[2, h, w], DType::F64)).unwrap();
-            let (yr, yi) = (randn(&mut rng, &[2, h, wh], DType::F64), randn(&mut rng, &[2, h, wh], DType::F64));
+            let (yr, yi) = (
+                randn(&mut rng, &[2, h, wh], DType::F64),
+                randn(&mut rng, &[2, h, wh], DType::F64),
+            );
             let z = b.rfft2(x.as_tensor()).unwrap();
-            let lhs = ((&z.re * &yr).unwrap().sum_all().unwrap() + (&z.im * &yi).unwrap().sum_all().unwrap()).unwrap();
+            let lhs = ((&z.re * &yr).unwrap().sum_all().unwrap()
+                + (&z.im * &yi).unwrap().sum_all().unwrap())
+            .unwrap();
             let grads = lhs.backward().unwrap();
             let gx = grads.get(x.as_tensor()).unwrap();
             let lhs = lhs.to_scalar::<f64>().unwrap();
             let rhs = dot(&to_vec(x.as_tensor()), &to_vec(gx));
-            assert!((lhs - rhs).abs() <= 1e-10 * lhs.abs().max(1.0), "{b:?} rfft2 {h}x{w}: {lhs} vs {rhs}");
+            assert!(
+                (lhs - rhs).abs() <= 1e-10 * lhs.abs().max(1.0),
+                "{b:?} rfft2 {h}x{w}: {lhs} vs {rhs}"
+            );
 
             // irfft2: (re, im) -> y real.
             let zr = Var::from_tensor(&randn(&mut rng, &[2, h, wh], DType::F64)).unwrap();
             let zi = Var::from_tensor(&randn(&mut rng, &[2, h, wh], DType::F64)).unwrap();
             let y = randn(&mut rng, &[2, h, w], DType::F64);
-            let s = Spectrum { re: zr.as_tensor().clone(), im: zi.as_tensor().clone() };
+            let s = Spectrum {
+                re: zr.as_tensor().clone(),
+                im: zi.as_tensor().clone(),
+            };
             let lhs = (b.irfft2(&s, w).unwrap() * &y).unwrap().sum_all().unwrap();
             let grads = lhs.backward().unwrap();
-            let (gr, gi) = (grads.get(zr.as_tensor()).unwrap(), grads.get(zi.as_tensor()).unwrap());
+            let (gr, gi) = (
+                grads.get(zr.as_tensor()).unwrap(),
+                grads.get(zi.as_tensor()).unwrap(),
+            );
             let lhs = lhs.to_scalar::<f64>().unwrap();
-            let rhs = dot(&to_vec(zr.as_tensor()), &to_vec(gr)) + dot(&to_vec(zi.as_tensor()), &to_vec(gi));
-            assert!((lhs - rhs).abs() <= 1e-10 * lhs.abs().max(1.0), "{b:?} irfft2 {h}x{w}: {lhs} vs {rhs}");
+            let rhs = dot(&to_vec(zr.as_tensor()), &to_vec(gr))
+                + dot(&to_vec(zi.as_tensor()), &to_vec(gi));
+            assert!(
+                (lhs - rhs).abs() <= 1e-10 * lhs.abs().max(1.0),
+                "{b:?} irfft2 {h}x{w}: {lhs} vs {rhs}"
+            );
         }
     }
 }
@@ -111,7 +142,10 @@ fn backend_gradients_agree() {
         let v = Var::from_tensor(&x).unwrap();
         let z = b.rfft2(v.as_tensor()).unwrap();
         // A nonlinear functional of the spectrum, mapped back to space.
-        let z = Spectrum { re: z.re.sqr().unwrap(), im: z.im.clone() };
+        let z = Spectrum {
+            re: z.re.sqr().unwrap(),
+            im: z.im.clone(),
+        };
         let loss = (b.irfft2(&z, 9).unwrap() * &r).unwrap().sum_all().unwrap();
         to_vec(loss.backward().unwrap().get(v.as_tensor()).unwrap())
     };

@@ -38,11 +38,19 @@ impl Rng {
 /// Tensor of standard normals with the given shape and dtype.
 pub fn randn(rng: &mut Rng, shape: &[usize], dtype: DType) -> Tensor {
     let n = shape.iter().product();
-    Tensor::from_vec(rng.normals(n), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    Tensor::from_vec(rng.normals(n), shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
 }
 
 pub fn to_vec(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 /// `||a - b|| / ||b||` (absolute when `b = 0`).
@@ -113,8 +121,13 @@ pub fn layer(c_in: usize, c_out: usize, cfg: &MfcConfig, dtype: DType) -> (VarMa
 /// Overwrite the variable `name` of `varmap` with `values`.
 pub fn set_var(varmap: &VarMap, name: &str, values: Vec<f64>) {
     let data = varmap.data().lock().unwrap();
-    let var = data.get(name).unwrap_or_else(|| panic!("no variable {name}"));
-    let t = Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap().to_dtype(var.dtype()).unwrap();
+    let var = data
+        .get(name)
+        .unwrap_or_else(|| panic!("no variable {name}"));
+    let t = Tensor::from_vec(values, var.shape(), &Device::Cpu)
+        .unwrap()
+        .to_dtype(var.dtype())
+        .unwrap();
     var.set(&t).unwrap();
 }
 
