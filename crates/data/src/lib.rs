@@ -24,6 +24,8 @@
 //! # Ok::<(), data::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod cifar;
 mod dead_leaves;
 pub mod degrade;

@@ -38,11 +38,7 @@ pub fn gaussian_window(size: usize) -> Vec<f64> {
 /// Window side for an `h x w` image: 11, or the largest odd size that fits a smaller image.
 fn window_size(h: usize, w: usize) -> usize {
     let s = WINDOW.min(h).min(w);
-    if s % 2 == 0 {
-        s - 1
-    } else {
-        s
-    }
+    s.saturating_sub(1 - s % 2)
 }
 
 /// 'Valid' separable filtering of an `h x w` plane with the window `g`.

@@ -140,7 +140,7 @@ fn inpaint_rectangles_have_sides_in_range() {
     let expect = y.broadcast_mul(mask).unwrap();
     assert_eq!(vec(d.clean_input.as_ref().unwrap()), vec(&expect));
     let holes: f32 = (1.0 - mask).unwrap().sum_all().unwrap().to_scalar().unwrap();
-    assert!(holes >= 4.0 * 9.0 && holes <= 4.0 * 3.0 * 36.0, "{holes}");
+    assert!((4.0 * 9.0..=4.0 * 3.0 * 36.0).contains(&holes), "{holes}");
 }
 
 #[test]

@@ -158,10 +158,10 @@ fn cifar_10_and_100_records() {
     // Truncated, label out of range, CIFAR-100 read as CIFAR-10 (length mismatch).
     let bad = dir.join("bad.bin");
     write(&bad, &cifar_record(&[1], 1)[..3000]);
-    assert_names_file(Cifar::open(&[bad.clone()], CifarKind::Cifar10), &bad);
+    assert_names_file(Cifar::open(std::slice::from_ref(&bad), CifarKind::Cifar10), &bad);
     write(&bad, &cifar_record(&[10], 1));
-    assert_names_file(Cifar::open(&[bad.clone()], CifarKind::Cifar10), &bad);
-    assert_names_file(Cifar::open(&[p100.clone()], CifarKind::Cifar10), &p100);
+    assert_names_file(Cifar::open(std::slice::from_ref(&bad), CifarKind::Cifar10), &bad);
+    assert_names_file(Cifar::open(std::slice::from_ref(&p100), CifarKind::Cifar10), &p100);
     let missing = dir.join("data_batch_2.bin");
     assert_names_file(Cifar::open_dir(&dir, CifarKind::Cifar10, true), &missing);
 }
