@@ -32,6 +32,7 @@ pub mod norm;
 pub mod resnet;
 pub mod srresnet;
 pub mod superres;
+pub mod transfer;
 pub mod unet;
 
 pub use config::{
