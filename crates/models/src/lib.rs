@@ -29,6 +29,7 @@ pub mod espcn;
 pub mod mgnet;
 pub mod model;
 pub mod norm;
+pub mod params;
 pub mod resnet;
 pub mod srresnet;
 pub mod superres;
@@ -41,8 +42,4 @@ pub use config::{
 pub use conv::{Conv, ConvKind, ConvSpec};
 pub use error::{Error, Result};
 pub use model::{check_input, Model};
-
-/// Number of scalar parameters in `varmap` (what `cargo xtask models` reports).
-pub fn parameter_count(varmap: &candle_nn::VarMap) -> usize {
-    varmap.all_vars().iter().map(|v| v.elem_count()).sum()
-}
+pub use params::{count_parameters, parameter_count};

@@ -45,3 +45,15 @@ fn deep_variants_and_mgnet_counts() {
     assert_eq!(count("mgnet"), mgnet);
     assert!((8_200_000..8_300_000).contains(&mgnet));
 }
+
+#[test]
+fn counting_without_allocation_agrees_with_building() {
+    for kind in ["unet", "resnet", "espcn", "srresnet"] {
+        for conv in [models::ConvKind::Standard, models::ConvKind::Mfc, models::ConvKind::Spectral { modes: 2 }] {
+            let cfg = ModelConfig::default_for(kind).unwrap().with_conv(conv);
+            let varmap = VarMap::new();
+            build(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+            assert_eq!(models::count_parameters(&cfg).unwrap(), parameter_count(&varmap), "{kind} {conv}");
+        }
+    }
+}
