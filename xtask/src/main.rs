@@ -5,16 +5,19 @@
 mod common;
 mod bench;
 mod bench_conv;
+mod bench_levels;
 mod bench_mfc;
 mod adam;
 mod checkpointing;
 mod config;
 mod data_cmd;
+mod eval;
 mod mfc_cmd;
 mod models_cmd;
 mod pictures;
 mod plot;
 mod reproduce;
+mod reproduce_runs;
 mod reproduce_table2;
 mod reproduce_table5;
 mod reproduce_table6;
@@ -48,7 +51,7 @@ enum Command {
     /// Train one model from a TOML config.
     Train(train::TrainArgs),
     /// Score a checkpoint on a folder of images.
-    Eval(train::EvalArgs),
+    Eval(eval::Args),
     /// Exact #WU of a training strategy (001 Appendix B).
     Workunits(workunits_cmd::Args),
     /// Reproduce an experiment of the papers.
@@ -70,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         Command::Mfc(a) => mfc_cmd::run(a, &ctx),
         Command::Bench(a) => bench::run(a, &ctx),
         Command::Train(a) => train::run_train(a, &ctx),
-        Command::Eval(a) => train::run_eval(a, &ctx),
+        Command::Eval(a) => eval::run(a, &ctx),
         Command::Workunits(a) => workunits_cmd::run(a, &ctx),
         Command::Reproduce(a) => reproduce::run(a, &ctx),
     }

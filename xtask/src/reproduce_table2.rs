@@ -1,10 +1,14 @@
 //! `cargo xtask reproduce table2`: 001 Table 2 (every task x strategy x subsampling, with the
 //! three single-scale baselines of SPEC section 7) and its `results.md`.
 
-use crate::config::Task;
-use crate::reproduce::{fmt_wu, marker, Common, Record};
+use crate::config::{Strategy, Task};
+use crate::eval::save_samples;
+use crate::reproduce::{fmt_wu, marker, write_csv, Common, Record};
+use crate::reproduce_runs::{compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, RunSpec};
 use anyhow::Result;
+use candle_core::Tensor;
 use std::fmt::Write as _;
+use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -13,6 +17,13 @@ pub struct Args {
     /// Tasks to run (comma separated).
     #[arg(long, value_delimiter = ',', default_value = "denoise,deblur,inpaint,superres")]
     pub tasks: Vec<Task>,
+    /// Models to run (comma separated; default both of each task's pair: unet/resnet, or
+    /// espcn/resnet for super-resolution).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// A seconds-long preset for the tests.
+    #[arg(long, hide = true)]
+    pub smoke: bool,
 }
 
 /// One row of the paper's Table 2: strategy, subsampling, #WU and the two models' values
@@ -135,8 +146,132 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
     Ok(s)
 }
 
-pub fn run(_args: Args, _ctx: &crate::common::Context) -> Result<()> {
-    anyhow::bail!("reproduce table2 needs the training engine (mge/fmg), not wired yet")
+/// The runs of Table 2 for one task and model, in training order (full-multiscale with
+/// coarsening first: `single-equal-wu` spends its measured #WU).
+fn specs(task: Task, model: &str, preset: &Preset) -> Vec<RunSpec> {
+    let iterations = preset.task_iterations(task);
+    let spec = |label: &str, subsampling: &str, strategy, single_batch| RunSpec {
+        task,
+        model: model.into(),
+        label: label.into(),
+        subsampling: subsampling.into(),
+        strategy,
+        levels: preset.levels,
+        single_batch,
+        iterations,
+    };
+    let paper_batch = (0..preset.levels).map(|l| preset.n0 << l).sum();
+    vec![
+        spec("full-multiscale", "coarsen", Strategy::FullMultiscale, None),
+        spec("full-multiscale", "crop", Strategy::FullMultiscale, None),
+        spec("full-multiscale", "both", Strategy::FullMultiscale, None),
+        spec("multiscale", "coarsen", Strategy::Multiscale, None),
+        spec("single-paper", "-", Strategy::Single, Some(paper_batch)),
+        spec("single-practical", "-", Strategy::Single, Some(preset.n0)),
+        spec("single-equal-wu", "-", Strategy::Single, Some(preset.n0)),
+    ]
+}
+
+pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
+    let preset = Preset::of(args.common.protocol(), args.smoke);
+    let dir = args.common.out_dir("table2")?;
+    let mut progress = Progress::new(&dir)?;
+    println!("{}", preset.scale_factors());
+    let mut records = Vec::new();
+    let pairs: Vec<(Task, &str)> = args
+        .tasks
+        .iter()
+        .flat_map(|&t| models(t).into_iter().filter(|m| args.models.is_empty() || args.models.iter().any(|x| x == m)).map(move |m| (t, m)))
+        .collect();
+    let total = pairs.len() * 7;
+    for &task in &args.tasks {
+        let test = test_set(task, &preset, args.common.seed, &ctx.device)?;
+        for (_, model) in pairs.iter().filter(|(t, _)| *t == task) {
+            let mut outputs = Vec::new();
+            let mut runs = Vec::new();
+            for mut spec in specs(task, model, &preset) {
+                if spec.label == "single-equal-wu" {
+                    let fmg = records.iter().rev().find(|r: &&Record| r.task == task.name() && r.model == *model && r.strategy == "full-multiscale" && r.subsampling == "coarsen");
+                    let wu = fmg.map_or(0.0, |r| r.wu);
+                    spec.iterations = ((wu / preset.n0 as f64).round() as usize).max(1);
+                }
+                progress.line(&format!("[{}/{total}] training {} ({} iterations)", records.len() + 1, spec.dir_name(), spec.iterations));
+                let f = train_and_score(&spec, &preset, args.common.seed, &dir, &test, &ctx.device)?;
+                progress.line(&summary(&f));
+                outputs.push((spec.label.clone(), spec.subsampling.clone(), f.prediction));
+                runs.push((format!("{} {}", spec.label, spec.subsampling).replace(" -", ""), f.history));
+                records.push(f.record);
+            }
+            plot_runs(&dir, &format!("{}-{model}", task.name()), &runs)?;
+            // Sample grid columns in the table's order: input, each strategy, target.
+            let order: Vec<Tensor> = OUR_ROWS
+                .iter()
+                .filter_map(|(s, sub)| outputs.iter().find(|o| o.0 == *s && o.1 == *sub).map(|o| o.2.clone()))
+                .collect();
+            save_samples(&dir.join(format!("samples-{}-{model}.png", task.name())), &test, &order)?;
+        }
+        finish(&dir, &preset, &mut records, &progress)?;
+    }
+    progress.line(&format!("done: {} runs in {:.1} s; results in {}", records.len(), progress.elapsed_s(), dir.display()));
+    Ok(())
+}
+
+/// Fill in the p-values against `single-paper` and (re)write `results.csv` and `results.md`.
+fn finish(dir: &Path, preset: &Preset, records: &mut [Record], progress: &Progress) -> Result<()> {
+    let bases: Vec<Record> = records.iter().filter(|r| r.strategy == "single-paper").cloned().collect();
+    for r in records.iter_mut().filter(|r| r.strategy != "single-paper") {
+        if let Some(b) = bases.iter().find(|b| b.task == r.task && b.model == r.model) {
+            r.p_value = compare(r, b).map(|t| t.p_value);
+        }
+    }
+    write_csv(&dir.join("results.csv"), records)?;
+    let mut md = format!(
+        "# 001 Table 2, reproduced ({} protocol)\n\n{}\nTest metric on identical degraded test images for every strategy; `*` = not significantly different from `single-paper`, `**` = different (paired two-sided t-test, 5%). #WU counted from what ran; wall time includes validation ({:.0} s so far for the whole experiment; other jobs on the machine inflate it).\n\n",
+        preset.name,
+        preset.scale_factors(),
+        progress.elapsed_s()
+    );
+    for task in Task::ALL {
+        if records.iter().any(|r| r.task == task.name()) {
+            md.push_str(&markdown_task(task, records)?);
+            md.push_str(&markdown_ratios(task, records)?);
+        }
+    }
+    std::fs::write(dir.join("results.md"), md)?;
+    Ok(())
+}
+
+/// Per run: test metric difference to each baseline with Cohen's d_z and p, and the #WU and
+/// wall-time ratios run / baseline.
+fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
+    let mut s = String::new();
+    writeln!(s, "Against each single-scale baseline ({}): #WU ratio, wall-time ratio, mean difference of the metric (run - baseline), Cohen's d_z, p.\n", task.name())?;
+    writeln!(s, "| model | run | vs single-paper | vs single-practical | vs single-equal-wu |")?;
+    writeln!(s, "|---|---|---|---|---|")?;
+    for r in records.iter().filter(|r| r.task == task.name() && !r.strategy.starts_with("single-paper")) {
+        write!(s, "| {} | {} {} |", r.model, r.strategy, r.subsampling)?;
+        for base in ["single-paper", "single-practical", "single-equal-wu"] {
+            let b = records.iter().find(|b| b.task == r.task && b.model == r.model && b.strategy == base);
+            match b {
+                Some(b) if b.strategy != r.strategy => {
+                    let t = compare(r, b);
+                    write!(
+                        s,
+                        " WU x{:.3}, time x{:.2}, Δ {:+.4}, d {}, p {} |",
+                        r.wu / b.wu,
+                        r.wall_s / b.wall_s,
+                        r.mean() - b.mean(),
+                        t.map_or("-".into(), |t| format!("{:+.2}", t.effect_size)),
+                        t.map_or("-".into(), |t| format!("{:.3}", t.p_value)),
+                    )?;
+                }
+                _ => write!(s, " |")?,
+            }
+        }
+        writeln!(s)?;
+    }
+    writeln!(s)?;
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -171,5 +306,48 @@ mod tests {
         // Every row has the same number of cells as the header.
         let cells = |l: &str| l.matches('|').count();
         assert!(lines[2..].iter().filter(|l| l.starts_with('|')).all(|l| cells(l) == cells(lines[2])), "{md}");
+    }
+
+    #[test]
+    fn smoke_preset_writes_every_row_and_reuses_finished_runs() {
+        let out = std::env::temp_dir().join(format!("xtask-table2-{}", std::process::id()));
+        std::fs::remove_dir_all(&out).ok();
+        let args = || Args {
+            common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0 },
+            tasks: Task::ALL.to_vec(),
+            models: vec![],
+            smoke: true,
+        };
+        let ctx = crate::common::Context { device: candle_core::Device::Cpu };
+        run(args(), &ctx).unwrap();
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "task,model,strategy,subsampling,wu,wall_s,metric,value,p_value");
+        assert_eq!(lines.len(), 1 + 4 * 2 * 7, "{csv}");
+        let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+        for task in Task::ALL {
+            for m in models(task) {
+                for (strategy, sub) in OUR_ROWS {
+                    let row = format!("{},{m},{strategy},{sub},", task.name());
+                    let line = lines.iter().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("no {row} in {csv}"));
+                    let cells: Vec<&str> = line.split(',').collect();
+                    assert_eq!(cells.len(), 9, "{line}");
+                    assert!(cells[4].parse::<f64>().unwrap() > 0.0 && cells[7].parse::<f64>().unwrap().is_finite(), "{line}");
+                    // p-values against single-paper on every other row.
+                    assert_eq!(cells[8].is_empty(), strategy == "single-paper", "{line}");
+                    let run = RunSpec { task, model: m.into(), label: strategy.into(), subsampling: sub.into(), strategy: Strategy::Single, levels: 2, single_batch: None, iterations: 1 };
+                    assert!(out.join(run.dir_name()).join("final.safetensors").exists(), "{}", run.dir_name());
+                }
+                assert!(out.join(format!("samples-{}-{m}.png", task.name())).exists());
+                assert!(out.join(format!("{}-{m}-val_loss_vs_wu.png", task.name())).exists());
+                assert!(out.join(format!("{}-{m}-val_loss_vs_time.png", task.name())).exists());
+            }
+            assert!(md.contains(&format!("### {}", task.name())), "{md}");
+        }
+        assert_eq!(md.matches("| full-multiscale | both |").count(), 4, "{md}");
+        // A rerun reuses every finished run: the same numbers.
+        run(args(), &ctx).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("results.csv")).unwrap(), csv);
+        std::fs::remove_dir_all(&out).ok();
     }
 }

@@ -38,26 +38,6 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct EvalArgs {
-    /// A checkpoint written by `train` (`final.safetensors` or `checkpoints/step-*/model.safetensors`).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    #[arg(long)]
-    pub task: Task,
-    /// Folder of PNG/JPEG test images.
-    #[arg(long)]
-    pub images: PathBuf,
-    /// Mesh the images are resized to.
-    #[arg(long, default_value_t = 64)]
-    pub size: usize,
-    /// Seed of the degradations (the same seed gives the same noisy inputs).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
 /// Where `train` logs (created with its folder), for `common::init_tracing`.
 pub fn train_log(a: &TrainArgs) -> Result<PathBuf> {
     Ok(ensure_out_dir(&a.out)?.join("train.log"))
@@ -220,6 +200,8 @@ struct RunHooks<'a> {
     history: Vec<HistoryPoint>,
     ratios: Vec<Option<f64>>,
     bar: ProgressBar,
+    /// Restriction of the run, defining the Galerkin hot start's stencil prolongation.
+    restriction: grids::Restriction,
 }
 
 impl RunHooks<'_> {
@@ -240,6 +222,21 @@ impl RunHooks<'_> {
 }
 
 impl fmg::Hooks for RunHooks<'_> {
+    /// Galerkin hot start (SPEC section 4, 002 eq. 4.14): every 3x3 stencil trained on mesh
+    /// `2^from h` is replaced in place by its prolongation to mesh `2^to h`.
+    fn prolong(&mut self, from: usize, to: usize) -> std::result::Result<(), String> {
+        let fine = models::transfer::prolong_network(self.varmap, self.restriction, grids::Prolongation::default())
+            .map_err(|e| format!("Galerkin hot start from mesh 2^{from}h to 2^{to}h: {e}"))?;
+        let fine = fine.data().lock().map_err(|_| "poisoned VarMap".to_string())?;
+        let vars = self.varmap.data().lock().map_err(|_| "poisoned VarMap".to_string())?;
+        for (name, var) in vars.iter() {
+            let new = fine.get(name).ok_or_else(|| format!("Galerkin hot start lost variable {name}"))?;
+            var.set(new.as_tensor()).map_err(|e| format!("Galerkin hot start, {name}: {e}"))?;
+        }
+        tracing::info!(from, to, "Galerkin hot start: prolonged every 3x3 stencil");
+        Ok(())
+    }
+
     fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
         validation_loss(self.model, self.loss, &self.validation).map(Some).map_err(|e| format!("{e:#}"))
     }
@@ -309,13 +306,34 @@ fn fmg_strategy(cfg: &TrainConfig, strategy: Strategy) -> (fmg::Strategy, usize)
     }
 }
 
-/// Train `cfg` with `strategy` into `out` (resuming from its last checkpoint when asked).
+/// Write a fresh initialisation of `cfg`'s model to `path` (for [`Start::Init`]).
+pub fn save_initial(cfg: &TrainConfig, origin: &Path, path: &Path, device: &Device) -> Result<()> {
+    let model_cfg = model_config(cfg, origin)?;
+    let varmap = VarMap::new();
+    models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))
+        .with_context(|| format!("{}: [model]", origin.display()))?;
+    save_model(path, &model_cfg, &varmap)
+}
+
+/// Where a run's parameters come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// A fresh (unseeded: candle's CPU initialisation cannot be seeded) initialisation.
+    Fresh,
+    /// The last checkpoint in the output folder (fresh when there is none).
+    Resume,
+    /// The weights of a `models::checkpoint` file of the same configuration, so that runs
+    /// compared with each other start from identical parameters.
+    Init(&'a Path),
+}
+
+/// Train `cfg` with `strategy` into `out`, starting as `start` says.
 pub fn train_run(
     cfg: &TrainConfig,
     origin: &Path,
     strategy: Strategy,
     out: &Path,
-    resume: bool,
+    start: Start,
     device: &Device,
 ) -> Result<RunOutcome> {
     ensure_out_dir(out)?;
@@ -326,6 +344,10 @@ pub fn train_run(
     let mut varmap = VarMap::new();
     let model = models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))
         .with_context(|| format!("{}: [model]", origin.display()))?;
+    if let Start::Init(path) = start {
+        models::checkpoint::load_into(path, &model_cfg, &varmap)
+            .with_context(|| format!("initial weights {}", path.display()))?;
+    }
     let t = &cfg.train;
     let coarsest = cfg.data.size >> (t.levels - 1);
     let factor = model.downsampling_factor();
@@ -381,6 +403,7 @@ pub fn train_run(
     };
     let adam = Rc::new(RefCell::new(Adam::from_varmap(&varmap)?));
     let mut acct = mge::Accountant::new();
+    let resume = matches!(start, Start::Resume);
     let (mut start, mut wall_offset, mut history) = (0u64, 0.0, Vec::new());
     if resume {
         match checkpointing::load_latest::<State>(out)? {
@@ -425,6 +448,7 @@ pub fn train_run(
         history: std::mem::take(&mut history),
         ratios: Vec::new(),
         bar,
+        restriction: plan.restriction,
     };
     let mut opt = SharedAdam { adam, lr: t.lr };
     let fwd = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
@@ -489,7 +513,8 @@ pub fn plot_history(dir: &Path, runs: &[(String, Vec<HistoryPoint>)]) -> Result<
 pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
     let cfg = TrainConfig::load(&a.config)?;
     let strategy = a.strategy.unwrap_or(cfg.train.strategy);
-    let r = train_run(&cfg, &a.config, strategy, &a.out, a.resume, &ctx.device)?;
+    let start = if a.resume { Start::Resume } else { Start::Fresh };
+    let r = train_run(&cfg, &a.config, strategy, &a.out, start, &ctx.device)?;
     let last_val = r.history.iter().rev().find_map(|p| p.val_loss);
     println!(
         "{} {}: {} iterations, #WU {:.1}, wall {:.1} s, final validation loss {}, checkpoint {}",
@@ -502,10 +527,6 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
         r.final_checkpoint.display()
     );
     Ok(())
-}
-
-pub fn run_eval(_a: EvalArgs, _ctx: &Context) -> Result<()> {
-    bail!("eval waits for data::metrics")
 }
 
 #[cfg(test)]
@@ -542,7 +563,7 @@ stats_every = 0
         let origin = Path::new("tiny.toml");
         let cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", "checkpoint_every = 5"), origin).unwrap();
         let (full, part) = (tmp("full"), tmp("part"));
-        let a = train_run(&cfg, origin, Strategy::FullMultiscale, &full, false, &Device::Cpu).unwrap();
+        let a = train_run(&cfg, origin, Strategy::FullMultiscale, &full, Start::Fresh, &Device::Cpu).unwrap();
         // Stages of 12 and 6 iterations, checkpoints every 5: an interrupted run whose last
         // checkpoint is the one after 15 iterations (inside the second stage).
         let (ck, name) = (checkpointing::checkpoints_dir(&part), "step-00000015");
@@ -552,14 +573,14 @@ stats_every = 0
             std::fs::copy(&f, ck.join(name).join(f.file_name().unwrap())).unwrap();
         }
         std::fs::write(ck.join("LATEST"), name).unwrap();
-        let b = train_run(&cfg, origin, Strategy::FullMultiscale, &part, true, &Device::Cpu).unwrap();
+        let b = train_run(&cfg, origin, Strategy::FullMultiscale, &part, Start::Resume, &Device::Cpu).unwrap();
         let curve = |h: &[HistoryPoint]| h.iter().map(|p| (p.iteration, p.loss, p.wu, p.val_loss)).collect::<Vec<_>>();
         assert_eq!(a.history.len(), 18);
         assert_eq!(curve(&a.history), curve(&b.history));
         // A damaged checkpoint is a clear error, not a silent restart.
         std::fs::write(ck.join(name).join("optim.safetensors"), b"garbage").unwrap();
         std::fs::write(ck.join("LATEST"), name).unwrap();
-        let e = train_run(&cfg, origin, Strategy::FullMultiscale, &part, true, &Device::Cpu).err().unwrap();
+        let e = train_run(&cfg, origin, Strategy::FullMultiscale, &part, Start::Resume, &Device::Cpu).err().unwrap();
         assert!(format!("{e:#}").contains("corrupted"), "{e:#}");
         std::fs::remove_dir_all(&full).ok();
         std::fs::remove_dir_all(&part).ok();
@@ -571,11 +592,51 @@ stats_every = 0
         let cfg = TrainConfig::parse(&TINY.replace("iterations = 12", "iterations = 24"), origin).unwrap();
         for s in [Strategy::Single, Strategy::Multiscale, Strategy::FullMultiscale] {
             let out = tmp(s.name());
-            let r = train_run(&cfg, origin, s, &out, false, &Device::Cpu).unwrap();
+            let r = train_run(&cfg, origin, s, &out, Start::Fresh, &Device::Cpu).unwrap();
             let v: Vec<f64> = r.history.iter().filter_map(|p| p.val_loss).collect();
             assert!(v.last().unwrap() < v.first().unwrap(), "{}: {v:?}", s.name());
             assert!(out.join("final.safetensors").exists() && out.join("val_loss_vs_wu.png").exists());
             std::fs::remove_dir_all(&out).ok();
         }
+    }
+
+    #[test]
+    fn galerkin_hot_start_prolongs_the_weights_between_stages() {
+        let origin = Path::new("tiny.toml");
+        let text = TINY.replace("stats_every = 0", "stats_every = 0\nhot_start = \"galerkin\"");
+        let cfg = TrainConfig::parse(&text, origin).unwrap();
+        let (g, i) = (tmp("galerkin"), tmp("identity"));
+        let init = std::env::temp_dir().join(format!("xtask-train-init-{}.safetensors", std::process::id()));
+        save_initial(&cfg, origin, &init, &Device::Cpu).unwrap();
+        let a = train_run(&cfg, origin, Strategy::FullMultiscale, &g, Start::Init(&init), &Device::Cpu).unwrap();
+        let mut id = cfg.clone();
+        id.train.hot_start = "identity".into();
+        let b = train_run(&id, origin, Strategy::FullMultiscale, &i, Start::Init(&init), &Device::Cpu).unwrap();
+        assert!(a.history.iter().all(|p| p.loss.is_finite()));
+        // Same first stage; the second stage starts from different (prolonged) weights.
+        let stage = |h: &[HistoryPoint], s| h.iter().filter(|p| p.stage == s).map(|p| p.loss).collect::<Vec<_>>();
+        assert_eq!(stage(&a.history, 0), stage(&b.history, 0));
+        assert_ne!(stage(&a.history, 1)[0], stage(&b.history, 1)[0]);
+        std::fs::remove_file(&init).ok();
+        std::fs::remove_dir_all(&g).ok();
+        std::fs::remove_dir_all(&i).ok();
+    }
+
+    #[test]
+    fn a_non_finite_loss_names_the_iteration_and_keeps_the_last_good_checkpoint() {
+        let origin = Path::new("tiny.toml");
+        let mut cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", "checkpoint_every = 1"), origin).unwrap();
+        // Past validation on purpose: the first step throws every weight to ~1e30.
+        cfg.train.lr = 1e30;
+        let out = tmp("nan");
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+        assert!(e.contains("diverged") && e.contains("at iteration"), "{e}");
+        let iteration: u64 = e.split("at iteration ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        assert!(iteration >= 1, "{e}");
+        // The checkpoint after the last finite iteration verifies and its weights load.
+        let ck = checkpointing::load_latest::<State>(&out).unwrap().unwrap();
+        assert_eq!(ck.state.iterations_done, iteration);
+        models::checkpoint::load(&ck.dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        std::fs::remove_dir_all(&out).ok();
     }
 }

@@ -1,0 +1,422 @@
+//! What the `reproduce` experiments share beyond `reproduce.rs`: the size presets of each
+//! protocol (quick / full / smoke) with their scale factors against the paper's, the training
+//! configuration of one run, and "train, then score on the fixed test set" with reuse of runs
+//! already finished in the output folder (an interrupted experiment continues where it stopped).
+
+use crate::config::{Strategy, Task, TrainConfig};
+use crate::eval::{predict, write_scores, Scores, TestSet};
+use crate::reproduce::{Protocol, Record};
+use crate::train::{save_initial, train_run, HistoryPoint, Start};
+use anyhow::{Context as _, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Size of an experiment: meshes, widths, batches and iterations.
+#[derive(Debug, Clone)]
+pub struct Preset {
+    pub name: &'static str,
+    /// Finest mesh n.
+    pub size: usize,
+    pub levels: usize,
+    pub n0: usize,
+    /// Iterations of single-scale and multiscale, and of the coarsest full-multiscale stage,
+    /// for denoising, deblurring and inpainting (001 Table 7: 2000).
+    pub iterations: usize,
+    /// The same for super-resolution (001 Table 8: 250).
+    pub sr_iterations: usize,
+    pub unet_channels: [usize; 3],
+    pub resnet_hidden: usize,
+    pub espcn_hidden: [usize; 4],
+    /// SR ResNet hidden channels and blocks (001 Table 8: 100 and 9).
+    pub srresnet: (usize, usize),
+    pub validation_images: usize,
+    /// Validations per run.
+    pub validations: usize,
+    /// Test images: `None` = every shipped photo whole, `Some(k)` = k random patches.
+    pub test_patches: Option<usize>,
+}
+
+impl Preset {
+    /// The paper's protocol (001 Tables 7-8).
+    pub fn full() -> Self {
+        Self {
+            name: "full",
+            size: 64,
+            levels: 4,
+            n0: 16,
+            iterations: 2000,
+            sr_iterations: 250,
+            unet_channels: [32, 64, 128],
+            resnet_hidden: 128,
+            espcn_hidden: [64, 64, 32, 32],
+            srresnet: (100, 9),
+            validation_images: 64,
+            validations: 40,
+            test_patches: Some(256),
+        }
+    }
+
+    /// About 30 minutes for all of Table 2 on 2 CPU cores (sized from measured run times; see
+    /// docs/training.md).
+    pub fn quick() -> Self {
+        Self {
+            name: "quick",
+            size: 32,
+            levels: 3,
+            n0: 2,
+            iterations: 120,
+            sr_iterations: 60,
+            unet_channels: [8, 16, 32],
+            resnet_hidden: 32,
+            espcn_hidden: [16, 16, 8, 8],
+            srresnet: (16, 3),
+            validation_images: 8,
+            validations: 6,
+            test_patches: Some(32),
+        }
+    }
+
+    /// Seconds, for the tests.
+    pub fn smoke() -> Self {
+        Self {
+            name: "smoke",
+            size: 16,
+            levels: 2,
+            n0: 1,
+            iterations: 4,
+            sr_iterations: 4,
+            unet_channels: [2, 4, 4],
+            resnet_hidden: 4,
+            espcn_hidden: [4, 4, 2, 2],
+            srresnet: (4, 1),
+            validation_images: 2,
+            validations: 2,
+            test_patches: Some(3),
+        }
+    }
+
+    pub fn of(protocol: Protocol, smoke: bool) -> Self {
+        match (smoke, protocol) {
+            (true, _) => Self::smoke(),
+            (false, Protocol::Quick) => Self::quick(),
+            (false, Protocol::Full) => Self::full(),
+        }
+    }
+
+    pub fn task_iterations(&self, task: Task) -> usize {
+        match task {
+            Task::Superres => self.sr_iterations,
+            _ => self.iterations,
+        }
+    }
+
+    /// Deblurring PSF width, scaled with the mesh so the blur covers the same part of the image
+    /// as 001's sigma = 3 px at 64x64.
+    pub fn blur_sigma(&self) -> f64 {
+        3.0 * self.size as f64 / 64.0
+    }
+
+    /// Lines comparing this preset with the paper's protocol.
+    pub fn scale_factors(&self) -> String {
+        let p = Self::full();
+        let mut s = String::new();
+        let r = |a: usize, b: usize| a as f64 / b as f64;
+        let _ = writeln!(s, "protocol `{}` against the paper's (001 Tables 7-8):", self.name);
+        let _ = writeln!(
+            s,
+            "- mesh {}x{} (paper 64x64, x{:.2}); levels L = {} (paper 4)",
+            self.size,
+            self.size,
+            r(self.size, p.size),
+            self.levels
+        );
+        let _ = writeln!(
+            s,
+            "- N0 = {} (paper 16, x{:.3}); per-level batches 2^l N0",
+            self.n0,
+            r(self.n0, p.n0)
+        );
+        let _ = writeln!(
+            s,
+            "- iterations {} (paper 2000, x{:.3}); super-resolution {} (paper 250, x{:.3})",
+            self.iterations,
+            r(self.iterations, p.iterations),
+            self.sr_iterations,
+            r(self.sr_iterations, p.sr_iterations)
+        );
+        let _ = writeln!(
+            s,
+            "- widths: UNet {:?} (paper [32, 64, 128]), ResNet {} hidden (paper 128), ESPCN {:?} (paper [64, 64, 32, 32]), SR ResNet {}x{} (paper 100x9)",
+            self.unet_channels, self.resnet_hidden, self.espcn_hidden, self.srresnet.0, self.srresnet.1
+        );
+        let _ = writeln!(
+            s,
+            "- deblurring PSF sigma {:.2} px (paper 3 px at 64x64); training images: procedural dead leaves (paper STL10/CelebA/Urban100); test images: {} of the shipped photos (datasets/photos)",
+            self.blur_sigma(),
+            match self.test_patches {
+                Some(k) => format!("{k} random patches"),
+                None => "every one".into(),
+            }
+        );
+        s
+    }
+
+    /// The `[model]` table of `model` (`unet`, `resnet`, `espcn`; `resnet` is the SR ResNet
+    /// for super-resolution) for `task`.
+    pub fn model_toml(&self, task: Task, model: &str) -> Result<String> {
+        let cond = task == Task::Denoise;
+        Ok(match (task, model) {
+            (Task::Superres, "espcn") => format!("kind = \"espcn\"\nhidden = {:?}", self.espcn_hidden),
+            (Task::Superres, "resnet") => {
+                format!(
+                    "kind = \"srresnet\"\nhidden = {}\nblocks = {}",
+                    self.srresnet.0, self.srresnet.1
+                )
+            }
+            (_, "unet") => format!(
+                "kind = \"unet\"\nchannels = {:?}\nnoise_conditioning = {cond}",
+                self.unet_channels
+            ),
+            (_, "resnet") => format!(
+                "kind = \"resnet\"\nhidden = {}\nnoise_conditioning = {cond}",
+                self.resnet_hidden
+            ),
+            (t, m) => anyhow::bail!("model {m:?} is not one of Table 2's models for {}", t.name()),
+        })
+    }
+}
+
+/// One training run of an experiment: how it appears in `results.csv` and how it trains.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub task: Task,
+    pub model: String,
+    /// `results.csv` strategy name (`single-paper`, ..., `full-multiscale`).
+    pub label: String,
+    /// `-` for single-scale.
+    pub subsampling: String,
+    pub strategy: Strategy,
+    pub levels: usize,
+    pub single_batch: Option<usize>,
+    pub iterations: usize,
+}
+
+impl RunSpec {
+    /// Folder of the run inside the experiment's folder.
+    pub fn dir_name(&self) -> String {
+        let mut s = format!("{}-{}-{}", self.task.name(), self.model, self.label);
+        if self.subsampling != "-" {
+            s.push('-');
+            s.push_str(&self.subsampling);
+        }
+        s
+    }
+
+    /// The training configuration of this run under `preset`.
+    pub fn config(&self, preset: &Preset, seed: u64) -> Result<TrainConfig> {
+        let (lr, schedule, loss, fmg_schedule) = match self.task {
+            Task::Superres => (1e-3, "constant", "ssim", "equal"),
+            Task::Inpaint => (2e-3, "cosine", "mse", "equal"),
+            _ => (2e-3, "cosine", "mse", "halving"),
+        };
+        let lr = if preset.name == "full" {
+            if self.task == Task::Superres {
+                1e-3
+            } else {
+                5e-4
+            }
+        } else {
+            lr
+        };
+        let every = (self.iterations / preset.validations.max(1)).max(1);
+        let single_batch = self
+            .single_batch
+            .map_or(String::new(), |b| format!("single_batch = {b}\n"));
+        let sub = if self.subsampling == "-" {
+            "coarsen"
+        } else {
+            &self.subsampling
+        };
+        let text = format!(
+            "task = \"{task}\"\n[model]\n{model}\n[data]\nsource = \"dead-leaves\"\nsize = {size}\nvalidation_images = {vi}\nblur_sigma = {blur}\n\
+             [train]\nlevels = {levels}\nn0 = {n0}\n{single_batch}iterations = {it}\nfmg_schedule = \"{fmg_schedule}\"\nlr = {lr:e}\nlr_schedule = \"{schedule}\"\n\
+             loss = \"{loss}\"\nsubsampling = \"{sub}\"\nstats_every = 0\ncheckpoint_every = {it_all}\nvalidate_every = {every}\nseed = {seed}\n",
+            task = self.task.name(),
+            model = preset.model_toml(self.task, &self.model)?,
+            size = preset.size,
+            vi = preset.validation_images,
+            blur = preset.blur_sigma(),
+            levels = self.levels,
+            n0 = preset.n0,
+            it = self.iterations,
+            it_all = 4 * self.iterations,
+        );
+        TrainConfig::parse(&text, Path::new(&format!("<{}>", self.dir_name())))
+    }
+}
+
+/// A finished and scored run: its record, loss history and test-set predictions.
+pub struct Finished {
+    pub record: Record,
+    pub history: Vec<HistoryPoint>,
+    pub prediction: Tensor,
+    pub scores: Scores,
+}
+
+/// `outcome.json` beside a finished run, so a rerun of the experiment reuses it.
+#[derive(Serialize, Deserialize)]
+struct Outcome {
+    wu: f64,
+    wall_s: f64,
+    history: Vec<HistoryPoint>,
+}
+
+/// Train `spec` under `dir/<run>/` from the initial weights `dir/<task>-<model>-init.safetensors`
+/// (written by the first run of the pair, so every strategy starts from the same parameters),
+/// or reuse the run when it already finished there; score its final model on `test` and write
+/// `scores.csv` (per image) beside it.
+pub fn train_and_score(
+    spec: &RunSpec,
+    preset: &Preset,
+    seed: u64,
+    dir: &Path,
+    test: &TestSet,
+    device: &Device,
+) -> Result<Finished> {
+    let out = dir.join(spec.dir_name());
+    let outcome_path = out.join("outcome.json");
+    let final_ckpt = out.join("final.safetensors");
+    let reuse = outcome_path.exists() && final_ckpt.exists();
+    let outcome = if reuse {
+        serde_json::from_str(&std::fs::read_to_string(&outcome_path)?)
+            .with_context(|| format!("{}", outcome_path.display()))?
+    } else {
+        if out.exists() {
+            std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear unfinished run {}", out.display()))?;
+        }
+        let cfg = spec.config(preset, seed)?;
+        let origin = PathBuf::from(spec.dir_name());
+        let init = dir.join(format!("{}-{}-init.safetensors", spec.task.name(), spec.model));
+        if !init.exists() {
+            save_initial(&cfg, &origin, &init, device)?;
+        }
+        let r = train_run(&cfg, &origin, spec.strategy, &out, Start::Init(&init), device)
+            .with_context(|| format!("run {}", spec.dir_name()))?;
+        let o = Outcome {
+            wu: r.wu,
+            wall_s: r.wall_s,
+            history: r.history,
+        };
+        crate::checkpointing::write_atomic(&outcome_path, serde_json::to_string(&o)?.as_bytes())?;
+        o
+    };
+    let (cfg, varmap, _) = models::checkpoint::load(&final_ckpt, device)
+        .with_context(|| format!("cannot load {}", final_ckpt.display()))?;
+    let model = models::build(
+        &cfg,
+        candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device),
+    )?;
+    let prediction = predict(model.as_ref(), test)?;
+    let scores = Scores::of(&prediction, &test.degraded.target)?;
+    write_scores(&out.join("scores.csv"), &test.names, &scores)?;
+    let metric = spec.task.metric();
+    let record = Record {
+        task: spec.task.name().into(),
+        model: spec.model.clone(),
+        strategy: spec.label.clone(),
+        subsampling: spec.subsampling.clone(),
+        wu: outcome.wu,
+        wall_s: outcome.wall_s,
+        metric,
+        per_image: scores.metric(metric).to_vec(),
+        p_value: None,
+    };
+    Ok(Finished {
+        record,
+        history: outcome.history,
+        prediction,
+        scores,
+    })
+}
+
+/// The paired two-sided t-test of `r` against `base` on their per-image test metrics
+/// (p-value, Cohen's d_z, mean difference `r - base`); `None` with fewer than 2 images.
+pub fn compare(r: &Record, base: &Record) -> Option<data::TTest> {
+    data::paired_t_test(&r.per_image, &base.per_image).ok()
+}
+
+/// Test set of `task` for `preset`, identical for every run of the task.
+pub fn test_set(task: Task, preset: &Preset, seed: u64, device: &Device) -> Result<TestSet> {
+    TestSet::load(
+        &data::photos_dir(),
+        task,
+        preset.size,
+        3,
+        preset.test_patches,
+        preset.blur_sigma(),
+        seed ^ 0x7E57_5E7,
+        device,
+    )
+}
+
+/// Progress lines to stdout and to `DIR/progress.log`.
+pub struct Progress {
+    file: std::fs::File,
+    start: std::time::Instant,
+}
+
+impl Progress {
+    pub fn new(dir: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("progress.log"))?;
+        Ok(Self {
+            file,
+            start: std::time::Instant::now(),
+        })
+    }
+    pub fn line(&mut self, msg: &str) {
+        let line = format!("[{:7.1} s] {msg}", self.start.elapsed().as_secs_f64());
+        println!("{line}");
+        let _ = writeln!(self.file, "{line}");
+    }
+    pub fn elapsed_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// Validation curves of `runs` against #WU and wall time, as `DIR/<stem>-val_loss_vs_{wu,time}.png`.
+pub fn plot_runs(dir: &Path, stem: &str, runs: &[(String, Vec<HistoryPoint>)]) -> Result<()> {
+    let tmp = dir.join(format!(".plot-{stem}"));
+    crate::train::plot_history(&tmp, runs)?;
+    for f in ["val_loss_vs_wu.png", "val_loss_vs_time.png"] {
+        let from = tmp.join(f);
+        if from.exists() {
+            std::fs::rename(&from, dir.join(format!("{stem}-{f}")))?;
+        }
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+    Ok(())
+}
+
+/// One-line summary of a finished run.
+pub fn summary(f: &Finished) -> String {
+    let r = &f.record;
+    let last_val = f.history.iter().rev().find_map(|p| p.val_loss);
+    format!(
+        "{} {} {} {}: #WU {:.0}, wall {:.1} s, val loss {}, test {} {:.4}",
+        r.task,
+        r.model,
+        r.strategy,
+        r.subsampling,
+        r.wu,
+        r.wall_s,
+        last_val.map_or("-".into(), |v| format!("{v:.4e}")),
+        r.metric.name(),
+        r.mean()
+    )
+}
