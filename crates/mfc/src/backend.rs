@@ -56,7 +56,7 @@ impl std::str::FromStr for Backend {
 
 impl Backend {
     /// The backend that actually runs on the device of `x` (`Fft` only on the CPU).
-    fn effective(self, x: &Tensor) -> Self {
+    pub(crate) fn effective(self, x: &Tensor) -> Self {
         if x.device().is_cpu() {
             self
         } else {

@@ -15,7 +15,7 @@
 //! functions split it into a [`Spectrum`] of two views (no copy).
 
 use crate::backend::Spectrum;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use realfft::{num_complex::Complex, ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,8 +23,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Real 2-D FFT of the last two axes on the CPU: `[.., H, W] -> Spectrum [.., H, W/2+1]`
 /// (unnormalised, see the module docs), differentiable.
 pub fn rfft2(x: &Tensor) -> candle_core::Result<Spectrum> {
-    let packed = x.contiguous()?.apply_op1(Rfft2)?;
-    Spectrum::from_packed(&packed)
+    Spectrum::from_packed(&rfft2_packed(x)?)
+}
+
+/// [`rfft2`] with re and im stacked on a new leading axis, `[2, .., H, W/2+1]`.
+pub fn rfft2_packed(x: &Tensor) -> candle_core::Result<Tensor> {
+    let width = x.dim(candle_core::D::Minus1)?;
+    x.contiguous()?.apply_op1(Transform {
+        kind: Kind::Rfft2,
+        width,
+    })
 }
 
 /// Inverse of [`rfft2`] to real images of width `width` (`z.re.dim(-1)` must be `width/2+1`):
@@ -34,21 +42,77 @@ pub fn irfft2(z: &Spectrum, width: usize) -> candle_core::Result<Tensor> {
     re.apply_op2(&im, Irfft2 { width })
 }
 
-/// Hermitian half-spectrum weights `w_m` (1 on columns 0 and W/2 for even W, else 2), `[W/2+1]`.
-pub(crate) fn half_weights(
-    width: usize,
-    dtype: DType,
-    device: &candle_core::Device,
-) -> candle_core::Result<Tensor> {
-    let wh = width / 2 + 1;
-    let w: Vec<f64> = (0..wh)
-        .map(|m| if m == 0 || 2 * m == width { 1.0 } else { 2.0 })
-        .collect();
-    Tensor::from_vec(w, wh, device)?.to_dtype(dtype)
+/// [`irfft2`] of a packed spectrum `[2, .., H, W/2+1]` (re stacked on im), differentiable.
+pub fn irfft2_packed(z: &Tensor, width: usize) -> candle_core::Result<Tensor> {
+    z.contiguous()?.apply_op1(Transform {
+        kind: Kind::Irfft2,
+        width,
+    })
 }
 
-struct Rfft2;
+/// Hermitian half-spectrum weight `w_m` of column `m` (1 on columns 0 and W/2 for even W, else 2).
+fn half_weight(m: usize, width: usize) -> f64 {
+    if m == 0 || 2 * m == width {
+        1.0
+    } else {
+        2.0
+    }
+}
 
+/// The four real-FFT maps, each the adjoint of another (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `x -> rfft2(x)`.
+    Rfft2,
+    /// `g -> irfft2^T g = w rfft2(g) / (H W)`.
+    Irfft2T,
+    /// `Z -> irfft2(Z)`.
+    Irfft2,
+    /// `G -> rfft2^T G = H W irfft2(G / w)`.
+    Rfft2T,
+}
+
+impl Kind {
+    fn adjoint(self) -> Self {
+        match self {
+            Self::Rfft2 => Self::Rfft2T,
+            Self::Rfft2T => Self::Rfft2,
+            Self::Irfft2 => Self::Irfft2T,
+            Self::Irfft2T => Self::Irfft2,
+        }
+    }
+
+    /// Real image to half spectrum (else half spectrum to real image).
+    fn to_spectrum(self) -> bool {
+        matches!(self, Self::Rfft2 | Self::Irfft2T)
+    }
+
+    /// Factor applied to spectrum column `m` (after the forward transform, or before the
+    /// unnormalised inverse one) so that each kind is one pass of the plain kernels.
+    fn column_scales<T: Float>(self, h: usize, w: usize) -> Vec<T> {
+        let hw = (h * w) as f64;
+        (0..w / 2 + 1)
+            .map(|m| {
+                let s = match self {
+                    Self::Rfft2 => 1.0,
+                    Self::Irfft2T => half_weight(m, w) / hw,
+                    Self::Irfft2 => 1.0 / hw,
+                    Self::Rfft2T => 1.0 / half_weight(m, w),
+                };
+                T::from_f64(s).expect("a float converts to the float type")
+            })
+            .collect()
+    }
+}
+
+/// One real-FFT map on packed tensors: real `[.., H, W]` <-> packed half spectrum
+/// `[2, .., H, W/2+1]`.
+struct Transform {
+    kind: Kind,
+    width: usize,
+}
+
+/// The [`Kind::Irfft2`] map on two separate tensors (re, im), for [`irfft2`].
 struct Irfft2 {
     width: usize,
 }
@@ -65,47 +129,87 @@ fn planes_hw(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
     Ok((dims[..dims.len() - 2].iter().product(), h, w))
 }
 
-fn contiguous<'a, T>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
+/// The contiguous data of a storage slice with layout `l`.
+pub(crate) fn contiguous<'a, T>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("mfc fft: input must be contiguous"),
+        None => candle_core::bail!("mfc: custom-op input must be contiguous"),
     }
 }
 
-impl CustomOp1 for Rfft2 {
+/// `(lead dims, planes, h, half width)` of a packed spectrum shape `[2, .., H, Wh]`.
+pub(crate) fn packed_dims(
+    dims: &[usize],
+) -> candle_core::Result<(Vec<usize>, usize, usize, usize)> {
+    if dims.len() < 3 || dims[0] != 2 {
+        candle_core::bail!("mfc: packed spectrum must be [2, .., H, W/2+1], got {dims:?}");
+    }
+    let (p, h, wh) = planes_hw(&dims[1..])?;
+    Ok((dims[1..dims.len() - 2].to_vec(), p, h, wh))
+}
+
+impl Transform {
+    fn run<T: Float>(&self, v: &[T], dims: &[usize]) -> candle_core::Result<(Vec<T>, Shape)> {
+        let w = self.width;
+        if self.kind.to_spectrum() {
+            let (p, h, wx) = planes_hw(dims)?;
+            if wx != w {
+                candle_core::bail!("mfc fft: width {w} does not match input {dims:?}");
+            }
+            let mut out_dims = vec![2];
+            out_dims.extend_from_slice(&dims[..dims.len() - 1]);
+            out_dims.push(w / 2 + 1);
+            let scales = self.kind.column_scales(h, w);
+            Ok((rfft2_cpu(v, p, h, w, &scales), Shape::from(out_dims)))
+        } else {
+            let (mut lead, p, h, wh) = packed_dims(dims)?;
+            if w == 0 || w / 2 + 1 != wh {
+                candle_core::bail!("mfc irfft2: width {w} does not match {wh} half-spectrum columns");
+            }
+            let (re, im) = v.split_at(p * h * wh);
+            let scales = self.kind.column_scales(h, w);
+            lead.extend([h, w]);
+            Ok((irfft2_cpu(re, im, p, h, w, &scales), Shape::from(lead)))
+        }
+    }
+}
+
+impl CustomOp1 for Transform {
     fn name(&self) -> &'static str {
-        "mfc-rfft2"
+        match self.kind {
+            Kind::Rfft2 => "mfc-rfft2",
+            Kind::Irfft2T => "mfc-irfft2-adjoint",
+            Kind::Irfft2 => "mfc-irfft2",
+            Kind::Rfft2T => "mfc-rfft2-adjoint",
+        }
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = l.shape().dims();
-        let (p, h, w) = planes_hw(dims)?;
-        let mut out_dims = vec![2];
-        out_dims.extend_from_slice(dims);
-        *out_dims.last_mut().expect("rank >= 2") = w / 2 + 1;
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(rfft2_cpu(contiguous(v, l)?, p, h, w)),
-            CpuStorage::F64(v) => CpuStorage::F64(rfft2_cpu(contiguous(v, l)?, p, h, w)),
-            _ => candle_core::bail!("mfc rfft2: only f32 and f64 are supported"),
-        };
-        Ok((out, Shape::from(out_dims)))
+        Ok(match s {
+            CpuStorage::F32(v) => {
+                let (out, shape) = self.run(contiguous(v, l)?, dims)?;
+                (CpuStorage::F32(out), shape)
+            }
+            CpuStorage::F64(v) => {
+                let (out, shape) = self.run(contiguous(v, l)?, dims)?;
+                (CpuStorage::F64(out), shape)
+            }
+            _ => candle_core::bail!("mfc fft: only f32 and f64 are supported"),
+        })
     }
 
     fn bwd(
         &self,
-        arg: &Tensor,
+        _arg: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let dims = arg.dims();
-        let (_, h, w) = planes_hw(dims)?;
-        let g = Spectrum::from_packed(grad)?;
-        let inv_w = half_weights(w, grad.dtype(), grad.device())?.recip()?;
-        let g = Spectrum {
-            re: g.re.broadcast_mul(&inv_w)?,
-            im: g.im.broadcast_mul(&inv_w)?,
+        let adjoint = Transform {
+            kind: self.kind.adjoint(),
+            width: self.width,
         };
-        Ok(Some((irfft2(&g, w)? * (h * w) as f64)?))
+        Ok(Some(grad.contiguous()?.apply_op1(adjoint)?))
     }
 }
 
@@ -137,10 +241,26 @@ impl CustomOp2 for Irfft2 {
         *out_dims.last_mut().expect("rank >= 2") = w;
         let out = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(irfft2_cpu(contiguous(a, l1)?, contiguous(b, l2)?, p, h, w))
+                let scales = Kind::Irfft2.column_scales(h, w);
+                CpuStorage::F32(irfft2_cpu(
+                    contiguous(a, l1)?,
+                    contiguous(b, l2)?,
+                    p,
+                    h,
+                    w,
+                    &scales,
+                ))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                CpuStorage::F64(irfft2_cpu(contiguous(a, l1)?, contiguous(b, l2)?, p, h, w))
+                let scales = Kind::Irfft2.column_scales(h, w);
+                CpuStorage::F64(irfft2_cpu(
+                    contiguous(a, l1)?,
+                    contiguous(b, l2)?,
+                    p,
+                    h,
+                    w,
+                    &scales,
+                ))
             }
             _ => candle_core::bail!("mfc irfft2: only f32/f64 (same for re and im) are supported"),
         };
@@ -154,22 +274,20 @@ impl CustomOp2 for Irfft2 {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (_, h, w) = planes_hw(grad.dims())?;
-        let scale = (half_weights(w, grad.dtype(), grad.device())? / (h * w) as f64)?;
-        let g = rfft2(grad)?;
-        Ok((
-            Some(g.re.broadcast_mul(&scale)?),
-            Some(g.im.broadcast_mul(&scale)?),
-        ))
+        let g = grad.contiguous()?.apply_op1(Transform {
+            kind: Kind::Irfft2T,
+            width: self.width,
+        })?;
+        Ok((Some(g.get(0)?), Some(g.get(1)?)))
     }
 }
 
 /// Floating types with a process-wide cache of FFT plans.
-trait Float: FftNum {
+pub(crate) trait Float: FftNum + realfft::num_traits::Float {
     fn planners() -> &'static Mutex<Planners<Self>>;
 }
 
-struct Planners<T: FftNum> {
+pub(crate) struct Planners<T: FftNum> {
     real: RealFftPlanner<T>,
     complex: FftPlanner<T>,
 }
@@ -231,7 +349,7 @@ fn workers(planes: usize, plane_len: usize) -> usize {
 }
 
 /// Run `f(first_plane, count)` over `planes` split into contiguous chunks, one per worker.
-fn split_planes<F: Fn(usize, usize) + Sync>(planes: usize, plane_len: usize, f: F) {
+pub(crate) fn split_planes<F: Fn(usize, usize) + Sync>(planes: usize, plane_len: usize, f: F) {
     let t = workers(planes, plane_len);
     if t <= 1 {
         f(0, planes);
@@ -248,20 +366,21 @@ fn split_planes<F: Fn(usize, usize) + Sync>(planes: usize, plane_len: usize, f: 
 
 /// Raw pointer that may be shared by workers writing disjoint plane ranges.
 #[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
+pub(crate) struct SharedMut<T>(pub(crate) *mut T);
 unsafe impl<T: Send> Send for SharedMut<T> {}
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
     /// # Safety
     /// Callers must access disjoint ranges from different threads, within the allocation.
-    unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
+    pub(crate) unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
         std::slice::from_raw_parts_mut(self.0.add(start), len)
     }
 }
 
-/// `rfft2` of `p` planes `[h, w]`; output re planes then im planes, each `[h, w/2+1]`.
-fn rfft2_cpu<T: Float>(x: &[T], p: usize, h: usize, w: usize) -> Vec<T> {
+/// `rfft2` of `p` planes `[h, w]`, column `m` of the result times `scales[m]`; output re planes
+/// then im planes, each `[h, w/2+1]`.
+fn rfft2_cpu<T: Float>(x: &[T], p: usize, h: usize, w: usize, scales: &[T]) -> Vec<T> {
     let wh = w / 2 + 1;
     let plans = Plans::<T>::new(h, w);
     let mut out = vec![T::zero(); 2 * p * h * wh];
@@ -293,11 +412,11 @@ fn rfft2_cpu<T: Float>(x: &[T], p: usize, h: usize, w: usize) -> Vec<T> {
                     ptr.slice((p + plane) * h * wh, h * wh),
                 )
             };
-            for m in 0..wh {
+            for (m, &sc) in scales.iter().enumerate() {
                 for y in 0..h {
                     let c = cols[m * h + y];
-                    re[y * wh + m] = c.re;
-                    im[y * wh + m] = c.im;
+                    re[y * wh + m] = c.re * sc;
+                    im[y * wh + m] = c.im * sc;
                 }
             }
         }
@@ -305,11 +424,11 @@ fn rfft2_cpu<T: Float>(x: &[T], p: usize, h: usize, w: usize) -> Vec<T> {
     out
 }
 
-/// `irfft2` of `p` half-spectrum planes `[h, w/2+1]` (re, im) to real planes `[h, w]`.
-fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize) -> Vec<T> {
+/// Unnormalised inverse of `p` half-spectrum planes `[h, w/2+1]` (re, im), column `m` first
+/// multiplied by `scales[m]`, to real planes `[h, w]`.
+fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize, scales: &[T]) -> Vec<T> {
     let wh = w / 2 + 1;
     let plans = Plans::<T>::new(h, w);
-    let scale = T::one() / T::from_usize(h * w).expect("plane size fits the float type");
     let mut out = vec![T::zero(); p * h * w];
     let ptr = SharedMut(out.as_mut_ptr());
     split_planes(p, h * w, |start, count| {
@@ -324,8 +443,8 @@ fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize) -> Vec
                 &im[plane * h * wh..(plane + 1) * h * wh],
             );
             for y in 0..h {
-                for m in 0..wh {
-                    cols[m * h + y] = Complex::new(rp[y * wh + m], ip[y * wh + m]);
+                for (m, &sc) in scales.iter().enumerate() {
+                    cols[m * h + y] = Complex::new(rp[y * wh + m] * sc, ip[y * wh + m] * sc);
                 }
             }
             plans.inv_h.process_with_scratch(&mut cols, &mut s_c);
@@ -342,9 +461,6 @@ fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize) -> Vec
                 }
                 let row = &mut yp[y * w..(y + 1) * w];
                 let _ = plans.c2r.process_with_scratch(&mut spec, row, &mut s_r);
-                for v in row.iter_mut() {
-                    *v = *v * scale;
-                }
             }
         }
     });

@@ -129,6 +129,13 @@ impl Mfc {
         if let Some(b) = &self.bias {
             v = v.broadcast_add(&b.reshape((1, c_out, 1, 1))?)?;
         }
+        if self.backend.effective(&v) == Backend::Fft {
+            // Fused CPU path: packed spectra, the symbol built and applied by one op.
+            let z = crate::fft::rfft2_packed(&v)?;
+            let coef = self.params.coefficients()?;
+            let z = crate::symbol_product::symbol_product(&z, &coef, w, extent)?;
+            return crate::fft::irfft2_packed(&z, w);
+        }
         let k = Wavenumbers::half(h, w, extent, x.dtype(), x.device())?;
         let (s_re, s_im) = self.params.symbol(&k)?;
         let spec = self.backend.rfft2(&v)?.mul(&s_re, &s_im)?;

@@ -26,7 +26,8 @@
 //! `[.., H, W/2+1]` (the real-input half spectrum).
 //!
 //! **Backends** ([`Backend`]): (a) [`fft`], realfft/rustfft inside candle custom ops with exact
-//! backward passes (the adjoints with the Hermitian half-spectrum weights), on the CPU;
+//! backward passes (the adjoints with the Hermitian half-spectrum weights), on the CPU, with the
+//! symbol built and applied by one fused custom op ([`symbol_product`]);
 //! (b) [`dft_matmul`], the DFT as matmuls with cached cos/sin matrices, on any device.
 //!
 //! **Cost.** `O(C n^2 log n)` per image with the FFT backend (plus `O(C_in C_out n^2)` for `M`),
@@ -56,6 +57,7 @@ pub mod fft;
 pub mod layer;
 pub mod spectral;
 pub mod symbol;
+pub mod symbol_product;
 
 pub use backend::{Backend, Spectrum};
 pub use error::{Error, Result};

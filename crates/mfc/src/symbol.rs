@@ -30,7 +30,7 @@ pub struct Wavenumbers {
 }
 
 /// Integer mode of FFT index `i` on `n` points (`-n/2 <= m < n/2`) and whether it is Nyquist.
-fn mode(i: usize, n: usize) -> (f64, bool) {
+pub(crate) fn mode(i: usize, n: usize) -> (f64, bool) {
     if 2 * i < n {
         (i as f64, false)
     } else {
@@ -140,6 +140,20 @@ impl SymbolParams {
         let sxy = ((c * s)? * (&ea - &eb)?)?;
         let syy = ((s2 * ea)? + (c2 * eb)?)?;
         Ok((sxx, sxy, syy))
+    }
+
+    /// The per-channel coefficients of the fused CPU symbol ([`crate::symbol_product`]), `[C, 6]`:
+    /// `(alpha, d_x, d_y, q_xx, q_xy, q_yy) = (alpha, d_x, d_y, t Sigma_xx, 2 t Sigma_xy, t Sigma_yy)`,
+    /// so that `t k^T Sigma k = q_xx k_x^2 + q_xy k_x k_y + q_yy k_y^2` (000 eq. 21).
+    pub fn coefficients(&self) -> candle_core::Result<Tensor> {
+        let (sxx, sxy, syy) = self.sigma()?;
+        let t = self.tau.exp()?;
+        let (dx, dy) = (
+            self.d.narrow(1, 0, 1)?.squeeze(1)?,
+            self.d.narrow(1, 1, 1)?.squeeze(1)?,
+        );
+        let (qxx, qxy, qyy) = ((&t * sxx)?, ((&t * sxy)? * 2.0)?, (&t * syy)?);
+        Tensor::stack(&[&self.alpha, &dx, &dy, &qxx, &qxy, &qyy], 1)
     }
 
     /// `S_c(k) = (alpha_c + i d_c . k) exp(-t_c k^T Sigma_c k)` on the tables `k`, returned as
