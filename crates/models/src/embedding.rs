@@ -85,6 +85,9 @@ impl ResnetEmbedding {
     pub fn forward(&self, t: &Tensor) -> candle_core::Result<Tensor> {
         let mlp = self.fc1.forward(&t.unsqueeze(1)?)?.relu()?;
         let mlp = self.fc3.forward(&self.fc2.forward(&mlp)?.relu()?)?;
+        if self.sincos == 0 {
+            return Ok(mlp);
+        }
         Tensor::cat(&[&sinusoidal(t, self.sincos)?, &mlp], 1)
     }
 }

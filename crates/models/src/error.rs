@@ -29,9 +29,6 @@ pub enum Error {
     /// A conditioned model was called without the noise level `t`.
     #[error("this model is conditioned on the noise level t; call forward with Some(t) ([N])")]
     MissingNoiseLevel,
-    /// A valid request this build does not provide (e.g. a convolution kind whose backend is absent).
-    #[error("unsupported: {0}")]
-    Unsupported(String),
     /// A configuration value is out of range.
     #[error("invalid model configuration: {0}")]
     InvalidConfig(String),
