@@ -82,6 +82,7 @@ pub struct Estimator {
     plan: LevelPlan,
     mode: GradientMode,
     seed: u64,
+    fused: bool,
 }
 
 impl Estimator {
@@ -89,7 +90,12 @@ impl Estimator {
     /// with the iteration number so a resumed run repeats them.
     pub fn new(plan: LevelPlan, mode: GradientMode, seed: u64) -> Result<Self> {
         plan.validate()?;
-        Ok(Estimator { plan, mode, seed })
+        Ok(Estimator {
+            plan,
+            mode,
+            seed,
+            fused: false,
+        })
     }
 
     /// The current plan.
@@ -109,6 +115,20 @@ impl Estimator {
         self.mode
     }
 
+    /// Fuses the model applications that share a mesh (the fine side of term `l` and the
+    /// coarse side of term `l-1`) into one call on the concatenated batch: `L` calls instead
+    /// of `2L-1`, larger batches on the coarse meshes (issue 5, item 2). The same loss,
+    /// gradient and #WU as unfused for models that act on each sample separately (group/layer
+    /// norm, no batch statistics); models with batch norm (MgNet) must stay unfused.
+    pub fn set_fused_levels(&mut self, fused: bool) {
+        self.fused = fused;
+    }
+
+    /// Whether same-mesh model applications are fused.
+    pub fn fused_levels(&self) -> bool {
+        self.fused
+    }
+
     /// Switches between one backward pass and per-term statistics.
     pub fn set_mode(&mut self, mode: GradientMode) {
         self.mode = mode;
@@ -116,7 +136,7 @@ impl Estimator {
 
     /// Draws a fresh batch per term and evaluates the model on the fine and coarse side of
     /// each, building the one scalar loss of 001 Algorithm 1; records every model
-    /// application in `acct`.
+    /// application in `acct` (per term and side, also when fused, so the #WU are exact).
     pub fn loss(
         &self,
         model: &ModelFn,
@@ -126,8 +146,7 @@ impl Estimator {
         acct: &mut Accountant,
     ) -> Result<MgeLoss> {
         let mut rng = StdRng::seed_from_u64(data::mix_seed(self.seed, iteration));
-        let mut total: Option<Tensor> = None;
-        let mut terms = Vec::with_capacity(self.plan.terms().len());
+        let mut drawn = Vec::with_capacity(self.plan.terms().len());
         for level in self.plan.terms() {
             let n = self.plan.batch[level];
             let d = sampler.draw(n)?;
@@ -138,16 +157,55 @@ impl Estimator {
                 )));
             }
             let finest = (d.input.dim(2)?, d.input.dim(3)?);
-            let pair = coupled_pair(&d, &self.plan, level, &mut rng)?;
-            let mut wu = Fraction::ZERO;
-            let mut run = |b: &LevelBatch| -> Result<(Tensor, Tensor)> {
-                let pred = model(&b.input, b.t.as_ref())?;
+            drawn.push((finest, coupled_pair(&d, &self.plan, level, &mut rng)?));
+        }
+        // Model applications, grouped by mesh when fused: the fine side of term `l` and the
+        // coarse side of term `l-1` both live on level `l`.
+        let mut preds: Vec<(Option<Tensor>, Option<Tensor>)> = vec![(None, None); drawn.len()];
+        let groups: Vec<Vec<(usize, bool)>> = if self.fused {
+            (0..drawn.len())
+                .map(|i| {
+                    let mut g = vec![(i, true)];
+                    if i > 0 && drawn[i - 1].1.coarse.is_some() {
+                        g.push((i - 1, false));
+                    }
+                    g
+                })
+                .collect()
+        } else {
+            (0..drawn.len())
+                .flat_map(|i| [(i, true), (i, false)])
+                .filter(|&(i, fine)| fine || drawn[i].1.coarse.is_some())
+                .map(|p| vec![p])
+                .collect()
+        };
+        let mut wus = vec![Fraction::ZERO; drawn.len()];
+        for group in groups {
+            let sides: Vec<&LevelBatch> = group
+                .iter()
+                .map(|&(i, fine)| side(&drawn[i].1, fine))
+                .collect::<Result<_>>()?;
+            for (&(i, fine), (b, pred)) in group.iter().zip(sides.iter().zip(apply(model, &sides)?))
+            {
                 let hw = (b.input.dim(2)?, b.input.dim(3)?);
-                wu = wu.checked_add(acct.record(n, hw, finest)?)?;
-                Ok((pred, b.target.clone()))
+                let wu = acct.record(b.input.dim(0)?, hw, drawn[i].0)?;
+                wus[i] = wus[i].checked_add(wu)?;
+                if fine {
+                    preds[i].0 = Some(pred);
+                } else {
+                    preds[i].1 = Some(pred);
+                }
+            }
+        }
+        let mut total: Option<Tensor> = None;
+        let mut terms = Vec::with_capacity(drawn.len());
+        for (((_, pair), (fine_pred, coarse_pred)), wu) in drawn.into_iter().zip(preds).zip(wus) {
+            let missing = || Error::InvalidPlan("a model application was skipped".into());
+            let fine = (fine_pred.ok_or_else(missing)?, pair.fine.target);
+            let coarse = match pair.coarse {
+                Some(c) => Some((coarse_pred.ok_or_else(missing)?, c.target)),
+                None => None,
             };
-            let fine = run(&pair.fine)?;
-            let coarse = pair.coarse.as_ref().map(&mut run).transpose()?;
             let loss_fine = mean_loss(loss, &fine.0, &fine.1)?;
             let loss_coarse = coarse
                 .as_ref()
@@ -162,7 +220,7 @@ impl Estimator {
                 None => value,
             });
             terms.push(TermEval {
-                level,
+                level: pair.fine.level,
                 fine,
                 coarse,
                 loss_fine,
@@ -278,6 +336,52 @@ impl Estimator {
         }
         Ok((g, stats))
     }
+}
+
+/// The fine or coarse side of a coupled pair.
+fn side(pair: &crate::coupling::CoupledPair, fine: bool) -> Result<&LevelBatch> {
+    if fine {
+        Ok(&pair.fine)
+    } else {
+        pair.coarse
+            .as_ref()
+            .ok_or_else(|| Error::InvalidPlan("coarsest term has no coarse side".into()))
+    }
+}
+
+/// `model` on every batch of `sides`: one call on their concatenation (split back along the
+/// batch) when they share the sample shape and all or none carry `t`, else one call each.
+fn apply(model: &ModelFn, sides: &[&LevelBatch]) -> Result<Vec<Tensor>> {
+    let first = sides[0];
+    let same = sides.iter().all(|b| {
+        b.input.dims().get(1..) == first.input.dims().get(1..) && b.t.is_some() == first.t.is_some()
+    });
+    if sides.len() == 1 || !same {
+        return sides
+            .iter()
+            .map(|b| Ok(model(&b.input, b.t.as_ref())?))
+            .collect();
+    }
+    let input = Tensor::cat(&sides.iter().map(|b| &b.input).collect::<Vec<_>>(), 0)?;
+    let t = match first.t {
+        Some(_) => Some(Tensor::cat(
+            &sides
+                .iter()
+                .filter_map(|b| b.t.as_ref())
+                .collect::<Vec<_>>(),
+            0,
+        )?),
+        None => None,
+    };
+    let pred = model(&input, t.as_ref())?;
+    let mut start = 0;
+    let mut out = Vec::with_capacity(sides.len());
+    for b in sides {
+        let n = b.input.dim(0)?;
+        out.push(pred.narrow(0, start, n)?);
+        start += n;
+    }
+    Ok(out)
 }
 
 /// The loss values of a term, without gradient statistics.

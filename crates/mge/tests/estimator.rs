@@ -435,3 +435,61 @@ fn bad_inputs_are_typed_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("noise_consistent"), "{err}");
 }
+
+#[test]
+fn fused_levels_give_the_same_loss_gradient_and_wu_in_fewer_calls() {
+    let vm = VarMap::new();
+    let net = Tiny::new(&vm, 2, 3);
+    let calls = RefCell::new(Vec::new());
+    let model = |x: &Tensor, t: Option<&Tensor>| {
+        calls.borrow_mut().push((x.dim(0)?, x.dim(2)?));
+        net.forward(x, t)
+    };
+    for noise_consistent in [false, true] {
+        let mut plan = LevelPlan::multiscale(3, 2).unwrap();
+        plan.noise_consistent = noise_consistent;
+        let mut runs = Vec::new();
+        for fused in [false, true] {
+            let mut est = Estimator::new(plan.clone(), GradientMode::Total, 5).unwrap();
+            est.set_fused_levels(fused);
+            assert_eq!(est.fused_levels(), fused);
+            let mut s = SmoothSampler::new(2, 16, 9);
+            let mut acct = Accountant::new();
+            calls.borrow_mut().clear();
+            let step = est.step(&model, &mse, &mut s, &[], 1, &mut acct).unwrap();
+            let terms: Vec<_> = step
+                .terms
+                .iter()
+                .map(|t| (t.loss_fine, t.loss_coarse, t.wu))
+                .collect();
+            runs.push((
+                step.loss,
+                flat(&step.grads, &vm),
+                terms,
+                acct.total(),
+                calls.borrow().clone(),
+            ));
+        }
+        let (unfused, fused) = (&runs[0], &runs[1]);
+        // Unfused: fine and coarse of terms 0 and 1, then term 2 (batches 2, 4, 8).
+        assert_eq!(unfused.4, vec![(2, 16), (2, 8), (4, 8), (4, 4), (8, 4)]);
+        // Fused: one call per mesh on the concatenated batches.
+        assert_eq!(fused.4, vec![(2, 16), (6, 8), (12, 4)]);
+        assert_eq!(fused.3, unfused.3);
+        assert_eq!(fused.3, mge_wu_per_iter(3, 2).unwrap());
+        assert!((fused.0 - unfused.0).abs() <= 1e-6 * unfused.0.abs().max(1e-3));
+        for (a, b) in fused.2.iter().zip(&unfused.2) {
+            assert!((a.0 - b.0).abs() <= 1e-6 * b.0.abs().max(1e-3));
+            assert_eq!(a.1.is_some(), b.1.is_some());
+            if let (Some(x), Some(y)) = (a.1, b.1) {
+                assert!((x - y).abs() <= 1e-6 * y.abs().max(1e-3));
+            }
+            assert_eq!(a.2, b.2, "per-term WU");
+        }
+        let scale = unfused.1.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0);
+        for (a, b) in fused.1.iter().zip(&unfused.1) {
+            assert!((a - b).abs() <= 1e-5 * scale, "gradient {a} vs {b}");
+        }
+    }
+}
