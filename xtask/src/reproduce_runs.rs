@@ -202,6 +202,8 @@ pub struct RunSpec {
     pub levels: usize,
     pub single_batch: Option<usize>,
     pub iterations: usize,
+    /// Appended to the folder name (e.g. `b600` for a #WU budget, `L4`), may be empty.
+    pub tag: String,
 }
 
 impl RunSpec {
@@ -212,7 +214,49 @@ impl RunSpec {
             s.push('-');
             s.push_str(&self.subsampling);
         }
+        if !self.tag.is_empty() {
+            s.push('-');
+            s.push_str(&self.tag);
+        }
         s
+    }
+
+    /// Single-scale with batch `N0`, multiscale or full-multiscale with coarsening (`label`
+    /// names the strategy: `single-practical`, `multiscale`, `full-multiscale`).
+    pub fn denoise(model: &str, label: &str, levels: usize, n0: usize, iterations: usize, tag: String) -> Self {
+        let (strategy, subsampling, single_batch) = match label {
+            "multiscale" => (Strategy::Multiscale, "coarsen", None),
+            "full-multiscale" => (Strategy::FullMultiscale, "coarsen", None),
+            _ => (Strategy::Single, "-", Some(n0)),
+        };
+        Self {
+            task: Task::Denoise,
+            model: model.into(),
+            label: label.into(),
+            subsampling: subsampling.into(),
+            strategy,
+            levels,
+            single_batch,
+            iterations,
+            tag,
+        }
+    }
+
+    /// The #WU this run will spend, from the closed forms (001 Appendix B).
+    pub fn planned_wu(&self, preset: &Preset) -> Result<f64> {
+        let plan = mge::LevelPlan::multiscale(self.levels, preset.n0)?;
+        let strategy = match self.strategy {
+            Strategy::Single => fmg::Strategy::Single { batch: self.single_batch.unwrap_or(preset.n0) },
+            Strategy::Multiscale => fmg::Strategy::Multiscale,
+            Strategy::FullMultiscale => fmg::Strategy::FullMultiscale {
+                schedule: if self.task == Task::Inpaint || self.task == Task::Superres {
+                    mge::StageSchedule::Equal
+                } else {
+                    mge::StageSchedule::Halving
+                },
+            },
+        };
+        Ok(fmg::stages_wu(&fmg::stages(strategy, &plan, self.iterations)?)?.to_f64())
     }
 
     /// The training configuration of this run under `preset`.

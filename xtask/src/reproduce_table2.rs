@@ -159,6 +159,7 @@ fn specs(task: Task, model: &str, preset: &Preset) -> Vec<RunSpec> {
         levels: preset.levels,
         single_batch,
         iterations,
+        tag: String::new(),
     };
     let paper_batch = (0..preset.levels).map(|l| preset.n0 << l).sum();
     vec![
@@ -335,7 +336,7 @@ mod tests {
                     assert!(cells[4].parse::<f64>().unwrap() > 0.0 && cells[7].parse::<f64>().unwrap().is_finite(), "{line}");
                     // p-values against single-paper on every other row.
                     assert_eq!(cells[8].is_empty(), strategy == "single-paper", "{line}");
-                    let run = RunSpec { task, model: m.into(), label: strategy.into(), subsampling: sub.into(), strategy: Strategy::Single, levels: 2, single_batch: None, iterations: 1 };
+                    let run = RunSpec { task, model: m.into(), label: strategy.into(), subsampling: sub.into(), strategy: Strategy::Single, levels: 2, single_batch: None, iterations: 1, tag: String::new() };
                     assert!(out.join(run.dir_name()).join("final.safetensors").exists(), "{}", run.dir_name());
                 }
                 assert!(out.join(format!("samples-{}-{m}.png", task.name())).exists());
