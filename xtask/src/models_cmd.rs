@@ -59,7 +59,13 @@ struct Row {
 }
 
 /// Median wall time (ms) of one forward+backward pass of `net` on a random batch.
-fn time_pass(net: &dyn models::Model, input: (usize, usize, usize), batch: usize, reps: usize, dev: &Device) -> Result<f64> {
+fn time_pass(
+    net: &dyn models::Model,
+    input: (usize, usize, usize),
+    batch: usize,
+    reps: usize,
+    dev: &Device,
+) -> Result<f64> {
     let (c, h, w) = input;
     let x = Tensor::randn(0f32, 1.0, (batch, c, h, w), dev)?;
     let t = Tensor::rand(0f32, 1.0, batch, dev)?;
@@ -72,7 +78,9 @@ fn time_pass(net: &dyn models::Model, input: (usize, usize, usize), batch: usize
         Ok(start.elapsed().as_secs_f64() * 1e3)
     };
     pass()?;
-    let mut times = (0..reps.max(1)).map(|_| pass()).collect::<Result<Vec<_>>>()?;
+    let mut times = (0..reps.max(1))
+        .map(|_| pass())
+        .collect::<Result<Vec<_>>>()?;
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
 }
@@ -81,46 +89,88 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let out = match &args.out {
         Some(d) => d.clone(),
         None => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
             PathBuf::from("runs").join("models").join(secs.to_string())
         }
     };
     let out = ensure_out_dir(&out)?;
-    let kinds: Vec<String> =
-        if args.models.is_empty() { ModelConfig::KINDS.iter().map(|s| s.to_string()).collect() } else { args.models.clone() };
-    let convs = args.convs.iter().map(|s| s.parse::<ConvKind>()).collect::<models::Result<Vec<_>>>()?;
+    let kinds: Vec<String> = if args.models.is_empty() {
+        ModelConfig::KINDS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.models.clone()
+    };
+    let convs = args
+        .convs
+        .iter()
+        .map(|s| s.parse::<ConvKind>())
+        .collect::<models::Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     for kind in &kinds {
         for &conv in &convs {
             let cfg = ModelConfig::default_for(kind)?.with_conv(conv);
-            let paper = if conv == ConvKind::Standard { paper_params(kind) } else { None };
+            let paper = if conv == ConvKind::Standard {
+                paper_params(kind)
+            } else {
+                None
+            };
             // Counted without allocating: building allocates every weight.
             let params = count_parameters(&cfg)?;
             if params > args.max_params {
                 tracing::info!("{kind} {conv}: {params} parameters, above --max-params, not timed");
-                rows.push(Row { model: kind.clone(), conv: conv.to_string(), params, paper, ms_per_image: None });
+                rows.push(Row {
+                    model: kind.clone(),
+                    conv: conv.to_string(),
+                    params,
+                    paper,
+                    ms_per_image: None,
+                });
                 continue;
             }
             let varmap = VarMap::new();
-            let net = build(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &ctx.device))
-                .with_context(|| format!("building {kind} with {conv} convolutions"))?;
+            let net = build(
+                &cfg,
+                VarBuilder::from_varmap(&varmap, DType::F32, &ctx.device),
+            )
+            .with_context(|| format!("building {kind} with {conv} convolutions"))?;
             let ms_per_image = if args.no_timing {
                 None
             } else {
                 let n = args.mesh / net.upscale();
-                let ms = time_pass(net.as_ref(), (net.in_channels(), n, n), args.batch, args.reps, &ctx.device)
-                    .with_context(|| format!("timing {kind} with {conv} convolutions"))?;
+                let ms = time_pass(
+                    net.as_ref(),
+                    (net.in_channels(), n, n),
+                    args.batch,
+                    args.reps,
+                    &ctx.device,
+                )
+                .with_context(|| format!("timing {kind} with {conv} convolutions"))?;
                 Some(ms / args.batch as f64)
             };
             tracing::info!("{kind} {conv}: {params} parameters, {ms_per_image:?} ms/image");
-            rows.push(Row { model: kind.clone(), conv: conv.to_string(), params, paper, ms_per_image });
+            rows.push(Row {
+                model: kind.clone(),
+                conv: conv.to_string(),
+                params,
+                paper,
+                ms_per_image,
+            });
         }
     }
     let opt = |v: Option<String>| v.unwrap_or_default();
     let mut csv = String::from("model,conv,params,paper_params,ms_per_image\n");
     for r in &rows {
         let paper = opt(r.paper.map(|p| p.to_string()));
-        writeln!(csv, "{},{},{},{},{}", r.model, r.conv, r.params, paper, opt(r.ms_per_image.map(|m| format!("{m:.2}"))))?;
+        writeln!(
+            csv,
+            "{},{},{},{},{}",
+            r.model,
+            r.conv,
+            r.params,
+            paper,
+            opt(r.ms_per_image.map(|m| format!("{m:.2}")))
+        )?;
     }
     let path = out.join("results.csv");
     std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
@@ -132,11 +182,20 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         r = args.reps,
         d = ctx.device
     );
-    println!("{:<10} {:<12} {:>12} {:>12} {:>10}", "model", "conv", "params", "paper", "ms/image");
+    println!(
+        "{:<10} {:<12} {:>12} {:>12} {:>10}",
+        "model", "conv", "params", "paper", "ms/image"
+    );
     for r in &rows {
         let paper = r.paper.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        let ms = r.ms_per_image.map(|m| format!("{m:.1}")).unwrap_or_else(|| "-".into());
-        println!("{:<10} {:<12} {:>12} {:>12} {:>10}", r.model, r.conv, r.params, paper, ms);
+        let ms = r
+            .ms_per_image
+            .map(|m| format!("{m:.1}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<10} {:<12} {:>12} {:>12} {:>10}",
+            r.model, r.conv, r.params, paper, ms
+        );
     }
     println!("wrote {}", path.display());
     Ok(())

@@ -19,8 +19,16 @@ impl Attention {
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             norm: GroupNorm::unet(channels, vb.pp("norm"))?,
-            qkv: Conv::new(ConvSpec::new(channels, 3 * channels, 1), ConvKind::Standard, vb.pp("qkv"))?,
-            proj: Conv::new(ConvSpec::new(channels, channels, 1).init_scale(0.0), ConvKind::Standard, vb.pp("proj"))?,
+            qkv: Conv::new(
+                ConvSpec::new(channels, 3 * channels, 1),
+                ConvKind::Standard,
+                vb.pp("qkv"),
+            )?,
+            proj: Conv::new(
+                ConvSpec::new(channels, channels, 1).init_scale(0.0),
+                ConvKind::Standard,
+                vb.pp("proj"),
+            )?,
         })
     }
 }
@@ -28,13 +36,21 @@ impl Attention {
 impl Module for Attention {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        let qkv = self.qkv.forward(&self.norm.forward(x)?)?.reshape((n, 3 * c, h * w))?;
+        let qkv = self
+            .qkv
+            .forward(&self.norm.forward(x)?)?
+            .reshape((n, 3 * c, h * w))?;
         let scale = 1.0 / (c as f64).sqrt().sqrt();
         let q = (qkv.narrow(1, 0, c)? * scale)?;
         let k = (qkv.narrow(1, c, c)? * scale)?;
         let v = qkv.narrow(1, 2 * c, c)?.contiguous()?;
-        let weights = candle_nn::ops::softmax(&q.transpose(1, 2)?.contiguous()?.matmul(&k.contiguous()?)?, 2)?;
-        let out = v.matmul(&weights.transpose(1, 2)?.contiguous()?)?.reshape((n, c, h, w))?;
+        let weights = candle_nn::ops::softmax(
+            &q.transpose(1, 2)?.contiguous()?.matmul(&k.contiguous()?)?,
+            2,
+        )?;
+        let out = v
+            .matmul(&weights.transpose(1, 2)?.contiguous()?)?
+            .reshape((n, c, h, w))?;
         x + self.proj.forward(&out)?
     }
 }

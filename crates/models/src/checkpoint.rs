@@ -32,7 +32,9 @@ pub struct Checkpoint {
 
 /// FNV-1a (64 bit) over every tensor's name, shape and little-endian bytes in name order:
 /// detects bit flips that the safetensors header does not.
-fn checksum<'a>(items: impl Iterator<Item = (&'a str, &'a [usize], std::borrow::Cow<'a, [u8]>)>) -> String {
+fn checksum<'a>(
+    items: impl Iterator<Item = (&'a str, &'a [usize], std::borrow::Cow<'a, [u8]>)>,
+) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
@@ -50,13 +52,21 @@ fn checksum<'a>(items: impl Iterator<Item = (&'a str, &'a [usize], std::borrow::
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Save the variables of `varmap` with model configuration `cfg` and `extra` entries (e.g. the
 /// iteration, the optimiser state file) to `path`, atomically: the file is written beside
 /// `path` under a temporary name, flushed to disk and renamed over `path`.
-pub fn save(path: &Path, cfg: &ModelConfig, varmap: &VarMap, extra: &BTreeMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    cfg: &ModelConfig,
+    varmap: &VarMap,
+    extra: &BTreeMap<String, String>,
+) -> Result<()> {
     let tensors: BTreeMap<String, Tensor> = varmap
         .data()
         .lock()
@@ -64,7 +74,11 @@ pub fn save(path: &Path, cfg: &ModelConfig, varmap: &VarMap, extra: &BTreeMap<St
         .iter()
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
         .collect::<Result<_>>()?;
-    let sum = checksum(tensors.iter().map(|(k, t)| (k.as_str(), t.dims(), safetensors::View::data(t))));
+    let sum = checksum(
+        tensors
+            .iter()
+            .map(|(k, t)| (k.as_str(), t.dims(), safetensors::View::data(t))),
+    );
     let metadata = HashMap::from([
         (FORMAT_KEY.to_string(), FORMAT.to_string()),
         (KIND_KEY.to_string(), cfg.kind().to_string()),
@@ -76,9 +90,16 @@ pub fn save(path: &Path, cfg: &ModelConfig, varmap: &VarMap, extra: &BTreeMap<St
         .map_err(|e| Error::InvalidConfig(format!("cannot serialise checkpoint: {e}")))?;
     let file_name = path.file_name().ok_or_else(|| Error::Io {
         path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "checkpoint path has no file name"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "checkpoint path has no file name",
+        ),
     })?;
-    let tmp: PathBuf = path.with_file_name(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let tmp: PathBuf = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
@@ -97,46 +118,88 @@ pub fn save(path: &Path, cfg: &ModelConfig, varmap: &VarMap, extra: &BTreeMap<St
 
 /// JSON of a metadata value (the configuration, the extra map).
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::InvalidConfig(format!("cannot encode checkpoint metadata: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| Error::InvalidConfig(format!("cannot encode checkpoint metadata: {e}")))
 }
 
 /// Read and verify the checkpoint at `path`, placing its tensors on `device`:
 /// [`Error::CorruptCheckpoint`] for anything that is not an intact checkpoint of this crate.
 pub fn read(path: &Path, device: &Device) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let corrupt = |reason: String| Error::CorruptCheckpoint { path: path.to_path_buf(), reason };
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not safetensors: {e}")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let meta = header.metadata().as_ref().ok_or_else(|| corrupt("no metadata".into()))?;
-    let get = |key: &str| meta.get(key).ok_or_else(|| corrupt(format!("metadata has no {key:?}")));
+    let corrupt = |reason: String| Error::CorruptCheckpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| corrupt(format!("not safetensors: {e}")))?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let meta = header
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| corrupt("no metadata".into()))?;
+    let get = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| corrupt(format!("metadata has no {key:?}")))
+    };
     if get(FORMAT_KEY)? != FORMAT {
-        return Err(corrupt(format!("format {:?}, expected {FORMAT:?}", get(FORMAT_KEY)?)));
+        return Err(corrupt(format!(
+            "format {:?}, expected {FORMAT:?}",
+            get(FORMAT_KEY)?
+        )));
     }
-    let config: ModelConfig = serde_json::from_str(get(CONFIG_KEY)?).map_err(|e| corrupt(format!("config: {e}")))?;
+    let config: ModelConfig =
+        serde_json::from_str(get(CONFIG_KEY)?).map_err(|e| corrupt(format!("config: {e}")))?;
     if get(KIND_KEY)? != config.kind() {
-        return Err(corrupt(format!("model_kind {:?} disagrees with the config", get(KIND_KEY)?)));
+        return Err(corrupt(format!(
+            "model_kind {:?} disagrees with the config",
+            get(KIND_KEY)?
+        )));
     }
     let extra: BTreeMap<String, String> =
         serde_json::from_str(get(EXTRA_KEY)?).map_err(|e| corrupt(format!("extra: {e}")))?;
     let mut views = st.tensors();
     views.sort_by(|a, b| a.0.cmp(&b.0));
-    let sum = checksum(views.iter().map(|(k, v)| (k.as_str(), v.shape(), std::borrow::Cow::Borrowed(v.data()))));
+    let sum = checksum(
+        views
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.shape(), std::borrow::Cow::Borrowed(v.data()))),
+    );
     if &sum != get(CHECKSUM_KEY)? {
-        return Err(corrupt(format!("checksum {sum} does not match the stored {}", get(CHECKSUM_KEY)?)));
+        return Err(corrupt(format!(
+            "checksum {sum} does not match the stored {}",
+            get(CHECKSUM_KEY)?
+        )));
     }
     let tensors = views
         .iter()
-        .map(|(k, v)| Ok((k.clone(), v.load(device).map_err(|e| corrupt(format!("tensor {k}: {e}")))?)))
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                v.load(device)
+                    .map_err(|e| corrupt(format!("tensor {k}: {e}")))?,
+            ))
+        })
         .collect::<Result<_>>()?;
-    Ok(Checkpoint { config, tensors, extra })
+    Ok(Checkpoint {
+        config,
+        tensors,
+        extra,
+    })
 }
 
 /// Load a checkpoint as `(configuration, variables, extra)` (contract form of [`read`]).
-pub fn load(path: &Path, device: &Device) -> Result<(ModelConfig, VarMap, BTreeMap<String, String>)> {
+pub fn load(
+    path: &Path,
+    device: &Device,
+) -> Result<(ModelConfig, VarMap, BTreeMap<String, String>)> {
     let ck = read(path, device)?;
     let varmap = VarMap::new();
     {
-        let mut data = varmap.data().lock().map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
         for (name, t) in ck.tensors {
             data.insert(name, Var::from_tensor(&t)?);
         }
@@ -144,15 +207,22 @@ pub fn load(path: &Path, device: &Device) -> Result<(ModelConfig, VarMap, BTreeM
     Ok((ck.config, varmap, ck.extra))
 }
 
-/// Load a checkpoint and build its network, without knowing how it was made: returns the
-/// configuration, the network, its variables and the extra entries.
-pub fn load_model(
-    path: &Path,
-    device: &Device,
-) -> Result<(ModelConfig, Box<dyn Model>, VarMap, BTreeMap<String, String>)> {
+/// What [`load_model`] returns: configuration, network, its variables, extra entries.
+pub type LoadedModel = (
+    ModelConfig,
+    Box<dyn Model>,
+    VarMap,
+    BTreeMap<String, String>,
+);
+
+/// Load a checkpoint and build its network, without knowing how it was made.
+pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
     let ck = read(path, device)?;
     let varmap = VarMap::new();
-    let model = build(&ck.config, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    let model = build(
+        &ck.config,
+        VarBuilder::from_varmap(&varmap, DType::F32, device),
+    )?;
     copy_into(path, &ck.tensors, &varmap)?;
     Ok((ck.config, model, varmap, ck.extra))
 }
@@ -160,14 +230,27 @@ pub fn load_model(
 /// Load the checkpoint at `path` into the variables `varmap` of a network built from `cfg`:
 /// [`Error::ArchitectureMismatch`] when the checkpoint holds another configuration or its
 /// variables differ in name or shape. Returns the extra entries.
-pub fn load_into(path: &Path, cfg: &ModelConfig, varmap: &VarMap) -> Result<BTreeMap<String, String>> {
-    let device = varmap.all_vars().first().map(|v| v.device().clone()).unwrap_or(Device::Cpu);
+pub fn load_into(
+    path: &Path,
+    cfg: &ModelConfig,
+    varmap: &VarMap,
+) -> Result<BTreeMap<String, String>> {
+    let device = varmap
+        .all_vars()
+        .first()
+        .map(|v| v.device().clone())
+        .unwrap_or(Device::Cpu);
     let ck = read(path, &device)?;
     if &ck.config != cfg {
-        let show = |c: &ModelConfig| serde_json::to_string(c).unwrap_or_else(|_| c.kind().to_string());
+        let show =
+            |c: &ModelConfig| serde_json::to_string(c).unwrap_or_else(|_| c.kind().to_string());
         return Err(Error::ArchitectureMismatch {
             path: path.to_path_buf(),
-            reason: format!("checkpoint holds {} but the network is {}", show(&ck.config), show(cfg)),
+            reason: format!(
+                "checkpoint holds {} but the network is {}",
+                show(&ck.config),
+                show(cfg)
+            ),
         });
     }
     copy_into(path, &ck.tensors, varmap)?;
@@ -176,18 +259,32 @@ pub fn load_into(path: &Path, cfg: &ModelConfig, varmap: &VarMap) -> Result<BTre
 
 /// Set every variable of `varmap` from `tensors`, which must have exactly the same names and shapes.
 fn copy_into(path: &Path, tensors: &BTreeMap<String, Tensor>, varmap: &VarMap) -> Result<()> {
-    let mismatch = |reason: String| Error::ArchitectureMismatch { path: path.to_path_buf(), reason };
-    let data = varmap.data().lock().map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
+    let mismatch = |reason: String| Error::ArchitectureMismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
     if let Some(name) = data.keys().find(|k| !tensors.contains_key(*k)) {
-        return Err(mismatch(format!("the network's variable {name} is not in the checkpoint")));
+        return Err(mismatch(format!(
+            "the network's variable {name} is not in the checkpoint"
+        )));
     }
     if let Some(name) = tensors.keys().find(|k| !data.contains_key(*k)) {
-        return Err(mismatch(format!("the checkpoint's variable {name} is not in the network")));
+        return Err(mismatch(format!(
+            "the checkpoint's variable {name} is not in the network"
+        )));
     }
     for (name, var) in data.iter() {
         let t = &tensors[name];
         if t.dims() != var.dims() {
-            return Err(mismatch(format!("{name} has shape {:?} in the checkpoint, {:?} in the network", t.dims(), var.dims())));
+            return Err(mismatch(format!(
+                "{name} has shape {:?} in the checkpoint, {:?} in the network",
+                t.dims(),
+                var.dims()
+            )));
         }
         var.set(&t.to_dtype(var.dtype())?)?;
     }

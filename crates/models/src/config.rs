@@ -11,7 +11,6 @@ use crate::unet::Unet;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-
 /// UNet (`kind = "unet"`, 001 Table 7, or `"unet5"`, Table 4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -34,7 +33,14 @@ pub struct UnetConfig {
 
 impl Default for UnetConfig {
     fn default() -> Self {
-        Self { in_channels: 3, out_channels: 3, channels: None, res_blocks: 1, noise_conditioning: true, conv: ConvKind::Standard }
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            channels: None,
+            res_blocks: 1,
+            noise_conditioning: true,
+            conv: ConvKind::Standard,
+        }
     }
 }
 
@@ -58,7 +64,14 @@ pub struct ResnetConfig {
 
 impl Default for ResnetConfig {
     fn default() -> Self {
-        Self { in_channels: 3, out_channels: 3, hidden: 128, blocks: 2, noise_conditioning: true, conv: ConvKind::Standard }
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            hidden: 128,
+            blocks: 2,
+            noise_conditioning: true,
+            conv: ConvKind::Standard,
+        }
     }
 }
 
@@ -80,7 +93,13 @@ pub struct DeepResnetConfig {
 
 impl Default for DeepResnetConfig {
     fn default() -> Self {
-        Self { in_channels: 3, out_channels: 3, width: 64, noise_conditioning: true, conv: ConvKind::Standard }
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            width: 64,
+            noise_conditioning: true,
+            conv: ConvKind::Standard,
+        }
     }
 }
 
@@ -100,7 +119,12 @@ pub struct EspcnConfig {
 
 impl Default for EspcnConfig {
     fn default() -> Self {
-        Self { in_channels: 3, out_channels: 3, hidden: vec![64, 64, 32, 32], conv: ConvKind::Standard }
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            hidden: vec![64, 64, 32, 32],
+            conv: ConvKind::Standard,
+        }
     }
 }
 
@@ -122,7 +146,13 @@ pub struct SrResnetConfig {
 
 impl Default for SrResnetConfig {
     fn default() -> Self {
-        Self { in_channels: 3, out_channels: 3, hidden: 100, blocks: 9, conv: ConvKind::Standard }
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            hidden: 100,
+            blocks: 9,
+            conv: ConvKind::Standard,
+        }
     }
 }
 
@@ -196,7 +226,9 @@ pub enum ModelConfig {
 
 impl ModelConfig {
     /// Every model kind name, in table order.
-    pub const KINDS: [&'static str; 8] = ["unet", "unet5", "resnet", "resnet18", "resnet50", "espcn", "srresnet", "mgnet"];
+    pub const KINDS: [&'static str; 8] = [
+        "unet", "unet5", "resnet", "resnet18", "resnet50", "espcn", "srresnet", "mgnet",
+    ];
 
     /// The default configuration of model `kind` (one of [`ModelConfig::KINDS`]).
     pub fn default_for(kind: &str) -> Result<Self> {
@@ -257,7 +289,9 @@ impl ModelConfig {
 
     /// The UNet level widths this configuration builds.
     fn unet_channels(cfg: &UnetConfig, levels: usize) -> Vec<usize> {
-        cfg.channels.clone().unwrap_or_else(|| (0..levels).map(|l| 32 << l).collect())
+        cfg.channels
+            .clone()
+            .unwrap_or_else(|| (0..levels).map(|l| 32 << l).collect())
     }
 }
 

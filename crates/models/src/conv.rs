@@ -50,7 +50,9 @@ impl std::str::FromStr for ConvKind {
         match s {
             "standard" => Ok(ConvKind::Standard),
             "mfc" => Ok(ConvKind::Mfc),
-            "spectral" => Ok(ConvKind::Spectral { modes: DEFAULT_SPECTRAL_MODES }),
+            "spectral" => Ok(ConvKind::Spectral {
+                modes: DEFAULT_SPECTRAL_MODES,
+            }),
             _ => {
                 let modes = s.strip_prefix("spectral:").ok_or_else(unknown)?;
                 match modes.parse::<usize>() {
@@ -82,7 +84,14 @@ pub struct ConvSpec {
 impl ConvSpec {
     /// A `k x k`, stride-1 convolution with bias and Kaiming-normal weights.
     pub fn new(c_in: usize, c_out: usize, k: usize) -> Self {
-        Self { c_in, c_out, k, stride: 1, bias: true, init_scale: 1.0 }
+        Self {
+            c_in,
+            c_out,
+            k,
+            stride: 1,
+            bias: true,
+            init_scale: 1.0,
+        }
     }
     /// The same layer with stride `s`.
     pub fn stride(self, s: usize) -> Self {
@@ -90,16 +99,26 @@ impl ConvSpec {
     }
     /// The same layer without bias.
     pub fn no_bias(self) -> Self {
-        Self { bias: false, ..self }
+        Self {
+            bias: false,
+            ..self
+        }
     }
     /// The same layer with weights scaled by `scale` at initialisation.
     pub fn init_scale(self, scale: f64) -> Self {
-        Self { init_scale: scale, ..self }
+        Self {
+            init_scale: scale,
+            ..self
+        }
     }
 }
 
 enum Op {
-    Standard { weight: Tensor, bias: Option<Tensor>, padding: usize },
+    Standard {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        padding: usize,
+    },
     Mfc(mfc::Mfc),
     Spectral(mfc::SpectralConv),
 }
@@ -125,41 +144,72 @@ impl Conv {
             )));
         }
         if spec.stride != 1 && spec.stride != 2 {
-            return Err(Error::InvalidConfig(format!("stride {} (only 1 and 2 are supported)", spec.stride)));
+            return Err(Error::InvalidConfig(format!(
+                "stride {} (only 1 and 2 are supported)",
+                spec.stride
+            )));
         }
         let op = match (kind, spec.k) {
             (ConvKind::Standard, _) | (_, 1) => Self::standard(spec, vb)?,
             (ConvKind::Mfc, _) => {
-                let cfg = mfc::MfcConfig { bias: spec.bias, ..Default::default() };
+                let cfg = mfc::MfcConfig {
+                    bias: spec.bias,
+                    ..Default::default()
+                };
                 Op::Mfc(mfc::Mfc::new(spec.c_in, spec.c_out, &cfg, vb.pp("mfc"))?)
             }
-            (ConvKind::Spectral { modes }, _) => {
-                Op::Spectral(mfc::SpectralConv::new(spec.c_in, spec.c_out, modes, vb.pp("spectral"))?)
-            }
+            (ConvKind::Spectral { modes }, _) => Op::Spectral(mfc::SpectralConv::new(
+                spec.c_in,
+                spec.c_out,
+                modes,
+                vb.pp("spectral"),
+            )?),
         };
-        Ok(Self { op, stride: spec.stride })
+        Ok(Self {
+            op,
+            stride: spec.stride,
+        })
     }
 
     fn standard(spec: ConvSpec, vb: VarBuilder) -> Result<Op> {
         let fan_in = (spec.c_in * spec.k * spec.k) as f64;
         // Kaiming normal (gain sqrt 2), the candle-nn / PyTorch default family.
         let stdev = spec.init_scale * (2.0 / fan_in).sqrt();
-        let winit = if stdev == 0.0 { Init::Const(0.0) } else { Init::Randn { mean: 0.0, stdev } };
+        let winit = if stdev == 0.0 {
+            Init::Const(0.0)
+        } else {
+            Init::Randn { mean: 0.0, stdev }
+        };
         let weight = vb.get_with_hints((spec.c_out, spec.c_in, spec.k, spec.k), "weight", winit)?;
         let bias = if spec.bias {
             let bound = 1.0 / fan_in.sqrt();
-            Some(vb.get_with_hints(spec.c_out, "bias", Init::Uniform { lo: -bound, up: bound })?)
+            Some(vb.get_with_hints(
+                spec.c_out,
+                "bias",
+                Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?)
         } else {
             None
         };
-        Ok(Op::Standard { weight, bias, padding: spec.k / 2 })
+        Ok(Op::Standard {
+            weight,
+            bias,
+            padding: spec.k / 2,
+        })
     }
 }
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.op {
-            Op::Standard { weight, bias, padding } => {
+            Op::Standard {
+                weight,
+                bias,
+                padding,
+            } => {
                 let y = fastconv::conv2d(x, weight, *padding, self.stride, 1)?;
                 match bias {
                     Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),

@@ -12,7 +12,10 @@ const MAX_PERIOD: f64 = 10_000.0;
 pub fn noise_level(t: Option<&Tensor>, n: usize) -> Result<Tensor> {
     let t = t.ok_or(Error::MissingNoiseLevel)?;
     if t.elem_count() != n {
-        return Err(Error::InputShape { got: t.dims().to_vec(), expected: format!("noise level t with {n} elements") });
+        return Err(Error::InputShape {
+            got: t.dims().to_vec(),
+            expected: format!("noise level t with {n} elements"),
+        });
     }
     Ok(t.flatten_all()?)
 }
@@ -22,9 +25,14 @@ pub fn noise_level(t: Option<&Tensor>, n: usize) -> Result<Tensor> {
 /// (DDPM / authors' `timestep_embedding`).
 pub fn sinusoidal(t: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
     let half = dim / 2;
-    let freqs: Vec<f32> = (0..half).map(|k| (-MAX_PERIOD.ln() * k as f64 / half as f64).exp() as f32).collect();
+    let freqs: Vec<f32> = (0..half)
+        .map(|k| (-MAX_PERIOD.ln() * k as f64 / half as f64).exp() as f32)
+        .collect();
     let freqs = Tensor::from_vec(freqs, (1, half), t.device())?;
-    let args = t.to_dtype(candle_core::DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?;
+    let args = t
+        .to_dtype(candle_core::DType::F32)?
+        .unsqueeze(1)?
+        .broadcast_mul(&freqs)?;
     let emb = Tensor::cat(&[args.cos()?, args.sin()?], 1)?;
     if dim % 2 == 1 {
         Tensor::cat(&[&emb, &emb.narrow(1, 0, 1)?.zeros_like()?], 1)
@@ -44,7 +52,11 @@ pub struct UnetEmbedding {
 impl UnetEmbedding {
     /// Embedding for base width `dim` (output `4 dim`).
     pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { dim, lin1: linear(dim, 4 * dim, vb.pp("lin1"))?, lin2: linear(4 * dim, 4 * dim, vb.pp("lin2"))? })
+        Ok(Self {
+            dim,
+            lin1: linear(dim, 4 * dim, vb.pp("lin1"))?,
+            lin2: linear(4 * dim, 4 * dim, vb.pp("lin2"))?,
+        })
     }
 
     /// Width of the embedding vector.
@@ -54,7 +66,8 @@ impl UnetEmbedding {
 
     /// `[N] -> [N, 4 dim]`.
     pub fn forward(&self, t: &Tensor) -> candle_core::Result<Tensor> {
-        self.lin2.forward(&self.lin1.forward(&sinusoidal(t, self.dim)?)?.silu()?)
+        self.lin2
+            .forward(&self.lin1.forward(&sinusoidal(t, self.dim)?)?.silu()?)
     }
 }
 

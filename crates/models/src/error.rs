@@ -89,7 +89,10 @@ impl Error {
     /// [`crate::Model::forward`]); recover it with [`Error::from_candle`].
     pub fn into_candle(self) -> candle_core::Error {
         let context = self.to_string();
-        candle_core::Error::WrappedContext { wrapped: Box::new(self), context }
+        candle_core::Error::WrappedContext {
+            wrapped: Box::new(self),
+            context,
+        }
     }
 
     /// The typed `models` error carried inside a `candle_core::Error`, if there is one.

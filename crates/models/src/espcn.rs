@@ -23,18 +23,30 @@ impl Espcn {
     /// Build from `cfg`.
     pub fn new(cfg: &EspcnConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.hidden.is_empty() || cfg.hidden.contains(&0) {
-            return Err(Error::InvalidConfig(format!("ESPCN hidden widths {:?} must be non-empty and positive", cfg.hidden)));
+            return Err(Error::InvalidConfig(format!(
+                "ESPCN hidden widths {:?} must be non-empty and positive",
+                cfg.hidden
+            )));
         }
         let mut layers = Vec::with_capacity(cfg.hidden.len());
         let mut c_in = cfg.in_channels;
         for (i, &width) in cfg.hidden.iter().enumerate() {
             let k = if i == 0 { 5 } else { 3 };
-            layers.push(Conv::new(ConvSpec::new(c_in, width, k), cfg.conv, vb.pp(format!("layers.{i}")))?);
+            layers.push(Conv::new(
+                ConvSpec::new(c_in, width, k),
+                cfg.conv,
+                vb.pp(format!("layers.{i}")),
+            )?);
             c_in = width;
         }
-        let out_spec = ConvSpec::new(c_in, cfg.out_channels * UPSCALE * UPSCALE, 1).init_scale(1e-3);
+        let out_spec =
+            ConvSpec::new(c_in, cfg.out_channels * UPSCALE * UPSCALE, 1).init_scale(1e-3);
         let output = Conv::new(out_spec, cfg.conv, vb.pp("output"))?;
-        Ok(Self { in_channels: cfg.in_channels, layers, output })
+        Ok(Self {
+            in_channels: cfg.in_channels,
+            layers,
+            output,
+        })
     }
 }
 
@@ -43,7 +55,10 @@ impl Model for Espcn {
         validate(self, x)?;
         let mut h = x.clone();
         for layer in &self.layers {
-            h = candle_nn::ops::leaky_relu(&GroupNorm::layer_norm().forward(&layer.forward(&h)?)?, 0.2)?;
+            h = candle_nn::ops::leaky_relu(
+                &GroupNorm::layer_norm().forward(&layer.forward(&h)?)?,
+                0.2,
+            )?;
         }
         pixel_shuffle_residual(&self.output.forward(&h)?, x)
     }

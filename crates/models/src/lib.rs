@@ -37,7 +37,8 @@ pub mod transfer;
 pub mod unet;
 
 pub use config::{
-    build, Activation, DeepResnetConfig, EspcnConfig, MgnetConfig, ModelConfig, ResnetConfig, SrResnetConfig, UnetConfig,
+    build, Activation, DeepResnetConfig, EspcnConfig, MgnetConfig, ModelConfig, ResnetConfig,
+    SrResnetConfig, UnetConfig,
 };
 pub use conv::{Conv, ConvKind, ConvSpec};
 pub use error::{Error, Result};

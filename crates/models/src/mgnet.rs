@@ -16,8 +16,15 @@ struct Sigma {
 
 impl Sigma {
     fn new(channels: usize, cfg: &MgnetConfig, vb: VarBuilder) -> Result<Self> {
-        let bn = if cfg.batch_norm { Some(BatchNorm::new(channels, vb)?) } else { None };
-        Ok(Self { bn, act: cfg.activation })
+        let bn = if cfg.batch_norm {
+            Some(BatchNorm::new(channels, vb)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            bn,
+            act: cfg.activation,
+        })
     }
 }
 
@@ -76,7 +83,11 @@ impl MgNet {
         }
         let kind: ConvKind = cfg.conv;
         let conv = |c_in: usize, c_out: usize, stride: usize, vb: VarBuilder| {
-            Conv::new(ConvSpec::new(c_in, c_out, 3).stride(stride).no_bias(), kind, vb)
+            Conv::new(
+                ConvSpec::new(c_in, c_out, 3).stride(stride).no_bias(),
+                kind,
+                vb,
+            )
         };
         let theta = conv(cfg.in_channels, cfg.channels[0], 1, vb.pp("theta"))?;
         let mut levels = Vec::with_capacity(j);
@@ -86,10 +97,17 @@ impl MgNet {
             let steps = (0..nu)
                 .map(|i| {
                     let vs = vl.pp(format!("steps.{i}"));
-                    Ok((Sigma::new(c, cfg, vs.pp("inner"))?, Sigma::new(c, cfg, vs.pp("outer"))?))
+                    Ok((
+                        Sigma::new(c, cfg, vs.pp("inner"))?,
+                        Sigma::new(c, cfg, vs.pp("outer"))?,
+                    ))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            levels.push(Level { a: conv(c, c, 1, vl.pp("a"))?, b: conv(c, c, 1, vl.pp("b"))?, steps });
+            levels.push(Level {
+                a: conv(c, c, 1, vl.pp("a"))?,
+                b: conv(c, c, 1, vl.pp("b"))?,
+                steps,
+            });
             if let Some(&c_next) = cfg.channels.get(l + 1) {
                 let vt = vb.pp(format!("transitions.{l}"));
                 transitions.push(Transition {
@@ -101,7 +119,14 @@ impl MgNet {
             }
         }
         let head = linear(cfg.channels[j - 1], cfg.classes, vb.pp("head"))?;
-        Ok(Self { in_channels: cfg.in_channels, factor: 1 << (j - 1), theta, levels, transitions, head })
+        Ok(Self {
+            in_channels: cfg.in_channels,
+            factor: 1 << (j - 1),
+            theta,
+            levels,
+            transitions,
+            head,
+        })
     }
 }
 

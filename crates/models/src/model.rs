@@ -27,7 +27,10 @@ pub fn check_input(model: &dyn Model, x: &Tensor) -> Result<()> {
         expected: format!("[N, {}, H, W]", model.in_channels()),
     })?;
     if c != model.in_channels() {
-        return Err(Error::InputShape { got: x.dims().to_vec(), expected: format!("[N, {}, H, W]", model.in_channels()) });
+        return Err(Error::InputShape {
+            got: x.dims().to_vec(),
+            expected: format!("[N, {}, H, W]", model.in_channels()),
+        });
     }
     let factor = model.downsampling_factor();
     if h == 0 || w == 0 || h % factor != 0 || w % factor != 0 {

@@ -19,10 +19,15 @@ impl GroupNorm {
     /// Group norm over `channels` in `groups` groups, with learnable `gamma`/`beta` when `affine`.
     pub fn new(channels: usize, groups: usize, affine: bool, vb: VarBuilder) -> Result<Self> {
         if groups == 0 || channels % groups != 0 {
-            return Err(Error::InvalidConfig(format!("{channels} channels cannot form {groups} groups")));
+            return Err(Error::InvalidConfig(format!(
+                "{channels} channels cannot form {groups} groups"
+            )));
         }
         let affine = if affine {
-            Some((vb.get_with_hints(channels, "weight", Init::Const(1.0))?, vb.get_with_hints(channels, "bias", Init::Const(0.0))?))
+            Some((
+                vb.get_with_hints(channels, "weight", Init::Const(1.0))?,
+                vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
+            ))
         } else {
             None
         };
@@ -31,7 +36,10 @@ impl GroupNorm {
 
     /// Parameter-free layer norm over `(C, H, W)` of each sample.
     pub fn layer_norm() -> Self {
-        Self { groups: 1, affine: None }
+        Self {
+            groups: 1,
+            affine: None,
+        }
     }
 
     /// The authors' UNet normalisation (GroupNorm32 with 16 groups, affine), using
@@ -42,7 +50,11 @@ impl GroupNorm {
 }
 
 fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 impl Module for GroupNorm {
@@ -51,7 +63,9 @@ impl Module for GroupNorm {
         let xg = x.reshape((n, self.groups, (c / self.groups) * h * w))?;
         let xc = xg.broadcast_sub(&xg.mean_keepdim(2)?)?;
         let var = xc.sqr()?.mean_keepdim(2)?;
-        let y = xc.broadcast_div(&(var + EPS)?.sqrt()?)?.reshape((n, c, h, w))?;
+        let y = xc
+            .broadcast_div(&(var + EPS)?.sqrt()?)?
+            .reshape((n, c, h, w))?;
         match &self.affine {
             Some((gamma, beta)) => y
                 .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
@@ -85,7 +99,11 @@ impl Module for BatchNorm {
         let c = x.dim(1)?;
         let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
         let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+        let var = xc
+            .sqr()?
+            .mean_keepdim(0)?
+            .mean_keepdim(2)?
+            .mean_keepdim(3)?;
         xc.broadcast_div(&(var + EPS)?.sqrt()?)?
             .broadcast_mul(&self.gamma.reshape((1, c, 1, 1))?)?
             .broadcast_add(&self.beta.reshape((1, c, 1, 1))?)

@@ -21,7 +21,14 @@ struct ShapeRecorder {
 }
 
 impl SimpleBackend for ShapeRecorder {
-    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         if let Ok(mut sizes) = self.sizes.lock() {
             sizes.insert(name.to_string(), s.elem_count());
         }
@@ -29,7 +36,9 @@ impl SimpleBackend for ShapeRecorder {
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
-        Err(candle_core::Error::CannotFindTensor { path: name.to_string() })
+        Err(candle_core::Error::CannotFindTensor {
+            path: name.to_string(),
+        })
     }
 
     fn contains_tensor(&self, _: &str) -> bool {
@@ -40,7 +49,14 @@ impl SimpleBackend for ShapeRecorder {
 struct Shared(std::sync::Arc<ShapeRecorder>);
 
 impl SimpleBackend for Shared {
-    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         self.0.get(s, name, h, dtype, dev)
     }
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {

@@ -20,23 +20,40 @@ fn norm_act(x: &Tensor) -> candle_core::Result<Tensor> {
 /// The residual branch of one block.
 enum Block {
     /// `C_2 LReLU(LN(C_1 x + e(t)))`, two 3x3 convolutions (authors' `resnet_block`).
-    Basic { conv1: Conv, emb: Option<ResnetEmbedding>, conv2: Conv },
+    Basic {
+        conv1: Conv,
+        emb: Option<ResnetEmbedding>,
+        conv2: Conv,
+    },
     /// `E LReLU(LN(C LReLU(LN(D x)) + e(t)))` with 1x1 reduction `D` to the inner width, a 3x3 `C`
     /// and 1x1 expansion `E` back (ResNet50's bottleneck).
-    Bottleneck { reduce: Conv, conv: Conv, emb: Option<ResnetEmbedding>, expand: Conv },
+    Bottleneck {
+        reduce: Conv,
+        conv: Conv,
+        emb: Option<ResnetEmbedding>,
+        expand: Conv,
+    },
 }
 
 impl Block {
     fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let conditioned = |h: Tensor, emb: &Option<ResnetEmbedding>| -> candle_core::Result<Tensor> {
-            match (emb, t) {
-                (Some(e), Some(t)) => add_channelwise(&h, &e.forward(t)?),
-                _ => Ok(h),
-            }
-        };
+        let conditioned =
+            |h: Tensor, emb: &Option<ResnetEmbedding>| -> candle_core::Result<Tensor> {
+                match (emb, t) {
+                    (Some(e), Some(t)) => add_channelwise(&h, &e.forward(t)?),
+                    _ => Ok(h),
+                }
+            };
         match self {
-            Block::Basic { conv1, emb, conv2 } => conv2.forward(&norm_act(&conditioned(conv1.forward(x)?, emb)?)?),
-            Block::Bottleneck { reduce, conv, emb, expand } => {
+            Block::Basic { conv1, emb, conv2 } => {
+                conv2.forward(&norm_act(&conditioned(conv1.forward(x)?, emb)?)?)
+            }
+            Block::Bottleneck {
+                reduce,
+                conv,
+                emb,
+                expand,
+            } => {
                 let h = norm_act(&reduce.forward(x)?)?;
                 expand.forward(&norm_act(&conditioned(conv.forward(&h)?, emb)?)?)
             }
@@ -84,10 +101,16 @@ impl ResNet {
         vb: VarBuilder,
     ) -> Result<Self> {
         if in_channels == 0 || out_channels == 0 || hidden == 0 {
-            return Err(Error::InvalidConfig("ResNet channels must be positive".into()));
+            return Err(Error::InvalidConfig(
+                "ResNet channels must be positive".into(),
+            ));
         }
         let embedding = |width: usize, vb: VarBuilder| -> Result<Option<ResnetEmbedding>> {
-            if conditioned { Ok(Some(ResnetEmbedding::new(width, vb.pp("emb"))?)) } else { Ok(None) }
+            if conditioned {
+                Ok(Some(ResnetEmbedding::new(width, vb.pp("emb"))?))
+            } else {
+                Ok(None)
+            }
         };
         let vblocks = vb.pp("blocks");
         let blocks = match layout {
@@ -118,34 +141,69 @@ impl ResNet {
             conditioned,
             open: Conv::new(ConvSpec::new(in_channels, hidden, 1), kind, vb.pp("open"))?,
             blocks,
-            close: Conv::new(ConvSpec::new(hidden, out_channels, 1).init_scale(1e-3), kind, vb.pp("close"))?,
+            close: Conv::new(
+                ConvSpec::new(hidden, out_channels, 1).init_scale(1e-3),
+                kind,
+                vb.pp("close"),
+            )?,
         })
     }
 
     /// The Table 7 ResNet from its configuration.
     pub fn from_config(cfg: &ResnetConfig, vb: VarBuilder) -> Result<Self> {
         let layout = Layout::Basic { count: cfg.blocks };
-        Self::new(cfg.in_channels, cfg.out_channels, cfg.hidden, layout, cfg.noise_conditioning, cfg.conv, vb)
+        Self::new(
+            cfg.in_channels,
+            cfg.out_channels,
+            cfg.hidden,
+            layout,
+            cfg.noise_conditioning,
+            cfg.conv,
+            vb,
+        )
     }
 
     /// ResNet18-style: 8 basic blocks at `width` (1 + 16 + 1 = 18 layers).
     pub fn resnet18(cfg: &DeepResnetConfig, vb: VarBuilder) -> Result<Self> {
         let layout = Layout::Basic { count: 8 };
-        Self::new(cfg.in_channels, cfg.out_channels, cfg.width, layout, cfg.noise_conditioning, cfg.conv, vb)
+        Self::new(
+            cfg.in_channels,
+            cfg.out_channels,
+            cfg.width,
+            layout,
+            cfg.noise_conditioning,
+            cfg.conv,
+            vb,
+        )
     }
 
     /// ResNet50-style: 16 bottleneck blocks of inner width `width` in a trunk of `4 width`
     /// (1 + 48 + 1 = 50 layers).
     pub fn resnet50(cfg: &DeepResnetConfig, vb: VarBuilder) -> Result<Self> {
-        let layout = Layout::Bottleneck { count: 16, inner: cfg.width };
-        Self::new(cfg.in_channels, cfg.out_channels, 4 * cfg.width, layout, cfg.noise_conditioning, cfg.conv, vb)
+        let layout = Layout::Bottleneck {
+            count: 16,
+            inner: cfg.width,
+        };
+        Self::new(
+            cfg.in_channels,
+            cfg.out_channels,
+            4 * cfg.width,
+            layout,
+            cfg.noise_conditioning,
+            cfg.conv,
+            vb,
+        )
     }
 }
 
 impl Model for ResNet {
     fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> candle_core::Result<Tensor> {
         validate(self, x)?;
-        let t = if self.conditioned { Some(noise_level(t, x.dim(0)?).map_err(Error::into_candle)?) } else { None };
+        let t = if self.conditioned {
+            Some(noise_level(t, x.dim(0)?).map_err(Error::into_candle)?)
+        } else {
+            None
+        };
         let mut h = self.open.forward(x)?;
         for block in &self.blocks {
             h = (&h + block.forward(&h, t.as_ref())?)?;

@@ -21,8 +21,19 @@ impl SrResNet {
     pub fn new(cfg: &SrResnetConfig, vb: VarBuilder) -> Result<Self> {
         let layout = Layout::Basic { count: cfg.blocks };
         let out = cfg.out_channels * UPSCALE * UPSCALE;
-        let trunk = ResNet::new(cfg.in_channels, out, cfg.hidden, layout, false, cfg.conv, vb)?;
-        Ok(Self { trunk, in_channels: cfg.in_channels })
+        let trunk = ResNet::new(
+            cfg.in_channels,
+            out,
+            cfg.hidden,
+            layout,
+            false,
+            cfg.conv,
+            vb,
+        )?;
+        Ok(Self {
+            trunk,
+            in_channels: cfg.in_channels,
+        })
     }
 }
 

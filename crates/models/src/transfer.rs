@@ -16,17 +16,25 @@ fn is_stencil(name: &str, t: &Tensor) -> bool {
 }
 
 /// A copy of `varmap` with every stencil `w` replaced by `map(w)` and every other variable copied.
-fn map_stencils(
-    varmap: &VarMap,
-    map: impl Fn(&Tensor) -> grids::Result<Tensor>,
-) -> Result<VarMap> {
+fn map_stencils(varmap: &VarMap, map: impl Fn(&Tensor) -> grids::Result<Tensor>) -> Result<VarMap> {
     let out = VarMap::new();
-    let src = varmap.data().lock().map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
-    let mut dst = out.data().lock().map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
+    let src = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
+    let mut dst = out
+        .data()
+        .lock()
+        .map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
     for (name, var) in src.iter() {
         let w = var.as_tensor();
         let mapped = if is_stencil(name, w) {
-            map(w).map_err(|source| Error::Transfer { name: name.clone(), source })?.detach()
+            map(w)
+                .map_err(|source| Error::Transfer {
+                    name: name.clone(),
+                    source,
+                })?
+                .detach()
         } else {
             w.copy()?.detach()
         };

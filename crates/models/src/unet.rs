@@ -24,17 +24,33 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn new(c_in: usize, c_out: usize, emb_dim: Option<usize>, kind: ConvKind, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        emb_dim: Option<usize>,
+        kind: ConvKind,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             norm1: GroupNorm::unet(c_in, vb.pp("norm1"))?,
             conv1: Conv::new(ConvSpec::new(c_in, c_out, 3), kind, vb.pp("conv1"))?,
-            emb: emb_dim.map(|d| linear(d, c_out, vb.pp("emb"))).transpose()?,
+            emb: emb_dim
+                .map(|d| linear(d, c_out, vb.pp("emb")))
+                .transpose()?,
             norm2: GroupNorm::unet(c_out, vb.pp("norm2"))?,
-            conv2: Conv::new(ConvSpec::new(c_out, c_out, 3).init_scale(0.0), kind, vb.pp("conv2"))?,
+            conv2: Conv::new(
+                ConvSpec::new(c_out, c_out, 3).init_scale(0.0),
+                kind,
+                vb.pp("conv2"),
+            )?,
             skip: if c_in == c_out {
                 None
             } else {
-                Some(Conv::new(ConvSpec::new(c_in, c_out, 1), kind, vb.pp("skip"))?)
+                Some(Conv::new(
+                    ConvSpec::new(c_in, c_out, 1),
+                    kind,
+                    vb.pp("skip"),
+                )?)
             },
         })
     }
@@ -55,7 +71,7 @@ impl ResBlock {
 enum EncoderStage {
     /// Input convolution `C_in -> c_0`.
     Input(Conv),
-    Res(ResBlock),
+    Res(Box<ResBlock>),
     /// 3x3 stride-2 convolution (authors' `Downsample` with `conv_resample`).
     Down(Conv),
 }
@@ -87,28 +103,46 @@ impl Unet {
         let kind = cfg.conv;
         let c0 = match channels.first() {
             Some(&c) if channels.iter().all(|&c| c > 0) => c,
-            _ => return Err(Error::InvalidConfig(format!("UNet channels {channels:?} must be non-empty and positive"))),
+            _ => {
+                return Err(Error::InvalidConfig(format!(
+                    "UNet channels {channels:?} must be non-empty and positive"
+                )))
+            }
         };
         if cfg.res_blocks == 0 {
             return Err(Error::InvalidConfig("UNet needs res_blocks >= 1".into()));
         }
-        let embedding = if cfg.noise_conditioning { Some(UnetEmbedding::new(c0, vb.pp("time_embed"))?) } else { None };
+        let embedding = if cfg.noise_conditioning {
+            Some(UnetEmbedding::new(c0, vb.pp("time_embed"))?)
+        } else {
+            None
+        };
         let emb_dim = embedding.as_ref().map(|e| e.out_dim());
 
         let venc = vb.pp("encoder");
-        let mut encoder = vec![EncoderStage::Input(Conv::new(ConvSpec::new(cfg.in_channels, c0, 3), kind, venc.pp("0"))?)];
+        let mut encoder = vec![EncoderStage::Input(Conv::new(
+            ConvSpec::new(cfg.in_channels, c0, 3),
+            kind,
+            venc.pp("0"),
+        )?)];
         let mut skips = vec![c0];
         let mut ch = c0;
         for (level, &width) in channels.iter().enumerate() {
             for _ in 0..cfg.res_blocks {
                 let vs = venc.pp(encoder.len().to_string());
-                encoder.push(EncoderStage::Res(ResBlock::new(ch, width, emb_dim, kind, vs)?));
+                encoder.push(EncoderStage::Res(Box::new(ResBlock::new(
+                    ch, width, emb_dim, kind, vs,
+                )?)));
                 ch = width;
                 skips.push(ch);
             }
             if level + 1 < channels.len() {
                 let vs = venc.pp(encoder.len().to_string());
-                encoder.push(EncoderStage::Down(Conv::new(ConvSpec::new(ch, ch, 3).stride(2), kind, vs)?));
+                encoder.push(EncoderStage::Down(Conv::new(
+                    ConvSpec::new(ch, ch, 3).stride(2),
+                    kind,
+                    vs,
+                )?));
                 skips.push(ch);
             }
         }
@@ -123,7 +157,9 @@ impl Unet {
         for (level, &width) in channels.iter().enumerate().rev() {
             for i in 0..=cfg.res_blocks {
                 let vs = vdec.pp(decoder.len().to_string());
-                let skip = skips.pop().ok_or_else(|| Error::InvalidConfig("UNet skip bookkeeping".into()))?;
+                let skip = skips
+                    .pop()
+                    .ok_or_else(|| Error::InvalidConfig("UNet skip bookkeeping".into()))?;
                 let res = ResBlock::new(ch + skip, width, emb_dim, kind, vs.pp("res"))?;
                 ch = width;
                 let up = if level > 0 && i == cfg.res_blocks {
@@ -142,7 +178,11 @@ impl Unet {
             middle,
             decoder,
             out_norm: GroupNorm::unet(c0, vb.pp("out_norm"))?,
-            out_conv: Conv::new(ConvSpec::new(c0, cfg.out_channels, 3).init_scale(0.0), kind, vb.pp("out_conv"))?,
+            out_conv: Conv::new(
+                ConvSpec::new(c0, cfg.out_channels, 3).init_scale(0.0),
+                kind,
+                vb.pp("out_conv"),
+            )?,
         })
     }
 }
@@ -168,7 +208,9 @@ impl Model for Unet {
         h = self.middle.1.forward(&h)?;
         h = self.middle.2.forward(&h, emb)?;
         for stage in &self.decoder {
-            let skip = hs.pop().ok_or_else(|| candle_core::Error::Msg("UNet skip stack empty".into()))?;
+            let skip = hs
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("UNet skip stack empty".into()))?;
             h = stage.res.forward(&Tensor::cat(&[&h, &skip], 1)?, emb)?;
             if let Some(up) = &stage.up {
                 let (_, _, hh, ww) = h.dims4()?;

@@ -14,20 +14,34 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn small_unet() -> ModelConfig {
-    ModelConfig::Unet(UnetConfig { channels: Some(vec![8, 16]), ..Default::default() })
+    ModelConfig::Unet(UnetConfig {
+        channels: Some(vec![8, 16]),
+        ..Default::default()
+    })
 }
 
 fn built(cfg: &ModelConfig) -> (VarMap, Box<dyn models::Model>) {
     let varmap = VarMap::new();
-    let net = build(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+    let net = build(
+        cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
     for v in varmap.all_vars() {
-        v.set(&Tensor::randn(0f32, 1.0, v.shape(), &Device::Cpu).unwrap()).unwrap();
+        v.set(&Tensor::randn(0f32, 1.0, v.shape(), &Device::Cpu).unwrap())
+            .unwrap();
     }
     (varmap, net)
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f32::to_bits).collect()
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
 }
 
 #[test]
@@ -53,7 +67,10 @@ fn round_trip_is_bit_exact() {
     let (_, net2, _, _) = load_model(&path, &Device::Cpu).unwrap();
     let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &Device::Cpu).unwrap();
     let t = Tensor::new(&[0.2f32, 0.7], &Device::Cpu).unwrap();
-    assert_eq!(bits(&net.forward(&x, Some(&t)).unwrap()), bits(&net2.forward(&x, Some(&t)).unwrap()));
+    assert_eq!(
+        bits(&net.forward(&x, Some(&t)).unwrap()),
+        bits(&net2.forward(&x, Some(&t)).unwrap())
+    );
 
     // Loading into a freshly built network of the same configuration restores it too.
     let (fresh, _) = built(&cfg);
@@ -68,14 +85,24 @@ fn round_trip_is_bit_exact() {
     save(&path, &cfg, &varmap, &extra).unwrap();
     let leftovers = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".round_trip.safetensors.tmp-")
+        })
         .count();
     assert_eq!(leftovers, 0);
 }
 
 #[test]
 fn corrupt_files_are_typed_errors() {
-    let cfg = ModelConfig::Resnet(ResnetConfig { hidden: 4, blocks: 1, ..Default::default() });
+    let cfg = ModelConfig::Resnet(ResnetConfig {
+        hidden: 4,
+        blocks: 1,
+        ..Default::default()
+    });
     let (varmap, _) = built(&cfg);
     let path = tmp("corrupt.safetensors");
     save(&path, &cfg, &varmap, &BTreeMap::new()).unwrap();
@@ -104,12 +131,21 @@ fn corrupt_files_are_typed_errors() {
     // A plain safetensors file without our metadata.
     let plain = tmp("plain.safetensors");
     candle_core::safetensors::save(
-        &std::collections::HashMap::from([("w", Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap())]),
+        &std::collections::HashMap::from([(
+            "w",
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        )]),
         &plain,
     )
     .unwrap();
-    assert!(matches!(load(&plain, &Device::Cpu), Err(Error::CorruptCheckpoint { .. })));
-    assert!(matches!(load(&tmp("missing.safetensors"), &Device::Cpu), Err(Error::Io { .. })));
+    assert!(matches!(
+        load(&plain, &Device::Cpu),
+        Err(Error::CorruptCheckpoint { .. })
+    ));
+    assert!(matches!(
+        load(&tmp("missing.safetensors"), &Device::Cpu),
+        Err(Error::Io { .. })
+    ));
 }
 
 #[test]
@@ -119,15 +155,30 @@ fn wrong_architecture_is_a_typed_error() {
     let path = tmp("arch.safetensors");
     save(&path, &cfg, &varmap, &BTreeMap::new()).unwrap();
 
-    let other = ModelConfig::Resnet(ResnetConfig { hidden: 8, ..Default::default() });
+    let other = ModelConfig::Resnet(ResnetConfig {
+        hidden: 8,
+        ..Default::default()
+    });
     let (other_vars, _) = built(&other);
-    assert!(matches!(load_into(&path, &other, &other_vars), Err(Error::ArchitectureMismatch { .. })));
+    assert!(matches!(
+        load_into(&path, &other, &other_vars),
+        Err(Error::ArchitectureMismatch { .. })
+    ));
     // Same kind, different widths.
-    let wider = ModelConfig::Unet(UnetConfig { channels: Some(vec![8, 32]), ..Default::default() });
+    let wider = ModelConfig::Unet(UnetConfig {
+        channels: Some(vec![8, 32]),
+        ..Default::default()
+    });
     let (wider_vars, _) = built(&wider);
-    assert!(matches!(load_into(&path, &wider, &wider_vars), Err(Error::ArchitectureMismatch { .. })));
+    assert!(matches!(
+        load_into(&path, &wider, &wider_vars),
+        Err(Error::ArchitectureMismatch { .. })
+    ));
     // A checkpoint whose variables do not fit its own configuration.
     let lying = tmp("lying.safetensors");
     save(&lying, &wider, &varmap, &BTreeMap::new()).unwrap();
-    assert!(matches!(load_model(&lying, &Device::Cpu), Err(Error::ArchitectureMismatch { .. })));
+    assert!(matches!(
+        load_model(&lying, &Device::Cpu),
+        Err(Error::ArchitectureMismatch { .. })
+    ));
 }

@@ -17,7 +17,11 @@ fn linear_mgnet(smoothings: Vec<usize>) -> (Box<dyn models::Model>, VarMap) {
         conv: ConvKind::Standard,
     });
     let varmap = VarMap::new();
-    let net = build(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+    let net = build(
+        &cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
     set(&varmap, "head.weight", &[1.0], &[1, 1]);
     set(&varmap, "head.bias", &[0.0], &[1]);
     (net, varmap)
@@ -25,8 +29,11 @@ fn linear_mgnet(smoothings: Vec<usize>) -> (Box<dyn models::Model>, VarMap) {
 
 fn set(varmap: &VarMap, name: &str, values: &[f32], shape: &[usize]) {
     let data = varmap.data().lock().unwrap();
-    let var = data.get(name).unwrap_or_else(|| panic!("no variable {name}"));
-    var.set(&Tensor::from_vec(values.to_vec(), shape, &Device::Cpu).unwrap()).unwrap();
+    let var = data
+        .get(name)
+        .unwrap_or_else(|| panic!("no variable {name}"));
+    var.set(&Tensor::from_vec(values.to_vec(), shape, &Device::Cpu).unwrap())
+        .unwrap();
 }
 
 /// A 3x3 stencil with only its centre `c`.
@@ -36,7 +43,12 @@ fn centre(c: f32) -> [f32; 9] {
 
 fn logit(net: &dyn models::Model, x: &[f32], n: usize) -> f32 {
     let x = Tensor::from_vec(x.to_vec(), (1, 1, n, n), &Device::Cpu).unwrap();
-    net.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0]
+    net.forward(&x, None)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()[0]
 }
 
 #[test]
@@ -63,12 +75,24 @@ fn two_levels_with_injection_by_hand() {
     let (net, vm) = linear_mgnet(vec![1, 1]);
     set(&vm, "theta.weight", &centre(1.0), &[1, 1, 3, 3]);
     for l in 0..2 {
-        set(&vm, &format!("levels.{l}.a.weight"), &centre(a), &[1, 1, 3, 3]);
-        set(&vm, &format!("levels.{l}.b.weight"), &centre(b), &[1, 1, 3, 3]);
+        set(
+            &vm,
+            &format!("levels.{l}.a.weight"),
+            &centre(a),
+            &[1, 1, 3, 3],
+        );
+        set(
+            &vm,
+            &format!("levels.{l}.b.weight"),
+            &centre(b),
+            &[1, 1, 3, 3],
+        );
     }
     set(&vm, "transitions.0.pi.weight", &centre(1.0), &[1, 1, 3, 3]);
     set(&vm, "transitions.0.r.weight", &centre(1.0), &[1, 1, 3, 3]);
-    let x = [1., 9., 2., 9., 9., 9., 9., 9., 3., 9., 4., 9., 9., 9., 9., 9.];
+    let x = [
+        1., 9., 2., 9., 9., 9., 9., 9., 3., 9., 4., 9., 9., 9., 9., 9.,
+    ];
     // x_I = [1, 2, 3, 4], mean 2.5.
     assert!((logit(net.as_ref(), &x, 4) - 1.28 * 2.5).abs() < 1e-5);
 }
@@ -79,7 +103,10 @@ fn conv3(s: &[f32; 9], u: &[f64], n: usize) -> Vec<f64> {
     for i in 0..n {
         for j in 0..n {
             for (k, &w) in s.iter().enumerate() {
-                let (ii, jj) = (i as isize + k as isize / 3 - 1, j as isize + k as isize % 3 - 1);
+                let (ii, jj) = (
+                    i as isize + k as isize / 3 - 1,
+                    j as isize + k as isize % 3 - 1,
+                );
                 if (0..n as isize).contains(&ii) && (0..n as isize).contains(&jj) {
                     out[i * n + j] += f64::from(w) * u[ii as usize * n + jj as usize];
                 }
@@ -99,8 +126,14 @@ fn one_level_stencils_match_a_dense_f64_iteration() {
     set(&vm, "theta.weight", &theta, &[1, 1, 3, 3]);
     set(&vm, "levels.0.a.weight", &a, &[1, 1, 3, 3]);
     set(&vm, "levels.0.b.weight", &b, &[1, 1, 3, 3]);
-    let x: Vec<f32> = (0..n * n).map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.3).collect();
-    let f = conv3(&theta, &x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), n);
+    let x: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.3)
+        .collect();
+    let f = conv3(
+        &theta,
+        &x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+        n,
+    );
     let mut u = vec![0.0; n * n];
     for _ in 0..3 {
         let au = conv3(&a, &u, n);
