@@ -59,18 +59,19 @@ impl Preset {
         }
     }
 
-    /// About 30 minutes for all of Table 2 on 2 CPU cores (sized from measured run times; see
-    /// docs/training.md).
+    /// About 30 minutes for all of Table 2 on 2 CPU cores, sized from a measured pair: the 7
+    /// runs of denoising with this UNet took 268 s at 120 iterations on a loaded machine
+    /// (single-paper alone 112 s); see docs/training.md.
     pub fn quick() -> Self {
         Self {
             name: "quick",
             size: 32,
             levels: 3,
             n0: 2,
-            iterations: 120,
+            iterations: 80,
             sr_iterations: 60,
             unet_channels: [8, 16, 32],
-            resnet_hidden: 32,
+            resnet_hidden: 16,
             espcn_hidden: [16, 16, 8, 8],
             srresnet: (16, 3),
             validation_images: 8,
@@ -452,7 +453,7 @@ pub fn summary(f: &Finished) -> String {
     let r = &f.record;
     let last_val = f.history.iter().rev().find_map(|p| p.val_loss);
     format!(
-        "{} {} {} {}: #WU {:.0}, wall {:.1} s, val loss {}, test {} {:.4}",
+        "{} {} {} {}: #WU {:.0}, wall {:.1} s, val loss {}, test {} {:.4} (psnr {:.2} dB, ssim {:.4})",
         r.task,
         r.model,
         r.strategy,
@@ -461,6 +462,8 @@ pub fn summary(f: &Finished) -> String {
         r.wall_s,
         last_val.map_or("-".into(), |v| format!("{v:.4e}")),
         r.metric.name(),
-        r.mean()
+        r.mean(),
+        crate::eval::mean(&f.scores.psnr),
+        crate::eval::mean(&f.scores.ssim),
     )
 }

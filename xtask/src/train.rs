@@ -526,6 +526,9 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
         last_val.map_or("-".into(), |v| format!("{v:.5e}")),
         r.final_checkpoint.display()
     );
+    if !r.variance_ratios.is_empty() {
+        println!("last per-term variance ratios V_l / V_fine: {}", fmt_ratios(&r.variance_ratios));
+    }
     Ok(())
 }
 
