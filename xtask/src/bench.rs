@@ -1,4 +1,4 @@
-//! `cargo xtask bench <conv|mfc>`: benchmarks that print ratios measured side by side in one run.
+//! `cargo xtask bench <conv|mfc|levels>`: benchmarks that print ratios measured side by side in one run.
 
 use crate::common::Context;
 
@@ -14,11 +14,14 @@ enum Which {
     Conv(crate::bench_conv::Args),
     /// Mesh-free convolution vs 3x3 convolution.
     Mfc(crate::bench_mfc::Args),
+    /// Per-level time ratios of a UNet training step (128^2 down to 8^2).
+    Levels(crate::bench_levels::Args),
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     match args.which {
         Which::Conv(a) => crate::bench_conv::run(a, ctx),
         Which::Mfc(a) => crate::bench_mfc::run(a, ctx),
+        Which::Levels(a) => crate::bench_levels::run(a, ctx),
     }
 }

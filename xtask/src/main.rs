@@ -6,6 +6,7 @@ mod common;
 mod bench;
 mod bench_conv;
 mod bench_levels;
+mod bench_levels;
 mod bench_mfc;
 mod adam;
 mod checkpointing;
@@ -17,11 +18,13 @@ mod models_cmd;
 mod pictures;
 mod plot;
 mod reproduce;
+mod reproduce_table1;
 mod reproduce_runs;
 mod reproduce_table2;
 mod reproduce_table5;
 mod reproduce_table6;
 mod stencil;
+mod threads;
 mod train;
 mod workunits_cmd;
 
@@ -59,6 +62,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    threads::configure();
     let cli = Cli::parse();
     let log_file = match &cli.command {
         Command::Train(a) => Some(train::train_log(a)?),

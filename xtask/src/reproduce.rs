@@ -16,6 +16,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Experiment {
+    /// 001 Table 1: UNet loss-evaluation time per mesh, single-scale vs MGE wall time and #WU.
+    Table1(crate::reproduce_table1::Args),
     /// 001 Table 2: every task x strategy x subsampling, with the three single-scale baselines.
     Table2(crate::reproduce_table2::Args),
     /// 001 Table 5: test error at fixed #WU budgets, single-scale against multiscale.
@@ -73,6 +75,7 @@ pub enum Protocol {
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     match args.experiment {
+        Experiment::Table1(a) => crate::reproduce_table1::run(a, ctx),
         Experiment::Table2(a) => crate::reproduce_table2::run(a, ctx),
         Experiment::Table5(a) => crate::reproduce_table5::run(a, ctx),
         Experiment::Table6(a) => crate::reproduce_table6::run(a, ctx),

@@ -1,0 +1,25 @@
+//! Thread-pool settings applied at start-up, before the first tensor operation (issue 5,
+//! item 2; measured in `docs/performance.md`, "Per-level cost").
+//!
+//! - `RAYON_NUM_THREADS`: candle 0.11's `get_num_threads()` re-reads it on every matmul and,
+//!   when unset, counts the physical cores by parsing `/proc/cpuinfo` (`num_cpus`), which took
+//!   about a fifth of a UNet training step at 8^2.
+//! - `CANDLE_NUM_THREADS = 1`: candle's element-wise ops otherwise run on its own barrier pool
+//!   whose threads spin-wait (25,000 spins) beside rayon's; on a loaded 2-core machine the
+//!   spinning took 50 % of the cycles of a training step at 32^2. The convolutions keep every
+//!   core through rayon (`fastconv`).
+//!
+//! A value already in the environment is left as it is.
+
+/// Sets the two variables where unset (`RAYON_NUM_THREADS` = available cores).
+pub fn configure() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
