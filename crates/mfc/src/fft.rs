@@ -50,6 +50,21 @@ pub fn irfft2_packed(z: &Tensor, width: usize) -> candle_core::Result<Tensor> {
     })
 }
 
+/// `irfft2` of `p` packed half-spectrum planes `[2, p, h, w/2+1]` to `[p, h, w]`, for fused ops.
+pub(crate) fn irfft2_planes<T: Float>(packed: &[T], p: usize, h: usize, w: usize) -> Vec<T> {
+    let (re, im) = packed.split_at(p * h * (w / 2 + 1));
+    irfft2_cpu(re, im, p, h, w, &Kind::Irfft2.column_scales(h, w))
+}
+
+/// `irfft2^T g = w rfft2(g) / (H W)` as a packed spectrum, outside autograd (for the backward
+/// passes of fused ops).
+pub(crate) fn irfft2_adjoint(g: &Tensor, width: usize) -> candle_core::Result<Tensor> {
+    g.contiguous()?.apply_op1_no_bwd(&Transform {
+        kind: Kind::Irfft2T,
+        width,
+    })
+}
+
 /// Hermitian half-spectrum weight `w_m` of column `m` (1 on columns 0 and W/2 for even W, else 2).
 fn half_weight(m: usize, width: usize) -> f64 {
     if m == 0 || 2 * m == width {

@@ -123,18 +123,22 @@ impl Mfc {
         }
         let c_out = self.weight.dim(0)?;
         let m = self.weight.reshape((c_out, c))?;
+        if self.backend.effective(x) == Backend::Fft {
+            // Fused CPU path (same maps): one op each for `M u + b`, rfft2, and symbol + irfft2.
+            let b = match &self.bias {
+                Some(b) => b.clone(),
+                None => Tensor::zeros(c_out, x.dtype(), x.device())?,
+            };
+            let v = crate::pointwise::pointwise(x, &m, &b)?;
+            let z = crate::fft::rfft2_packed(&v)?;
+            let coef = self.params.coefficients()?;
+            return crate::symbol_product::symbol_irfft2(&z, &coef, w, extent);
+        }
         let mut v = m
             .broadcast_matmul(&x.reshape((n, c, h * w))?)?
             .reshape((n, c_out, h, w))?;
         if let Some(b) = &self.bias {
             v = v.broadcast_add(&b.reshape((1, c_out, 1, 1))?)?;
-        }
-        if self.backend.effective(&v) == Backend::Fft {
-            // Fused CPU path: packed spectra, the symbol built and applied by one op.
-            let z = crate::fft::rfft2_packed(&v)?;
-            let coef = self.params.coefficients()?;
-            let z = crate::symbol_product::symbol_product(&z, &coef, w, extent)?;
-            return crate::fft::irfft2_packed(&z, w);
         }
         let k = Wavenumbers::half(h, w, extent, x.dtype(), x.device())?;
         let (s_re, s_im) = self.params.symbol(&k)?;

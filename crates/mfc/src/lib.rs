@@ -27,7 +27,8 @@
 //!
 //! **Backends** ([`Backend`]): (a) [`fft`], realfft/rustfft inside candle custom ops with exact
 //! backward passes (the adjoints with the Hermitian half-spectrum weights), on the CPU, with the
-//! symbol built and applied by one fused custom op ([`symbol_product`]);
+//! symbol built and applied by one fused custom op ([`symbol_product`]) and `M` as one gemm op
+//! ([`pointwise`]);
 //! (b) [`dft_matmul`], the DFT as matmuls with cached cos/sin matrices, on any device.
 //!
 //! **Cost.** `O(C n^2 log n)` per image with the FFT backend (plus `O(C_in C_out n^2)` for `M`),
@@ -55,6 +56,7 @@ pub mod dft_matmul;
 pub mod error;
 pub mod fft;
 pub mod layer;
+pub mod pointwise;
 pub mod spectral;
 pub mod symbol;
 pub mod symbol_product;

@@ -13,7 +13,9 @@
 //! `dQ = -E (alpha dS_re + D dS_im)`, `d q_xx = sum_k dQ k_x^2` (likewise `q_xy`, `q_yy`).
 //! Parameter sums are accumulated in f64.
 
-use crate::fft::{contiguous, packed_dims, split_planes, Float, SharedMut};
+use crate::fft::{
+    contiguous, irfft2_adjoint, irfft2_planes, packed_dims, split_planes, Float, SharedMut,
+};
 use crate::symbol::mode;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use std::f64::consts::PI;
@@ -31,6 +33,27 @@ pub fn symbol_product(
     width: usize,
     extent: (f64, f64),
 ) -> candle_core::Result<Tensor> {
+    apply(z, coef, width, extent, false)
+}
+
+/// `irfft2(S_c(k) Z)` in one op (same arguments as [`symbol_product`]), `[.., C, H, width]`:
+/// the MFC's last step without the intermediate spectrum, differentiable in `z` and `coef`.
+pub fn symbol_irfft2(
+    z: &Tensor,
+    coef: &Tensor,
+    width: usize,
+    extent: (f64, f64),
+) -> candle_core::Result<Tensor> {
+    apply(z, coef, width, extent, true)
+}
+
+fn apply(
+    z: &Tensor,
+    coef: &Tensor,
+    width: usize,
+    extent: (f64, f64),
+    inverse: bool,
+) -> candle_core::Result<Tensor> {
     let (lead, _, h, wh) = packed_dims(z.dims())?;
     let c = coef.dim(0)?;
     if width == 0 || width / 2 + 1 != wh || lead.last() != Some(&c) || coef.dims() != [c, NCOEF] {
@@ -47,6 +70,7 @@ pub fn symbol_product(
     let op = SymbolProduct {
         x: Axis::new(width, wh, lx),
         y: Axis::new(h, h, ly),
+        inverse: inverse.then_some(width),
     };
     z.contiguous()?.apply_op2(&coef.contiguous()?, op)
 }
@@ -77,11 +101,13 @@ impl Axis {
     }
 }
 
-/// The forward op; `x` along the half-spectrum columns, `y` along the rows.
+/// The forward op; `x` along the half-spectrum columns, `y` along the rows; with
+/// `inverse = Some(width)` the product is followed by `irfft2` to that width.
 #[derive(Debug, Clone)]
 struct SymbolProduct {
     x: Axis,
     y: Axis,
+    inverse: Option<usize>,
 }
 
 /// The backward op: `(G, Z, coef) -> [dZ (flat), dcoef (flat)]` in one flat tensor.
@@ -137,6 +163,15 @@ fn sizes(dims: &[usize], channels: usize) -> candle_core::Result<(usize, usize)>
 }
 
 impl SymbolProduct {
+    /// The op's output: the packed product, or its `irfft2` when `inverse` is set.
+    fn run<T: Float>(&self, z: &[T], q: &[T], p: usize, h: usize, hw: usize) -> Vec<T> {
+        let out = self.forward(z, q, p, hw);
+        match self.inverse {
+            Some(w) => irfft2_planes(&out, p, h, w),
+            None => out,
+        }
+    }
+
     fn forward<T: Float>(&self, z: &[T], q: &[T], p: usize, hw: usize) -> Vec<T> {
         let (c, tables) = (q.len() / NCOEF, Tables::<T>::new(self));
         let mut out = vec![T::zero(); 2 * p * hw];
@@ -241,17 +276,23 @@ impl CustomOp2 for SymbolProduct {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (p, hw) = sizes(l1.shape().dims(), l2.shape().dims().first().copied().unwrap_or(0))?;
+        let dims = l1.shape().dims();
+        let (p, hw) = sizes(dims, l2.shape().dims().first().copied().unwrap_or(0))?;
+        let h = dims[dims.len() - 2];
         let out = match (s1, s2) {
             (CpuStorage::F32(z), CpuStorage::F32(q)) => {
-                CpuStorage::F32(self.forward(contiguous(z, l1)?, contiguous(q, l2)?, p, hw))
+                CpuStorage::F32(self.run(contiguous(z, l1)?, contiguous(q, l2)?, p, h, hw))
             }
             (CpuStorage::F64(z), CpuStorage::F64(q)) => {
-                CpuStorage::F64(self.forward(contiguous(z, l1)?, contiguous(q, l2)?, p, hw))
+                CpuStorage::F64(self.run(contiguous(z, l1)?, contiguous(q, l2)?, p, h, hw))
             }
             _ => candle_core::bail!("mfc symbol product: f32 or f64, same for both inputs"),
         };
-        Ok((out, l1.shape().clone()))
+        let shape = match self.inverse {
+            Some(w) => Shape::from([&dims[1..dims.len() - 1], &[w]].concat()),
+            None => l1.shape().clone(),
+        };
+        Ok((out, shape))
     }
 
     fn bwd(
@@ -261,9 +302,11 @@ impl CustomOp2 for SymbolProduct {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let flat = grad
-            .contiguous()?
-            .apply_op3_no_bwd(z, coef, &SymbolProductBwd(self.clone()))?;
+        let grad = match self.inverse {
+            Some(w) => irfft2_adjoint(grad, w)?,
+            None => grad.contiguous()?,
+        };
+        let flat = grad.apply_op3_no_bwd(z, coef, &SymbolProductBwd(self.clone()))?;
         let len = z.elem_count();
         Ok((
             Some(flat.narrow(0, 0, len)?.reshape(z.shape())?),

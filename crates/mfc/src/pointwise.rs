@@ -1,0 +1,122 @@
+//! The MFC's 1x1 embedding `v_n = M u_n + b` (SPEC section 2, step 1; 000 eq. 18) as one CPU
+//! custom op: `[N, C_in, H, W] -> [N, C_out, H, W]`, one gemm per image, so autograd sees one node
+//! instead of reshape, matmul, reshape and bias. Backward (exact): `du_n = M^T g_n`,
+//! `dM = sum_n g_n u_n^T`, `db = sum_{n, pixels} g`.
+
+use crate::fft::{contiguous, split_planes, SharedMut};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+/// `v_n = M u_n + b` per pixel for `x [N, C_in, H, W]`, `weight [C_out, C_in]`, `bias [C_out]`
+/// (000 eq. 18), differentiable in all three. CPU only, f32 or f64.
+pub fn pointwise(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let (_, ci, _, _) = x.dims4()?;
+    let (co, wci) = weight.dims2()?;
+    if wci != ci || bias.dims() != [co] {
+        candle_core::bail!(
+            "mfc pointwise: input {:?}, weight {:?}, bias {:?}",
+            x.dims(),
+            weight.dims(),
+            bias.dims()
+        );
+    }
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Pointwise)
+}
+
+struct Pointwise;
+
+/// `out_n = M x_n + b` for `n` images of `ci x hw` values.
+fn forward<T: Copy + Send + Sync + 'static>(
+    x: &[T],
+    m: &[T],
+    b: &[T],
+    n: usize,
+    hw: usize,
+    one: T,
+) -> Vec<T> {
+    let (co, ci) = (b.len(), m.len() / b.len().max(1));
+    let mut out: Vec<T> = (0..n)
+        .flat_map(|_| b.iter().flat_map(|&v| std::iter::repeat_n(v, hw)))
+        .collect();
+    let ptr = SharedMut(out.as_mut_ptr());
+    split_planes(n, co * hw, |start, count| {
+        for img in start..start + count {
+            let xi = &x[img * ci * hw..(img + 1) * ci * hw];
+            // SAFETY: image `img` is written by exactly one worker; the range lies in `out`.
+            let dst = unsafe { ptr.slice(img * co * hw, co * hw) };
+            // SAFETY: row-major [co, hw] = [co, ci] x [ci, hw], strides match the slices above.
+            unsafe {
+                gemm::gemm(
+                    co,
+                    hw,
+                    ci,
+                    dst.as_mut_ptr(),
+                    1,
+                    hw as isize,
+                    true,
+                    m.as_ptr(),
+                    1,
+                    ci as isize,
+                    xi.as_ptr(),
+                    1,
+                    hw as isize,
+                    one,
+                    one,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    });
+    out
+}
+
+impl CustomOp3 for Pointwise {
+    fn name(&self) -> &'static str {
+        "mfc-pointwise"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, _, h, w) = l1.shape().dims4()?;
+        let co = l3.shape().elem_count();
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(m), CpuStorage::F32(b)) => {
+                let (x, m, b) = (contiguous(x, l1)?, contiguous(m, l2)?, contiguous(b, l3)?);
+                CpuStorage::F32(forward(x, m, b, n, h * w, 1.0))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(m), CpuStorage::F64(b)) => {
+                let (x, m, b) = (contiguous(x, l1)?, contiguous(m, l2)?, contiguous(b, l3)?);
+                CpuStorage::F64(forward(x, m, b, n, h * w, 1.0))
+            }
+            _ => candle_core::bail!("mfc pointwise: f32 or f64, same for all inputs"),
+        };
+        Ok((out, Shape::from((n, co, h, w))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        m: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, co, h, w) = grad.dims4()?;
+        let g = grad.reshape((n, co, h * w))?;
+        let x3 = x.reshape((n, x.dim(1)?, h * w))?;
+        let dx = m.t()?.broadcast_matmul(&g)?.reshape(x.shape())?;
+        let dm = g.matmul(&x3.t()?)?.sum(0)?;
+        let db = g.sum(2)?.sum(0)?;
+        Ok((Some(dx), Some(dm), Some(db)))
+    }
+}
