@@ -23,6 +23,8 @@ mod reproduce_runs;
 mod reproduce_table2;
 mod reproduce_table5;
 mod reproduce_table6;
+mod reproduce_example1;
+mod reproduce_coarsen_crop;
 mod stencil;
 mod threads;
 mod train;

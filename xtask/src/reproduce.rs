@@ -24,6 +24,11 @@ pub enum Experiment {
     Table5(crate::reproduce_table5::Args),
     /// 001 Table 6: multiscale and full-multiscale with L = 2, 3, 4 levels.
     Table6(crate::reproduce_table6::Args),
+    /// 001 Example 1 / Figure 2: gradient differences between meshes vs noise, 3x3 conv vs MFC.
+    Example1(crate::reproduce_example1::Args),
+    /// 001 Appendix A.2: telescoping gradient error for coarsening, cropping and both, vs h and L.
+    #[command(name = "coarsen-vs-crop")]
+    CoarsenVsCrop(crate::reproduce_coarsen_crop::Args),
 }
 
 /// Flags every experiment accepts.
@@ -79,6 +84,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         Experiment::Table2(a) => crate::reproduce_table2::run(a, ctx),
         Experiment::Table5(a) => crate::reproduce_table5::run(a, ctx),
         Experiment::Table6(a) => crate::reproduce_table6::run(a, ctx),
+        Experiment::Example1(a) => crate::reproduce_example1::run(a),
+        Experiment::CoarsenVsCrop(a) => crate::reproduce_coarsen_crop::run(a),
     }
 }
 
