@@ -179,7 +179,9 @@ impl Transform {
         } else {
             let (mut lead, p, h, wh) = packed_dims(dims)?;
             if w == 0 || w / 2 + 1 != wh {
-                candle_core::bail!("mfc irfft2: width {w} does not match {wh} half-spectrum columns");
+                candle_core::bail!(
+                    "mfc irfft2: width {w} does not match {wh} half-spectrum columns"
+                );
             }
             let (re, im) = v.split_at(p * h * wh);
             let scales = self.kind.column_scales(h, w);

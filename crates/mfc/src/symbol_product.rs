@@ -310,7 +310,10 @@ impl CustomOp2 for SymbolProduct {
         let len = z.elem_count();
         Ok((
             Some(flat.narrow(0, 0, len)?.reshape(z.shape())?),
-            Some(flat.narrow(0, len, coef.elem_count())?.reshape(coef.shape())?),
+            Some(
+                flat.narrow(0, len, coef.elem_count())?
+                    .reshape(coef.shape())?,
+            ),
         ))
     }
 }
@@ -332,7 +335,10 @@ impl CustomOp3 for SymbolProductBwd {
         if l1.shape() != l2.shape() {
             candle_core::bail!("mfc symbol product bwd: gradient and spectrum shapes differ");
         }
-        let (p, hw) = sizes(l1.shape().dims(), l3.shape().dims().first().copied().unwrap_or(0))?;
+        let (p, hw) = sizes(
+            l1.shape().dims(),
+            l3.shape().dims().first().copied().unwrap_or(0),
+        )?;
         let n = l1.shape().elem_count() + l3.shape().elem_count();
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(g), CpuStorage::F32(z), CpuStorage::F32(q)) => {
