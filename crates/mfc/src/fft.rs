@@ -11,8 +11,11 @@
 //!   and the Nyquist column `m_x = W/2` (even W), `w_m = 2` otherwise,
 //!   `rfft2^T G = H W irfft2(G / w)` and `irfft2^T g = w rfft2(g) / (H W)`.
 //!
-//! The op `Rfft2` returns re and im stacked on a new leading axis, `[2, .., H, W/2+1]`; the public
-//! functions split it into a [`Spectrum`] of two views (no copy).
+//! All four maps (`rfft2`, `irfft2` and the two adjoints) are one op, `Transform`, over one pair of
+//! kernels with the weights and `1/(HW)` folded into a per-column scale; each map's backward pass
+//! is its adjoint map. Spectra are packed: re and im stacked on a new leading axis,
+//! `[2, .., H, W/2+1]` ([`rfft2_packed`], [`irfft2_packed`]); [`rfft2`] splits that into a
+//! [`Spectrum`] of two views (no copy).
 
 use crate::backend::Spectrum;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
