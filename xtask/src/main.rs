@@ -6,7 +6,6 @@ mod common;
 mod bench;
 mod bench_conv;
 mod bench_levels;
-mod bench_levels;
 mod bench_mfc;
 mod adam;
 mod checkpointing;
