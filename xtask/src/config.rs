@@ -189,8 +189,13 @@ pub struct TrainSection {
     /// Default strategy (`--strategy` overrides it).
     #[serde(default = "default_strategy")]
     pub strategy: Strategy,
-    /// Number of mesh levels L.
-    pub levels: usize,
+    /// Number of mesh levels L; when absent, [`TrainConfig::parse`] chooses it by the guideline
+    /// of 001 section 4 ([`guideline_levels`]) and sets `levels_auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<usize>,
+    /// True when `levels` was chosen by the guideline rather than given (logged by the run).
+    #[serde(skip)]
+    pub levels_auto: bool,
     /// Base batch size N_0 (finest-level batch of the MGE, and the practical single-scale batch).
     pub n0: usize,
     /// Explicit per-level batch sizes (finest first); default `2^l N_0`.
@@ -297,6 +302,25 @@ fn default_validate_every() -> usize {
 }
 
 const SUBSAMPLINGS: [&str; 3] = ["coarsen", "crop", "both"];
+/// Smallest coarsest mesh the level-count guideline keeps (001 section 4: "typically >= 8x8").
+pub const MIN_COARSEST_MESH: usize = 8;
+
+/// The guideline of 001 section 4 for L when the config gives none: the largest L (at most 8)
+/// whose coarsest mesh `n / 2^(L-1)` is an integer, at least [`MIN_COARSEST_MESH`], divisible by
+/// the model's down-sampling `factor` (and even for super-resolution); 1 when no L > 1 qualifies.
+pub fn guideline_levels(n: usize, factor: usize, superres: bool) -> usize {
+    (2..=8)
+        .rev()
+        .find(|&l| {
+            let c = 1usize << (l - 1);
+            n % c == 0
+                && n / c >= MIN_COARSEST_MESH
+                && (n / c) % factor.max(1) == 0
+                && (!superres || (n / c) % 2 == 0)
+        })
+        .unwrap_or(1)
+}
+
 const RESTRICTIONS: [&str; 3] = ["average", "injection", "full-weighting"];
 const HOT_STARTS: [&str; 2] = ["identity", "galerkin"];
 
@@ -309,8 +333,16 @@ impl TrainConfig {
 
     /// Parse and validate TOML `text`; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let cfg: TrainConfig =
+        let mut cfg: TrainConfig =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: invalid config: {e}", origin.display()))?;
+        if cfg.train.levels.is_none() {
+            let model: models::ModelConfig = toml::Value::Table(cfg.model.clone())
+                .try_into()
+                .map_err(|e| anyhow::anyhow!("{}: [model]: {e}", origin.display()))?;
+            let superres = cfg.task == Task::Superres;
+            cfg.train.levels = Some(guideline_levels(cfg.data.size, model.downsampling_factor(), superres));
+            cfg.train.levels_auto = true;
+        }
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -320,17 +352,22 @@ impl TrainConfig {
         toml::to_string_pretty(self).context("cannot serialise the config")
     }
 
+    /// The number of mesh levels L (`train.levels`, or the guideline's choice made by `parse`).
+    pub fn levels(&self) -> usize {
+        self.train.levels.unwrap_or(1)
+    }
+
     /// Per-level MGE batch sizes, finest first: `train.batch` or `2^l N_0`.
     pub fn level_batches(&self) -> Vec<usize> {
         let t = &self.train;
-        t.batch.clone().unwrap_or_else(|| (0..t.levels).map(|l| t.n0 << l).collect())
+        t.batch.clone().unwrap_or_else(|| (0..self.levels()).map(|l| t.n0 << l).collect())
     }
 
     /// Full-multiscale stage iterations, coarsest stage first (SPEC section 4).
     pub fn stage_iterations(&self) -> Vec<usize> {
         let t = &self.train;
         let first = t.fmg_iterations.unwrap_or(t.iterations);
-        (0..t.levels)
+        (0..self.levels())
             .map(|k| match t.fmg_schedule {
                 FmgSchedule::Halving => (first >> k).max(1),
                 FmgSchedule::Equal => first,
@@ -343,10 +380,11 @@ impl TrainConfig {
         let f = origin.display();
         let d = &self.data;
         let t = &self.train;
-        if !(1..=8).contains(&t.levels) {
-            bail!("{f}: train.levels = {}: must be between 1 and 8", t.levels);
+        let levels = self.levels();
+        if !(1..=8).contains(&levels) {
+            bail!("{f}: train.levels = {levels}: must be between 1 and 8");
         }
-        let coarsest = 1usize << (t.levels - 1);
+        let coarsest = 1usize << (levels - 1);
         if d.size < 4 * coarsest || d.size % coarsest != 0 {
             bail!(
                 "{f}: data.size = {}: must be a multiple of 2^(levels-1) = {coarsest} and at least {} so the coarsest mesh has 4 pixels a side",
@@ -375,8 +413,8 @@ impl TrainConfig {
         positive_f(&f, "data.grf_beta", d.grf_beta)?;
         positive(&f, "train.n0", t.n0)?;
         if let Some(b) = &t.batch {
-            if b.len() != t.levels {
-                bail!("{f}: train.batch has {} entries: must have one per level (train.levels = {})", b.len(), t.levels);
+            if b.len() != levels {
+                bail!("{f}: train.batch has {} entries: must have one per level (train.levels = {levels})", b.len());
             }
             if b.contains(&0) {
                 bail!("{f}: train.batch = {b:?}: every batch size must be at least 1");
@@ -503,6 +541,53 @@ lr = 5e-4
         }
         let e = err(&GOOD.replace("task = \"denoise\"", "task = \"colorize\""));
         assert!(e.contains("colorize") && e.contains("task"), "{e}");
+    }
+
+    #[test]
+    fn guideline_keeps_the_coarsest_mesh_at_least_8x8() {
+        // 001 section 4: 64x64 -> L = 4 (coarsest 8x8); 256x256 -> 6.
+        assert_eq!(guideline_levels(64, 1, false), 4);
+        assert_eq!(guideline_levels(256, 1, false), 6);
+        assert_eq!(guideline_levels(32, 4, false), 3);
+        // A down-sampling factor of 16 needs a coarsest mesh divisible by 16.
+        assert_eq!(guideline_levels(64, 16, false), 3);
+        // 96 = 3 * 32: coarsest 12 at L = 4 (not 6 at L = 5, below 8).
+        assert_eq!(guideline_levels(96, 1, false), 4);
+        // Super-resolution needs an even coarsest mesh: 72 -> 18 at L = 3, not 9 at L = 4.
+        assert_eq!(guideline_levels(72, 1, true), 3);
+        assert_eq!(guideline_levels(72, 1, false), 4);
+        // Too small or odd: a single level.
+        assert_eq!(guideline_levels(12, 1, false), 1);
+        assert_eq!(guideline_levels(9, 1, false), 1);
+        // At most 8 levels.
+        assert_eq!(guideline_levels(4096, 1, false), 8);
+        // Independent check over sizes: the choice satisfies the rule and L + 1 does not.
+        for n in 4..=300usize {
+            for factor in [1usize, 2, 4, 8, 16] {
+                let l = guideline_levels(n, factor, false);
+                let ok = |l: usize| {
+                    let c = 1usize << (l - 1);
+                    n % c == 0 && n / c >= 8 && (n / c) % factor == 0
+                };
+                assert!(l == 1 || ok(l), "n {n} factor {factor} L {l}");
+                assert!(l == 8 || (l + 1..=8).all(|m| !ok(m)), "n {n} factor {factor} L {l}");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_levels_are_chosen_by_the_guideline() {
+        let c = parse(&GOOD.replace("levels = 3\n", "").replace("size = 32", "size = 64")).unwrap();
+        // UNet (factor 4) at 64: L = 4 gives 8x8, divisible by 4.
+        assert_eq!((c.levels(), c.train.levels_auto), (4, true));
+        assert_eq!(c.level_batches(), vec![2, 4, 8, 16]);
+        let five = GOOD.replace("levels = 3\n", "").replace("kind = \"unet\"", "kind = \"unet5\"");
+        let c = parse(&five.replace("size = 32", "size = 64")).unwrap();
+        assert_eq!(c.levels(), 3, "unet5 down-samples by 16: coarsest 16x16");
+        // The written config carries the choice explicitly.
+        assert!(c.to_toml().unwrap().contains("levels = 3"));
+        let given = parse(GOOD).unwrap();
+        assert_eq!((given.levels(), given.train.levels_auto), (3, false));
     }
 }
 

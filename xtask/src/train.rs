@@ -349,8 +349,18 @@ pub fn train_run(
             .with_context(|| format!("initial weights {}", path.display()))?;
     }
     let t = &cfg.train;
-    let coarsest = cfg.data.size >> (t.levels - 1);
+    let levels = cfg.levels();
+    let coarsest = cfg.data.size >> (levels - 1);
     let factor = model.downsampling_factor();
+    if t.levels_auto {
+        tracing::info!(
+            levels,
+            coarsest,
+            factor,
+            "train.levels not given: chose L = {levels} by 001 section 4's guideline (coarsest mesh {coarsest}x{coarsest} >= {m}x{m}, divisible by the model's down-sampling factor {factor})",
+            m = crate::config::MIN_COARSEST_MESH
+        );
+    }
     if coarsest % factor != 0 {
         bail!(
             "{}: data.size = {}: the coarsest mesh ({coarsest}) must be a multiple of the model's down-sampling factor {factor}",
@@ -359,7 +369,7 @@ pub fn train_run(
         );
     }
     let plan = mge::LevelPlan {
-        levels: t.levels,
+        levels,
         first_level: 0,
         batch: cfg.level_batches(),
         subsampling: t.subsampling.parse().map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?,
@@ -640,6 +650,37 @@ stats_every = 0
         let ck = checkpointing::load_latest::<State>(&out).unwrap().unwrap();
         assert_eq!(ck.state.iterations_done, iteration);
         models::checkpoint::load(&ck.dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// A `MakeWriter` collecting the log in memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_chosen_level_count_is_logged() {
+        let origin = Path::new("tiny.toml");
+        let cfg = TrainConfig::parse(&TINY.replace("levels = 2\n", "").replace("iterations = 12", "iterations = 2"), origin).unwrap();
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let out = tmp("auto-levels");
+        tracing::subscriber::with_default(subscriber, || {
+            train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).unwrap();
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        // 16x16 UNet (factor 4): L = 2 keeps an 8x8 coarsest mesh.
+        assert!(text.contains("chose L = 2") && text.contains("coarsest mesh 8x8"), "{text}");
         std::fs::remove_dir_all(&out).ok();
     }
 }

@@ -287,6 +287,22 @@ impl ModelConfig {
         self
     }
 
+    /// The down-sampling factor of the network this configuration builds (what
+    /// [`Model::downsampling_factor`] returns, without building it): `2^(levels-1)` for the UNets
+    /// and MgNet, 1 for the full-resolution models.
+    pub fn downsampling_factor(&self) -> usize {
+        match self {
+            Self::Unet(c) => 1 << (Self::unet_channels(c, 3).len().max(1) - 1),
+            Self::Unet5(c) => 1 << (Self::unet_channels(c, 5).len().max(1) - 1),
+            Self::Mgnet(c) => 1 << (c.channels.len().max(1) - 1),
+            Self::Resnet(_)
+            | Self::Resnet18(_)
+            | Self::Resnet50(_)
+            | Self::Espcn(_)
+            | Self::Srresnet(_) => 1,
+        }
+    }
+
     /// The UNet level widths this configuration builds.
     fn unet_channels(cfg: &UnetConfig, levels: usize) -> Vec<usize> {
         cfg.channels
