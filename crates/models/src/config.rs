@@ -45,7 +45,7 @@ impl Default for UnetConfig {
 }
 
 /// The authors' ResNet (`kind = "resnet"`, 001 Table 7).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResnetConfig {
     /// Input channels.
@@ -56,10 +56,18 @@ pub struct ResnetConfig {
     pub hidden: usize,
     /// Residual blocks (2).
     pub blocks: usize,
+    /// Residual step size: blocks are `x + dt F(x)` (forward Euler, 002 eq. 2.9); 1 (the
+    /// authors' ResNet) is the default and is not written out.
+    #[serde(skip_serializing_if = "is_unit_step")]
+    pub dt: f64,
     /// Condition on the noise level `t` (denoising).
     pub noise_conditioning: bool,
     /// Convolution kind of the spatial convolutions.
     pub conv: ConvKind,
+}
+
+fn is_unit_step(dt: &f64) -> bool {
+    *dt == 1.0
 }
 
 impl Default for ResnetConfig {
@@ -69,6 +77,7 @@ impl Default for ResnetConfig {
             out_channels: 3,
             hidden: 128,
             blocks: 2,
+            dt: 1.0,
             noise_conditioning: true,
             conv: ConvKind::Standard,
         }
@@ -203,7 +212,7 @@ impl Default for MgnetConfig {
 
 /// Every model this crate builds, tagged by `kind` (JSON/TOML: `kind = "unet"`, then the fields
 /// of the variant's config, all optional).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ModelConfig {
     /// 3-level UNet, 32/64/128 (001 Table 7).

@@ -31,6 +31,7 @@ pub mod model;
 pub mod norm;
 pub mod params;
 pub mod resnet;
+pub mod residual;
 pub mod srresnet;
 pub mod superres;
 pub mod transfer;

@@ -7,6 +7,7 @@ use crate::embedding::{add_channelwise, noise_level, ResnetEmbedding};
 use crate::error::{Error, Result};
 use crate::model::{validate, Model};
 use crate::norm::GroupNorm;
+use crate::residual::EulerStep;
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
@@ -78,13 +79,15 @@ pub enum Layout {
     },
 }
 
-/// `y = Close(x_B)`, `x_{b+1} = x_b + Block_b(x_b, t)`, `x_0 = Open(x)` with 1x1 `Open`/`Close`
-/// (authors' `resnet`; `Close` initialised at 1e-3 scale). Down-sampling factor 1.
+/// `y = Close(x_B)`, `x_{b+1} = x_b + dt Block_b(x_b, t)`, `x_0 = Open(x)` with 1x1 `Open`/`Close`
+/// (authors' `resnet` at `dt = 1`; `Close` initialised at 1e-3 scale; forward Euler, 002 eq. 2.9).
+/// Down-sampling factor 1.
 pub struct ResNet {
     in_channels: usize,
     conditioned: bool,
     open: Conv,
     blocks: Vec<Block>,
+    step: EulerStep,
     close: Conv,
 }
 
@@ -141,6 +144,7 @@ impl ResNet {
             conditioned,
             open: Conv::new(ConvSpec::new(in_channels, hidden, 1), kind, vb.pp("open"))?,
             blocks,
+            step: EulerStep::UNIT,
             close: Conv::new(
                 ConvSpec::new(hidden, out_channels, 1).init_scale(1e-3),
                 kind,
@@ -149,10 +153,17 @@ impl ResNet {
         })
     }
 
-    /// The Table 7 ResNet from its configuration.
+    /// The same network with residual steps `x + dt Block(x)` (002 eq. 2.9).
+    pub fn with_step(mut self, step: EulerStep) -> Self {
+        self.step = step;
+        self
+    }
+
+    /// The Table 7 ResNet from its configuration (`cfg.dt` is the residual step size).
     pub fn from_config(cfg: &ResnetConfig, vb: VarBuilder) -> Result<Self> {
+        let step = EulerStep::new(cfg.dt)?;
         let layout = Layout::Basic { count: cfg.blocks };
-        Self::new(
+        Ok(Self::new(
             cfg.in_channels,
             cfg.out_channels,
             cfg.hidden,
@@ -160,7 +171,8 @@ impl ResNet {
             cfg.noise_conditioning,
             cfg.conv,
             vb,
-        )
+        )?
+        .with_step(step))
     }
 
     /// ResNet18-style: 8 basic blocks at `width` (1 + 16 + 1 = 18 layers).
@@ -206,7 +218,7 @@ impl Model for ResNet {
         };
         let mut h = self.open.forward(x)?;
         for block in &self.blocks {
-            h = (&h + block.forward(&h, t.as_ref())?)?;
+            h = self.step.apply(&h, &block.forward(&h, t.as_ref())?)?;
         }
         self.close.forward(&h)
     }
