@@ -60,6 +60,10 @@ pub struct ResnetConfig {
     /// authors' ResNet) is the default and is not written out.
     #[serde(skip_serializing_if = "is_unit_step")]
     pub dt: f64,
+    /// Activation inside the blocks: the authors' leaky ReLU by default (not written out), or
+    /// e.g. the Hat of 004.
+    #[serde(skip_serializing_if = "is_leaky_relu")]
+    pub activation: Activation,
     /// Condition on the noise level `t` (denoising).
     pub noise_conditioning: bool,
     /// Convolution kind of the spatial convolutions.
@@ -70,6 +74,10 @@ fn is_unit_step(dt: &f64) -> bool {
     *dt == 1.0
 }
 
+fn is_leaky_relu(a: &Activation) -> bool {
+    *a == Activation::LeakyRelu
+}
+
 impl Default for ResnetConfig {
     fn default() -> Self {
         Self {
@@ -78,6 +86,7 @@ impl Default for ResnetConfig {
             hidden: 128,
             blocks: 2,
             dt: 1.0,
+            activation: Activation::LeakyRelu,
             noise_conditioning: true,
             conv: ConvKind::Standard,
         }
@@ -165,19 +174,55 @@ impl Default for SrResnetConfig {
     }
 }
 
-/// Activation inside MgNet's `sigma`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Activation of a model (`activation = "relu"`, or `activation = { hat = { support = [5.0,
+/// 10.0], trainable = true } }` in TOML); applied by [`crate::activation::Act`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// `max(x, 0)`.
     #[default]
     Relu,
+    /// `max(x, 0.2 x)` (the authors' ResNet).
+    #[serde(rename = "lrelu")]
+    LeakyRelu,
     /// `x` (linear MgNet: a multigrid iteration with learned operators).
     Identity,
+    /// The locally supported Hat of 004, [`crate::activation::hat`].
+    Hat(HatConfig),
+}
+
+/// Support of the Hat activation (004 "Locally supported activation for CNNs").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HatConfig {
+    /// Support `s` per level, finest first (`hat_s` is nonzero on `(0, s)`); the last value
+    /// holds for deeper levels. 004's MgNet uses `[5, 10, 15, 20]` (coarser levels wider).
+    pub support: Vec<f64>,
+    /// Train the support (one scalar per level, initialised to `support`), as in 004's
+    /// "trainable support" table.
+    pub trainable: bool,
+}
+
+impl Default for HatConfig {
+    fn default() -> Self {
+        Self {
+            support: vec![5.0, 10.0, 15.0, 20.0],
+            trainable: false,
+        }
+    }
+}
+
+impl HatConfig {
+    /// The support at `level` (the last entry beyond the list); `Error::InvalidConfig` unless
+    /// every entry is finite and positive.
+    pub fn support_at(&self, level: usize) -> Result<f64> {
+        crate::activation::check_supports(&self.support)?;
+        Ok(self.support[level.min(self.support.len() - 1)])
+    }
 }
 
 /// MgNet classifier (`kind = "mgnet"`, 004).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MgnetConfig {
     /// Input channels.

@@ -19,6 +19,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod activation;
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
@@ -30,16 +31,16 @@ pub mod mgnet;
 pub mod model;
 pub mod norm;
 pub mod params;
-pub mod resnet;
 pub mod residual;
+pub mod resnet;
 pub mod srresnet;
 pub mod superres;
 pub mod transfer;
 pub mod unet;
 
 pub use config::{
-    build, Activation, DeepResnetConfig, EspcnConfig, MgnetConfig, ModelConfig, ResnetConfig,
-    SrResnetConfig, UnetConfig,
+    build, Activation, DeepResnetConfig, EspcnConfig, HatConfig, MgnetConfig, ModelConfig,
+    ResnetConfig, SrResnetConfig, UnetConfig,
 };
 pub use conv::{Conv, ConvKind, ConvSpec};
 pub use error::{Error, Result};

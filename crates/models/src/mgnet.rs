@@ -1,6 +1,7 @@
 //! MgNet (He & Xu 2019; 004 "Practical MgNet with batch normalization") for classification.
 
-use crate::config::{Activation, MgnetConfig};
+use crate::activation::Act;
+use crate::config::MgnetConfig;
 use crate::conv::{Conv, ConvKind, ConvSpec};
 use crate::error::{Error, Result};
 use crate::model::{validate, Model};
@@ -11,11 +12,19 @@ use candle_nn::{linear, Linear, VarBuilder};
 /// `sigma(x) = act(BN(x))` (004 eq. 25), or `act(x)` without batch norm.
 struct Sigma {
     bn: Option<BatchNorm>,
-    act: Activation,
+    act: Act,
 }
 
 impl Sigma {
-    fn new(channels: usize, cfg: &MgnetConfig, vb: VarBuilder) -> Result<Self> {
+    /// The `sigma` of a level-`level` place, its batch norm under `vb`; a trainable Hat support
+    /// is shared by the level (`levels.{level}.hat_support`, under `vlevel`).
+    fn new(
+        channels: usize,
+        cfg: &MgnetConfig,
+        level: usize,
+        vlevel: &VarBuilder,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let bn = if cfg.batch_norm {
             Some(BatchNorm::new(channels, vb)?)
         } else {
@@ -23,7 +32,7 @@ impl Sigma {
         };
         Ok(Self {
             bn,
-            act: cfg.activation,
+            act: Act::new(&cfg.activation, level, vlevel)?,
         })
     }
 }
@@ -34,10 +43,7 @@ impl Module for Sigma {
             Some(bn) => bn.forward(x)?,
             None => x.clone(),
         };
-        match self.act {
-            Activation::Relu => x.relu(),
-            Activation::Identity => Ok(x),
-        }
+        self.act.forward(&x)
     }
 }
 
@@ -98,8 +104,8 @@ impl MgNet {
                 .map(|i| {
                     let vs = vl.pp(format!("steps.{i}"));
                     Ok((
-                        Sigma::new(c, cfg, vs.pp("inner"))?,
-                        Sigma::new(c, cfg, vs.pp("outer"))?,
+                        Sigma::new(c, cfg, l, &vl, vs.pp("inner"))?,
+                        Sigma::new(c, cfg, l, &vl, vs.pp("outer"))?,
                     ))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -110,11 +116,12 @@ impl MgNet {
             });
             if let Some(&c_next) = cfg.channels.get(l + 1) {
                 let vt = vb.pp(format!("transitions.{l}"));
+                let vnext = vb.pp(format!("levels.{}", l + 1));
                 transitions.push(Transition {
                     pi: conv(c, c_next, 2, vt.pp("pi"))?,
                     r: conv(c, c_next, 2, vt.pp("r"))?,
-                    sigma_u: Sigma::new(c_next, cfg, vt.pp("sigma_u"))?,
-                    sigma_f: Sigma::new(c_next, cfg, vt.pp("sigma_f"))?,
+                    sigma_u: Sigma::new(c_next, cfg, l + 1, &vnext, vt.pp("sigma_u"))?,
+                    sigma_f: Sigma::new(c_next, cfg, l + 1, &vnext, vt.pp("sigma_f"))?,
                 });
             }
         }

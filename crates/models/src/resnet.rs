@@ -1,6 +1,7 @@
 //! The authors' image-to-image ResNet (001 Table 7: 2 blocks at 128 channels) and the deeper
 //! ResNet18/ResNet50-style variants of 001 Table 4. Every layer works at full resolution.
 
+use crate::activation::Act;
 use crate::config::{DeepResnetConfig, ResnetConfig};
 use crate::conv::{Conv, ConvKind, ConvSpec};
 use crate::embedding::{add_channelwise, noise_level, ResnetEmbedding};
@@ -11,11 +12,10 @@ use crate::residual::EulerStep;
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-const LEAK: f64 = 0.2;
-
-/// `LReLU_0.2(LN(x))`: parameter-free per-sample layer norm over `(C, H, W)` (authors' blocks).
-fn norm_act(x: &Tensor) -> candle_core::Result<Tensor> {
-    candle_nn::ops::leaky_relu(&GroupNorm::layer_norm().forward(x)?, LEAK)
+/// `act(LN(x))`: parameter-free per-sample layer norm over `(C, H, W)`, then the activation
+/// (the authors' blocks: `LReLU_0.2`).
+fn norm_act(x: &Tensor, act: &Act) -> candle_core::Result<Tensor> {
+    act.forward(&GroupNorm::layer_norm().forward(x)?)
 }
 
 /// The residual branch of one block.
@@ -37,7 +37,7 @@ enum Block {
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor, t: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, t: Option<&Tensor>, act: &Act) -> candle_core::Result<Tensor> {
         let conditioned =
             |h: Tensor, emb: &Option<ResnetEmbedding>| -> candle_core::Result<Tensor> {
                 match (emb, t) {
@@ -47,7 +47,7 @@ impl Block {
             };
         match self {
             Block::Basic { conv1, emb, conv2 } => {
-                conv2.forward(&norm_act(&conditioned(conv1.forward(x)?, emb)?)?)
+                conv2.forward(&norm_act(&conditioned(conv1.forward(x)?, emb)?, act)?)
             }
             Block::Bottleneck {
                 reduce,
@@ -55,8 +55,8 @@ impl Block {
                 emb,
                 expand,
             } => {
-                let h = norm_act(&reduce.forward(x)?)?;
-                expand.forward(&norm_act(&conditioned(conv.forward(&h)?, emb)?)?)
+                let h = norm_act(&reduce.forward(x)?, act)?;
+                expand.forward(&norm_act(&conditioned(conv.forward(&h)?, emb)?, act)?)
             }
         }
     }
@@ -87,6 +87,7 @@ pub struct ResNet {
     conditioned: bool,
     open: Conv,
     blocks: Vec<Block>,
+    act: Act,
     step: EulerStep,
     close: Conv,
 }
@@ -144,6 +145,7 @@ impl ResNet {
             conditioned,
             open: Conv::new(ConvSpec::new(in_channels, hidden, 1), kind, vb.pp("open"))?,
             blocks,
+            act: Act::LeakyRelu,
             step: EulerStep::UNIT,
             close: Conv::new(
                 ConvSpec::new(hidden, out_channels, 1).init_scale(1e-3),
@@ -159,9 +161,17 @@ impl ResNet {
         self
     }
 
-    /// The Table 7 ResNet from its configuration (`cfg.dt` is the residual step size).
+    /// The same network with activation `act` in its blocks (default: the authors' LReLU).
+    pub fn with_activation(mut self, act: Act) -> Self {
+        self.act = act;
+        self
+    }
+
+    /// The Table 7 ResNet from its configuration (`cfg.dt` is the residual step size,
+    /// `cfg.activation` the blocks' activation; a trainable Hat support is `hat_support`).
     pub fn from_config(cfg: &ResnetConfig, vb: VarBuilder) -> Result<Self> {
         let step = EulerStep::new(cfg.dt)?;
+        let act = Act::new(&cfg.activation, 0, &vb)?;
         let layout = Layout::Basic { count: cfg.blocks };
         Ok(Self::new(
             cfg.in_channels,
@@ -172,7 +182,8 @@ impl ResNet {
             cfg.conv,
             vb,
         )?
-        .with_step(step))
+        .with_step(step)
+        .with_activation(act))
     }
 
     /// ResNet18-style: 8 basic blocks at `width` (1 + 16 + 1 = 18 layers).
@@ -218,7 +229,9 @@ impl Model for ResNet {
         };
         let mut h = self.open.forward(x)?;
         for block in &self.blocks {
-            h = self.step.apply(&h, &block.forward(&h, t.as_ref())?)?;
+            h = self
+                .step
+                .apply(&h, &block.forward(&h, t.as_ref(), &self.act)?)?;
         }
         self.close.forward(&h)
     }
