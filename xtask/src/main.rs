@@ -12,6 +12,7 @@ mod checkpointing;
 mod config;
 mod data_cmd;
 mod eval;
+mod landscape;
 mod mfc_cmd;
 mod models_cmd;
 mod pictures;
@@ -56,6 +57,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Score a checkpoint on a folder of images.
     Eval(eval::Args),
+    /// Loss on the plane of two random filter-normalised directions around a checkpoint.
+    Landscape(landscape::Args),
     /// Exact #WU of a training strategy (001 Appendix B).
     Workunits(workunits_cmd::Args),
     /// Reproduce an experiment of the papers.
@@ -79,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a, &ctx),
         Command::Train(a) => train::run_train(a, &ctx),
         Command::Eval(a) => eval::run(a, &ctx),
+        Command::Landscape(a) => landscape::run(a, &ctx),
         Command::Workunits(a) => workunits_cmd::run(a, &ctx),
         Command::Reproduce(a) => reproduce::run(a, &ctx),
     }

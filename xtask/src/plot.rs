@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Once;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FONT_NAME: &str = "sans-serif";
+pub(crate) const FONT_NAME: &str = "sans-serif";
 const SIZE: (u32, u32) = (900, 600);
 
 /// One named curve: `(x, y)` points in drawing order.
@@ -29,7 +29,7 @@ pub struct Axes<'a> {
     pub log_y: bool,
 }
 
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
     ONCE.call_once(|| {
