@@ -391,6 +391,9 @@ pub fn train_run(
         stats_every: if strategy == Strategy::Single { 0 } else { t.stats_every },
         adaptive: (t.allocation == Allocation::Adaptive).then_some(t.stats_every.max(1)),
         seed: t.seed,
+        // Per-sample models (group/layer norm) give the same gradient fused; MgNet's
+        // batch norm would see a different batch.
+        fused_levels: model_cfg.kind() != "mgnet",
     };
     let driver = fmg::Driver::new(stages, driver_cfg)?;
     let total_iters = driver.total_iters();

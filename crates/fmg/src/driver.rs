@@ -58,6 +58,9 @@ pub struct DriverConfig {
     pub adaptive: Option<usize>,
     /// Seed of the estimator's subsampling choices.
     pub seed: u64,
+    /// Run the model applications that share a mesh as one call
+    /// ([`mge::Estimator::set_fused_levels`]); only for models without batch statistics.
+    pub fused_levels: bool,
 }
 
 impl Default for DriverConfig {
@@ -72,6 +75,7 @@ impl Default for DriverConfig {
             stats_every: 0,
             adaptive: None,
             seed: 0,
+            fused_levels: false,
         }
     }
 }
@@ -217,6 +221,7 @@ impl Driver {
                 }
             }
             let mut est = Estimator::new(stage.plan.clone(), GradientMode::Total, self.cfg.seed)?;
+            est.set_fused_levels(self.cfg.fused_levels);
             let mut adaptive = match self.cfg.adaptive {
                 Some(probe) => Some(Adaptive::new(
                     stage.plan.clone(),
