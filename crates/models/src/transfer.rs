@@ -53,9 +53,62 @@ pub fn restrict_network(varmap: &VarMap, r: Restriction, p: Prolongation) -> Res
     map_stencils(varmap, |w| grids::galerkin::restrict_weights(w, r, p))
 }
 
-/// The fine-mesh copy of a coarse network: every 3x3 stencil `s_H` is replaced by the `s_h` with
-/// `R K(s_h) P = K(s_H)` (002 eq. 4.14), via `grids::galerkin::prolong_weights`; the inverse of
-/// [`restrict_network`]. Errors as there.
+/// Damping `λ` of the hot start's stencil prolongation ([`prolong_network`]). Measured on the
+/// small denoising UNet (docs/models.md): `λ = 0` (exact 002 eq. 4.14) blows the loss up,
+/// `λ = 0.1` roughly triples it at the finest stage, `λ = 1` lands near the identity hot start.
+pub const HOT_START_DAMPING: f64 = 1.0;
+
+/// The fine-mesh copy of a coarse network for a hot start: [`prolong_network_with`] with
+/// `λ =` [`HOT_START_DAMPING`]. Exact Galerkin prolongation (`λ = 0`) amplifies high
+/// frequencies (the coarse identity stencil becomes `[-1/2, 2, -1/2]^{⊗2}`, gain 9 at the
+/// fine Nyquist frequency), which noisy inputs and deep stacks turn into a diverging loss.
 pub fn prolong_network(varmap: &VarMap, r: Restriction, p: Prolongation) -> Result<VarMap> {
-    map_stencils(varmap, |w| grids::galerkin::prolong_weights(w, r, p))
+    prolong_network_with(varmap, r, p, HOT_START_DAMPING)
+}
+
+/// The fine-mesh copy of a coarse network: every stencil `s_H` becomes the damped Galerkin
+/// prolongation `s_h = argmin |A s_h - s_H|^2 + λ |s_h - s_H|^2`, i.e.
+/// `s_h = (AᵀA + λI)^{-1} (Aᵀ + λI) s_H` with `A = M ⊗ M` the system of 002 eq. 4.14
+/// (`grids::galerkin::prolongation_system`). `λ = 0` is the exact solve `R K(s_h) P = K(s_H)`,
+/// the inverse of [`restrict_network`]; `λ -> ∞` is the identity transfer. 1x1 kernels and
+/// non-stencil variables are copied; errors as in [`restrict_network`] or for `λ < 0`.
+pub fn prolong_network_with(
+    varmap: &VarMap,
+    r: Restriction,
+    p: Prolongation,
+    lambda: f64,
+) -> Result<VarMap> {
+    if !(lambda >= 0.0 && lambda.is_finite()) {
+        return Err(Error::InvalidConfig(format!(
+            "prolongation damping must be finite and >= 0, got {lambda}"
+        )));
+    }
+    map_stencils(varmap, |w| damped_prolong_weights(w, r, p, lambda))
+}
+
+/// `vec(s_h) = B vec(s_H)` for every stencil of `w`, `B = (AᵀA + λI)^{-1}(Aᵀ + λI)`.
+fn damped_prolong_weights(
+    w: &Tensor,
+    r: Restriction,
+    p: Prolongation,
+    lambda: f64,
+) -> grids::Result<Tensor> {
+    let (co, ci, k, _) = w.dims4()?;
+    if k == 1 || lambda == 0.0 {
+        return grids::galerkin::prolong_weights(w, r, p);
+    }
+    let a = grids::galerkin::prolongation_system(r, p, k)?;
+    let n = k * k;
+    let at = a.transpose();
+    let (mut lhs, mut rhs) = (at.matmul(&a)?.data().to_vec(), at.data().to_vec());
+    for i in 0..n {
+        lhs[i * n + i] += lambda;
+        rhs[i * n + i] += lambda;
+    }
+    let b = grids::Matrix::from_vec(n, n, lhs)?.solve(&grids::Matrix::from_vec(n, n, rhs)?)?;
+    let bt =
+        Tensor::from_vec(b.transpose().data().to_vec(), (n, n), w.device())?.to_dtype(w.dtype())?;
+    Ok(w.reshape((co * ci, n))?
+        .matmul(&bt)?
+        .reshape((co, ci, k, k))?)
 }

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use grids::{Prolongation, Restriction};
-use models::transfer::{prolong_network, restrict_network};
+use models::transfer::{prolong_network, prolong_network_with, restrict_network};
 use models::{build, ConvKind, EspcnConfig, ModelConfig, ResnetConfig, UnetConfig};
 
 /// The network's variables with seeded values: gains `1 + 0.3 z`, biases `0.3 z`, weights
@@ -160,7 +160,7 @@ fn prolongation_inverts_restriction_and_copies_the_rest() {
         max_diff(&fine, &coarse) > 1e-2,
         "restriction changed nothing"
     );
-    let back = prolong_network(&coarse, r, p).unwrap();
+    let back = prolong_network_with(&coarse, r, p, 0.0).unwrap();
     assert!(
         max_diff(&fine, &back) < 1e-4,
         "P(R(w)) differs from w by {}",
@@ -206,6 +206,197 @@ fn mesh_free_layers_pass_unchanged_and_other_kernels_transfer() {
         ..Default::default()
     });
     let fine = seeded(&espcn, 3);
-    let back = prolong_network(&restrict_network(&fine, r, p).unwrap(), r, p).unwrap();
+    let back = prolong_network_with(&restrict_network(&fine, r, p).unwrap(), r, p, 0.0).unwrap();
     assert!(max_diff(&fine, &back) < 1e-3, "{}", max_diff(&fine, &back));
+}
+
+/// A one-stencil network `{"w": [1, 1, 3, 3]}` holding `s`.
+fn stencil_net(s: &[f64; 9]) -> VarMap {
+    let varmap = VarMap::new();
+    let t = Tensor::from_vec(s.map(|v| v as f32).to_vec(), (1, 1, 3, 3), &Device::Cpu).unwrap();
+    varmap
+        .data()
+        .lock()
+        .unwrap()
+        .insert("w".into(), candle_core::Var::from_tensor(&t).unwrap());
+    varmap
+}
+
+fn stencil_of(varmap: &VarMap) -> [f64; 9] {
+    let v = varmap.data().lock().unwrap()["w"]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    std::array::from_fn(|i| v[i] as f64)
+}
+
+/// Symbol of a 3x3 stencil at the fine Nyquist frequency `(π, π)`: `Σ s_ij (-1)^(i+j)`.
+fn nyquist_gain(s: &[f64; 9]) -> f64 {
+    (0..9)
+        .map(|i| s[i] * if (i / 3 + i % 3) % 2 == 0 { 1.0 } else { -1.0 })
+        .sum()
+}
+
+/// The failure mode of exact Galerkin prolongation (002 eq. 4.14): the coarse identity stencil
+/// has the unique fine solution `v ⊗ v`, `v = M^{-1} e_0 = [-1/2, 2, -1/2]` (by hand from
+/// `M = [[1/2,1/8,0],[1/2,3/4,1/2],[0,1/8,1/2]]`), a sharpening filter with Nyquist gain 9.
+/// The damped hot-start prolongation keeps the gain near 1.
+#[test]
+fn exact_prolongation_turns_the_identity_into_a_ninefold_sharpener() {
+    let (r, p) = (Restriction::Average, Prolongation::Bilinear);
+    let delta = stencil_net(&[0., 0., 0., 0., 1., 0., 0., 0., 0.]);
+    let exact = stencil_of(&prolong_network_with(&delta, r, p, 0.0).unwrap());
+    let v = [-0.5, 2.0, -0.5];
+    for i in 0..9 {
+        assert!((exact[i] - v[i / 3] * v[i % 3]).abs() < 1e-5, "{exact:?}");
+    }
+    assert!((nyquist_gain(&exact) - 9.0).abs() < 1e-4);
+    let damped = stencil_of(&prolong_network(&delta, r, p).unwrap());
+    eprintln!(
+        "Nyquist gain: exact {:.3}, damped {:.3}",
+        nyquist_gain(&exact),
+        nyquist_gain(&damped)
+    );
+    assert!(nyquist_gain(&damped).abs() < 3.0, "{damped:?}");
+    assert!(prolong_network_with(&delta, r, p, -1.0).is_err());
+}
+
+/// Periodic 3x3 cross-correlation of an `n x n` image (f64 reference).
+fn conv(u: &[f64], n: usize, s: &[f64; 9]) -> Vec<f64> {
+    let mut out = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            for (k, w) in s.iter().enumerate() {
+                let (a, b) = ((i + n + k / 3 - 1) % n, (j + n + k % 3 - 1) % n);
+                out[i * n + j] += w * u[a * n + b];
+            }
+        }
+    }
+    out
+}
+
+/// Clean images (sums of low Fourier modes sampled cell-centred on the unit square) and
+/// their noisy copies (white noise of std `sigma` per pixel, as in the denoising task).
+fn denoise_pairs(n: usize, count: usize, sigma: f64, seed: u64) -> Vec<(Vec<f64>, Vec<f64>)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|_| {
+            let modes: Vec<(f64, f64, f64, f64)> = (0..4)
+                .map(|_| {
+                    let (kx, ky) = (rng.random_range(0..4) as f64, rng.random_range(0..4) as f64);
+                    (kx, ky, rng.random::<f64>() * 6.3, rng.random::<f64>() - 0.5)
+                })
+                .collect();
+            let clean: Vec<f64> = (0..n * n)
+                .map(|idx| {
+                    let (y, x) = ((idx / n) as f64 + 0.5, (idx % n) as f64 + 0.5);
+                    let (x, y) = (x / n as f64, y / n as f64);
+                    let tau = 2.0 * std::f64::consts::PI;
+                    modes
+                        .iter()
+                        .map(|&(kx, ky, ph, a)| a * (tau * (kx * x + ky * y) + ph).sin())
+                        .sum()
+                })
+                .collect();
+            let noisy = clean
+                .iter()
+                .map(|c| {
+                    let (a, b): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+                    c + sigma * (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+                })
+                .collect();
+            (clean, noisy)
+        })
+        .collect()
+}
+
+/// Least-squares 3x3 denoising stencil (normal equations, Gaussian elimination in f64).
+fn fit_stencil(pairs: &[(Vec<f64>, Vec<f64>)], n: usize) -> [f64; 9] {
+    let unit = |k: usize| std::array::from_fn::<f64, 9, _>(|i| (i == k) as u8 as f64);
+    let mut a = [[0.0; 10]; 9];
+    for (clean, noisy) in pairs {
+        let shifted: Vec<Vec<f64>> = (0..9).map(|k| conv(noisy, n, &unit(k))).collect();
+        for i in 0..9 {
+            for j in 0..9 {
+                a[i][j] += shifted[i]
+                    .iter()
+                    .zip(&shifted[j])
+                    .map(|(x, y)| x * y)
+                    .sum::<f64>();
+            }
+            a[i][9] += shifted[i]
+                .iter()
+                .zip(clean)
+                .map(|(x, y)| x * y)
+                .sum::<f64>();
+        }
+    }
+    for c in 0..9 {
+        let piv = (c..9)
+            .max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))
+            .unwrap();
+        a.swap(c, piv);
+        for r in 0..9 {
+            if r != c {
+                let f = a[r][c] / a[c][c];
+                for k in c..10 {
+                    a[r][k] -= f * a[c][k];
+                }
+            }
+        }
+    }
+    std::array::from_fn(|i| a[i][9] / a[i][i])
+}
+
+fn mse(pairs: &[(Vec<f64>, Vec<f64>)], n: usize, s: &[f64; 9]) -> f64 {
+    let total: f64 = pairs
+        .iter()
+        .map(|(clean, noisy)| {
+            conv(noisy, n, s)
+                .iter()
+                .zip(clean)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+        })
+        .sum();
+    total / (pairs.len() * n * n) as f64
+}
+
+/// A one-layer denoiser trained (least squares) on 16x16 noisy images, then hot-started on
+/// 32x32 images of the same kind: the damped Galerkin prolongation's fine loss is within
+/// 1.5x the identity transfer's, while the exact solve (002 eq. 4.14) is far worse.
+#[test]
+fn damped_galerkin_hot_start_of_a_coarse_trained_denoiser_is_close_to_identity() {
+    let (r, p) = (Restriction::Average, Prolongation::Bilinear);
+    let coarse = fit_stencil(&denoise_pairs(16, 24, 0.3, 1), 16);
+    let fine_data = denoise_pairs(32, 24, 0.3, 2);
+    let net = stencil_net(&coarse);
+    let identity = mse(&fine_data, 32, &coarse);
+    let exact = mse(
+        &fine_data,
+        32,
+        &stencil_of(&prolong_network_with(&net, r, p, 0.0).unwrap()),
+    );
+    let damped = mse(
+        &fine_data,
+        32,
+        &stencil_of(&prolong_network(&net, r, p).unwrap()),
+    );
+    let noisy = mse(&fine_data, 32, &[0., 0., 0., 0., 1., 0., 0., 0., 0.]);
+    eprintln!("fine MSE: noisy input {noisy:.4}, identity {identity:.4}, exact Galerkin {exact:.4}, damped {damped:.4}");
+    assert!(
+        identity < noisy,
+        "the coarse-trained stencil does not denoise"
+    );
+    assert!(
+        exact > 2.0 * identity,
+        "exact Galerkin no longer amplifies noise"
+    );
+    assert!(
+        damped < 1.5 * identity,
+        "damped {damped} vs identity {identity}"
+    );
 }
