@@ -29,6 +29,8 @@ pub enum Experiment {
     /// 001 Appendix A.2: telescoping gradient error for coarsening, cropping and both, vs h and L.
     #[command(name = "coarsen-vs-crop")]
     CoarsenVsCrop(crate::reproduce_coarsen_crop::Args),
+    /// 000 blur estimation (Figure 4, Table 3): stencil vs MFC, single-scale, MGE, Full-Multiscale.
+    Blur(crate::reproduce_blur::Args),
 }
 
 /// Flags every experiment accepts.
@@ -86,6 +88,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         Experiment::Table6(a) => crate::reproduce_table6::run(a, ctx),
         Experiment::Example1(a) => crate::reproduce_example1::run(a),
         Experiment::CoarsenVsCrop(a) => crate::reproduce_coarsen_crop::run(a),
+        Experiment::Blur(a) => crate::reproduce_blur::run(a),
     }
 }
 
