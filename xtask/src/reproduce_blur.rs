@@ -46,6 +46,9 @@ pub struct Args {
     /// Side `k` of the standard stencil (odd).
     #[arg(long, default_value_t = 5)]
     pub kernel: usize,
+    /// Initial Adam learning rate (default 0.02).
+    #[arg(long)]
+    pub lr: Option<f64>,
 }
 
 /// Sizes of one run of the experiment.
@@ -122,7 +125,8 @@ impl Psf {
     /// Weights `w[dy][dx]` for offsets `-r..=r` on an `n` mesh:
     /// `w ∝ exp(-x^T C^{-1} x / 2)`, `x = h (dx, dy)`, `r = ceil(4 s1 n)` (at most `(n-1)/2`).
     pub fn stencil(&self, n: usize) -> (usize, Vec<f64>) {
-        let r = ((4.0 * self.sigma.0.max(self.sigma.1) * n as f64).ceil() as usize).min((n.max(1) - 1) / 2);
+        let r = ((4.0 * self.sigma.0.max(self.sigma.1) * n as f64).ceil() as usize)
+            .min((n.max(1) - 1) / 2);
         let (c, s) = (self.angle.cos(), self.angle.sin());
         let h = 1.0 / n as f64;
         let side = 2 * r + 1;
@@ -161,10 +165,23 @@ impl Psf {
 }
 
 /// `(u, K_h u)` for images `first .. first + count` of the Markov field, `[count, 1, n, n]` each.
-fn render_pairs(field: &MarkovField, psf: &Psf, first: u64, count: usize, n: usize) -> Result<(Tensor, Tensor)> {
-    let (mut us, mut ys) = (Vec::with_capacity(count * n * n), Vec::with_capacity(count * n * n));
+fn render_pairs(
+    field: &MarkovField,
+    psf: &Psf,
+    first: u64,
+    count: usize,
+    n: usize,
+) -> Result<(Tensor, Tensor)> {
+    let (mut us, mut ys) = (
+        Vec::with_capacity(count * n * n),
+        Vec::with_capacity(count * n * n),
+    );
     for i in 0..count as u64 {
-        let u: Vec<f64> = field.image(first + i, n)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+        let u: Vec<f64> = field
+            .image(first + i, n)?
+            .flatten_all()?
+            .to_dtype(DType::F64)?
+            .to_vec1()?;
         ys.extend(psf.apply(&u, n));
         us.extend(u);
     }
@@ -189,7 +206,10 @@ impl Sampler for PairSampler {
         let (mut us, mut ys) = (Vec::with_capacity(count), Vec::with_capacity(count));
         for _ in 0..count {
             let i = self.rng.random_range(0..pool);
-            let (dy, dx) = (self.rng.random_range(0..n) as i32, self.rng.random_range(0..n) as i32);
+            let (dy, dx) = (
+                self.rng.random_range(0..n) as i32,
+                self.rng.random_range(0..n) as i32,
+            );
             let roll = |t: &Tensor| t.narrow(0, i, 1)?.roll(dy, 2)?.roll(dx, 3);
             us.push(roll(&self.u)?);
             ys.push(roll(&self.ku)?);
@@ -242,7 +262,11 @@ impl BlurModel {
             Layer::Stencil => models::ConvKind::Standard,
             Layer::Mfc => models::ConvKind::Mfc,
         };
-        let conv = models::Conv::new(models::ConvSpec::new(1, 1, k).no_bias(), kind, vb.pp("conv"))?;
+        let conv = models::Conv::new(
+            models::ConvSpec::new(1, 1, k).no_bias(),
+            kind,
+            vb.pp("conv"),
+        )?;
         Ok(BlurModel {
             conv,
             pad: if layer == Layer::Stencil { k / 2 } else { 0 },
@@ -255,7 +279,12 @@ impl BlurModel {
             return self.conv.forward(x);
         }
         let (_, _, h, w) = x.dims4()?;
-        let wrap = |t: &Tensor, dim: usize, n: usize| Tensor::cat(&[t.narrow(dim, n - p, p)?, t.clone(), t.narrow(dim, 0, p)?], dim);
+        let wrap = |t: &Tensor, dim: usize, n: usize| {
+            Tensor::cat(
+                &[t.narrow(dim, n - p, p)?, t.clone(), t.narrow(dim, 0, p)?],
+                dim,
+            )
+        };
         let padded = wrap(&wrap(x, 3, w)?, 2, h)?;
         self.conv.forward(&padded)?.narrow(2, p, h)?.narrow(3, p, w)
     }
@@ -280,7 +309,11 @@ impl TestSet {
     /// `mean (f(R^l u) - R^l K u)^2` at level `l`.
     fn loss(&self, model: &BlurModel, level: usize) -> candle_core::Result<f64> {
         let (u, y) = &self.levels[level];
-        (model.forward(u)? - y)?.sqr()?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()
+        (model.forward(u)? - y)?
+            .sqr()?
+            .mean_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()
     }
 }
 
@@ -343,7 +376,10 @@ impl Run {
 
     /// First `(iterations, #WU)` with test loss `<= target`.
     fn reach(&self, target: f64) -> Option<(u64, f64)> {
-        self.curve.iter().find(|c| c.2 <= target).map(|c| (c.0, c.1))
+        self.curve
+            .iter()
+            .find(|c| c.2 <= target)
+            .map(|c| (c.0, c.1))
     }
 }
 
@@ -416,7 +452,16 @@ fn train(
     let f = |x: &Tensor, _t: Option<&Tensor>| model.forward(x);
     let loss = |p: &Tensor, t: &Tensor| (p - t)?.sqr();
     let clock = std::time::Instant::now();
-    driver.run(&f, &loss, &mut sampler, &vars, &mut opt, &mut acct, 0, &mut hooks)?;
+    driver.run(
+        &f,
+        &loss,
+        &mut sampler,
+        &vars,
+        &mut opt,
+        &mut acct,
+        0,
+        &mut hooks,
+    )?;
     let wall_s = clock.elapsed().as_secs_f64();
     let per_mesh = (0..s.levels)
         .map(|l| Ok((s.fine >> l, test.loss(model, l)?)))
@@ -446,7 +491,11 @@ pub fn experiment(s: &Settings, seed: u64) -> Result<Vec<Run>> {
     let mut runs = vec![];
     for layer in [Layer::Stencil, Layer::Mfc] {
         let vm = VarMap::new();
-        let model = BlurModel::new(layer, s.kernel, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let model = BlurModel::new(
+            layer,
+            s.kernel,
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )?;
         let init = vm
             .all_vars()
             .into_iter()
@@ -468,13 +517,17 @@ fn target(runs: &[Run], layer: Layer) -> f64 {
 
 /// Writes `results.csv`, `curves.csv`, `results.md` and the two plots into `dir`; returns the markdown.
 pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
-    let mut csv = String::from("layer,method,mesh,test_loss,iterations,wu,target,iters_to_target,wu_to_target,wall_s\n");
+    let mut csv = String::from(
+        "layer,method,mesh,test_loss,iterations,wu,target,iters_to_target,wu_to_target,wall_s\n",
+    );
     let mut curves = String::from("layer,method,iteration,wu,test_loss\n");
     for r in runs {
         let tgt = target(runs, r.layer);
         let (it, wu) = r
             .reach(tgt)
-            .map_or((String::new(), String::new()), |(i, w)| (i.to_string(), format!("{w:.2}")));
+            .map_or((String::new(), String::new()), |(i, w)| {
+                (i.to_string(), format!("{w:.2}"))
+            });
         let last = r.curve.last().copied().unwrap_or((0, 0.0, f64::NAN));
         for (n, l) in &r.per_mesh {
             writeln!(
@@ -488,7 +541,12 @@ pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
             )?;
         }
         for (i, w, l) in &r.curve {
-            writeln!(curves, "{},{},{i},{w:.2},{l:.6e}", r.layer.name(), r.method.name())?;
+            writeln!(
+                curves,
+                "{},{},{i},{w:.2},{l:.6e}",
+                r.layer.name(),
+                r.method.name()
+            )?;
         }
     }
     std::fs::write(dir.join("results.csv"), csv).context("cannot write results.csv")?;
@@ -515,24 +573,36 @@ pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
     for n in &meshes {
         write!(md, " n={n} |")?;
     }
-    writeln!(md, " max/min |\n|---|---|{}---|", "---|".repeat(meshes.len()))?;
+    writeln!(
+        md,
+        " max/min |\n|---|---|{}---|",
+        "---|".repeat(meshes.len())
+    )?;
     for r in runs {
         write!(md, "| {} | {} |", r.layer.name(), r.method.name())?;
         for (_, l) in &r.per_mesh {
             write!(md, " {l:.3e} |")?;
         }
-        let (lo, hi) = r.per_mesh.iter().fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        let (lo, hi) = r
+            .per_mesh
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
         writeln!(md, " {:.1} |", hi / lo)?;
     }
-    writeln!(md, "\n## Work to reach the target test loss (000 Table 3)\n")?;
+    writeln!(
+        md,
+        "\n## Work to reach the target test loss (000 Table 3)\n"
+    )?;
     writeln!(md, "| layer | method | iterations run | #WU run | final loss (n={}) | target | iterations to target | #WU to target | 000 iterations | wall s |", s.fine)?;
     writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
     for r in runs {
         let tgt = target(runs, r.layer);
         let last = r.curve.last().copied().unwrap_or((0, 0.0, f64::NAN));
-        let (it, wu) = r.reach(tgt).map_or(("not reached".to_string(), "-".to_string()), |(i, w)| {
-            (i.to_string(), format!("{w:.0}"))
-        });
+        let (it, wu) = r
+            .reach(tgt)
+            .map_or(("not reached".to_string(), "-".to_string()), |(i, w)| {
+                (i.to_string(), format!("{w:.0}"))
+            });
         writeln!(
             md,
             "| {} | {} | {} | {:.0} | {:.3e} | {tgt:.3e} | {it} | {wu} | {} | {:.1} |",
@@ -574,7 +644,12 @@ pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
             y_label: "test MSE",
             log_y: true,
         },
-        &series(&|r| r.per_mesh.iter().map(|&(n, l)| ((n as f64).log2(), l)).collect()),
+        &series(&|r| {
+            r.per_mesh
+                .iter()
+                .map(|&(n, l)| ((n as f64).log2(), l))
+                .collect()
+        }),
     )?;
     Ok(md)
 }
@@ -583,15 +658,18 @@ pub fn run(args: Args) -> Result<()> {
     if args.kernel % 2 == 0 || args.kernel < 3 {
         anyhow::bail!("--kernel must be odd and at least 3, got {}", args.kernel);
     }
-    let s = if args.quick {
+    let mut s = if args.quick {
         Settings::quick(args.kernel)
     } else {
         Settings::full(args.kernel)
     };
+    s.lr = args.lr.unwrap_or(s.lr);
     let dir = match &args.out {
         Some(d) => d.clone(),
         None => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
             PathBuf::from("runs").join("blur").join(secs.to_string())
         }
     };
@@ -623,7 +701,10 @@ mod tests {
                 for a in -(r as isize)..=r as isize {
                     for b in -(r as isize)..=r as isize {
                         let wt = w[(a + r as isize) as usize * side + (b + r as isize) as usize];
-                        want += wt * u[((i + a).rem_euclid(n as isize) * n as isize + (j + b).rem_euclid(n as isize)) as usize];
+                        want += wt
+                            * u[((i + a).rem_euclid(n as isize) * n as isize
+                                + (j + b).rem_euclid(n as isize))
+                                as usize];
                     }
                 }
                 assert!((got[(i * n as isize + j) as usize] - want).abs() < 1e-12);
@@ -639,12 +720,28 @@ mod tests {
     #[test]
     fn periodic_stencil_matches_a_direct_periodic_sum() {
         let vm = VarMap::new();
-        let model = BlurModel::new(Layer::Stencil, 3, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-        let w: Vec<f32> = vm.all_vars()[0].as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let model = BlurModel::new(
+            Layer::Stencil,
+            3,
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let w: Vec<f32> = vm.all_vars()[0]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let n = 6;
         let u: Vec<f32> = (0..n * n).map(|i| (i as f32 * 0.37).sin()).collect();
         let x = Tensor::from_vec(u.clone(), (1, 1, n, n), &Device::Cpu).unwrap();
-        let got: Vec<f32> = model.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let got: Vec<f32> = model
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for i in 0..n {
             for j in 0..n {
                 let mut want = 0.0;
@@ -653,7 +750,11 @@ mod tests {
                         want += w[a * 3 + b] * u[((i + n + a - 1) % n) * n + (j + n + b - 1) % n];
                     }
                 }
-                assert!((got[i * n + j] - want).abs() < 1e-5, "({i},{j}): {} vs {want}", got[i * n + j]);
+                assert!(
+                    (got[i * n + j] - want).abs() < 1e-5,
+                    "({i},{j}): {} vs {want}",
+                    got[i * n + j]
+                );
             }
         }
     }
@@ -675,12 +776,21 @@ mod tests {
         let runs = experiment(&s, 3).unwrap();
         assert_eq!(runs.len(), 6);
         for r in &runs {
-            assert_eq!(r.per_mesh.iter().map(|p| p.0).collect::<Vec<_>>(), vec![16, 8]);
+            assert_eq!(
+                r.per_mesh.iter().map(|p| p.0).collect::<Vec<_>>(),
+                vec![16, 8]
+            );
             assert!(r.per_mesh.iter().all(|p| p.1.is_finite() && p.1 > 0.0));
-            assert!(r.curve.windows(2).all(|w| w[1].0 > w[0].0 && w[1].1 > w[0].1));
+            assert!(r
+                .curve
+                .windows(2)
+                .all(|w| w[1].0 > w[0].0 && w[1].1 > w[0].1));
         }
         // #WU per iteration: single 3; MGE 1 + 1/4 + 2/4 = 7/4; FMG stages 4 x 2/4 + 2 x 7/4.
-        let wu: Vec<f64> = runs[..3].iter().map(|r| r.curve.last().unwrap().1).collect();
+        let wu: Vec<f64> = runs[..3]
+            .iter()
+            .map(|r| r.curve.last().unwrap().1)
+            .collect();
         assert_eq!(wu, vec![12.0, 7.0, 5.5]);
         let dir = std::env::temp_dir().join(format!("xtask-blur-{}", std::process::id()));
         let dir = ensure_out_dir(&dir).unwrap();
