@@ -22,6 +22,7 @@
 pub mod activation;
 pub mod attention;
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 pub mod conv;
 pub mod embedding;
