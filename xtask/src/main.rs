@@ -25,6 +25,7 @@ mod reproduce_table5;
 mod reproduce_table6;
 mod reproduce_example1;
 mod reproduce_coarsen_crop;
+mod reproduce_mnist;
 mod reproduce_blur;
 mod stencil;
 mod threads;

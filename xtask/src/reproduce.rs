@@ -29,6 +29,9 @@ pub enum Experiment {
     /// 001 Appendix A.2: telescoping gradient error for coarsening, cropping and both, vs h and L.
     #[command(name = "coarsen-vs-crop")]
     CoarsenVsCrop(crate::reproduce_coarsen_crop::Args),
+    /// 002 section 5 / 003 Tables 4.1-4.2: 2-level classifier training and coarse classification.
+    #[command(name = "mnist-multilevel")]
+    MnistMultilevel(crate::reproduce_mnist::Args),
     /// 000 blur estimation (Figure 4, Table 3): stencil vs MFC, single-scale, MGE, Full-Multiscale.
     Blur(crate::reproduce_blur::Args),
 }
@@ -62,14 +65,7 @@ impl Common {
 
     /// The output folder, created.
     pub fn out_dir(&self, name: &str) -> Result<PathBuf> {
-        let dir = match &self.out {
-            Some(d) => d.clone(),
-            None => {
-                let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-                PathBuf::from("runs").join(name).join(secs.to_string())
-            }
-        };
-        ensure_out_dir(&dir)
+        crate::common::out_dir_or_default(self.out.as_deref(), name)
     }
 }
 
@@ -88,6 +84,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         Experiment::Table6(a) => crate::reproduce_table6::run(a, ctx),
         Experiment::Example1(a) => crate::reproduce_example1::run(a),
         Experiment::CoarsenVsCrop(a) => crate::reproduce_coarsen_crop::run(a),
+        Experiment::MnistMultilevel(a) => crate::reproduce_mnist::run(a),
         Experiment::Blur(a) => crate::reproduce_blur::run(a),
     }
 }

@@ -1,0 +1,614 @@
+//! `cargo xtask reproduce mnist-multilevel`: 2-level training of the 2-layer CNN classifier
+//! (002 section 5.1; 003 section 4, Tables 4.1-4.2) and coarse classification with the fine
+//! network (002 section 5.2).
+//!
+//! Protocol. Images `u` (28x28) and `R u` (14x14, 2x2 average) from one random split of the
+//! training file (train / validation). Per seed and per network (with and without 2x2 average
+//! pooling): train at 14x14, then continue at 28x28 from (a) new random weights, (b) the coarse
+//! stencils unchanged, (c) the coarse stencils prolonged by exact Galerkin (002 eq. 4.14); in (b)
+//! and (c) the head is prolonged as `P w / 4` (003 section 3.1.3). Accuracies at the transfer,
+//! after the first fine epoch ("Initial") and after the last ("ReTrain"). Then the fine network
+//! of (a), trained on 28x28 only, classifies `R u` with (i) every stencil restricted by Galerkin
+//! and the head by `4 R w`, (ii) the fine stencils unchanged and the head by `4 R w`.
+//! Optimiser: Adam (lr 1e-3), cross-entropy, optional head smoothness penalty (003 section
+//! 3.2.1) — the papers used Gauss-Newton (002) and SGD (003).
+
+use crate::adam::Adam;
+use crate::common::ensure_out_dir;
+use crate::plot::{line_plot, Axes, Series};
+use anyhow::{bail, Context as _, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use data::{Idx, ImageSource};
+use models::classifier::{
+    accuracy, cross_entropy, head_smoothness, prolong_classifier, restrict_classifier, Classifier,
+    ClassifierConfig, StencilTransfer, HEAD_WEIGHT,
+};
+use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Minutes on 2 cores: 6000 training and 2000 validation images, 2 coarse and 2 fine
+    /// epochs, 2 seeds (the defaults below are the full protocol: 40000 / 20000, 20 / 10, 5).
+    #[arg(long)]
+    pub quick: bool,
+    /// `fashion-mnist` (Debian's dataset-fashion-mnist) or `mnist-idx DIR` (a folder with
+    /// `train-images-idx3-ubyte[.gz]` and `train-labels-idx1-ubyte[.gz]`).
+    #[arg(long, num_args = 1..=2, value_names = ["NAME", "DIR"], default_values_t = vec!["fashion-mnist".to_string()])]
+    pub dataset: Vec<String>,
+    /// Output folder (default `runs/mnist-multilevel/<unix time>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Number of seeds (default 5, quick 2).
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Training images (default 40000, quick 6000).
+    #[arg(long)]
+    pub train: Option<usize>,
+    /// Validation images (default 20000, quick 2000).
+    #[arg(long)]
+    pub val: Option<usize>,
+    /// Epochs at 14x14 (default 20, quick 2).
+    #[arg(long)]
+    pub coarse_epochs: Option<usize>,
+    /// Epochs at 28x28 (default 10, quick 2).
+    #[arg(long)]
+    pub fine_epochs: Option<usize>,
+    /// Channels of the two convolutions (003: 32, 64).
+    #[arg(long, num_args = 2, default_values_t = vec![32, 64])]
+    pub channels: Vec<usize>,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Weight `α` of the head smoothness penalty at 28x28 (003 section 3.2.1 uses 2^-5; the
+    /// coarse network gets `4 α` as there). 0 switches it off.
+    #[arg(long, default_value_t = 0.0)]
+    pub alpha: f64,
+}
+
+/// Training accuracy is measured on at most this many training images (for time).
+const TRAIN_EVAL: usize = 2000;
+
+struct Split {
+    fine: (Tensor, Tensor),
+    coarse: (Tensor, Tensor),
+}
+
+struct Data {
+    train: Split,
+    val: Split,
+    classes: usize,
+    name: String,
+}
+
+fn open_dataset(spec: &[String]) -> Result<(Idx, String)> {
+    match spec {
+        [name] if name == "fashion-mnist" => Ok((data::fashion_mnist()?, "Fashion-MNIST".into())),
+        [name, dir] if name == "mnist-idx" => {
+            let dir = Path::new(dir);
+            let find = |stem: &str| -> Result<PathBuf> {
+                [stem.to_string(), format!("{stem}.gz")]
+                    .iter()
+                    .map(|f| dir.join(f))
+                    .find(|p| p.is_file())
+                    .with_context(|| format!("{}: no {stem}[.gz]", dir.display()))
+            };
+            let idx = Idx::open(
+                &find("train-images-idx3-ubyte")?,
+                Some(&find("train-labels-idx1-ubyte")?),
+            )?;
+            Ok((idx, format!("IDX {}", dir.display())))
+        }
+        other => bail!("--dataset {other:?}: expected `fashion-mnist` or `mnist-idx DIR`"),
+    }
+}
+
+/// Images `[N, 1, 28, 28]` in `[0, 1]` with their `u32` labels, and the restricted copies.
+fn split(idx: &Idx, indices: &[u64], device: &Device) -> Result<Split> {
+    let (c, h, w) = idx.stored().shape();
+    if c != 1 || h != 28 || w != 28 {
+        bail!("expected 1x28x28 images, found {c}x{h}x{w}");
+    }
+    let mut pixels = Vec::with_capacity(indices.len() * h * w);
+    let mut labels = Vec::with_capacity(indices.len());
+    for &i in indices {
+        pixels.extend(idx.stored().raw(i)?.iter().map(|&b| b as f32 / 255.0));
+        labels.push(idx.label(i)?.context("the IDX file has no labels")? as u32);
+    }
+    let x = Tensor::from_vec(pixels, (indices.len(), 1, h, w), device)?;
+    let y = Tensor::from_vec(labels, indices.len(), device)?;
+    let rx = grids::restrict(&x, grids::Restriction::Average)?;
+    Ok(Split {
+        fine: (x, y.clone()),
+        coarse: (rx, y),
+    })
+}
+
+fn load(spec: &[String], train: usize, val: usize, device: &Device) -> Result<Data> {
+    let (idx, name) = open_dataset(spec)?;
+    let count = idx.stored().count();
+    if train + val > count {
+        bail!("{train} training + {val} validation images requested, the file holds {count}");
+    }
+    let mut order: Vec<u64> = (0..count as u64).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(0x5eed));
+    let classes = idx.classes().context("the IDX file has no labels")?;
+    Ok(Data {
+        train: split(&idx, &order[..train], device)?,
+        val: split(&idx, &order[train..train + val], device)?,
+        classes,
+        name,
+    })
+}
+
+/// Sets every variable from `seed` (sorted by name): rank-4 stencils `N(0, 2 / fan_in)`, the head
+/// `N(0, 1 / fan_in)`, vectors zero (candle's CPU generator cannot be seeded).
+fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
+    let mut names: Vec<_> = vars.keys().cloned().collect();
+    names.sort();
+    for name in names {
+        let var = &vars[&name];
+        let dims = var.dims().to_vec();
+        let fan_in: usize = dims[1..].iter().product();
+        let std = match dims.len() {
+            4 => (2.0 / fan_in as f64).sqrt(),
+            2 => (1.0 / fan_in as f64).sqrt(),
+            _ => 0.0,
+        };
+        let vals: Vec<f32> = (0..var.elem_count())
+            .map(|_| {
+                let (a, b): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+                (std * (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
+            })
+            .collect();
+        var.set(&Tensor::from_vec(vals, dims, var.device())?)?;
+    }
+    Ok(())
+}
+
+fn build(cfg: ClassifierConfig, varmap: &VarMap, device: &Device) -> Result<Classifier> {
+    Ok(Classifier::new(
+        cfg,
+        VarBuilder::from_varmap(varmap, DType::F32, device),
+    )?)
+}
+
+/// Accuracy of `net` on `(x, y)` (the first `limit` images), in batches.
+fn evaluate(net: &Classifier, (x, y): &(Tensor, Tensor), limit: usize) -> Result<f64> {
+    let n = x.dim(0)?.min(limit);
+    let mut hits = 0.0;
+    for start in (0..n).step_by(500) {
+        let len = 500.min(n - start);
+        let logits = net.forward(&x.narrow(0, start, len)?)?;
+        hits += accuracy(&logits, &y.narrow(0, start, len)?)? * len as f64;
+    }
+    Ok(hits / n as f64)
+}
+
+/// (training, validation) accuracy.
+fn scores(net: &Classifier, train: &Split, val: &Split, coarse: bool) -> Result<(f64, f64)> {
+    let pick = |s: &Split| {
+        if coarse {
+            s.coarse.clone()
+        } else {
+            s.fine.clone()
+        }
+    };
+    Ok((
+        evaluate(net, &pick(train), TRAIN_EVAL)?,
+        evaluate(net, &pick(val), usize::MAX)?,
+    ))
+}
+
+struct Trainer<'a> {
+    args: &'a Args,
+    data: &'a Data,
+    device: Device,
+}
+
+impl Trainer<'_> {
+    /// Trains `varmap` for `epochs` epochs on the fine (or coarse) training images; returns the
+    /// (train, val) accuracy before training and after every epoch.
+    fn train(
+        &self,
+        cfg: ClassifierConfig,
+        varmap: &VarMap,
+        epochs: usize,
+        seed: u64,
+    ) -> Result<Vec<(f64, f64)>> {
+        let coarse = cfg.size == 14;
+        let net = build(cfg, varmap, &self.device)?;
+        let (x, y) = if coarse {
+            &self.data.train.coarse
+        } else {
+            &self.data.train.fine
+        };
+        let alpha = if coarse {
+            4.0 * self.args.alpha
+        } else {
+            self.args.alpha
+        };
+        let mut adam = Adam::from_varmap(varmap)?;
+        let head = varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?[HEAD_WEIGHT]
+            .clone();
+        let mut history = vec![scores(&net, &self.data.train, &self.data.val, coarse)?];
+        let n = x.dim(0)?;
+        for epoch in 0..epochs {
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.shuffle(&mut StdRng::seed_from_u64(data::mix_seed(
+                seed,
+                epoch as u64,
+            )));
+            for chunk in order.chunks(self.args.batch) {
+                let ids = Tensor::new(chunk, &self.device)?;
+                let logits = net.forward(&x.index_select(&ids, 0)?)?;
+                let mut loss = cross_entropy(&logits, &y.index_select(&ids, 0)?)?;
+                if alpha > 0.0 {
+                    let penalty = head_smoothness(head.as_tensor(), cfg.c2, cfg.feature_side())?;
+                    loss = (loss + (penalty * alpha)?)?;
+                }
+                adam.step(&loss.backward()?, self.args.lr)?;
+            }
+            history.push(scores(&net, &self.data.train, &self.data.val, coarse)?);
+            tracing::info!(
+                "  {}x{} epoch {}: train/val acc {:.4}/{:.4}",
+                cfg.size,
+                cfg.size,
+                epoch + 1,
+                history[epoch + 1].0,
+                history[epoch + 1].1
+            );
+        }
+        Ok(history)
+    }
+}
+
+/// One row of `results.csv`.
+struct Row {
+    experiment: &'static str,
+    pool: bool,
+    variant: &'static str,
+    seed: u64,
+    epoch: Option<usize>,
+    train_acc: Option<f64>,
+    val_acc: f64,
+}
+
+const VARIANTS: [(&str, Option<StencilTransfer>); 3] = [
+    ("new", None),
+    ("transfer", Some(StencilTransfer::Unchanged)),
+    ("multigrid", Some(StencilTransfer::Galerkin)),
+];
+
+/// 003 Tables 4.1 (no pooling) and 4.2 (pooling), MNIST: Initial train/val, ReTrain train/val.
+fn paper_row(pool: bool, variant: &str) -> [f64; 4] {
+    match (pool, variant) {
+        (false, "new") => [88.4, 85.0, 96.4, 91.9],
+        (false, "transfer") => [97.9, 93.5, 99.4, 94.6],
+        (false, _) => [97.5, 62.9, 99.9, 63.6],
+        (true, "new") => [91.1, 89.0, 97.0, 93.2],
+        (true, "transfer") => [96.7, 91.5, 98.3, 92.8],
+        (true, _) => [96.8, 84.1, 99.8, 88.0],
+    }
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+fn cell(v: &[f64]) -> String {
+    let (m, s) = mean_sd(v);
+    format!("{:.1} ± {:.1}", 100.0 * m, 100.0 * s)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let q = args.quick;
+    let seeds = args.seeds.unwrap_or(if q { 2 } else { 5 });
+    let n_train = args.train.unwrap_or(if q { 6000 } else { 40000 });
+    let n_val = args.val.unwrap_or(if q { 2000 } else { 20000 });
+    let coarse_epochs = args.coarse_epochs.unwrap_or(if q { 2 } else { 20 });
+    let fine_epochs = args.fine_epochs.unwrap_or(if q { 2 } else { 10 });
+    if fine_epochs == 0 || seeds == 0 {
+        bail!("need at least one fine epoch and one seed");
+    }
+    let out = match &args.out {
+        Some(d) => ensure_out_dir(d)?,
+        None => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            ensure_out_dir(&PathBuf::from("runs/mnist-multilevel").join(secs.to_string()))?
+        }
+    };
+    let device = Device::Cpu;
+    let data = load(&args.dataset, n_train, n_val, &device)?;
+    let trainer = Trainer {
+        args: &args,
+        data: &data,
+        device: device.clone(),
+    };
+    let start = Instant::now();
+    let mut rows = Vec::new();
+    for pool in [false, true] {
+        let cfg = ClassifierConfig {
+            c1: args.channels[0],
+            c2: args.channels[1],
+            pool,
+            classes: data.classes,
+            size: 14,
+        };
+        for seed in 0..seeds {
+            tracing::info!("pool {pool}, seed {seed}: coarse training");
+            let coarse = VarMap::new();
+            build(cfg, &coarse, &device)?;
+            init_seeded(&coarse, 1000 + seed)?;
+            let hist = trainer.train(cfg, &coarse, coarse_epochs, 2000 + seed)?;
+            let last = hist[hist.len() - 1];
+            rows.push(Row {
+                experiment: "coarse-training",
+                pool,
+                variant: "coarse",
+                seed,
+                epoch: Some(coarse_epochs),
+                train_acc: Some(last.0),
+                val_acc: last.1,
+            });
+            let fine_cfg = cfg.at_size(28);
+            let mut new_net = None;
+            for (variant, stencils) in VARIANTS {
+                tracing::info!("pool {pool}, seed {seed}: fine training from {variant}");
+                let vars = match stencils {
+                    None => {
+                        let v = VarMap::new();
+                        build(fine_cfg, &v, &device)?;
+                        init_seeded(&v, 3000 + seed)?;
+                        v
+                    }
+                    Some(st) => prolong_classifier(&coarse, &cfg, st)?,
+                };
+                let hist = trainer.train(fine_cfg, &vars, fine_epochs, 4000 + seed)?;
+                for (epoch, (tr, va)) in hist.iter().enumerate() {
+                    rows.push(Row {
+                        experiment: "coarse-to-fine",
+                        pool,
+                        variant,
+                        seed,
+                        epoch: Some(epoch),
+                        train_acc: Some(*tr),
+                        val_acc: *va,
+                    });
+                }
+                if stencils.is_none() {
+                    new_net = Some(vars);
+                }
+            }
+            // 002 section 5.2: the fine-only network on coarse images.
+            let fine_vars = new_net.context("no fine network")?;
+            for (variant, st) in [
+                ("galerkin", StencilTransfer::Galerkin),
+                ("unchanged", StencilTransfer::Unchanged),
+            ] {
+                let vars = restrict_classifier(&fine_vars, &fine_cfg, st)?;
+                let acc = evaluate(&build(cfg, &vars, &device)?, &data.val.coarse, usize::MAX)?;
+                rows.push(Row {
+                    experiment: "coarse-classification",
+                    pool,
+                    variant,
+                    seed,
+                    epoch: None,
+                    train_acc: None,
+                    val_acc: acc,
+                });
+            }
+            tracing::info!("elapsed {:.0} s", start.elapsed().as_secs_f64());
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    write_csv(&out.join("results.csv"), &rows)?;
+    let md = markdown(
+        &rows,
+        &data.name,
+        &args,
+        [seeds as usize, n_train, n_val, coarse_epochs, fine_epochs],
+        wall,
+    );
+    std::fs::write(out.join("results.md"), &md)?;
+    plot(&out.join("accuracy.png"), &rows, fine_epochs)?;
+    println!("{md}");
+    tracing::info!("wrote {}", out.display());
+    Ok(())
+}
+
+fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
+    let mut s = String::from("experiment,pool,variant,seed,epoch,train_acc,val_acc\n");
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+    for r in rows {
+        let epoch = r.epoch.map(|e| e.to_string()).unwrap_or_default();
+        writeln!(
+            s,
+            "{},{},{},{},{},{},{:.6}",
+            r.experiment,
+            r.pool,
+            r.variant,
+            r.seed,
+            epoch,
+            opt(r.train_acc),
+            r.val_acc
+        )?;
+    }
+    std::fs::write(path, s).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn select<'a>(
+    rows: &'a [Row],
+    experiment: &str,
+    pool: bool,
+    variant: &str,
+    epoch: Option<usize>,
+) -> Vec<&'a Row> {
+    rows.iter()
+        .filter(|r| {
+            r.experiment == experiment && r.pool == pool && r.variant == variant && r.epoch == epoch
+        })
+        .collect()
+}
+
+fn markdown(
+    rows: &[Row],
+    dataset: &str,
+    args: &Args,
+    [seeds, n_train, n_val, ce, fe]: [usize; 5],
+    wall: f64,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# mnist-multilevel: 2-level training and coarse classification\n"
+    );
+    let _ = writeln!(
+        s,
+        "{dataset}; {n_train} training / {n_val} validation images (one random split of the training file); \
+         CNN {}-{} channels; {ce} epochs at 14x14, {fe} at 28x28; Adam lr {}, batch {}, head smoothness α = {}; \
+         {seeds} seeds, mean ± sd; training accuracy on the first {TRAIN_EVAL} training images; {wall:.0} s wall.\n",
+        args.channels[0], args.channels[1], args.lr, args.batch, args.alpha
+    );
+    let _ = writeln!(s, "Papers: 003 Tables 4.1-4.2 are MNIST, 40000 coarse / 10000 fine training images, 20 + 10 epochs of SGD, 20 trials.\n");
+    for pool in [false, true] {
+        let table = if pool {
+            "4.2 (with 2x2 average pooling)"
+        } else {
+            "4.1 (no pooling)"
+        };
+        let _ = writeln!(s, "## Coarse-to-fine, 003 Table {table}\n");
+        let coarse = select(rows, "coarse-training", pool, "coarse", Some(ce));
+        let _ = writeln!(
+            s,
+            "Coarse network after {ce} epochs at 14x14: validation {}\n",
+            cell(&coarse.iter().map(|r| r.val_acc).collect::<Vec<_>>())
+        );
+        let _ = writeln!(s, "| start | at transfer val | Initial train | Initial val | ReTrain train | ReTrain val | paper Initial train / val | paper ReTrain train / val |");
+        let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+        for (variant, _) in VARIANTS {
+            let at = |e| select(rows, "coarse-to-fine", pool, variant, Some(e));
+            let tr = |v: &[&Row]| v.iter().filter_map(|r| r.train_acc).collect::<Vec<_>>();
+            let va = |v: &[&Row]| v.iter().map(|r| r.val_acc).collect::<Vec<_>>();
+            let p = paper_row(pool, variant);
+            let _ = writeln!(
+                s,
+                "| {variant} | {} | {} | {} | {} | {} | {:.1} / {:.1} | {:.1} / {:.1} |",
+                cell(&va(&at(0))),
+                cell(&tr(&at(1))),
+                cell(&va(&at(1))),
+                cell(&tr(&at(fe))),
+                cell(&va(&at(fe))),
+                p[0],
+                p[1],
+                p[2],
+                p[3]
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "## Coarse classification with the fine network, 002 section 5.2\n"
+    );
+    let _ = writeln!(s, "The network trained at 28x28 from new weights classifies the 14x14 validation images `R u`; head `4 R w` in both rows.\n");
+    let _ = writeln!(
+        s,
+        "| stencils | no pooling | pooling | paper (MNIST, 2-layer CNN, least squares) |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- |");
+    for (variant, label, paper) in [
+        ("galerkin", "Galerkin-restricted", "84.1"),
+        ("unchanged", "fine, unchanged", "81.8"),
+    ] {
+        let acc = |pool| {
+            cell(
+                &select(rows, "coarse-classification", pool, variant, None)
+                    .iter()
+                    .map(|r| r.val_acc)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let _ = writeln!(s, "| {label} | {} | {} | {paper} |", acc(false), acc(true));
+    }
+    let fine = |pool| {
+        cell(
+            &select(rows, "coarse-to-fine", pool, "new", Some(fe))
+                .iter()
+                .map(|r| r.val_acc)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let coarse = |pool| {
+        cell(
+            &select(rows, "coarse-training", pool, "coarse", Some(ce))
+                .iter()
+                .map(|r| r.val_acc)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let _ = writeln!(
+        s,
+        "| reference: same network on 28x28 | {} | {} | 96.7 |",
+        fine(false),
+        fine(true)
+    );
+    let _ = writeln!(
+        s,
+        "| reference: network trained at 14x14 | {} | {} | 96.4 |",
+        coarse(false),
+        coarse(true)
+    );
+    s
+}
+
+fn plot(path: &Path, rows: &[Row], fine_epochs: usize) -> Result<()> {
+    let mut series = Vec::new();
+    for pool in [false, true] {
+        for (variant, _) in VARIANTS {
+            let points = (0..=fine_epochs)
+                .map(|e| {
+                    let v: Vec<f64> = select(rows, "coarse-to-fine", pool, variant, Some(e))
+                        .iter()
+                        .map(|r| 100.0 * r.val_acc)
+                        .collect();
+                    (e as f64, mean_sd(&v).0)
+                })
+                .collect();
+            series.push(Series {
+                name: format!("{variant}{}", if pool { " + pool" } else { "" }),
+                points,
+            });
+        }
+    }
+    let axes = Axes {
+        title: "Validation accuracy at 28x28 after coarse training",
+        x_label: "fine epoch",
+        y_label: "validation accuracy (%)",
+        log_y: false,
+    };
+    line_plot(path, &axes, &series)
+}
