@@ -612,3 +612,88 @@ fn plot(path: &Path, rows: &[Row], fine_epochs: usize) -> Result<()> {
     };
     line_plot(path, &axes, &series)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    /// Writes `count` 28x28 IDX images (class 0: bright left half, class 1: bright right half).
+    fn write_idx(dir: &Path, count: usize) {
+        let mut images = vec![0u8, 0, 8, 3];
+        let mut labels = vec![0u8, 0, 8, 1];
+        for d in [count as u32, 28, 28] {
+            images.extend(d.to_be_bytes());
+        }
+        labels.extend((count as u32).to_be_bytes());
+        for i in 0..count {
+            let class = i % 2;
+            labels.push(class as u8);
+            for _ in 0..28 {
+                for c in 0..28 {
+                    images.push(if (c < 14) == (class == 0) {
+                        200 + (i % 7) as u8
+                    } else {
+                        10
+                    });
+                }
+            }
+        }
+        std::fs::write(dir.join("train-images-idx3-ubyte"), images).unwrap();
+        std::fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
+    }
+
+    #[test]
+    fn runs_on_small_idx_files_and_writes_the_tables() {
+        let dir = std::env::temp_dir().join(format!("xtask-mnist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_idx(&dir, 48);
+        let out = dir.join("out");
+        let cli = Cli::parse_from([
+            "x",
+            "--dataset",
+            "mnist-idx",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--seeds",
+            "1",
+            "--train",
+            "32",
+            "--val",
+            "16",
+            "--coarse-epochs",
+            "1",
+            "--fine-epochs",
+            "1",
+            "--channels",
+            "2",
+            "3",
+            "--alpha",
+            "0.03",
+        ]);
+        run(cli.args).unwrap();
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        // Per pooling setting: 1 coarse row, 3 variants x 2 epochs, 2 coarse-classification rows.
+        assert_eq!(csv.lines().count(), 1 + 2 * (1 + 6 + 2));
+        let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+        assert!(md.contains("| multigrid |") && md.contains("84.1"));
+        assert!(out.join("accuracy.png").is_file());
+        let bad = Cli::parse_from([
+            "x",
+            "--dataset",
+            "mnist-idx",
+            "/nonexistent",
+            "--train",
+            "1",
+        ]);
+        assert!(run(bad.args).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
