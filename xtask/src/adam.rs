@@ -39,6 +39,7 @@ impl Adam {
     }
 
     /// Steps taken so far.
+    #[cfg(test)]
     pub fn steps(&self) -> u64 {
         self.step
     }

@@ -46,6 +46,18 @@ pub fn ensure_out_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
+/// `out` when given, else `runs/NAME/<unix time>`; created (SPEC section 7's layout).
+pub fn out_dir_or_default(out: Option<&Path>, name: &str) -> Result<PathBuf> {
+    let dir = match out {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            PathBuf::from("runs").join(name).join(secs.to_string())
+        }
+    };
+    ensure_out_dir(&dir)
+}
+
 /// Log to stderr (and to `log_file` when given), level from `RUST_LOG` (default `info`).
 pub fn init_tracing(log_file: Option<&Path>) -> Result<()> {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};

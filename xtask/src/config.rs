@@ -363,18 +363,6 @@ impl TrainConfig {
         t.batch.clone().unwrap_or_else(|| (0..self.levels()).map(|l| t.n0 << l).collect())
     }
 
-    /// Full-multiscale stage iterations, coarsest stage first (SPEC section 4).
-    pub fn stage_iterations(&self) -> Vec<usize> {
-        let t = &self.train;
-        let first = t.fmg_iterations.unwrap_or(t.iterations);
-        (0..self.levels())
-            .map(|k| match t.fmg_schedule {
-                FmgSchedule::Halving => (first >> k).max(1),
-                FmgSchedule::Equal => first,
-            })
-            .collect()
-    }
-
     /// Check every value; errors name `origin` and the key.
     pub fn validate(&self, origin: &Path) -> Result<()> {
         let f = origin.display();
@@ -507,7 +495,6 @@ lr = 5e-4
         let c = parse(GOOD).unwrap();
         assert_eq!(c.train.strategy, Strategy::Multiscale);
         assert_eq!(c.level_batches(), vec![2, 4, 8]);
-        assert_eq!(c.stage_iterations(), vec![10, 5, 2]);
         assert_eq!(c.data.test_dir, PathBuf::from("datasets/photos"));
         // Round trip through the TOML written beside each run.
         let again = parse(&c.to_toml().unwrap()).unwrap();

@@ -1,7 +1,7 @@
 //! `cargo xtask models [--out DIR]`: every model x convolution kind with its parameter count,
 //! the paper's count where it gives one (001 Tables 7-8), and forward+backward time per image.
 
-use crate::common::{ensure_out_dir, Context};
+use crate::common::Context;
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -86,16 +86,7 @@ fn time_pass(
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
-    let out = match &args.out {
-        Some(d) => d.clone(),
-        None => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            PathBuf::from("runs").join("models").join(secs.to_string())
-        }
-    };
-    let out = ensure_out_dir(&out)?;
+    let out = crate::common::out_dir_or_default(args.out.as_deref(), "models")?;
     let kinds: Vec<String> = if args.models.is_empty() {
         ModelConfig::KINDS.iter().map(|s| s.to_string()).collect()
     } else {

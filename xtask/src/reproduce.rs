@@ -2,7 +2,7 @@
 //! (`reproduce_table2.rs`, ...). This module holds what they share: the protocol flags, the
 //! record of one trained and scored run, `results.csv`, and the comparison statistics.
 
-use crate::common::{ensure_out_dir, Context};
+use crate::common::Context;
 use crate::config::Metric;
 use anyhow::{Context as _, Result};
 use std::fmt::Write as _;

@@ -21,7 +21,6 @@
 //! estimator's accountant. Target test loss: 1.1 x single-scale's final finest-mesh loss; a
 //! strategy's iterations and #WU to reach it are those of the first evaluation at or below it.
 
-use crate::common::ensure_out_dir;
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Module, Tensor, Var};
@@ -664,16 +663,7 @@ pub fn run(args: Args) -> Result<()> {
         Settings::full(args.kernel)
     };
     s.lr = args.lr.unwrap_or(s.lr);
-    let dir = match &args.out {
-        Some(d) => d.clone(),
-        None => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            PathBuf::from("runs").join("blur").join(secs.to_string())
-        }
-    };
-    let dir = ensure_out_dir(&dir)?;
+    let dir = crate::common::out_dir_or_default(args.out.as_deref(), "blur")?;
     let runs = experiment(&s, args.seed)?;
     let md = write_outputs(&dir, &s, &runs)?;
     println!("{md}");
@@ -793,7 +783,7 @@ mod tests {
             .collect();
         assert_eq!(wu, vec![12.0, 7.0, 5.5]);
         let dir = std::env::temp_dir().join(format!("xtask-blur-{}", std::process::id()));
-        let dir = ensure_out_dir(&dir).unwrap();
+        let dir = crate::common::ensure_out_dir(&dir).unwrap();
         let md = write_outputs(&dir, &s, &runs).unwrap();
         assert!(md.contains("| mfc | full-multiscale |"));
         for f in [

@@ -12,7 +12,6 @@
 //! Gaussian random fields (`data::GaussianRandomField`, spectrum `|k|^-4`, 4 modes per axis)
 //! sampled at the pixel centres of each finest mesh `n` (input and target independent fields).
 
-use crate::common::ensure_out_dir;
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -158,18 +157,7 @@ fn bound(s: Subsampling, levels: usize, n: usize, c: f64, m: f64) -> f64 {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let dir = match &args.out {
-        Some(d) => d.clone(),
-        None => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            PathBuf::from("runs")
-                .join("coarsen-vs-crop")
-                .join(secs.to_string())
-        }
-    };
-    let dir = ensure_out_dir(&dir)?;
+    let dir = crate::common::out_dir_or_default(args.out.as_deref(), "coarsen-vs-crop")?;
     let rows = measure(&args)?;
     let c = rows
         .iter()

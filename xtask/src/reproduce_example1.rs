@@ -19,7 +19,6 @@
 //!   a dense DFT (Nyquist mode: derivative part zeroed), with the closed-form gradients
 //!   `dS/dalpha = G`, `dS/dd = i k G`, `dS/dtau = -t k^2 S` (`G = exp(-t k^2)`, `t = e^tau`).
 
-use crate::common::ensure_out_dir;
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Module, Tensor};
@@ -445,18 +444,7 @@ pub fn observed_order(points: &[(usize, f64)]) -> f64 {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let dir = match &args.out {
-        Some(d) => d.clone(),
-        None => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            PathBuf::from("runs")
-                .join("example1")
-                .join(secs.to_string())
-        }
-    };
-    let dir = ensure_out_dir(&dir)?;
+    let dir = crate::common::out_dir_or_default(args.out.as_deref(), "example1")?;
     let mut rows = vec![];
     for dim in [1, 2] {
         tracing::info!("example1: {dim}-D, {} samples", args.samples);

@@ -430,7 +430,7 @@ pub fn train_run(
                 sampler.loader.set_position(s.loader_position);
                 position.set(s.loader_position);
                 (start, wall_offset, history) = (s.iterations_done, s.wall_s, s.history);
-                tracing::info!("resuming {} from iteration {start} ({})", out.display(), ck.dir.display());
+                tracing::info!("resuming {} from iteration {start} (checkpoint of step {}: {})", out.display(), ck.step, ck.dir.display());
             }
             None => tracing::warn!("--resume: no checkpoint in {}, starting from scratch", out.display()),
         }
