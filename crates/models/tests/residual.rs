@@ -65,11 +65,16 @@ fn halving_dt_with_shared_weights_changes_the_output_by_o_dt() {
         VarBuilder::from_varmap(&base, DType::F32, &Device::Cpu),
     )
     .unwrap();
-    for (i, var) in base.all_vars().iter().enumerate() {
+    // Sorted by name: VarMap is a HashMap, so its own order changes from run to run.
+    let data = base.data().lock().unwrap();
+    let mut named: Vec<_> = data.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    for (i, (_, var)) in named.into_iter().enumerate() {
         let v = values(var.elem_count(), i as u64 + 1, 0.5);
         var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
             .unwrap();
     }
+    drop(data);
     let x = Tensor::from_vec(
         values(2 * 3 * 12 * 12, 99, 1.0),
         (2, 3, 12, 12),
