@@ -200,24 +200,7 @@ pub enum StencilTransfer {
 
 /// A deep copy of `varmap`.
 fn copy_varmap(varmap: &VarMap) -> Result<VarMap> {
-    let out = VarMap::new();
-    {
-        let src = varmap
-            .data()
-            .lock()
-            .map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
-        let mut dst = out
-            .data()
-            .lock()
-            .map_err(|_| Error::InvalidConfig("VarMap lock poisoned".into()))?;
-        for (name, var) in src.iter() {
-            dst.insert(
-                name.clone(),
-                Var::from_tensor(&var.as_tensor().copy()?.detach())?,
-            );
-        }
-    }
-    Ok(out)
+    crate::transfer::map_stencils(varmap, |w| Ok(w.copy()?))
 }
 
 /// Replace the head weights of `varmap` by `map(old)`.
