@@ -114,13 +114,34 @@ impl Tiny {
             padding: 1,
             ..Default::default()
         };
-        Tiny {
+        let net = Tiny {
             c1: candle_nn::conv2d(c, hidden, 3, cfg, vb.pp("c1")).unwrap(),
             c2: candle_nn::conv2d(hidden, c, 3, cfg, vb.pp("c2")).unwrap(),
-        }
+        };
+        seed_vars(vm, 1);
+        net
     }
     pub fn forward(&self, x: &Tensor, _t: Option<&Tensor>) -> candle_core::Result<Tensor> {
         x + self.c2.forward(&self.c1.forward(x)?.tanh()?)?
+    }
+}
+
+/// Overwrite every variable, in name order, with seeded values in `[-b, b]`, `b = 1/sqrt(scale)`
+/// (candle's CPU initialisation cannot be seeded), so that tests are deterministic.
+pub fn seed_vars(vm: &VarMap, scale: usize) {
+    let data = vm.data().lock().unwrap();
+    let mut named: Vec<_> = data.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    let bound = 1.0 / (scale as f64).sqrt();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for (_, var) in named {
+        let v: Vec<f32> = (0..var.elem_count())
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound) as f32
+            })
+            .collect();
+        var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
     }
 }
 
