@@ -9,7 +9,9 @@
 use anyhow::{bail, Context as _, Result};
 use candle_core::{backprop::GradStore, Device, Tensor, Var};
 use std::collections::HashMap;
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 
 /// Adam over a fixed list of named variables.
 pub struct Adam {
@@ -105,6 +107,31 @@ impl Adam {
         let state = candle_core::safetensors::load(path, &dev)
             .with_context(|| format!("cannot read optimizer state {}", path.display()))?;
         self.load_state(state).with_context(|| format!("optimizer state {}", path.display()))
+    }
+}
+
+/// [`Adam`] shared between the driver (which steps it) and the hooks (which checkpoint it).
+#[derive(Clone)]
+pub struct SharedAdam {
+    pub adam: Rc<RefCell<Adam>>,
+    pub lr: f64,
+}
+
+impl candle_nn::Optimizer for SharedAdam {
+    type Config = f64;
+    fn new(vars: Vec<Var>, lr: f64) -> candle_core::Result<Self> {
+        let named = vars.into_iter().enumerate().map(|(i, v)| (format!("p{i:05}"), v)).collect();
+        let adam = Adam::new(named).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(Self { adam: Rc::new(RefCell::new(adam)), lr })
+    }
+    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
+        self.adam.borrow_mut().step(grads, self.lr).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
     }
 }
 

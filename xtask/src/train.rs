@@ -5,7 +5,7 @@
 //! -> `fmg` (stages, cosine learning rate, early stopping) with the resumable [`Adam`] of this
 //! runner. Progress, checkpoints, validation, the loss history and its plots live here.
 
-use crate::adam::Adam;
+use crate::adam::{Adam, SharedAdam};
 use crate::checkpointing;
 use crate::common::{ensure_out_dir, Context};
 use crate::config::{Allocation, FmgSchedule, LossKind, LrSchedule, SourceKind, Strategy, Task, TrainConfig};
@@ -131,31 +131,6 @@ impl mge::Sampler for ResumableSampler {
         let clean = self.loader.next_batch(count, &self.device)?;
         self.position.set(self.loader.position());
         Ok(self.degradation.apply(&clean, &mut rng)?)
-    }
-}
-
-/// [`Adam`] shared between the driver (which steps it) and the hooks (which checkpoint it).
-#[derive(Clone)]
-struct SharedAdam {
-    adam: Rc<RefCell<Adam>>,
-    lr: f64,
-}
-
-impl candle_nn::Optimizer for SharedAdam {
-    type Config = f64;
-    fn new(vars: Vec<Var>, lr: f64) -> candle_core::Result<Self> {
-        let named = vars.into_iter().enumerate().map(|(i, v)| (format!("p{i:05}"), v)).collect();
-        let adam = Adam::new(named).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok(Self { adam: Rc::new(RefCell::new(adam)), lr })
-    }
-    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
-        self.adam.borrow_mut().step(grads, self.lr).map_err(|e| candle_core::Error::Msg(e.to_string()))
-    }
-    fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = lr;
     }
 }
 
