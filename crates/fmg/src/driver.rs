@@ -1,9 +1,11 @@
 //! The training driver: stages coarse to fine (001 Algorithm 2), each an MGE (001 Algorithm 1)
-//! with Adam-type optimizer, cosine learning rate, hot start and early stopping.
+//! with an Adam-type or second-order update ([`crate::update`]), cosine learning rate, hot
+//! start and early stopping.
 
 use crate::early_stop::EarlyStopping;
 use crate::lr::CosineLr;
 use crate::schedule::Stage;
+use crate::update::{FirstOrder, Recorder, Replay, Update};
 use crate::{Error, Result};
 use candle_core::Var;
 use candle_nn::Optimizer;
@@ -91,9 +93,9 @@ pub struct IterRecord {
     pub level: usize,
     /// MGE loss of the iteration (sum of its terms).
     pub loss: f64,
-    /// Learning rate used.
+    /// Learning rate of the schedule (not used by second-order updates).
     pub lr: f64,
-    /// #WU of this iteration.
+    /// #WU of this iteration, re-evaluations of a second-order update included.
     pub wu: Fraction,
     /// Cumulative #WU (the accountant's total after this iteration).
     pub wu_total: Fraction,
@@ -107,6 +109,9 @@ pub struct IterRecord {
     pub variance_ratios: Vec<Option<f64>>,
     /// Validation loss when validated at this iteration.
     pub val_loss: Option<f64>,
+    /// What a second-order update did (ratio, acceptance, radius or damping); `None` for
+    /// first-order optimizers.
+    pub second_order: Option<optim::StepReport>,
 }
 
 /// What the driver should do after a progress callback.
@@ -186,7 +191,8 @@ impl Driver {
 
     /// Trains from global iteration `start` (0 for a fresh run; a resumed run passes the
     /// number of iterations already done, with parameters, optimizer, accountant and sampler
-    /// restored by the caller). Returns one record per iteration run.
+    /// restored by the caller) with a candle-nn optimizer stepping on the MGE gradient.
+    /// Returns one record per iteration run.
     #[allow(clippy::too_many_arguments)]
     pub fn run<O: Optimizer>(
         &self,
@@ -195,6 +201,27 @@ impl Driver {
         sampler: &mut dyn Sampler,
         vars: &[Var],
         opt: &mut O,
+        acct: &mut Accountant,
+        start: u64,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Vec<IterRecord>> {
+        let mut update = FirstOrder(opt);
+        self.run_with(model, loss, sampler, vars, &mut update, acct, start, hooks)
+    }
+
+    /// [`Driver::run`] with any [`Update`], e.g. a [`crate::SecondOrderUpdate`]. Each
+    /// iteration records the batches the estimator draws and hands the update a closure that
+    /// re-evaluates the same MGE loss on them at the current parameters; every model
+    /// application of a re-evaluation is recorded in `acct` as a full application (forward
+    /// and backward), an upper bound for the forward-only ones.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_with(
+        &self,
+        model: &ModelFn,
+        loss: &LossFn,
+        sampler: &mut dyn Sampler,
+        vars: &[Var],
+        update: &mut dyn Update,
         acct: &mut Accountant,
         start: u64,
         hooks: &mut dyn Hooks,
@@ -249,8 +276,11 @@ impl Driver {
                 }
                 est.set_mode(mode);
                 let rate = lr.at(k);
-                opt.set_learning_rate(rate);
-                let step = est.step(model, loss, sampler, vars, k, acct)?;
+                update.set_learning_rate(rate);
+                let wu0 = acct.total();
+                let mut recorder = Recorder::new(sampler);
+                let step = est.step(model, loss, &mut recorder, vars, k, acct)?;
+                let draws = recorder.into_draws();
                 if !step.loss.is_finite() {
                     return Err(Error::NonFinite {
                         iteration: k,
@@ -258,7 +288,9 @@ impl Driver {
                         loss: step.loss,
                     });
                 }
-                opt.step(&step.grads)?;
+                let second_order = update.update(&step, &mut || {
+                    est.loss(model, loss, &mut Replay::new(&draws), k, acct)
+                })?;
                 tracker.observe(&step.terms);
                 if let Some(a) = &mut adaptive {
                     a.observe(&step.terms);
@@ -275,7 +307,7 @@ impl Driver {
                     level,
                     loss: step.loss,
                     lr: rate,
-                    wu: step.wu,
+                    wu: acct.total().checked_sub(wu0)?,
                     wu_total: acct.total(),
                     step_s: t0.elapsed().as_secs_f64(),
                     wall_s: clock.elapsed().as_secs_f64(),
@@ -284,6 +316,7 @@ impl Driver {
                         .as_ref()
                         .map_or(tracker.ratios(), |a| a.tracker().ratios()),
                     val_loss,
+                    second_order,
                 };
                 let control = hook(hooks.on_iteration(&rec))?;
                 records.push(rec);

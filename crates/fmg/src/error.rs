@@ -9,6 +9,9 @@ pub enum Error {
     /// A tensor or optimizer operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A second-order step failed ([`crate::SecondOrderUpdate`]).
+    #[error(transparent)]
+    Optim(#[from] optim::Error),
     /// A schedule or driver setting is invalid; the message names it.
     #[error("invalid setting: {0}")]
     Invalid(String),

@@ -17,6 +17,7 @@ pub mod early_stop;
 pub mod error;
 pub mod lr;
 pub mod schedule;
+pub mod update;
 
 pub use driver::{Control, Driver, DriverConfig, Hooks, HotStart, IterRecord, NoHooks};
 pub use early_stop::EarlyStopping;
@@ -24,3 +25,4 @@ pub use error::{Error, Result};
 pub use lr::CosineLr;
 pub use mge::StageSchedule;
 pub use schedule::{stages, stages_wu, Stage, Strategy};
+pub use update::{FirstOrder, Recorder, Replay, Reevaluate, SecondOrderUpdate, Update};
