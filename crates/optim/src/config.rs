@@ -4,7 +4,8 @@ use candle_core::Var;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    GaussNewton, GaussNewtonConfig, Result, SecondOrder, Steihaug, SteihaugConfig, StepReport,
+    ClosureKind, GaussNewton, GaussNewtonConfig, Result, SecondOrder, Steihaug, SteihaugConfig,
+    StepReport,
 };
 
 /// Which optimizer to build, tagged by `kind = "gauss-newton" | "steihaug"` (TOML/JSON), e.g.
@@ -25,6 +26,22 @@ impl OptimizerConfig {
             Self::GaussNewton(c) => Box::new(GaussNewton::new(vars, c)?),
             Self::Steihaug(c) => Box::new(Steihaug::new(vars, c)?),
         })
+    }
+
+    /// What the optimizer's closure must return ([`crate::SecondOrder::closure_kind`]).
+    pub fn closure_kind(&self) -> ClosureKind {
+        match self {
+            Self::GaussNewton(_) => ClosureKind::Residual,
+            Self::Steihaug(c) => c.objective,
+        }
+    }
+
+    /// Error on out-of-range settings (what [`OptimizerConfig::build`] checks first).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::GaussNewton(c) => c.validate(),
+            Self::Steihaug(c) => c.validate(),
+        }
     }
 
     /// The config that continues a run whose last step reported `last`: the initial damping
