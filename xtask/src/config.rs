@@ -137,6 +137,37 @@ pub enum Allocation {
     Adaptive,
 }
 
+/// `[train.optimizer]`: Adam on the MGE gradient (default), or a matrix-free second-order
+/// optimizer of the `optim` crate that re-evaluates the iteration's MGE loss
+/// (`fmg::SecondOrderUpdate`), with that crate's settings as further keys.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum OptimizerChoice {
+    /// Adam (Kingma & Ba 2014) with `train.lr` and `train.lr_schedule` (no further keys).
+    Adam {},
+    /// Gauss-Newton-CG (002 section 3): least squares, so MSE and single-scale only.
+    GaussNewton(optim::GaussNewtonConfig),
+    /// CG-Steihaug trust region (003 eq. 3.7).
+    Steihaug(optim::SteihaugConfig),
+}
+
+impl Default for OptimizerChoice {
+    fn default() -> Self {
+        OptimizerChoice::Adam {}
+    }
+}
+
+impl OptimizerChoice {
+    /// The `optim` config of a second-order choice (`None` for Adam).
+    pub fn second_order(&self) -> Option<optim::OptimizerConfig> {
+        match *self {
+            OptimizerChoice::Adam {} => None,
+            OptimizerChoice::GaussNewton(c) => Some(optim::OptimizerConfig::GaussNewton(c)),
+            OptimizerChoice::Steihaug(c) => Some(optim::OptimizerConfig::Steihaug(c)),
+        }
+    }
+}
+
 /// A whole training configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,6 +275,9 @@ pub struct TrainSection {
     pub validate_every: usize,
     #[serde(default)]
     pub seed: u64,
+    /// `[train.optimizer]` (default `kind = "adam"`).
+    #[serde(default)]
+    pub optimizer: OptimizerChoice,
 }
 
 fn default_test_dir() -> PathBuf {
@@ -436,6 +470,34 @@ impl TrainConfig {
         if !self.model.contains_key("kind") {
             bail!("{f}: model.kind is missing (e.g. kind = \"unet\")");
         }
+        self.check_optimizer(origin, t.strategy)
+    }
+
+    /// Check `train.optimizer` for a run with `strategy` (the config's or `--strategy`): its
+    /// own ranges, and that a least-squares residual exists where it needs one (MSE loss and
+    /// a single term: single-scale, or one level).
+    pub fn check_optimizer(&self, origin: &Path, strategy: Strategy) -> Result<()> {
+        let f = origin.display();
+        let Some(opt) = self.train.optimizer.second_order() else {
+            return Ok(());
+        };
+        opt.validate().map_err(|e| anyhow::anyhow!("{f}: train.optimizer: {e}"))?;
+        if opt.closure_kind() != optim::ClosureKind::Residual {
+            return Ok(());
+        }
+        let key = match opt {
+            optim::OptimizerConfig::GaussNewton(_) => "train.optimizer.kind = \"gauss-newton\"",
+            optim::OptimizerConfig::Steihaug(_) => "train.optimizer.objective = \"residual\"",
+        };
+        if self.train.loss != LossKind::Mse {
+            bail!("{f}: {key} needs train.loss = \"mse\" (a least-squares residual f - y)");
+        }
+        if strategy != Strategy::Single && self.levels() > 1 {
+            bail!(
+                "{f}: {key} needs train.strategy = \"single\" (or train.levels = 1), not {:?}: a multiscale loss is a sum of differences of terms, no least-squares residual",
+                strategy.name()
+            );
+        }
         Ok(())
     }
 }
@@ -528,6 +590,48 @@ lr = 5e-4
         }
         let e = err(&GOOD.replace("task = \"denoise\"", "task = \"colorize\""));
         assert!(e.contains("colorize") && e.contains("task"), "{e}");
+    }
+
+    /// `text` with a `[train.optimizer]` table of `body` (after `[train]`, the last section).
+    pub(crate) fn with_optimizer(text: &str, body: &str) -> String {
+        format!("{text}\n[train.optimizer]\n{body}\n")
+    }
+
+    #[test]
+    fn optimizer_is_selected_and_checked() {
+        assert_eq!(parse(GOOD).unwrap().train.optimizer, OptimizerChoice::Adam {});
+        let single = GOOD.replace("n0 = 2", "n0 = 2\nstrategy = \"single\"");
+        let c = parse(&with_optimizer(&single, "kind = \"steihaug\"\nradius_init = 0.5")).unwrap();
+        let Some(optim::OptimizerConfig::Steihaug(s)) = c.train.optimizer.second_order() else {
+            panic!("{:?}", c.train.optimizer)
+        };
+        assert_eq!(s.radius_init, 0.5);
+        // The written config selects the same optimizer.
+        assert_eq!(parse(&c.to_toml().unwrap()).unwrap().train.optimizer, c.train.optimizer);
+        for kind in ["adam", "gauss-newton"] {
+            parse(&with_optimizer(&single, &format!("kind = \"{kind}\""))).unwrap();
+        }
+        let gn = "kind = \"gauss-newton\"";
+        let cases = [
+            // Gauss-Newton's residual exists only for a single-scale MSE loss.
+            (with_optimizer(GOOD, gn), "train.strategy"),
+            (with_optimizer(&single.replace("lr = 5e-4", "lr = 5e-4\nloss = \"ssim\""), gn), "train.loss"),
+            (with_optimizer(GOOD, "kind = \"steihaug\"\nobjective = \"residual\""), "train.optimizer.objective"),
+            // Unknown keys and kinds, out-of-range values.
+            (with_optimizer(&single, "kind = \"steihaug\"\nradius = 1.0"), "radius"),
+            (with_optimizer(&single, "kind = \"adam\"\nbeta1 = 0.9"), "beta1"),
+            (with_optimizer(&single, "kind = \"lbfgs\""), "lbfgs"),
+            (with_optimizer(&single, "kind = \"steihaug\"\nradius_init = -1.0"), "radius_init"),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(e.contains(key) && e.contains("configs/test.toml"), "{key}: {e}");
+        }
+        // A multiscale Gauss-Newton config is refused with the reason.
+        let e = err(&with_optimizer(GOOD, gn));
+        assert!(e.contains("gauss-newton") && e.contains("\"multiscale\""), "{e}");
+        // Steihaug on the MGE loss is fine with any strategy.
+        parse(&with_optimizer(GOOD, "kind = \"steihaug\"")).unwrap();
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Training composes the crates: `data` (images, degradations) -> `mge` (the estimator, #WU)
 //! -> `fmg` (stages, cosine learning rate, early stopping) with the resumable [`Adam`] of this
-//! runner. Progress, checkpoints, validation, the loss history and its plots live here.
+//! runner or a second-order `optim` optimizer (`[train.optimizer]`). Progress, checkpoints,
+//! validation, the loss history and its plots live here.
 
 use crate::adam::{Adam, SharedAdam};
 use crate::checkpointing;
@@ -74,6 +75,18 @@ struct State {
     wall_s: f64,
     loader_position: u64,
     history: Vec<HistoryPoint>,
+    /// Second-order runs: the optimizer config continuing from the last step (adapted damping
+    /// or trust radius); Adam's moments are in `optim.safetensors` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    optimizer: Option<optim::OptimizerConfig>,
+}
+
+/// The optimizer state a checkpoint saves.
+enum OptimizerState {
+    /// Adam's moments and step count (`optim.safetensors`).
+    Adam(Rc<RefCell<Adam>>),
+    /// The second-order config continued after the last step ([`State::optimizer`]).
+    SecondOrder(optim::OptimizerConfig),
 }
 
 /// The config's `[model]` table as a `models::ModelConfig`.
@@ -165,7 +178,7 @@ struct RunHooks<'a> {
     validation: Degraded,
     varmap: &'a VarMap,
     model_cfg: &'a models::ModelConfig,
-    adam: Rc<RefCell<Adam>>,
+    optimizer: OptimizerState,
     position: Rc<Cell<u64>>,
     out: &'a Path,
     checkpoint_every: u64,
@@ -188,10 +201,17 @@ impl RunHooks<'_> {
             wall_s,
             loader_position: self.position.get(),
             history: self.history.clone(),
+            optimizer: match &self.optimizer {
+                OptimizerState::Adam(_) => None,
+                OptimizerState::SecondOrder(c) => Some(*c),
+            },
         };
         checkpointing::save(self.out, iterations_done, &state, |dir| {
             save_model(&dir.join("model.safetensors"), self.model_cfg, self.varmap)?;
-            self.adam.borrow().save(&dir.join("optim.safetensors"))
+            match &self.optimizer {
+                OptimizerState::Adam(adam) => adam.borrow().save(&dir.join("optim.safetensors")),
+                OptimizerState::SecondOrder(_) => Ok(()),
+            }
         })
     }
 }
@@ -232,9 +252,30 @@ impl fmg::Hooks for RunHooks<'_> {
             self.ratios = rec.variance_ratios.clone();
         }
         let ratios = fmt_ratios(&self.ratios);
+        let mut step = String::new();
+        if let (OptimizerState::SecondOrder(c), Some(r)) = (&mut self.optimizer, &rec.second_order) {
+            *c = c.continued(r);
+            let (name, value) = match (r.radius, r.damping) {
+                (Some(radius), _) => ("radius", radius),
+                (_, damping) => ("damping", damping.unwrap_or(f64::NAN)),
+            };
+            tracing::debug!(
+                iteration = rec.iteration,
+                accepted = r.accepted,
+                ratio = r.ratio,
+                name,
+                value,
+                loss_before = r.loss_before,
+                loss_after = r.loss_after,
+                cg_iterations = r.cg_iterations,
+                forward_passes = r.forward_passes,
+                "second-order step"
+            );
+            step = format!(" {} rho {:.2} {name} {value:.1e}", if r.accepted { "accepted" } else { "rejected" }, r.ratio);
+        }
         self.bar.set_position(rec.iteration + 1);
         self.bar.set_message(format!(
-            "stage {}/{} (mesh 2^{}h) loss {:.4e} #WU {:.0} ({:.1} WU/s){}{}",
+            "stage {}/{} (mesh 2^{}h) loss {:.4e} #WU {:.0} ({:.1} WU/s){step}{}{}",
             rec.stage + 1,
             self.stages,
             rec.level,
@@ -389,7 +430,11 @@ pub fn train_run(
         named.sort_by(|a, b| a.0.cmp(&b.0));
         named.into_iter().map(|(_, v)| v).collect()
     };
-    let adam = Rc::new(RefCell::new(Adam::from_varmap(&varmap)?));
+    cfg.check_optimizer(origin, strategy)?;
+    let mut optimizer = match t.optimizer.second_order() {
+        None => OptimizerState::Adam(Rc::new(RefCell::new(Adam::from_varmap(&varmap)?))),
+        Some(c) => OptimizerState::SecondOrder(c),
+    };
     let mut acct = mge::Accountant::new();
     let resume = matches!(start, Start::Resume);
     let (mut start, mut wall_offset, mut history) = (0u64, 0.0, Vec::new());
@@ -399,8 +444,19 @@ pub fn train_run(
                 varmap
                     .load(ck.dir.join("model.safetensors"))
                     .with_context(|| format!("checkpoint {}: model weights", ck.dir.display()))?;
-                adam.borrow_mut().load(&ck.dir.join("optim.safetensors"))?;
                 let s = ck.state;
+                match (&mut optimizer, s.optimizer) {
+                    (OptimizerState::Adam(adam), _) => adam.borrow_mut().load(&ck.dir.join("optim.safetensors"))?,
+                    (OptimizerState::SecondOrder(c), Some(saved))
+                        if std::mem::discriminant(c) == std::mem::discriminant(&saved) =>
+                    {
+                        *c = saved
+                    }
+                    (OptimizerState::SecondOrder(_), _) => tracing::warn!(
+                        "checkpoint {} has no state of train.optimizer: its damping or trust radius restarts from the config",
+                        ck.dir.display()
+                    ),
+                }
                 acct = mge::Accountant::with_total(mge::Fraction::new(s.wu_numer, s.wu_denom)?);
                 sampler.loader.set_position(s.loader_position);
                 position.set(s.loader_position);
@@ -426,7 +482,7 @@ pub fn train_run(
         validation,
         varmap: &varmap,
         model_cfg: &model_cfg,
-        adam: adam.clone(),
+        optimizer,
         position,
         out,
         checkpoint_every: t.checkpoint_every as u64,
@@ -438,9 +494,20 @@ pub fn train_run(
         bar,
         restriction: plan.restriction,
     };
-    let mut opt = SharedAdam { adam, lr: t.lr };
+    let (mut adam, mut first, mut second);
+    let update: &mut dyn fmg::Update = match &hooks.optimizer {
+        OptimizerState::Adam(a) => {
+            adam = SharedAdam { adam: a.clone(), lr: t.lr };
+            first = fmg::FirstOrder(&mut adam);
+            &mut first
+        }
+        OptimizerState::SecondOrder(c) => {
+            second = fmg::SecondOrderUpdate::new(c.build(vars.clone())?);
+            &mut second
+        }
+    };
     let fwd = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
-    let result = driver.run(&fwd, loss.as_ref(), &mut sampler, &vars, &mut opt, &mut acct, start, &mut hooks);
+    let result = driver.run_with(&fwd, loss.as_ref(), &mut sampler, &vars, update, &mut acct, start, &mut hooks);
     hooks.bar.finish();
     if let Err(e) = result {
         if let fmg::Error::NonFinite { iteration, level, loss } = &e {
@@ -523,6 +590,7 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::with_optimizer;
 
     const TINY: &str = r#"
 task = "denoise"
@@ -552,7 +620,15 @@ stats_every = 0
     #[test]
     fn resume_reproduces_the_uninterrupted_run() {
         let origin = Path::new("tiny.toml");
-        let cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", "checkpoint_every = 5"), origin).unwrap();
+        let text = TINY.replace("checkpoint_every = 6", "checkpoint_every = 5");
+        // Adam (moments in optim.safetensors) and CG-Steihaug (radius in the trainer state).
+        for text in [text.clone(), with_optimizer(&text, "kind = \"steihaug\"\ncg_max_iters = 3")] {
+            resume_reproduces(&TrainConfig::parse(&text, origin).unwrap());
+        }
+    }
+
+    fn resume_reproduces(cfg: &TrainConfig) {
+        let (origin, cfg) = (Path::new("tiny.toml"), cfg.clone());
         let (full, part) = (tmp("full"), tmp("part"));
         let a = train_run(&cfg, origin, Strategy::FullMultiscale, &full, Start::Fresh, &Device::Cpu).unwrap();
         // Stages of 12 and 6 iterations, checkpoints every 5: an interrupted run whose last
@@ -569,7 +645,7 @@ stats_every = 0
         assert_eq!(a.history.len(), 18);
         assert_eq!(curve(&a.history), curve(&b.history));
         // A damaged checkpoint is a clear error, not a silent restart.
-        std::fs::write(ck.join(name).join("optim.safetensors"), b"garbage").unwrap();
+        std::fs::write(ck.join(name).join("model.safetensors"), b"garbage").unwrap();
         std::fs::write(ck.join("LATEST"), name).unwrap();
         let e = train_run(&cfg, origin, Strategy::FullMultiscale, &part, Start::Resume, &Device::Cpu).err().unwrap();
         assert!(format!("{e:#}").contains("corrupted"), "{e:#}");
@@ -589,6 +665,47 @@ stats_every = 0
             assert!(out.join("final.safetensors").exists() && out.join("val_loss_vs_wu.png").exists());
             std::fs::remove_dir_all(&out).ok();
         }
+    }
+
+    /// Validation loss of the weights in `init` (a [`save_initial`] file of `cfg`).
+    fn initial_validation_loss(cfg: &TrainConfig, init: &Path) -> f64 {
+        let (model_cfg, varmap, _) = models::checkpoint::load(init, &Device::Cpu).unwrap();
+        let model = models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        let val = validation_set(cfg, train_source(cfg).unwrap(), &Device::Cpu).unwrap();
+        validation_loss(model.as_ref(), loss_fn(cfg.train.loss).as_ref(), &val).unwrap()
+    }
+
+    #[test]
+    fn second_order_optimizers_lower_the_validation_loss() {
+        let origin = Path::new("tiny.toml");
+        let steihaug = "kind = \"steihaug\"\ncg_max_iters = 5";
+        let gauss_newton = "kind = \"gauss-newton\"\ncg_max_iters = 5";
+        let single = TINY.replace("levels = 2", "levels = 2\nstrategy = \"single\"");
+        for (strategy, body) in [(Strategy::Multiscale, steihaug), (Strategy::Single, gauss_newton)] {
+            let text = if strategy == Strategy::Single { &single } else { TINY };
+            let cfg = TrainConfig::parse(&with_optimizer(text, body), origin).unwrap();
+            let out = tmp(strategy.name());
+            let init = out.with_extension("init.safetensors");
+            save_initial(&cfg, origin, &init, &Device::Cpu).unwrap();
+            let before = initial_validation_loss(&cfg, &init);
+            let r = train_run(&cfg, origin, strategy, &out, Start::Init(&init), &Device::Cpu).unwrap();
+            let v: Vec<f64> = r.history.iter().filter_map(|p| p.val_loss).collect();
+            println!("{} {body:?}: validation loss {before:.4} -> {v:.4?}, #WU {}", strategy.name(), r.wu);
+            assert!(*v.last().unwrap() < before, "{}: {before} -> {v:?}", strategy.name());
+            std::fs::remove_file(&init).ok();
+            // The checkpoint carries the adapted damping or radius, not Adam moments.
+            let ck = checkpointing::load_latest::<State>(&out).unwrap().unwrap();
+            assert!(ck.state.optimizer.is_some() && !ck.dir.join("optim.safetensors").exists());
+            std::fs::remove_dir_all(&out).ok();
+        }
+        // --strategy cannot turn a single-scale Gauss-Newton config multiscale.
+        let cfg = TrainConfig::parse(&with_optimizer(TINY, gauss_newton), origin).unwrap_err();
+        assert!(format!("{cfg:#}").contains("train.strategy"), "{cfg:#}");
+        let cfg = TrainConfig::parse(&with_optimizer(&single, gauss_newton), origin).unwrap();
+        let out = tmp("gn-multiscale");
+        let e = train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Fresh, &Device::Cpu).err().unwrap();
+        assert!(format!("{e:#}").contains("\"multiscale\""), "{e:#}");
+        std::fs::remove_dir_all(&out).ok();
     }
 
     #[test]
