@@ -24,6 +24,20 @@ pub struct Adam {
     pub eps: f64,
 }
 
+/// The variables of `varmap` with their names, sorted by name (a layout that does not depend
+/// on map order, so optimizer states and drivers agree across runs).
+pub fn named_vars(varmap: &candle_nn::VarMap) -> Result<Vec<(String, Var)>> {
+    let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
+    let mut named: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(named)
+}
+
+/// The variables of `varmap`, sorted by name.
+pub fn sorted_vars(varmap: &candle_nn::VarMap) -> Result<Vec<Var>> {
+    Ok(named_vars(varmap)?.into_iter().map(|(_, v)| v).collect())
+}
+
 impl Adam {
     /// Adam with `β1 = 0.9, β2 = 0.999, ε = 1e-8` (PyTorch's defaults, used by the authors)
     /// over `vars` (sorted by name so the state layout does not depend on map order).
@@ -36,8 +50,7 @@ impl Adam {
 
     /// Adam over every variable of `varmap`.
     pub fn from_varmap(varmap: &candle_nn::VarMap) -> Result<Self> {
-        let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
-        Self::new(vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Self::new(named_vars(varmap)?)
     }
 
     /// Steps taken so far.

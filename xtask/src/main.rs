@@ -2,31 +2,33 @@
 //!
 //! One module per subcommand; `common` holds the shared CLI pieces (device, output folder).
 
-mod common;
+mod adam;
 mod bench;
 mod bench_conv;
 mod bench_levels;
 mod bench_mfc;
-mod adam;
 mod checkpointing;
+mod common;
 mod config;
 mod data_cmd;
 mod eval;
+mod labelled;
 mod landscape;
 mod mfc_cmd;
 mod models_cmd;
 mod pictures;
 mod plot;
 mod reproduce;
-mod reproduce_table1;
+mod reproduce_blur;
+mod reproduce_coarsen_crop;
+mod reproduce_example1;
+mod reproduce_mgnet;
+mod reproduce_mnist;
 mod reproduce_runs;
+mod reproduce_table1;
 mod reproduce_table2;
 mod reproduce_table5;
 mod reproduce_table6;
-mod reproduce_example1;
-mod reproduce_coarsen_crop;
-mod reproduce_mnist;
-mod reproduce_blur;
 mod stencil;
 mod threads;
 mod train;

@@ -32,6 +32,8 @@ pub enum Experiment {
     /// 002 section 5 / 003 Tables 4.1-4.2: 2-level classifier training and coarse classification.
     #[command(name = "mnist-multilevel")]
     MnistMultilevel(crate::reproduce_mnist::Args),
+    /// 004 MgNet[2,2,2,2] classification: single-scale vs Full-Multiscale, ReLU vs Hat, #WU.
+    Mgnet(crate::reproduce_mgnet::Args),
     /// 000 blur estimation (Figure 4, Table 3): stencil vs MFC, single-scale, MGE, Full-Multiscale.
     Blur(crate::reproduce_blur::Args),
 }
@@ -85,6 +87,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         Experiment::Example1(a) => crate::reproduce_example1::run(a),
         Experiment::CoarsenVsCrop(a) => crate::reproduce_coarsen_crop::run(a),
         Experiment::MnistMultilevel(a) => crate::reproduce_mnist::run(a),
+        Experiment::Mgnet(a) => crate::reproduce_mgnet::run(a),
         Experiment::Blur(a) => crate::reproduce_blur::run(a),
     }
 }

@@ -14,43 +14,29 @@
 //! 3.2.1) — the papers used Gauss-Newton (002) and SGD (003).
 
 use crate::adam::Adam;
-use crate::common::ensure_out_dir;
+use crate::common::out_dir_or_default;
+use crate::labelled::{mean_sd, percent_cell, shuffled_split, DataArgs, LabelledSource};
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use data::{Idx, ImageSource};
 use models::classifier::{
     accuracy, cross_entropy, head_smoothness, prolong_classifier, restrict_classifier, Classifier,
     ClassifierConfig, StencilTransfer, HEAD_WEIGHT,
 };
-use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Minutes on 2 cores: 6000 training and 2000 validation images, 2 coarse and 2 fine
-    /// epochs, 2 seeds (the defaults below are the full protocol: 40000 / 20000, 20 / 10, 5).
+    /// epochs, 2 seeds (without it the full protocol: 40000 / 20000, 20 / 10, 5 seeds).
     #[arg(long)]
     pub quick: bool,
-    /// `fashion-mnist` (Debian's dataset-fashion-mnist) or `mnist-idx DIR` (a folder with
-    /// `train-images-idx3-ubyte[.gz]` and `train-labels-idx1-ubyte[.gz]`).
-    #[arg(long, num_args = 1..=2, value_names = ["NAME", "DIR"], default_values_t = vec!["fashion-mnist".to_string()])]
-    pub dataset: Vec<String>,
-    /// Output folder (default `runs/mnist-multilevel/<unix time>`).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Number of seeds (default 5, quick 2).
-    #[arg(long)]
-    pub seeds: Option<u64>,
-    /// Training images (default 40000, quick 6000).
-    #[arg(long)]
-    pub train: Option<usize>,
-    /// Validation images (default 20000, quick 2000).
-    #[arg(long)]
-    pub val: Option<usize>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Epochs at 14x14 (default 20, quick 2).
     #[arg(long)]
     pub coarse_epochs: Option<usize>,
@@ -87,39 +73,17 @@ struct Data {
     name: String,
 }
 
-fn open_dataset(spec: &[String]) -> Result<(Idx, String)> {
-    match spec {
-        [name] if name == "fashion-mnist" => Ok((data::fashion_mnist()?, "Fashion-MNIST".into())),
-        [name, dir] if name == "mnist-idx" => {
-            let dir = Path::new(dir);
-            let find = |stem: &str| -> Result<PathBuf> {
-                [stem.to_string(), format!("{stem}.gz")]
-                    .iter()
-                    .map(|f| dir.join(f))
-                    .find(|p| p.is_file())
-                    .with_context(|| format!("{}: no {stem}[.gz]", dir.display()))
-            };
-            let idx = Idx::open(
-                &find("train-images-idx3-ubyte")?,
-                Some(&find("train-labels-idx1-ubyte")?),
-            )?;
-            Ok((idx, format!("IDX {}", dir.display())))
-        }
-        other => bail!("--dataset {other:?}: expected `fashion-mnist` or `mnist-idx DIR`"),
-    }
-}
-
 /// Images `[N, 1, 28, 28]` in `[0, 1]` with their `u32` labels, and the restricted copies.
-fn split(idx: &Idx, indices: &[u64], device: &Device) -> Result<Split> {
-    let (c, h, w) = idx.stored().shape();
+fn split(src: &LabelledSource, indices: &[u64], device: &Device) -> Result<Split> {
+    let (c, h, w) = src.stored().shape();
     if c != 1 || h != 28 || w != 28 {
         bail!("expected 1x28x28 images, found {c}x{h}x{w}");
     }
     let mut pixels = Vec::with_capacity(indices.len() * h * w);
     let mut labels = Vec::with_capacity(indices.len());
     for &i in indices {
-        pixels.extend(idx.stored().raw(i)?.iter().map(|&b| b as f32 / 255.0));
-        labels.push(idx.label(i)?.context("the IDX file has no labels")? as u32);
+        pixels.extend(src.stored().raw(i)?.iter().map(|&b| b as f32 / 255.0));
+        labels.push(src.label(i)? as u32);
     }
     let x = Tensor::from_vec(pixels, (indices.len(), 1, h, w), device)?;
     let y = Tensor::from_vec(labels, indices.len(), device)?;
@@ -131,50 +95,14 @@ fn split(idx: &Idx, indices: &[u64], device: &Device) -> Result<Split> {
 }
 
 fn load(spec: &[String], train: usize, val: usize, device: &Device) -> Result<Data> {
-    let (idx, name) = open_dataset(spec)?;
-    let count = idx.stored().count();
-    if train + val > count {
-        bail!("{train} training + {val} validation images requested, the file holds {count}");
-    }
-    let mut order: Vec<u64> = (0..count as u64).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(0x5eed));
-    let classes = idx.classes().context("the IDX file has no labels")?;
+    let src = LabelledSource::open(spec)?;
+    let (train_ids, val_ids) = shuffled_split(&src, train, val)?;
     Ok(Data {
-        train: split(&idx, &order[..train], device)?,
-        val: split(&idx, &order[train..train + val], device)?,
-        classes,
-        name,
+        train: split(&src, &train_ids, device)?,
+        val: split(&src, &val_ids, device)?,
+        classes: src.classes(),
+        name: src.name().to_string(),
     })
-}
-
-/// Sets every variable from `seed` (sorted by name): rank-4 stencils `N(0, 2 / fan_in)`, the head
-/// `N(0, 1 / fan_in)`, vectors zero (candle's CPU generator cannot be seeded).
-fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let vars = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
-    let mut names: Vec<_> = vars.keys().cloned().collect();
-    names.sort();
-    for name in names {
-        let var = &vars[&name];
-        let dims = var.dims().to_vec();
-        let fan_in: usize = dims[1..].iter().product();
-        let std = match dims.len() {
-            4 => (2.0 / fan_in as f64).sqrt(),
-            2 => (1.0 / fan_in as f64).sqrt(),
-            _ => 0.0,
-        };
-        let vals: Vec<f32> = (0..var.elem_count())
-            .map(|_| {
-                let (a, b): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
-                (std * (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
-            })
-            .collect();
-        var.set(&Tensor::from_vec(vals, dims, var.device())?)?;
-    }
-    Ok(())
 }
 
 fn build(cfg: ClassifierConfig, varmap: &VarMap, device: &Device) -> Result<Classifier> {
@@ -306,43 +234,19 @@ fn paper_row(pool: bool, variant: &str) -> [f64; 4] {
     }
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
-}
-
-fn cell(v: &[f64]) -> String {
-    let (m, s) = mean_sd(v);
-    format!("{:.1} ± {:.1}", 100.0 * m, 100.0 * s)
-}
-
 pub fn run(args: Args) -> Result<()> {
     let q = args.quick;
-    let seeds = args.seeds.unwrap_or(if q { 2 } else { 5 });
-    let n_train = args.train.unwrap_or(if q { 6000 } else { 40000 });
-    let n_val = args.val.unwrap_or(if q { 2000 } else { 20000 });
+    let seeds = args.data.seeds.unwrap_or(if q { 2 } else { 5 });
+    let n_train = args.data.train.unwrap_or(if q { 6000 } else { 40000 });
+    let n_val = args.data.val.unwrap_or(if q { 2000 } else { 20000 });
     let coarse_epochs = args.coarse_epochs.unwrap_or(if q { 2 } else { 20 });
     let fine_epochs = args.fine_epochs.unwrap_or(if q { 2 } else { 10 });
     if fine_epochs == 0 || seeds == 0 {
         bail!("need at least one fine epoch and one seed");
     }
-    let out = match &args.out {
-        Some(d) => ensure_out_dir(d)?,
-        None => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            ensure_out_dir(&PathBuf::from("runs/mnist-multilevel").join(secs.to_string()))?
-        }
-    };
+    let out = out_dir_or_default(args.data.out.as_deref(), "mnist-multilevel")?;
     let device = Device::Cpu;
-    let data = load(&args.dataset, n_train, n_val, &device)?;
+    let data = load(&args.data.dataset, n_train, n_val, &device)?;
     let trainer = Trainer {
         args: &args,
         data: &data,
@@ -362,7 +266,7 @@ pub fn run(args: Args) -> Result<()> {
             tracing::info!("pool {pool}, seed {seed}: coarse training");
             let coarse = VarMap::new();
             build(cfg, &coarse, &device)?;
-            init_seeded(&coarse, 1000 + seed)?;
+            models::init::seed_weights(&coarse, 1000 + seed)?;
             let hist = trainer.train(cfg, &coarse, coarse_epochs, 2000 + seed)?;
             let last = hist[hist.len() - 1];
             rows.push(Row {
@@ -382,7 +286,7 @@ pub fn run(args: Args) -> Result<()> {
                     None => {
                         let v = VarMap::new();
                         build(fine_cfg, &v, &device)?;
-                        init_seeded(&v, 3000 + seed)?;
+                        models::init::seed_weights(&v, 3000 + seed)?;
                         v
                     }
                     Some(st) => prolong_classifier(&coarse, &cfg, st)?,
@@ -505,7 +409,7 @@ fn markdown(
         let _ = writeln!(
             s,
             "Coarse network after {ce} epochs at 14x14: validation {}\n",
-            cell(&coarse.iter().map(|r| r.val_acc).collect::<Vec<_>>())
+            percent_cell(&coarse.iter().map(|r| r.val_acc).collect::<Vec<_>>())
         );
         let _ = writeln!(s, "| start | at transfer val | Initial train | Initial val | ReTrain train | ReTrain val | paper Initial train / val | paper ReTrain train / val |");
         let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -517,11 +421,11 @@ fn markdown(
             let _ = writeln!(
                 s,
                 "| {variant} | {} | {} | {} | {} | {} | {:.1} / {:.1} | {:.1} / {:.1} |",
-                cell(&va(&at(0))),
-                cell(&tr(&at(1))),
-                cell(&va(&at(1))),
-                cell(&tr(&at(fe))),
-                cell(&va(&at(fe))),
+                percent_cell(&va(&at(0))),
+                percent_cell(&tr(&at(1))),
+                percent_cell(&va(&at(1))),
+                percent_cell(&tr(&at(fe))),
+                percent_cell(&va(&at(fe))),
                 p[0],
                 p[1],
                 p[2],
@@ -545,7 +449,7 @@ fn markdown(
         ("unchanged", "fine, unchanged", "81.8"),
     ] {
         let acc = |pool| {
-            cell(
+            percent_cell(
                 &select(rows, "coarse-classification", pool, variant, None)
                     .iter()
                     .map(|r| r.val_acc)
@@ -555,7 +459,7 @@ fn markdown(
         let _ = writeln!(s, "| {label} | {} | {} | {paper} |", acc(false), acc(true));
     }
     let fine = |pool| {
-        cell(
+        percent_cell(
             &select(rows, "coarse-to-fine", pool, "new", Some(fe))
                 .iter()
                 .map(|r| r.val_acc)
@@ -563,7 +467,7 @@ fn markdown(
         )
     };
     let coarse = |pool| {
-        cell(
+        percent_cell(
             &select(rows, "coarse-training", pool, "coarse", Some(ce))
                 .iter()
                 .map(|r| r.val_acc)
@@ -624,36 +528,11 @@ mod tests {
         args: Args,
     }
 
-    /// Writes `count` 28x28 IDX images (class 0: bright left half, class 1: bright right half).
-    fn write_idx(dir: &Path, count: usize) {
-        let mut images = vec![0u8, 0, 8, 3];
-        let mut labels = vec![0u8, 0, 8, 1];
-        for d in [count as u32, 28, 28] {
-            images.extend(d.to_be_bytes());
-        }
-        labels.extend((count as u32).to_be_bytes());
-        for i in 0..count {
-            let class = i % 2;
-            labels.push(class as u8);
-            for _ in 0..28 {
-                for c in 0..28 {
-                    images.push(if (c < 14) == (class == 0) {
-                        200 + (i % 7) as u8
-                    } else {
-                        10
-                    });
-                }
-            }
-        }
-        std::fs::write(dir.join("train-images-idx3-ubyte"), images).unwrap();
-        std::fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
-    }
-
     #[test]
     fn runs_on_small_idx_files_and_writes_the_tables() {
         let dir = std::env::temp_dir().join(format!("xtask-mnist-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        write_idx(&dir, 48);
+        crate::labelled::write_test_idx(&dir, 48);
         let out = dir.join("out");
         let cli = Cli::parse_from([
             "x",

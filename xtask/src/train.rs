@@ -12,7 +12,7 @@ use crate::common::{ensure_out_dir, Context};
 use crate::config::{Allocation, FmgSchedule, LossKind, LrSchedule, SourceKind, Strategy, Task, TrainConfig};
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{bail, Context as _, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use data::{Degradation, Degraded, Loader, SharedSource};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -424,12 +424,7 @@ pub fn train_run(
         device: device.clone(),
         position: position.clone(),
     };
-    let vars: Vec<Var> = {
-        let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
-        let mut named: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        named.into_iter().map(|(_, v)| v).collect()
-    };
+    let vars = crate::adam::sorted_vars(&varmap)?;
     cfg.check_optimizer(origin, strategy)?;
     let mut optimizer = match t.optimizer.second_order() {
         None => OptimizerState::Adam(Rc::new(RefCell::new(Adam::from_varmap(&varmap)?))),
