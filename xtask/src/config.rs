@@ -110,11 +110,25 @@ pub enum LossKind {
 }
 
 /// Learning-rate schedule: cosine annealing (Table 7) or constant (Table 8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum LrSchedule {
+    /// One cosine over all stages (the authors' code).
     Cosine,
+    /// A cosine restarted at every Full-Multiscale stage.
+    CosinePerStage,
     Constant,
+}
+
+impl LrSchedule {
+    /// The driver's `(lr_min, lr_restart_per_stage)` for initial rate `lr`.
+    pub fn driver_settings(self, lr: f64) -> (f64, bool) {
+        match self {
+            LrSchedule::Cosine => (0.0, false),
+            LrSchedule::CosinePerStage => (0.0, true),
+            LrSchedule::Constant => (lr, false),
+        }
+    }
 }
 
 /// Full-multiscale iteration schedule (SPEC section 4).
@@ -561,6 +575,8 @@ lr = 5e-4
         // Round trip through the TOML written beside each run.
         let again = parse(&c.to_toml().unwrap()).unwrap();
         assert_eq!(again.to_toml().unwrap(), c.to_toml().unwrap());
+        let per_stage = parse(&GOOD.replace("lr = 5e-4", "lr = 5e-4\nlr_schedule = \"cosine-per-stage\"")).unwrap();
+        assert_eq!(per_stage.train.lr_schedule, LrSchedule::CosinePerStage);
     }
 
     #[test]

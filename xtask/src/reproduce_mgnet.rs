@@ -18,6 +18,7 @@
 
 use crate::adam::{Adam, SharedAdam};
 use crate::common::out_dir_or_default;
+use crate::config::LrSchedule;
 use crate::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
 use crate::plot::{line_plot, Axes, Series};
 use crate::reproduce::mean;
@@ -57,9 +58,18 @@ pub struct Args {
     /// Mesh levels `L` of Full-Multiscale (32x32 down to `32 / 2^(L-1)`).
     #[arg(long, default_value_t = 3)]
     pub levels: usize,
-    /// Initial Adam learning rate (cosine to 0).
+    /// Full-Multiscale iterations per stage, coarsest first: `halving` (I, I/2, I/4, ...) or
+    /// `equal` (I on every stage).
+    #[arg(long, default_value = "halving")]
+    pub schedule: mge::StageSchedule,
+    /// Initial Adam learning rate.
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
+    /// `cosine-per-stage` (a cosine to 0 restarted at each Full-Multiscale stage), `cosine` (one
+    /// over all stages, the authors' code: the finest halving stage then runs below 5% of
+    /// `--lr`) or `constant`.
+    #[arg(long, value_enum, default_value_t = LrSchedule::CosinePerStage)]
+    pub lr_schedule: LrSchedule,
     /// Activations to compare: `relu`, `hat` (trainable support, initial [5, 10, 15, 20] per
     /// level: 004's best MgNet setting).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["relu".to_string(), "hat".to_string()])]
@@ -333,9 +343,7 @@ impl Trainer<'_> {
                 iters,
             )
         };
-        let fmg_strategy = fmg::Strategy::FullMultiscale {
-            schedule: mge::StageSchedule::Halving,
-        };
+        let fmg_strategy = fmg::Strategy::FullMultiscale { schedule: self.args.schedule };
         Ok(match strategy {
             "single" => single(self.iters)?,
             "full-multiscale" => fmg::stages(fmg_strategy, &base, self.iters)?,
@@ -369,7 +377,8 @@ impl Trainer<'_> {
             stages,
             fmg::DriverConfig {
                 lr: self.args.lr,
-                lr_min: 0.0,
+                lr_min: self.args.lr_schedule.driver_settings(self.args.lr).0,
+                lr_restart_per_stage: self.args.lr_schedule.driver_settings(self.args.lr).1,
                 validate_every: every,
                 seed,
                 ..Default::default()
@@ -478,13 +487,16 @@ pub fn run(args: Args) -> Result<()> {
     write_csv(&out.join("results.csv"), &runs)?;
     let header = format!(
         "{}; {n_train} training / {n_val} validation images (32x32{}); MgNet{:?}, width {width}; \
-         N0 = {}, I = {iters}, L = {}; Adam lr {} (cosine); {seeds} seed(s), mean ± sd; {:.0} s wall.",
+         N0 = {}, I = {iters}, L = {}, {:?} stages; Adam lr {} ({:?}); {seeds} seed(s), mean ± sd; \
+         {:.0} s wall.",
         data.name,
         if data.channels == 1 { ", 28x28 zero-padded" } else { "" },
         args.smoothings,
         args.n0,
         args.levels,
+        args.schedule,
         args.lr,
+        args.lr_schedule,
         clock.elapsed().as_secs_f64()
     );
     let md = markdown(&runs, &args, &header);

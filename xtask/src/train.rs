@@ -9,7 +9,7 @@
 use crate::adam::{Adam, SharedAdam};
 use crate::checkpointing;
 use crate::common::{ensure_out_dir, Context};
-use crate::config::{Allocation, FmgSchedule, LossKind, LrSchedule, SourceKind, Strategy, Task, TrainConfig};
+use crate::config::{Allocation, FmgSchedule, LossKind, SourceKind, Strategy, Task, TrainConfig};
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
@@ -396,10 +396,8 @@ pub fn train_run(
     let stages = fmg::stages(fstrategy, &plan, iters)?;
     let driver_cfg = fmg::DriverConfig {
         lr: t.lr,
-        lr_min: match t.lr_schedule {
-            LrSchedule::Cosine => 0.0,
-            LrSchedule::Constant => t.lr,
-        },
+        lr_min: t.lr_schedule.driver_settings(t.lr).0,
+        lr_restart_per_stage: t.lr_schedule.driver_settings(t.lr).1,
         hot_start: t.hot_start.parse()?,
         validate_every: t.validate_every,
         patience: t.early_stopping_patience,

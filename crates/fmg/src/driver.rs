@@ -44,6 +44,11 @@ pub struct DriverConfig {
     pub lr: f64,
     /// Final learning rate.
     pub lr_min: f64,
+    /// Restart the cosine at every stage (`T = I_s`, from `lr` down to `lr_min` within each
+    /// stage) instead of one cosine over all stages (`T = sum_s I_s`, the authors' code). With
+    /// one cosine under the halving schedule the finest stage is the last `1 / (2^L - 1)` of
+    /// the run, at rates below `(1 + cos(pi (1 - 1 / (2^L - 1)))) / 2` of `lr` (L = 3: 4.9%).
+    pub lr_restart_per_stage: bool,
     /// Hot start between stages.
     pub hot_start: HotStart,
     /// Call [`Hooks::validate`] every this many iterations (0: never).
@@ -70,6 +75,7 @@ impl Default for DriverConfig {
         DriverConfig {
             lr: 5e-4,
             lr_min: 1e-6,
+            lr_restart_per_stage: false,
             hot_start: HotStart::Identity,
             validate_every: 0,
             patience: None,
@@ -275,7 +281,10 @@ impl Driver {
                     mode = GradientMode::PerTerm;
                 }
                 est.set_mode(mode);
-                let rate = lr.at(k);
+                let rate = match self.cfg.lr_restart_per_stage {
+                    true => CosineLr { total: stage.iters as u64, ..lr }.at(k - first_global),
+                    false => lr.at(k),
+                };
                 update.set_learning_rate(rate);
                 let wu0 = acct.total();
                 let mut recorder = Recorder::new(sampler);
