@@ -165,9 +165,48 @@ pub fn write_test_idx(dir: &Path, count: usize) {
     std::fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
 }
 
+/// Writes CIFAR-10's five training batch files into `dir`, `per_file` images each (label
+/// `i % 10`, every byte of image `i` equal to `i`), for the experiments' tests.
+#[cfg(test)]
+pub fn write_test_cifar10(dir: &Path, per_file: usize) {
+    for b in 0..5 {
+        let mut bytes = Vec::new();
+        for k in 0..per_file {
+            let i = b * per_file + k;
+            bytes.push((i % 10) as u8);
+            bytes.extend(std::iter::repeat_n(i as u8, 3 * 32 * 32));
+        }
+        std::fs::write(dir.join(format!("data_batch_{}.bin", b + 1)), bytes).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opens_every_format_and_names_bad_specs() {
+        let dir = std::env::temp_dir().join(format!("xtask-labelled-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_test_cifar10(&dir, 3);
+        write_test_idx(&dir, 6);
+        let d = dir.to_str().unwrap().to_string();
+        let cifar = LabelledSource::open(&["cifar10".into(), d.clone()]).unwrap();
+        assert_eq!((cifar.stored().count(), cifar.stored().shape(), cifar.classes()), (15, (3, 32, 32), 10));
+        assert_eq!((cifar.label(7).unwrap(), cifar.stored().raw(7).unwrap()[100]), (7, 7));
+        let idx = LabelledSource::open(&["mnist-idx".into(), d.clone()]).unwrap();
+        assert_eq!((idx.stored().count(), idx.stored().shape(), idx.label(3).unwrap()), (6, (1, 28, 28), 1));
+        let (train, val) = shuffled_split(&idx, 4, 2).unwrap();
+        let mut all: Vec<u64> = train.iter().chain(&val).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..6).collect::<Vec<_>>(), "disjoint and complete");
+        assert!(format!("{:#}", shuffled_split(&idx, 5, 2).unwrap_err()).contains("holds 6"));
+        let e = format!("{:#}", LabelledSource::open(&["svhn".into()]).err().unwrap());
+        assert!(e.contains("svhn") && e.contains("cifar10 DIR"), "{e}");
+        let e = format!("{:#}", LabelledSource::open(&["mnist-idx".into(), "/nonexistent".into()]).err().unwrap());
+        assert!(e.contains("/nonexistent") && e.contains("train-images-idx3-ubyte"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn mean_sd_matches_the_textbook_figures() {

@@ -730,6 +730,12 @@ mod tests {
         );
         assert!(out.join("accuracy_vs_wu.png").is_file());
         assert!(format!("{:#}", run(args(&["--activations", "tanh"])).unwrap_err()).contains("tanh"));
+        crate::labelled::write_test_cifar10(&dir, 20);
+        let rgb = Cli::parse_from(["x", "--dataset", "cifar10", d, "--out", o, "--train", "64", "--val", "32", "--channels", "4",
+            "--smoothings", "1,1", "--iters", "4", "--n0", "4", "--seeds", "1", "--activations", "relu"]);
+        run(rgb.args).unwrap();
+        let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+        assert!(md.contains("CIFAR-10") && md.contains("(32x32)"), "{md}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }
