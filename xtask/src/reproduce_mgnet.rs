@@ -13,8 +13,8 @@
 //!
 //! A label is a constant function on the image, so the sampler gives it as a one-hot field
 //! `[N, K, H, W]` that restricts with the image (averaging keeps it); the loss reads the field's
-//! mean. Adam with cosine learning rate; batch norm uses batch statistics (no running means),
-//! also when evaluating (batches of [`EVAL_BATCH`] images).
+//! mean. Adam, cosine learning rate (restarted per stage by default); batch norm uses batch
+//! statistics (no running means), also when evaluating (batches of [`EVAL_BATCH`] images).
 
 use crate::adam::{Adam, SharedAdam};
 use crate::common::out_dir_or_default;
@@ -487,16 +487,16 @@ pub fn run(args: Args) -> Result<()> {
     write_csv(&out.join("results.csv"), &runs)?;
     let header = format!(
         "{}; {n_train} training / {n_val} validation images (32x32{}); MgNet{:?}, width {width}; \
-         N0 = {}, I = {iters}, L = {}, {:?} stages; Adam lr {} ({:?}); {seeds} seed(s), mean ± sd; \
+         N0 = {}, I = {iters}, L = {}, {} stages; Adam lr {} ({}); {seeds} seed(s), mean ± sd; \
          {:.0} s wall.",
         data.name,
         if data.channels == 1 { ", 28x28 zero-padded" } else { "" },
         args.smoothings,
         args.n0,
         args.levels,
-        args.schedule,
+        format!("{:?}", args.schedule).to_lowercase(),
         args.lr,
-        args.lr_schedule,
+        clap::ValueEnum::to_possible_value(&args.lr_schedule).map_or_else(String::new, |v| v.get_name().to_string()),
         clock.elapsed().as_secs_f64()
     );
     let md = markdown(&runs, &args, &header);
@@ -725,7 +725,7 @@ mod tests {
         );
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
         assert!(
-            md.contains("| hat | full-multiscale |") && md.contains("96.00"),
+            md.contains("| hat | full-multiscale |") && md.contains("96.00") && md.contains("halving stages; Adam lr 0.002 (cosine-per-stage)"),
             "{md}"
         );
         assert!(out.join("accuracy_vs_wu.png").is_file());
