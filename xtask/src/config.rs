@@ -121,13 +121,14 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
-    /// The driver's `(lr_min, lr_restart_per_stage)` for initial rate `lr`.
-    pub fn driver_settings(self, lr: f64) -> (f64, bool) {
-        match self {
+    /// Driver settings (defaults elsewhere) that run this schedule from initial rate `lr`.
+    pub fn driver_config(self, lr: f64) -> fmg::DriverConfig {
+        let (lr_min, lr_restart_per_stage) = match self {
             LrSchedule::Cosine => (0.0, false),
             LrSchedule::CosinePerStage => (0.0, true),
             LrSchedule::Constant => (lr, false),
-        }
+        };
+        fmg::DriverConfig { lr, lr_min, lr_restart_per_stage, ..Default::default() }
     }
 }
 

@@ -126,10 +126,9 @@ pub fn shuffled_split(
 
 /// Sample mean and standard deviation (`n - 1` in the denominator; 0 for one value).
 pub fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
+    let m = crate::reproduce::mean(v);
     let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
     } else {
         0.0
     };

@@ -226,14 +226,7 @@ impl mge::Sampler for LabelledSampler<'_> {
         let labels: Vec<u32> = ids.iter().map(|&i| self.data.labels[i as usize]).collect();
         let target = label_field(&labels, self.classes, SIZE, SIZE, dev)
             .map_err(|e| mge::Error::Sampler(e.to_string()))?;
-        Ok(Degraded {
-            input,
-            target,
-            t: None,
-            noise: None,
-            clean_input: None,
-            mask: None,
-        })
+        Ok(Degraded::pair(input, target))
     }
 }
 
@@ -304,6 +297,11 @@ struct Run {
     hat_supports: Vec<f64>,
 }
 
+/// Channels of every MgNet level (`--channels`, else 16 quick / 64).
+fn width(args: &Args) -> usize {
+    args.channels.unwrap_or(if args.quick { 16 } else { 64 })
+}
+
 fn mgnet_config(args: &Args, data: &Data, activation: &str) -> Result<MgnetConfig> {
     let activation = match activation {
         "relu" => Activation::Relu,
@@ -313,11 +311,10 @@ fn mgnet_config(args: &Args, data: &Data, activation: &str) -> Result<MgnetConfi
         }),
         other => bail!("--activations: unknown {other:?} (relu, hat)"),
     };
-    let width = args.channels.unwrap_or(if args.quick { 16 } else { 64 });
     Ok(MgnetConfig {
         in_channels: data.channels,
         classes: data.classes,
-        channels: vec![width; args.smoothings.len()],
+        channels: vec![width(args); args.smoothings.len()],
         smoothings: args.smoothings.clone(),
         activation,
         ..MgnetConfig::default()
@@ -376,12 +373,9 @@ impl Trainer<'_> {
         let driver = fmg::Driver::new(
             stages,
             fmg::DriverConfig {
-                lr: self.args.lr,
-                lr_min: self.args.lr_schedule.driver_settings(self.args.lr).0,
-                lr_restart_per_stage: self.args.lr_schedule.driver_settings(self.args.lr).1,
                 validate_every: every,
                 seed,
-                ..Default::default()
+                ..self.args.lr_schedule.driver_config(self.args.lr)
             },
         )?;
         let vars = crate::adam::sorted_vars(&varmap)?;
@@ -483,15 +477,15 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    let width = mgnet_config(&args, &data, "relu")?.channels[0];
     write_csv(&out.join("results.csv"), &runs)?;
     let header = format!(
-        "{}; {n_train} training / {n_val} validation images (32x32{}); MgNet{:?}, width {width}; \
+        "{}; {n_train} training / {n_val} validation images (32x32{}); MgNet{:?}, width {}; \
          N0 = {}, I = {iters}, L = {}, {} stages; Adam lr {} ({}); {seeds} seed(s), mean ± sd; \
          {:.0} s wall.",
         data.name,
         if data.channels == 1 { ", 28x28 zero-padded" } else { "" },
         args.smoothings,
+        width(&args),
         args.n0,
         args.levels,
         format!("{:?}", args.schedule).to_lowercase(),

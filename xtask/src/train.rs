@@ -395,9 +395,6 @@ pub fn train_run(
     let (fstrategy, iters) = fmg_strategy(cfg, strategy);
     let stages = fmg::stages(fstrategy, &plan, iters)?;
     let driver_cfg = fmg::DriverConfig {
-        lr: t.lr,
-        lr_min: t.lr_schedule.driver_settings(t.lr).0,
-        lr_restart_per_stage: t.lr_schedule.driver_settings(t.lr).1,
         hot_start: t.hot_start.parse()?,
         validate_every: t.validate_every,
         patience: t.early_stopping_patience,
@@ -408,6 +405,7 @@ pub fn train_run(
         // Per-sample models (group/layer norm) give the same gradient fused; MgNet's
         // batch norm would see a different batch.
         fused_levels: model_cfg.kind() != "mgnet",
+        ..t.lr_schedule.driver_config(t.lr)
     };
     let driver = fmg::Driver::new(stages, driver_cfg)?;
     let total_iters = driver.total_iters();

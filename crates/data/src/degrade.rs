@@ -67,6 +67,13 @@ pub struct Degraded {
     pub mask: Option<Tensor>,
 }
 
+impl Degraded {
+    /// A plain `(input, target)` pair: no noise level, noise, clean input or mask.
+    pub fn pair(input: Tensor, target: Tensor) -> Self {
+        Degraded { input, target, t: None, noise: None, clean_input: None, mask: None }
+    }
+}
+
 /// Fills a vector with `len` standard normal samples.
 fn normal(len: usize, rng: &mut impl Rng) -> Vec<f32> {
     (0..len).map(|_| StandardNormal.sample(rng)).collect()

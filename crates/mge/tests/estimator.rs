@@ -417,14 +417,7 @@ fn bad_inputs_are_typed_errors() {
     impl Sampler for NoNoise {
         fn draw(&mut self, n: usize) -> mge::Result<data::Degraded> {
             let x = Tensor::zeros((n, 1, 8, 8), candle_core::DType::F32, &Device::Cpu)?;
-            Ok(data::Degraded {
-                input: x.clone(),
-                target: x,
-                t: None,
-                noise: None,
-                clean_input: None,
-                mask: None,
-            })
+            Ok(data::Degraded::pair(x.clone(), x))
         }
     }
     let mut plan = LevelPlan::multiscale(2, 1).unwrap();

@@ -38,14 +38,7 @@ impl Sampler for BlurSampler {
         self.next += count as u64;
         let input = Tensor::stack(&imgs, 0)?;
         let target = input.conv2d(&self.kernel, 1, 1, 1, 1)?;
-        Ok(Degraded {
-            input,
-            target,
-            t: None,
-            noise: None,
-            clean_input: None,
-            mask: None,
-        })
+        Ok(Degraded::pair(input, target))
     }
 }
 
