@@ -51,9 +51,13 @@ pub struct Common {
     /// Output folder (default `runs/NAME/<unix time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Random seed of every run (data, initialisation, degradations).
+    /// Random seed of every run (data, initialisation, degradations, test patches).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Repeat the experiment with the seeds `seed, seed + 1, ..., seed + seeds - 1`, each in
+    /// `OUT/seed-S/`; tables show mean ± sd over seeds and paired tests over seeds.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
 }
 
 impl Common {
@@ -69,6 +73,32 @@ impl Common {
     pub fn out_dir(&self, name: &str) -> Result<PathBuf> {
         crate::common::out_dir_or_default(self.out.as_deref(), name)
     }
+
+    /// The seeds of the experiment; `--seeds 0` (or an overflowing range) is an error.
+    pub fn seed_list(&self) -> Result<Vec<u64>> {
+        anyhow::ensure!(self.seeds >= 1, "--seeds {}: at least one seed is needed", self.seeds);
+        (0..self.seeds as u64)
+            .map(|k| self.seed.checked_add(k).with_context(|| format!("--seed {} --seeds {}: seeds overflow u64", self.seed, self.seeds)))
+            .collect()
+    }
+}
+
+/// The folder of one seed's runs inside an experiment's folder: `DIR/seed-S`, created.
+pub fn seed_dir(dir: &Path, seed: u64) -> Result<PathBuf> {
+    crate::common::ensure_out_dir(&dir.join(format!("seed-{seed}")))
+}
+
+/// Identifies the code that produced a run: a hash of this executable's bytes (any change of
+/// the code changes the binary), so finished runs are only reused by the same build.
+pub fn code_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let bytes = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        format!("{:016x}", h.finish())
+    })
 }
 
 /// Size of an experiment.
@@ -105,6 +135,10 @@ pub struct Record {
     pub wu: f64,
     pub wall_s: f64,
     pub metric: Metric,
+    /// Seed of the run (data, initialisation, test patches).
+    pub seed: u64,
+    /// Wall time of the training steps alone (validation and checkpoints excluded).
+    pub train_s: f64,
     /// Test metric per test image (same images and degradations for every run of a task).
     pub per_image: Vec<f64>,
     /// Two-sided paired t-test p-value against the paper's single-scale baseline.
@@ -125,26 +159,98 @@ pub fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// `results.csv`: `task,model,strategy,subsampling,wu,wall_s,metric,value,p_value`.
+/// Sample mean and standard deviation (`n - 1` in the denominator; 0 for one value).
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = mean(v);
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+/// `results.csv`: `seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value`
+/// (one row per run and seed; `p_value` is the per-patch paired test against the baseline).
 pub fn write_csv(path: &Path, records: &[Record]) -> Result<()> {
-    let mut s = String::from("task,model,strategy,subsampling,wu,wall_s,metric,value,p_value\n");
+    let mut s = String::from("seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value\n");
     for r in records {
         let p = r.p_value.map(|p| format!("{p:.6}")).unwrap_or_default();
         writeln!(
             s,
-            "{},{},{},{},{:.3},{:.2},{},{:.6},{}",
+            "{},{},{},{},{},{:.3},{:.2},{:.2},{},{:.6},{}",
+            r.seed,
             r.task,
             r.model,
             r.strategy,
             r.subsampling,
             r.wu,
             r.wall_s,
+            r.train_s,
             r.metric.name(),
             r.mean(),
             p
         )?;
     }
     std::fs::write(path, s).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The runs of one table cell over seeds (same task, model, strategy and subsampling), by seed.
+pub fn over_seeds<'a>(records: &'a [Record], task: &str, model: &str, strategy: &str, subsampling: &str) -> Vec<&'a Record> {
+    let mut v: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.task == task && r.model == model && r.strategy == strategy && r.subsampling == subsampling)
+        .collect();
+    v.sort_by_key(|r| r.seed);
+    v
+}
+
+/// A strategy against a baseline over seeds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeedComparison {
+    /// Paired t-test over seeds of the mean test metrics (pairs matched by seed; >= 2 seeds).
+    pub seeds: Option<data::TTest>,
+    /// Paired t-test over every test patch of every seed (patches of one image are correlated,
+    /// so this overstates significance: a secondary figure).
+    pub patches: Option<data::TTest>,
+}
+
+impl SeedComparison {
+    /// The test behind the table's marker: over seeds when there are two or more, else over
+    /// patches.
+    pub fn primary(&self) -> Option<data::TTest> {
+        self.seeds.or(self.patches)
+    }
+}
+
+/// Compares `runs` with `base`, matching their seeds.
+pub fn compare_over_seeds(runs: &[&Record], base: &[&Record]) -> SeedComparison {
+    let pairs: Vec<(&Record, &Record)> = runs
+        .iter()
+        .filter_map(|r| base.iter().find(|b| b.seed == r.seed).map(|b| (*r, *b)))
+        .collect();
+    let (a, b): (Vec<f64>, Vec<f64>) = pairs.iter().map(|(r, b)| (r.mean(), b.mean())).unzip();
+    let patches_a: Vec<f64> = pairs.iter().flat_map(|p| p.0.per_image.iter().copied()).collect();
+    let patches_b: Vec<f64> = pairs.iter().flat_map(|p| p.1.per_image.iter().copied()).collect();
+    SeedComparison {
+        seeds: data::paired_t_test(&a, &b).ok(),
+        patches: data::paired_t_test(&patches_a, &patches_b).ok(),
+    }
+}
+
+/// `mean ± sd` over seeds of the runs' mean test metrics (the mean alone for one seed).
+pub fn seed_cell(runs: &[&Record]) -> String {
+    let (m, sd) = mean_sd(&runs.iter().map(|r| r.mean()).collect::<Vec<_>>());
+    if runs.len() > 1 {
+        format!("{m:.4} ± {sd:.4}")
+    } else {
+        format!("{m:.4}")
+    }
+}
+
+/// A p-value cell (`-` when there is no test).
+pub fn p_cell(t: Option<data::TTest>) -> String {
+    t.map_or("-".into(), |t| format!("{:.3}", t.p_value))
 }
 
 /// Table 2 markers: `*` not significantly different from the baseline at 5%, `**` different.
@@ -182,6 +288,8 @@ mod tests {
             wu: 74000.0,
             wall_s: 12.5,
             metric: Metric::Mse,
+            seed: 3,
+            train_s: 10.25,
             per_image: vec![0.1, 0.3],
             p_value: Some(0.2),
         };
@@ -189,10 +297,67 @@ mod tests {
         write_csv(&path, &[r.clone(), Record { p_value: None, ..r }]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<_> = text.lines().collect();
-        assert_eq!(lines[0], "task,model,strategy,subsampling,wu,wall_s,metric,value,p_value");
-        assert_eq!(lines[1], "denoise,unet,multiscale,coarsen,74000.000,12.50,mse,0.200000,0.200000");
+        assert_eq!(lines[0], "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value");
+        assert_eq!(lines[1], "3,denoise,unet,multiscale,coarsen,74000.000,12.50,10.25,mse,0.200000,0.200000");
         assert!(lines[2].ends_with(",mse,0.200000,"));
         std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn mean_sd_matches_the_textbook_figures() {
+        let (m, s) = mean_sd(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert_eq!(m, 5.0);
+        assert!((s - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_sd(&[0.5]), (0.5, 0.0));
+    }
+
+    #[test]
+    fn seeds_are_consecutive_and_zero_seeds_is_an_error() {
+        let common = |seed, seeds| Common { quick: true, full: false, out: None, seed, seeds };
+        assert_eq!(common(5, 3).seed_list().unwrap(), [5, 6, 7]);
+        assert!(format!("{:#}", common(5, 0).seed_list().unwrap_err()).contains("--seeds 0"));
+        assert!(common(u64::MAX, 2).seed_list().is_err());
+        assert_eq!(code_version(), code_version());
+        assert_eq!(code_version().len(), 16);
+    }
+
+    #[test]
+    fn seed_comparison_pairs_by_seed_and_keeps_patches_secondary() {
+        let rec = |strategy: &str, seed, v: Vec<f64>| Record {
+            task: "denoise".into(),
+            model: "unet".into(),
+            strategy: strategy.into(),
+            subsampling: "-".into(),
+            wu: 1.0,
+            wall_s: 1.0,
+            metric: Metric::Mse,
+            seed,
+            train_s: 1.0,
+            per_image: v,
+            p_value: None,
+        };
+        let records = vec![
+            rec("a", 2, vec![0.30, 0.32]),
+            rec("a", 1, vec![0.20, 0.22]),
+            rec("a", 3, vec![0.11, 0.13]),
+            rec("b", 1, vec![0.10, 0.12]),
+            rec("b", 2, vec![0.31, 0.33]),
+            rec("b", 3, vec![0.20, 0.22]),
+        ];
+        let a = over_seeds(&records, "denoise", "unet", "a", "-");
+        let b = over_seeds(&records, "denoise", "unet", "b", "-");
+        assert_eq!(a.iter().map(|r| r.seed).collect::<Vec<_>>(), [1, 2, 3]);
+        let c = compare_over_seeds(&a, &b);
+        // Differences by seed: +0.10, -0.01, -0.09: no consistent effect.
+        let seeds = c.seeds.unwrap();
+        assert!((seeds.mean_diff - 0.0).abs() < 1e-12 && seeds.p_value > 0.9, "{seeds:?}");
+        assert_eq!(c.primary().unwrap().p_value, seeds.p_value);
+        assert_eq!(c.patches.unwrap().df, 5.0);
+        assert_eq!(seed_cell(&a), "0.2133 ± 0.0950");
+        assert_eq!(seed_cell(&a[..1]), "0.2100");
+        // One seed: the marker falls back to the per-patch test.
+        let one = compare_over_seeds(&a[..1], &b);
+        assert!(one.seeds.is_none() && one.primary().is_some());
     }
 
     #[test]

@@ -15,7 +15,8 @@
 
 use crate::adam::Adam;
 use crate::common::out_dir_or_default;
-use crate::labelled::{mean_sd, percent_cell, shuffled_split, DataArgs, LabelledSource};
+use crate::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
+use crate::reproduce::mean_sd;
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor};

@@ -21,7 +21,10 @@ pub struct Preset {
     /// Finest mesh n.
     pub size: usize,
     pub levels: usize,
+    /// Base batch `N_0` of denoising, deblurring and inpainting (001 Table 7: 16).
     pub n0: usize,
+    /// Base batch `N_0` of super-resolution (001 Table 8's #WU 30k / 4.6k / 7.9k imply 8).
+    pub sr_n0: usize,
     /// Iterations of single-scale and multiscale, and of the coarsest full-multiscale stage,
     /// for denoising, deblurring and inpainting (001 Table 7: 2000).
     pub iterations: usize,
@@ -47,6 +50,7 @@ impl Preset {
             size: 64,
             levels: 4,
             n0: 16,
+            sr_n0: 8,
             iterations: 2000,
             sr_iterations: 250,
             unet_channels: [32, 64, 128],
@@ -68,6 +72,7 @@ impl Preset {
             size: 32,
             levels: 3,
             n0: 2,
+            sr_n0: 2,
             iterations: 80,
             sr_iterations: 60,
             unet_channels: [8, 16, 32],
@@ -87,6 +92,7 @@ impl Preset {
             size: 16,
             levels: 2,
             n0: 1,
+            sr_n0: 1,
             iterations: 4,
             sr_iterations: 4,
             unet_channels: [2, 4, 4],
@@ -104,6 +110,14 @@ impl Preset {
             (true, _) => Self::smoke(),
             (false, Protocol::Quick) => Self::quick(),
             (false, Protocol::Full) => Self::full(),
+        }
+    }
+
+    /// `N_0` of `task`: [`Preset::sr_n0`] for super-resolution, [`Preset::n0`] otherwise.
+    pub fn task_n0(&self, task: Task) -> usize {
+        match task {
+            Task::Superres => self.sr_n0,
+            _ => self.n0,
         }
     }
 
@@ -136,9 +150,11 @@ impl Preset {
         );
         let _ = writeln!(
             s,
-            "- N0 = {} (paper 16, x{:.3}); per-level batches 2^l N0",
+            "- N0 = {} (paper 16, x{:.3}); super-resolution N0 = {} (paper 8, x{:.3}); per-level batches 2^l N0",
             self.n0,
-            r(self.n0, p.n0)
+            r(self.n0, p.n0),
+            self.sr_n0,
+            r(self.sr_n0, p.sr_n0)
         );
         let _ = writeln!(
             s,
@@ -245,9 +261,10 @@ impl RunSpec {
 
     /// The #WU this run will spend, from the closed forms (001 Appendix B).
     pub fn planned_wu(&self, preset: &Preset) -> Result<f64> {
-        let plan = mge::LevelPlan::multiscale(self.levels, preset.n0)?;
+        let n0 = preset.task_n0(self.task);
+        let plan = mge::LevelPlan::multiscale(self.levels, n0)?;
         let strategy = match self.strategy {
-            Strategy::Single => fmg::Strategy::Single { batch: self.single_batch.unwrap_or(preset.n0) },
+            Strategy::Single => fmg::Strategy::Single { batch: self.single_batch.unwrap_or(n0) },
             Strategy::Multiscale => fmg::Strategy::Multiscale,
             Strategy::FullMultiscale => fmg::Strategy::FullMultiscale {
                 schedule: if self.task == Task::Inpaint || self.task == Task::Superres {
@@ -295,7 +312,7 @@ impl RunSpec {
             vi = preset.validation_images,
             blur = preset.blur_sigma(),
             levels = self.levels,
-            n0 = preset.n0,
+            n0 = preset.task_n0(self.task),
             it = self.iterations,
             it_all = 4 * self.iterations,
         );
@@ -311,12 +328,48 @@ pub struct Finished {
     pub scores: Scores,
 }
 
-/// `outcome.json` beside a finished run, so a rerun of the experiment reuses it.
+/// `outcome.json` beside a finished run, so a rerun of the experiment reuses it when its
+/// whole specification ([`run_spec`]) is unchanged.
 #[derive(Serialize, Deserialize)]
 struct Outcome {
+    #[serde(default)]
+    spec: String,
     wu: f64,
     wall_s: f64,
+    #[serde(default)]
+    train_s: f64,
     history: Vec<HistoryPoint>,
+}
+
+/// Everything that determines a run's result: the code ([`crate::reproduce::code_version`]),
+/// the protocol, the strategy and the whole training configuration (seed included).
+fn run_spec(spec: &RunSpec, preset: &Preset, cfg: &TrainConfig) -> Result<String> {
+    Ok(format!(
+        "code {}\nprotocol {}\nrun {} ({} {})\n{}",
+        crate::reproduce::code_version(),
+        preset.name,
+        spec.dir_name(),
+        spec.strategy.name(),
+        spec.iterations,
+        cfg.to_toml()?
+    ))
+}
+
+/// Writes the initial weights of `cfg` to `path` unless the file there was made from the same
+/// code, model and seed (recorded in `path.spec`).
+fn ensure_initial(cfg: &TrainConfig, origin: &Path, path: &Path, device: &Device) -> Result<()> {
+    let sidecar = path.with_extension("spec");
+    let expected = format!(
+        "code {}\nseed {}\n{}",
+        crate::reproduce::code_version(),
+        cfg.train.seed,
+        toml::to_string(&cfg.model)?
+    );
+    if path.exists() && std::fs::read_to_string(&sidecar).ok().as_deref() == Some(expected.as_str()) {
+        return Ok(());
+    }
+    save_initial(cfg, origin, path, device)?;
+    crate::checkpointing::write_atomic(&sidecar, expected.as_bytes())
 }
 
 /// Train `spec` under `dir/<run>/` from the initial weights `dir/<task>-<model>-init.safetensors`
@@ -334,29 +387,36 @@ pub fn train_and_score(
     let out = dir.join(spec.dir_name());
     let outcome_path = out.join("outcome.json");
     let final_ckpt = out.join("final.safetensors");
-    let reuse = outcome_path.exists() && final_ckpt.exists();
-    let outcome = if reuse {
-        serde_json::from_str(&std::fs::read_to_string(&outcome_path)?)
-            .with_context(|| format!("{}", outcome_path.display()))?
-    } else {
-        if out.exists() {
-            std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear unfinished run {}", out.display()))?;
+    let cfg = spec.config(preset, seed)?;
+    let expected = run_spec(spec, preset, &cfg)?;
+    let previous: Option<Outcome> = match std::fs::read_to_string(&outcome_path) {
+        Ok(text) if final_ckpt.exists() => Some(serde_json::from_str(&text).with_context(|| format!("{}", outcome_path.display()))?),
+        _ => None,
+    };
+    let outcome = match previous {
+        Some(o) if o.spec == expected => o,
+        previous => {
+            if previous.is_some() {
+                tracing::info!("{}: finished with another specification (code, protocol, seed or config); training it again", out.display());
+            }
+            if out.exists() {
+                std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear run {}", out.display()))?;
+            }
+            let origin = PathBuf::from(spec.dir_name());
+            let init = dir.join(format!("{}-{}-init.safetensors", spec.task.name(), spec.model));
+            ensure_initial(&cfg, &origin, &init, device)?;
+            let r = train_run(&cfg, &origin, spec.strategy, &out, Start::Init(&init), device)
+                .with_context(|| format!("run {}", spec.dir_name()))?;
+            let o = Outcome {
+                spec: expected,
+                wu: r.wu,
+                wall_s: r.wall_s,
+                train_s: r.train_s,
+                history: r.history,
+            };
+            crate::checkpointing::write_atomic(&outcome_path, serde_json::to_string(&o)?.as_bytes())?;
+            o
         }
-        let cfg = spec.config(preset, seed)?;
-        let origin = PathBuf::from(spec.dir_name());
-        let init = dir.join(format!("{}-{}-init.safetensors", spec.task.name(), spec.model));
-        if !init.exists() {
-            save_initial(&cfg, &origin, &init, device)?;
-        }
-        let r = train_run(&cfg, &origin, spec.strategy, &out, Start::Init(&init), device)
-            .with_context(|| format!("run {}", spec.dir_name()))?;
-        let o = Outcome {
-            wu: r.wu,
-            wall_s: r.wall_s,
-            history: r.history,
-        };
-        crate::checkpointing::write_atomic(&outcome_path, serde_json::to_string(&o)?.as_bytes())?;
-        o
     };
     let (cfg, varmap, _) = models::checkpoint::load(&final_ckpt, device)
         .with_context(|| format!("cannot load {}", final_ckpt.display()))?;
@@ -376,6 +436,8 @@ pub fn train_and_score(
         wu: outcome.wu,
         wall_s: outcome.wall_s,
         metric,
+        seed,
+        train_s: outcome.train_s,
         per_image: scores.metric(metric).to_vec(),
         p_value: None,
     };

@@ -3,7 +3,7 @@
 
 use crate::config::{Strategy, Task};
 use crate::eval::save_samples;
-use crate::reproduce::{fmt_wu, marker, write_csv, Common, Record};
+use crate::reproduce::{compare_over_seeds, fmt_wu, marker, mean, over_seeds, p_cell, seed_cell, seed_dir, write_csv, Common, Record, SeedComparison};
 use crate::reproduce_runs::{compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, RunSpec};
 use anyhow::Result;
 use candle_core::Tensor;
@@ -104,8 +104,9 @@ const OUR_ROWS: [(&str, &str); 7] = [
     ("full-multiscale", "both"),
 ];
 
-/// The `results.md` section of one task: our mean test metric (with the t-test marker against
-/// `single-paper`) beside the paper's value, #WU and wall time, per model.
+/// The `results.md` section of one task: our test metric (mean ± sd over seeds, with the
+/// marker of the paired test against `single-paper`: over seeds with two or more, else over
+/// patches) beside the paper's value, #WU and training time (validation excluded), per model.
 pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
     let ms = models(task);
     let metric = task.metric();
@@ -116,24 +117,34 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
     write!(s, "| Training strategy | Subsampling | #WU paper |")?;
     for m in ms {
         let m = display_model(m);
-        write!(s, " #WU {m} | wall s {m} | {m} ours | {m} paper |")?;
+        write!(s, " #WU {m} | train s {m} | {m} ours | p seeds {m} | p patches {m} | {m} paper |")?;
     }
     writeln!(s)?;
-    writeln!(s, "|{}", "---|".repeat(3 + 4 * ms.len()))?;
+    writeln!(s, "|{}", "---|".repeat(3 + 6 * ms.len()))?;
     for (strategy, sub) in OUR_ROWS {
         let paper_row = paper_rows.iter().find(|r| r.strategy == strategy && r.subsampling == sub);
-        let found: Vec<Option<&Record>> = ms
-            .iter()
-            .map(|m| records.iter().find(|r| r.task == task.name() && &r.model == m && r.strategy == strategy && r.subsampling == sub))
-            .collect();
-        if paper_row.is_none() && found.iter().all(Option::is_none) {
+        let found: Vec<Vec<&Record>> = ms.iter().map(|m| over_seeds(records, task.name(), m, strategy, sub)).collect();
+        if paper_row.is_none() && found.iter().all(Vec::is_empty) {
             continue;
         }
         write!(s, "| {strategy} | {sub} | {} |", paper_row.map_or("", |r| r.wu))?;
-        for (i, rec) in found.iter().enumerate() {
-            match rec {
-                Some(r) => write!(s, " {} | {:.1} | {:.4}{} |", fmt_wu(r.wu), r.wall_s, r.mean(), marker(r.p_value))?,
-                None => write!(s, " | | |")?,
+        for (i, runs) in found.iter().enumerate() {
+            if runs.is_empty() {
+                write!(s, " | | | | |")?;
+            } else {
+                let base = over_seeds(records, task.name(), ms[i], "single-paper", "-");
+                let c = if strategy == "single-paper" { SeedComparison::default() } else { compare_over_seeds(runs, &base) };
+                let avg = |f: fn(&Record) -> f64| mean(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
+                write!(
+                    s,
+                    " {} | {:.1} | {}{} | {} | {} |",
+                    fmt_wu(avg(|r| r.wu)),
+                    avg(|r| r.train_s),
+                    seed_cell(runs),
+                    marker(c.primary().map(|t| t.p_value)),
+                    p_cell(c.seeds),
+                    p_cell(c.patches)
+                )?;
             }
             match paper_row {
                 Some(p) => write!(s, " {:.4}{} |", p.values[i].0, p.values[i].1)?,
@@ -161,20 +172,22 @@ fn specs(task: Task, model: &str, preset: &Preset) -> Vec<RunSpec> {
         iterations,
         tag: String::new(),
     };
-    let paper_batch = (0..preset.levels).map(|l| preset.n0 << l).sum();
+    let n0 = preset.task_n0(task);
+    let paper_batch = (0..preset.levels).map(|l| n0 << l).sum();
     vec![
         spec("full-multiscale", "coarsen", Strategy::FullMultiscale, None),
         spec("full-multiscale", "crop", Strategy::FullMultiscale, None),
         spec("full-multiscale", "both", Strategy::FullMultiscale, None),
         spec("multiscale", "coarsen", Strategy::Multiscale, None),
         spec("single-paper", "-", Strategy::Single, Some(paper_batch)),
-        spec("single-practical", "-", Strategy::Single, Some(preset.n0)),
-        spec("single-equal-wu", "-", Strategy::Single, Some(preset.n0)),
+        spec("single-practical", "-", Strategy::Single, Some(n0)),
+        spec("single-equal-wu", "-", Strategy::Single, Some(n0)),
     ]
 }
 
 pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     let preset = Preset::of(args.common.protocol(), args.smoke);
+    let seeds = args.common.seed_list()?;
     let dir = args.common.out_dir("table2")?;
     let mut progress = Progress::new(&dir)?;
     println!("{}", preset.scale_factors());
@@ -184,51 +197,58 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         .iter()
         .flat_map(|&t| models(t).into_iter().filter(|m| args.models.is_empty() || args.models.iter().any(|x| x == m)).map(move |m| (t, m)))
         .collect();
-    let total = pairs.len() * 7;
-    for &task in &args.tasks {
-        let test = test_set(task, &preset, args.common.seed, &ctx.device)?;
-        for (_, model) in pairs.iter().filter(|(t, _)| *t == task) {
-            let mut outputs = Vec::new();
-            let mut runs = Vec::new();
-            for mut spec in specs(task, model, &preset) {
-                if spec.label == "single-equal-wu" {
-                    let fmg = records.iter().rev().find(|r: &&Record| r.task == task.name() && r.model == *model && r.strategy == "full-multiscale" && r.subsampling == "coarsen");
-                    let wu = fmg.map_or(0.0, |r| r.wu);
-                    spec.iterations = ((wu / preset.n0 as f64).round() as usize).max(1);
+    let total = pairs.len() * 7 * seeds.len();
+    for &seed in &seeds {
+        let seed_dir = seed_dir(&dir, seed)?;
+        for &task in &args.tasks {
+            let test = test_set(task, &preset, seed, &ctx.device)?;
+            for (_, model) in pairs.iter().filter(|(t, _)| *t == task) {
+                let mut outputs = Vec::new();
+                let mut runs = Vec::new();
+                for mut spec in specs(task, model, &preset) {
+                    if spec.label == "single-equal-wu" {
+                        let fmg = records.iter().rev().find(|r: &&Record| r.seed == seed && r.task == task.name() && r.model == *model && r.strategy == "full-multiscale" && r.subsampling == "coarsen");
+                        let wu = fmg.map_or(0.0, |r| r.wu);
+                        spec.iterations = ((wu / preset.task_n0(task) as f64).round() as usize).max(1);
+                    }
+                    progress.line(&format!("[{}/{total}] seed {seed}: training {} ({} iterations)", records.len() + 1, spec.dir_name(), spec.iterations));
+                    let f = train_and_score(&spec, &preset, seed, &seed_dir, &test, &ctx.device)?;
+                    progress.line(&summary(&f));
+                    outputs.push((spec.label.clone(), spec.subsampling.clone(), f.prediction));
+                    runs.push((format!("{} {}", spec.label, spec.subsampling).replace(" -", ""), f.history));
+                    records.push(f.record);
                 }
-                progress.line(&format!("[{}/{total}] training {} ({} iterations)", records.len() + 1, spec.dir_name(), spec.iterations));
-                let f = train_and_score(&spec, &preset, args.common.seed, &dir, &test, &ctx.device)?;
-                progress.line(&summary(&f));
-                outputs.push((spec.label.clone(), spec.subsampling.clone(), f.prediction));
-                runs.push((format!("{} {}", spec.label, spec.subsampling).replace(" -", ""), f.history));
-                records.push(f.record);
+                // Pictures of the first seed beside the tables, of the others in their folders.
+                let pictures = if seed == seeds[0] { dir.clone() } else { seed_dir.clone() };
+                plot_runs(&pictures, &format!("{}-{model}", task.name()), &runs)?;
+                // Sample grid columns in the table's order: input, each strategy, target.
+                let order: Vec<Tensor> = OUR_ROWS
+                    .iter()
+                    .filter_map(|(s, sub)| outputs.iter().find(|o| o.0 == *s && o.1 == *sub).map(|o| o.2.clone()))
+                    .collect();
+                save_samples(&pictures.join(format!("samples-{}-{model}.png", task.name())), &test, &order)?;
             }
-            plot_runs(&dir, &format!("{}-{model}", task.name()), &runs)?;
-            // Sample grid columns in the table's order: input, each strategy, target.
-            let order: Vec<Tensor> = OUR_ROWS
-                .iter()
-                .filter_map(|(s, sub)| outputs.iter().find(|o| o.0 == *s && o.1 == *sub).map(|o| o.2.clone()))
-                .collect();
-            save_samples(&dir.join(format!("samples-{}-{model}.png", task.name())), &test, &order)?;
+            finish(&dir, &preset, &seeds, &mut records, &progress)?;
         }
-        finish(&dir, &preset, &mut records, &progress)?;
     }
     progress.line(&format!("done: {} runs in {:.1} s; results in {}", records.len(), progress.elapsed_s(), dir.display()));
     Ok(())
 }
 
-/// Fill in the p-values against `single-paper` and (re)write `results.csv` and `results.md`.
-fn finish(dir: &Path, preset: &Preset, records: &mut [Record], progress: &Progress) -> Result<()> {
+/// Fill in the per-patch p-values against `single-paper` of the same seed and (re)write
+/// `results.csv` and `results.md`.
+fn finish(dir: &Path, preset: &Preset, seeds: &[u64], records: &mut [Record], progress: &Progress) -> Result<()> {
     let bases: Vec<Record> = records.iter().filter(|r| r.strategy == "single-paper").cloned().collect();
     for r in records.iter_mut().filter(|r| r.strategy != "single-paper") {
-        if let Some(b) = bases.iter().find(|b| b.task == r.task && b.model == r.model) {
+        if let Some(b) = bases.iter().find(|b| b.seed == r.seed && b.task == r.task && b.model == r.model) {
             r.p_value = compare(r, b).map(|t| t.p_value);
         }
     }
     write_csv(&dir.join("results.csv"), records)?;
     let mut md = format!(
-        "# 001 Table 2, reproduced ({} protocol)\n\n{}\nTest metric on identical degraded test images for every strategy; `*` = not significantly different from `single-paper`, `**` = different (paired two-sided t-test, 5%). #WU counted from what ran; wall time includes validation ({:.0} s so far for the whole experiment; other jobs on the machine inflate it).\n\n",
+        "# 001 Table 2, reproduced ({} protocol, seeds {})\n\n{}\nTest metric on identical degraded test images for every strategy of a seed: mean ± sd over seeds. `*` = not significantly different from `single-paper`, `**` = different (paired two-sided t-test at 5% over seeds when there are two or more, else over test patches; `p patches` pools every patch of every seed and overstates significance, since patches of one photo are correlated). #WU counted from what ran; `train s` is the training time alone (validation and checkpoints excluded; {:.0} s of wall time so far for the whole experiment, other jobs on the machine inflate it).\n\n",
         preset.name,
+        seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
         preset.scale_factors(),
         progress.elapsed_s()
     );
@@ -242,34 +262,40 @@ fn finish(dir: &Path, preset: &Preset, records: &mut [Record], progress: &Progre
     Ok(())
 }
 
-/// Per run: test metric difference to each baseline with Cohen's d_z and p, and the #WU and
-/// wall-time ratios run / baseline.
+/// Per run: test metric difference to each baseline (mean over seeds) with Cohen's d_z and p
+/// of the primary test, and the #WU and training-time ratios run / baseline.
 fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
     let mut s = String::new();
-    writeln!(s, "Against each single-scale baseline ({}): #WU ratio, wall-time ratio, mean difference of the metric (run - baseline), Cohen's d_z, p.\n", task.name())?;
+    writeln!(s, "Against each single-scale baseline ({}): #WU ratio, training-time ratio (validation excluded), mean difference of the metric (run - baseline), Cohen's d_z and p of the paired test (over seeds when there are two or more).\n", task.name())?;
     writeln!(s, "| model | run | vs single-paper | vs single-practical | vs single-equal-wu |")?;
     writeln!(s, "|---|---|---|---|---|")?;
-    for r in records.iter().filter(|r| r.task == task.name() && !r.strategy.starts_with("single-paper")) {
-        write!(s, "| {} | {} {} |", r.model, r.strategy, r.subsampling)?;
-        for base in ["single-paper", "single-practical", "single-equal-wu"] {
-            let b = records.iter().find(|b| b.task == r.task && b.model == r.model && b.strategy == base);
-            match b {
-                Some(b) if b.strategy != r.strategy => {
-                    let t = compare(r, b);
-                    write!(
-                        s,
-                        " WU x{:.3}, time x{:.2}, Δ {:+.4}, d {}, p {} |",
-                        r.wu / b.wu,
-                        r.wall_s / b.wall_s,
-                        r.mean() - b.mean(),
-                        t.map_or("-".into(), |t| format!("{:+.2}", t.effect_size)),
-                        t.map_or("-".into(), |t| format!("{:.3}", t.p_value)),
-                    )?;
-                }
-                _ => write!(s, " |")?,
+    for model in models(task) {
+        for (strategy, sub) in OUR_ROWS.iter().filter(|(st, _)| *st != "single-paper") {
+            let runs = over_seeds(records, task.name(), model, strategy, sub);
+            if runs.is_empty() {
+                continue;
             }
+            write!(s, "| {model} | {strategy} {sub} |")?;
+            for base in ["single-paper", "single-practical", "single-equal-wu"] {
+                let b = over_seeds(records, task.name(), model, base, "-");
+                if b.is_empty() || base == *strategy {
+                    write!(s, " |")?;
+                    continue;
+                }
+                let avg = |v: &[&Record], f: fn(&Record) -> f64| mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
+                let t = compare_over_seeds(&runs, &b).primary();
+                write!(
+                    s,
+                    " WU x{:.3}, time x{:.2}, Δ {:+.4}, d {}, p {} |",
+                    avg(&runs, |r| r.wu) / avg(&b, |r| r.wu),
+                    avg(&runs, |r| r.train_s) / avg(&b, |r| r.train_s),
+                    avg(&runs, |r| r.mean()) - avg(&b, |r| r.mean()),
+                    t.map_or("-".into(), |t| format!("{:+.2}", t.effect_size)),
+                    p_cell(t),
+                )?;
+            }
+            writeln!(s)?;
         }
-        writeln!(s)?;
     }
     writeln!(s)?;
     Ok(s)
@@ -282,26 +308,33 @@ mod tests {
 
     #[test]
     fn table_lays_out_ours_beside_the_paper() {
-        let rec = |strategy: &str, sub: &str, v: f64, p| Record {
+        let rec = |strategy: &str, sub: &str, seed: u64, v: f64| Record {
             task: "denoise".into(),
             model: "unet".into(),
             strategy: strategy.into(),
             subsampling: sub.into(),
             wu: 1000.0,
-            wall_s: 3.0,
+            wall_s: 3.5,
             metric: Metric::Mse,
-            per_image: vec![v],
-            p_value: p,
+            seed,
+            train_s: 3.0,
+            per_image: vec![v - 0.01, v, v + 0.01],
+            p_value: None,
         };
-        let md = markdown_task(
-            Task::Denoise,
-            &[rec("single-paper", "-", 0.2, None), rec("multiscale", "coarsen", 0.25, Some(0.01))],
-        )
-        .unwrap();
+        let mut records = Vec::new();
+        for (seed, diff) in [(0, 0.05), (1, 0.06), (2, 0.055)] {
+            records.push(rec("single-paper", "-", seed, 0.2));
+            records.push(rec("multiscale", "coarsen", seed, 0.2 + diff));
+        }
+        let md = markdown_task(Task::Denoise, &records).unwrap();
         let lines: Vec<&str> = md.lines().collect();
-        assert!(lines[2].starts_with("| Training strategy | Subsampling | #WU paper | #WU UNet |"), "{md}");
+        assert!(lines[2].starts_with("| Training strategy | Subsampling | #WU paper | #WU UNet | train s UNet | UNet ours | p seeds UNet |"), "{md}");
         let ms = lines.iter().find(|l| l.starts_with("| multiscale |")).unwrap();
-        assert!(ms.contains("| 1k | 3.0 | 0.2500** | 0.1417* |"), "{ms}");
+        // Differences over seeds 0.05, 0.06, 0.055: t = 19.05, df 2, p = 0.0027.
+        assert!(ms.contains("| 1k | 3.0 | 0.2550 ± 0.0050** | 0.003 |"), "{ms}");
+        assert!(ms.ends_with("| 0.1417* | | | | | | 0.0943* |"), "{ms}");
+        let sp = lines.iter().find(|l| l.starts_with("| single-paper |")).unwrap();
+        assert!(sp.contains("| 0.2000 ± 0.0000 | - | - |"), "{sp}");
         // Paper rows without our runs still show the paper's numbers.
         assert!(md.contains("| full-multiscale | crop | 28.7k |"), "{md}");
         // Every row has the same number of cells as the header.
@@ -310,11 +343,30 @@ mod tests {
     }
 
     #[test]
+    fn full_protocol_prints_and_plans_the_papers_super_resolution_batches() {
+        let full = Preset::full();
+        assert!(full.scale_factors().contains("super-resolution N0 = 8 (paper 8, x1.000)"), "{}", full.scale_factors());
+        let wu = |label: &str, sub: &str, task| {
+            let s = specs(task, "espcn", &full).into_iter().find(|s| s.label == label && s.subsampling == sub).unwrap();
+            s.planned_wu(&full).unwrap()
+        };
+        // 001 Table 2, super-resolution: 30k / 4.6k / 7.9k (N0 = 8, 250 iterations, equal stages).
+        assert_eq!(wu("single-paper", "-", Task::Superres), 30000.0);
+        assert_eq!(wu("multiscale", "coarsen", Task::Superres), 4625.0);
+        assert_eq!(wu("full-multiscale", "coarsen", Task::Superres), 7875.0);
+        assert_eq!(wu("single-practical", "-", Task::Superres), 2000.0);
+        // Denoising keeps N0 = 16: 480k / 74k / 28.7k.
+        assert_eq!(wu("single-paper", "-", Task::Denoise), 480000.0);
+        assert_eq!(wu("multiscale", "coarsen", Task::Denoise), 74000.0);
+        assert_eq!(wu("full-multiscale", "coarsen", Task::Denoise), 28750.0);
+    }
+
+    #[test]
     fn smoke_preset_writes_every_row_and_reuses_finished_runs() {
         let out = std::env::temp_dir().join(format!("xtask-table2-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
         let args = || Args {
-            common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0 },
+            common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 },
             tasks: Task::ALL.to_vec(),
             models: vec![],
             smoke: true,
@@ -323,21 +375,23 @@ mod tests {
         run(args(), &ctx).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "task,model,strategy,subsampling,wu,wall_s,metric,value,p_value");
+        assert_eq!(lines[0], "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value");
         assert_eq!(lines.len(), 1 + 4 * 2 * 7, "{csv}");
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
         for task in Task::ALL {
             for m in models(task) {
                 for (strategy, sub) in OUR_ROWS {
-                    let row = format!("{},{m},{strategy},{sub},", task.name());
+                    let row = format!("0,{},{m},{strategy},{sub},", task.name());
                     let line = lines.iter().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("no {row} in {csv}"));
                     let cells: Vec<&str> = line.split(',').collect();
-                    assert_eq!(cells.len(), 9, "{line}");
-                    assert!(cells[4].parse::<f64>().unwrap() > 0.0 && cells[7].parse::<f64>().unwrap().is_finite(), "{line}");
+                    assert_eq!(cells.len(), 11, "{line}");
+                    assert!(cells[5].parse::<f64>().unwrap() > 0.0 && cells[9].parse::<f64>().unwrap().is_finite(), "{line}");
+                    let (wall, train): (f64, f64) = (cells[6].parse().unwrap(), cells[7].parse().unwrap());
+                    assert!(train > 0.0 && train <= wall, "{line}");
                     // p-values against single-paper on every other row.
-                    assert_eq!(cells[8].is_empty(), strategy == "single-paper", "{line}");
+                    assert_eq!(cells[10].is_empty(), strategy == "single-paper", "{line}");
                     let run = RunSpec { task, model: m.into(), label: strategy.into(), subsampling: sub.into(), strategy: Strategy::Single, levels: 2, single_batch: None, iterations: 1, tag: String::new() };
-                    assert!(out.join(run.dir_name()).join("final.safetensors").exists(), "{}", run.dir_name());
+                    assert!(out.join("seed-0").join(run.dir_name()).join("final.safetensors").exists(), "{}", run.dir_name());
                 }
                 assert!(out.join(format!("samples-{}-{m}.png", task.name())).exists());
                 assert!(out.join(format!("{}-{m}-val_loss_vs_wu.png", task.name())).exists());
@@ -349,6 +403,16 @@ mod tests {
         // A rerun reuses every finished run: the same numbers.
         run(args(), &ctx).unwrap();
         assert_eq!(std::fs::read_to_string(out.join("results.csv")).unwrap(), csv);
+        // A run finished under another specification is trained again, not mixed in.
+        let outcome = out.join("seed-0/denoise-unet-multiscale-coarsen/outcome.json");
+        let text = std::fs::read_to_string(&outcome).unwrap();
+        let stale: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut stale = stale.as_object().unwrap().clone();
+        stale.insert("spec".into(), "code 0\nseed 7".into());
+        std::fs::write(&outcome, serde_json::to_string(&stale).unwrap()).unwrap();
+        run(Args { tasks: vec![Task::Denoise], models: vec!["unet".into()], ..args() }, &ctx).unwrap();
+        let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&outcome).unwrap()).unwrap();
+        assert!(again["spec"].as_str().unwrap().contains(crate::reproduce::code_version()), "{again}");
         std::fs::remove_dir_all(&out).ok();
     }
 }

@@ -4,8 +4,8 @@
 //! same initial weights and scored on the same degraded test images.
 
 use crate::plot::{line_plot, Axes, Series};
-use crate::reproduce::{fmt_wu, marker, mean, Common};
-use crate::reproduce_runs::{compare, summary, test_set, train_and_score, Finished, Preset, Progress, RunSpec};
+use crate::reproduce::{compare_over_seeds, fmt_wu, marker, mean, p_cell, seed_cell, seed_dir, Common, Record};
+use crate::reproduce_runs::{compare, summary, test_set, train_and_score, Preset, Progress, RunSpec};
 use anyhow::{Context as _, Result};
 use std::fmt::Write as _;
 
@@ -64,71 +64,112 @@ fn iterations_for(label: &str, preset: &Preset, budget: f64) -> Result<usize> {
 
 pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     let preset = Preset::of(args.common.protocol(), args.smoke);
+    let seeds = args.common.seed_list()?;
     let dir = args.common.out_dir("table5")?;
     let mut progress = Progress::new(&dir)?;
     println!("{}", preset.scale_factors());
     let budgets = if args.budgets.is_empty() { budgets(&preset) } else { args.budgets.clone() };
-    let test = test_set(crate::config::Task::Denoise, &preset, args.common.seed, &ctx.device)?;
-    let mut rows: Vec<(f64, Vec<Finished>)> = Vec::new();
+    anyhow::ensure!(budgets.iter().all(|b| b.is_finite() && *b > 0.0), "--budgets {budgets:?}: every budget must be a positive number of #WU");
     for &budget in &budgets {
-        let mut runs = Vec::new();
         for label in STRATEGIES {
-            let it = iterations_for(label, &preset, budget)?;
-            let spec = RunSpec::denoise("unet", label, preset.levels, preset.n0, it, format!("b{budget}"));
-            progress.line(&format!("budget {budget} #WU: training {} ({it} iterations)", spec.dir_name()));
-            let f = train_and_score(&spec, &preset, args.common.seed, &dir, &test, &ctx.device)?;
-            progress.line(&summary(&f));
-            runs.push(f);
+            let one = RunSpec::denoise("unet", label, preset.levels, preset.n0, 1, String::new()).planned_wu(&preset)?;
+            anyhow::ensure!(one <= budget, "--budgets: {budget} #WU is less than one {label} iteration ({one} #WU)");
         }
-        rows.push((budget, runs));
     }
-    write_results(&dir, &preset, &rows)?;
+    let mut done: Vec<(f64, Record)> = Vec::new();
+    for &seed in &seeds {
+        let seed_dir = seed_dir(&dir, seed)?;
+        let test = test_set(crate::config::Task::Denoise, &preset, seed, &ctx.device)?;
+        for &budget in &budgets {
+            for label in STRATEGIES {
+                let it = iterations_for(label, &preset, budget)?;
+                let spec = RunSpec::denoise("unet", label, preset.levels, preset.n0, it, format!("b{budget}"));
+                progress.line(&format!("seed {seed}, budget {budget} #WU: training {} ({it} iterations)", spec.dir_name()));
+                let f = train_and_score(&spec, &preset, seed, &seed_dir, &test, &ctx.device)?;
+                progress.line(&summary(&f));
+                done.push((budget, f.record));
+            }
+        }
+        write_results(&dir, &preset, &seeds, &budgets, &done)?;
+    }
     progress.line(&format!("done in {:.1} s; results in {}", progress.elapsed_s(), dir.display()));
     Ok(())
 }
 
-/// `results.csv` (`budget,strategy,wu,wall_s,metric,value,p_value`, p against single-scale at
-/// the same budget), `results.md` and `mse_vs_wu.png`.
-fn write_results(dir: &std::path::Path, preset: &Preset, rows: &[(f64, Vec<Finished>)]) -> Result<()> {
-    let mut csv = String::from("budget,strategy,wu,wall_s,metric,value,p_value\n");
+/// `results.csv` (`seed,budget,strategy,wu,wall_s,train_s,metric,value,p_value`, p of the
+/// per-patch test against single-scale at the same budget and seed), `results.md` (mean ± sd
+/// over seeds, markers from the paired test over seeds when there are two or more) and
+/// `mse_vs_wu.png`.
+fn write_results(dir: &std::path::Path, preset: &Preset, seeds: &[u64], budgets: &[f64], done: &[(f64, Record)]) -> Result<()> {
+    let mut csv = String::from("seed,budget,strategy,wu,wall_s,train_s,metric,value,p_value\n");
     let mut md = format!(
-        "# 001 Table 5, reproduced ({} protocol): denoising, UNet, test MSE at fixed #WU budgets\n\n{}\n\
-         Each run trains to its own budget (the cosine schedule ends there), from the same initial weights; `*`/`**`: paired t-test against single-scale at the same budget not significant / significant at 5%. Paper budgets are printed as in 001 (units as there).\n\n\
-         | budget | #WU single | single-scale (N0) | #WU MS | multiscale | #WU FMG | full-multiscale | paper budget | paper single | paper multiscale |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "# 001 Table 5, reproduced ({} protocol, seeds {}): denoising, UNet, test MSE at fixed #WU budgets\n\n{}\n\
+         Each run trains to its own budget (the cosine schedule ends there), from the same initial weights per seed; test MSE as mean ± sd over seeds; `*`/`**`: paired t-test against single-scale at the same budget (over seeds when there are two or more, else over test patches) not significant / significant at 5%. Paper budgets are printed as in 001 (units as there).\n\n\
+         | budget | #WU single | single-scale (N0) | #WU MS | multiscale | p MS | #WU FMG | full-multiscale | p FMG | paper budget | paper single | paper multiscale |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         preset.name,
+        seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
         preset.scale_factors()
     );
+    let runs = |budget: f64, label: &str| -> Vec<&Record> {
+        let mut v: Vec<&Record> = done.iter().filter(|(b, r)| *b == budget && r.strategy == label).map(|(_, r)| r).collect();
+        v.sort_by_key(|r| r.seed);
+        v
+    };
+    let avg = |v: &[&Record], f: fn(&Record) -> f64| mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
     let mut series: Vec<Series> = STRATEGIES.iter().map(|s| Series { name: s.to_string(), points: vec![] }).collect();
-    for (k, (budget, runs)) in rows.iter().enumerate() {
-        write!(md, "| {} |", fmt_wu(*budget))?;
-        for (i, f) in runs.iter().enumerate() {
-            let r = &f.record;
-            let t = if i == 0 { None } else { compare(r, &runs[0].record) };
-            writeln!(
-                csv,
-                "{budget},{},{:.3},{:.2},{},{:.6},{}",
-                r.strategy,
-                r.wu,
-                r.wall_s,
-                r.metric.name(),
-                r.mean(),
-                t.map_or(String::new(), |t| format!("{:.6}", t.p_value))
-            )?;
-            write!(md, " {} | {:.4}{} |", fmt_wu(r.wu), r.mean(), marker(t.map(|t| t.p_value)))?;
-            series[i].points.push((r.wu, r.mean()));
+    let (mut wins, mut fmg_wins, mut rows) = (0, 0, 0);
+    for (k, &budget) in budgets.iter().enumerate() {
+        let base = runs(budget, STRATEGIES[0]);
+        if base.is_empty() {
+            continue;
+        }
+        rows += 1;
+        write!(md, "| {} |", fmt_wu(budget))?;
+        for (i, label) in STRATEGIES.iter().enumerate() {
+            let rs = runs(budget, label);
+            if rs.is_empty() {
+                write!(md, " | |{}", if i == 0 { "" } else { " |" })?;
+                continue;
+            }
+            for r in &rs {
+                let b = base.iter().find(|b| b.seed == r.seed);
+                let t = if i == 0 { None } else { b.and_then(|b| compare(r, b)) };
+                writeln!(
+                    csv,
+                    "{},{budget},{},{:.3},{:.2},{:.2},{},{:.6},{}",
+                    r.seed,
+                    r.strategy,
+                    r.wu,
+                    r.wall_s,
+                    r.train_s,
+                    r.metric.name(),
+                    r.mean(),
+                    t.map_or(String::new(), |t| format!("{:.6}", t.p_value))
+                )?;
+            }
+            if i == 0 {
+                write!(md, " {} | {} |", fmt_wu(avg(&rs, |r| r.wu)), seed_cell(&rs))?;
+            } else {
+                let c = compare_over_seeds(&rs, &base).primary();
+                write!(md, " {} | {}{} | {} |", fmt_wu(avg(&rs, |r| r.wu)), seed_cell(&rs), marker(c.map(|t| t.p_value)), p_cell(c))?;
+                let better = avg(&rs, |r| r.mean()) < avg(&base, |r| r.mean());
+                if better && i == 1 {
+                    wins += 1;
+                } else if better {
+                    fmg_wins += 1;
+                }
+            }
+            series[i].points.push((avg(&rs, |r| r.wu), avg(&rs, |r| r.mean())));
         }
         match PAPER.get(k) {
             Some(p) => writeln!(md, " {} | {:.4} | {:.4} |", p.0, p.1, p.2)?,
             None => writeln!(md, " | | |")?,
         }
     }
-    let wins = rows.iter().filter(|(_, r)| r[1].record.mean() < r[0].record.mean()).count();
-    let fmg_wins = rows.iter().filter(|(_, r)| r[2].record.mean() < r[0].record.mean()).count();
     writeln!(
         md,
-        "\nMultiscale beats single-scale at {wins} of {} budgets, full-multiscale at {fmg_wins} (mean test MSE; single-scale mean over budgets {:.4}).",
-        rows.len(),
-        mean(&rows.iter().map(|(_, r)| r[0].record.mean()).collect::<Vec<_>>())
+        "\nMultiscale beats single-scale at {wins} of {rows} budgets, full-multiscale at {fmg_wins} (mean test MSE over seeds; single-scale mean over budgets {:.4}).",
+        mean(&budgets.iter().map(|&b| avg(&runs(b, STRATEGIES[0]), |r| r.mean())).filter(|v| v.is_finite()).collect::<Vec<_>>())
     )?;
     std::fs::write(dir.join("results.csv"), csv).context("results.csv")?;
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
@@ -150,11 +191,16 @@ mod tests {
         }
         let out = std::env::temp_dir().join(format!("xtask-table5-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
-        let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0 }, budgets: vec![], smoke: true };
+        let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 }, budgets: vec![], smoke: true };
         run(args, &crate::common::Context { device: candle_core::Device::Cpu }).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
+        assert!(csv.starts_with("seed,budget,strategy,wu,wall_s,train_s,metric,value,p_value\n0,6,"), "{csv}");
         assert!(out.join("mse_vs_wu.png").exists());
+        // A budget below one iteration is refused before any training.
+        let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 }, budgets: vec![0.01], smoke: true };
+        let e = format!("{:#}", run(args, &crate::common::Context { device: candle_core::Device::Cpu }).unwrap_err());
+        assert!(e.contains("less than one"), "{e}");
         std::fs::remove_dir_all(&out).ok();
     }
 }

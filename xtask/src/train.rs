@@ -53,6 +53,9 @@ pub struct HistoryPoint {
     pub loss: f64,
     pub wu: f64,
     pub wall_s: f64,
+    /// Wall time of the training steps alone: `wall_s` less validation and checkpoints.
+    #[serde(default)]
+    pub train_s: f64,
     pub val_loss: Option<f64>,
 }
 
@@ -61,6 +64,8 @@ pub struct RunOutcome {
     pub history: Vec<HistoryPoint>,
     pub wu: f64,
     pub wall_s: f64,
+    /// Training steps alone (validation and checkpoints excluded).
+    pub train_s: f64,
     pub final_checkpoint: PathBuf,
     /// Last per-term variance ratios `V_l / V_fine` (empty for single-scale).
     pub variance_ratios: Vec<Option<f64>>,
@@ -96,20 +101,27 @@ pub fn model_config(cfg: &TrainConfig, origin: &Path) -> Result<models::ModelCon
         .map_err(|e| anyhow::anyhow!("{}: [model]: {e}", origin.display()))
 }
 
-/// Training image source of the config.
-pub fn train_source(cfg: &TrainConfig) -> Result<SharedSource> {
+/// Training and validation image sources of the config. Procedural sources serve both (the
+/// validation stream uses another seed, so its images are never drawn in training); a folder
+/// holds `data.validation_images` of its photos out of training
+/// ([`data::PhotoFolder::split_validation`], seeded by `train.seed`).
+pub fn sources(cfg: &TrainConfig) -> Result<(SharedSource, SharedSource)> {
     let d = &cfg.data;
     let seed = cfg.train.seed;
     let c = d.channels;
-    Ok(match d.source {
+    let procedural: SharedSource = match d.source {
         SourceKind::DeadLeaves => Arc::new(data::DeadLeaves::new(seed).with_channels(c)),
         SourceKind::Grf => Arc::new(data::GaussianRandomField::new(seed, d.grf_beta).with_channels(c)),
         SourceKind::Markov => Arc::new(data::MarkovField::new(seed).with_channels(c)),
         SourceKind::Folder => {
             let dir = d.dir.as_ref().context("data.dir is required for data.source = \"folder\"")?;
-            Arc::new(photos(dir, c)?)
+            let (train, validation) = photos(dir, c)?
+                .split_validation(d.validation_images, seed)
+                .with_context(|| format!("data.validation_images = {}", d.validation_images))?;
+            return Ok((Arc::new(train), Arc::new(validation)));
         }
-    })
+    };
+    Ok((procedural.clone(), procedural))
 }
 
 /// A folder of photos with `channels` channels (grey when 1).
@@ -147,16 +159,28 @@ impl mge::Sampler for ResumableSampler {
     }
 }
 
-/// Mean-over-pixels training loss (SPEC section 0): MSE, or negative SSIM (Table 8).
-fn loss_fn(kind: LossKind) -> Box<mge::LossFn<'static>> {
-    match kind {
+/// Mean-over-pixels training loss (SPEC section 0): MSE, or negative SSIM (Table 8) whose
+/// window is physical (SPEC section 6): standard on the finest mesh `cfg.data.size`, and
+/// `mesh_factor` times narrower in pixels on a coarser level, so the two sides of a telescoping
+/// term are the same functional.
+fn loss_fn(cfg: &TrainConfig) -> Result<Box<mge::LossFn<'static>>> {
+    Ok(match cfg.train.loss {
         LossKind::Mse => Box::new(|p: &Tensor, t: &Tensor| (p - t)?.sqr()),
-        LossKind::Ssim => Box::new(|p: &Tensor, t: &Tensor| data::metrics::ssim_loss(p, t)),
-    }
+        LossKind::Ssim => {
+            let (finest, levels) = (cfg.data.size, cfg.levels());
+            let subsampling: grids::Subsampling =
+                cfg.train.subsampling.parse().map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?;
+            Box::new(move |p: &Tensor, t: &Tensor| {
+                let level = (finest / t.dim(3)?.max(1)).max(1).trailing_zeros() as usize;
+                let factor = subsampling.mesh_factor(level, levels) as f64;
+                data::metrics::ssim_loss_with(p, t, data::metrics::SsimWindow::STANDARD.coarsened(factor))
+            })
+        }
+    })
 }
 
-/// A fixed validation batch: images of the training source the training stream never
-/// reaches (another stream seed), degraded once with a fixed seed.
+/// A fixed validation batch drawn from the validation source of [`sources`] (a stream the
+/// training stream never reaches), degraded once with a fixed seed.
 fn validation_set(cfg: &TrainConfig, source: SharedSource, device: &Device) -> Result<Degraded> {
     const VALIDATION_SALT: u64 = 0x7A11_DA7E_0000_0001;
     let mut loader = Loader::new(source, cfg.data.size, cfg.train.seed ^ VALIDATION_SALT, cfg.data.threads);
@@ -185,6 +209,9 @@ struct RunHooks<'a> {
     total_iters: u64,
     stages: usize,
     wall_offset: f64,
+    /// Training time before this session (resume), and validation + checkpoint time in it.
+    train_offset: f64,
+    overhead_s: f64,
     history: Vec<HistoryPoint>,
     ratios: Vec<Option<f64>>,
     bar: ProgressBar,
@@ -233,7 +260,10 @@ impl fmg::Hooks for RunHooks<'_> {
     }
 
     fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
-        validation_loss(self.model, self.loss, &self.validation).map(Some).map_err(|e| format!("{e:#}"))
+        let clock = std::time::Instant::now();
+        let v = validation_loss(self.model, self.loss, &self.validation).map(Some).map_err(|e| format!("{e:#}"));
+        self.overhead_s += clock.elapsed().as_secs_f64();
+        v
     }
 
     fn on_iteration(&mut self, rec: &fmg::IterRecord) -> std::result::Result<fmg::Control, String> {
@@ -246,6 +276,7 @@ impl fmg::Hooks for RunHooks<'_> {
             loss: rec.loss,
             wu,
             wall_s,
+            train_s: self.train_offset + rec.wall_s - self.overhead_s,
             val_loss: rec.val_loss,
         });
         if !rec.variance_ratios.is_empty() {
@@ -290,7 +321,9 @@ impl fmg::Hooks for RunHooks<'_> {
         }
         let done = rec.iteration + 1;
         if done % self.checkpoint_every == 0 || done == self.total_iters {
+            let clock = std::time::Instant::now();
             self.save(done, rec.wu_total, wall_s).map_err(|e| format!("checkpoint at iteration {done}: {e:#}"))?;
+            self.overhead_s += clock.elapsed().as_secs_f64();
         }
         Ok(fmg::Control::Continue)
     }
@@ -326,7 +359,7 @@ fn fmg_strategy(cfg: &TrainConfig, strategy: Strategy) -> (fmg::Strategy, usize)
 pub fn save_initial(cfg: &TrainConfig, origin: &Path, path: &Path, device: &Device) -> Result<()> {
     let model_cfg = model_config(cfg, origin)?;
     let varmap = VarMap::new();
-    models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))
+    models::build(&model_cfg, models::init::seeded_var_builder(&varmap, cfg.train.seed, DType::F32, device))
         .with_context(|| format!("{}: [model]", origin.display()))?;
     save_model(path, &model_cfg, &varmap)
 }
@@ -334,7 +367,7 @@ pub fn save_initial(cfg: &TrainConfig, origin: &Path, path: &Path, device: &Devi
 /// Where a run's parameters come from.
 #[derive(Debug, Clone, Copy)]
 pub enum Start<'a> {
-    /// A fresh (unseeded: candle's CPU initialisation cannot be seeded) initialisation.
+    /// A fresh initialisation seeded by `train.seed` ([`models::init::seeded_var_builder`]).
     Fresh,
     /// The last checkpoint in the output folder (fresh when there is none).
     Resume,
@@ -358,7 +391,7 @@ pub fn train_run(
     std::fs::write(out.join("config.toml"), used.to_toml()?)?;
     let model_cfg = model_config(cfg, origin)?;
     let mut varmap = VarMap::new();
-    let model = models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))
+    let model = models::build(&model_cfg, models::init::seeded_var_builder(&varmap, cfg.train.seed, DType::F32, device))
         .with_context(|| format!("{}: [model]", origin.display()))?;
     if let Start::Init(path) = start {
         models::checkpoint::load_into(path, &model_cfg, &varmap)
@@ -410,8 +443,8 @@ pub fn train_run(
     let driver = fmg::Driver::new(stages, driver_cfg)?;
     let total_iters = driver.total_iters();
 
-    let source = train_source(cfg)?;
-    let validation = validation_set(cfg, source.clone(), device)?;
+    let (source, validation_source) = sources(cfg)?;
+    let validation = validation_set(cfg, validation_source, device)?;
     let position = Rc::new(Cell::new(0));
     let mut sampler = ResumableSampler {
         loader: Loader::new(source, cfg.data.size, t.seed, cfg.data.threads),
@@ -460,7 +493,7 @@ pub fn train_run(
     if start >= total_iters {
         bail!("{}: the run already finished ({start} of {total_iters} iterations)", out.display());
     }
-    let loss = loss_fn(t.loss);
+    let loss = loss_fn(cfg)?;
     let bar = ProgressBar::new(total_iters).with_position(start);
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:25} {pos}/{len} {msg}")
@@ -480,6 +513,8 @@ pub fn train_run(
         total_iters,
         stages: driver.stages().len(),
         wall_offset,
+        train_offset: history.last().map_or(0.0, |h: &HistoryPoint| h.train_s),
+        overhead_s: 0.0,
         history: std::mem::take(&mut history),
         ratios: Vec::new(),
         bar,
@@ -518,18 +553,19 @@ pub fn train_run(
     Ok(RunOutcome {
         wu: last.map_or(0.0, |h| h.wu),
         wall_s: last.map_or(0.0, |h| h.wall_s),
+        train_s: last.map_or(0.0, |h| h.train_s),
         history,
         final_checkpoint,
         variance_ratios: hooks.ratios,
     })
 }
 
-/// `history.csv`: `iteration,stage,level,loss,wu,wall_s,val_loss`.
+/// `history.csv`: `iteration,stage,level,loss,wu,wall_s,train_s,val_loss`.
 pub fn write_history(path: &Path, h: &[HistoryPoint]) -> Result<()> {
-    let mut s = String::from("iteration,stage,level,loss,wu,wall_s,val_loss\n");
+    let mut s = String::from("iteration,stage,level,loss,wu,wall_s,train_s,val_loss\n");
     for p in h {
         let v = p.val_loss.map(|v| format!("{v:.6e}")).unwrap_or_default();
-        s.push_str(&format!("{},{},{},{:.6e},{:.3},{:.3},{v}\n", p.iteration, p.stage, p.level, p.loss, p.wu, p.wall_s));
+        s.push_str(&format!("{},{},{},{:.6e},{:.3},{:.3},{:.3},{v}\n", p.iteration, p.stage, p.level, p.loss, p.wu, p.wall_s, p.train_s));
     }
     std::fs::write(path, s).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -538,7 +574,7 @@ pub fn write_history(path: &Path, h: &[HistoryPoint]) -> Result<()> {
 pub fn plot_history(dir: &Path, runs: &[(String, Vec<HistoryPoint>)]) -> Result<()> {
     for (file, x_label, x) in [
         ("val_loss_vs_wu.png", "#WU", (|p: &HistoryPoint| p.wu) as fn(&HistoryPoint) -> f64),
-        ("val_loss_vs_time.png", "wall time (s)", |p: &HistoryPoint| p.wall_s),
+        ("val_loss_vs_time.png", "training time (s, validation excluded)", |p: &HistoryPoint| p.train_s),
     ] {
         let series: Vec<Series> = runs
             .iter()
@@ -645,6 +681,53 @@ stats_every = 0
     }
 
     #[test]
+    fn folder_source_keeps_validation_photos_out_of_training() {
+        let dir = data::photos_dir();
+        let text = TINY.replace("source = \"dead-leaves\"", &format!("source = \"folder\"\ndir = {dir:?}"));
+        let cfg = TrainConfig::parse(&text, Path::new("tiny.toml")).unwrap();
+        let (train, validation) = sources(&cfg).unwrap();
+        let n = data::ImageSource::len(&data::PhotoFolder::open(&dir).unwrap()).unwrap();
+        assert_eq!((train.len(), validation.len()), (Some(n - 4), Some(4)));
+        let too_many = TrainConfig::parse(&text.replace("validation_images = 4", &format!("validation_images = {n}")), Path::new("tiny.toml")).unwrap();
+        let e = format!("{:#}", sources(&too_many).err().unwrap());
+        assert!(e.contains("data.validation_images") && e.contains("photos"), "{e}");
+    }
+
+    #[test]
+    fn seed_fixes_the_initial_weights_and_the_whole_run() {
+        let origin = Path::new("tiny.toml");
+        let cfg = |seed: u64| {
+            let text = TINY.replace("iterations = 12", &format!("iterations = 3\nseed = {seed}"));
+            TrainConfig::parse(&text, origin).unwrap()
+        };
+        let weights = |path: &Path| {
+            let (_, varmap, _) = models::checkpoint::load(path, &Device::Cpu).unwrap();
+            let vars = varmap.data().lock().unwrap();
+            let mut named: Vec<(String, Vec<f32>)> =
+                vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())).collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            named
+        };
+        let dir = tmp("seeds");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a.safetensors"), dir.join("b.safetensors"), dir.join("c.safetensors"));
+        save_initial(&cfg(5), origin, &a, &Device::Cpu).unwrap();
+        save_initial(&cfg(5), origin, &b, &Device::Cpu).unwrap();
+        save_initial(&cfg(6), origin, &c, &Device::Cpu).unwrap();
+        assert!(weights(&a) == weights(&b), "same seed, other initial weights");
+        assert!(weights(&a) != weights(&c), "other seed, same initial weights");
+        // Two fresh runs with one seed give the same curve; another seed another one.
+        let run = |seed: u64, name: &str| {
+            let r = train_run(&cfg(seed), origin, Strategy::Multiscale, &dir.join(name), Start::Fresh, &Device::Cpu).unwrap();
+            r.history.iter().map(|p| (p.loss, p.val_loss)).collect::<Vec<_>>()
+        };
+        let (x, y, z) = (run(5, "x"), run(5, "y"), run(6, "z"));
+        assert_eq!(x, y);
+        assert_ne!(x, z);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn every_strategy_lowers_the_validation_loss() {
         let origin = Path::new("tiny.toml");
         let cfg = TrainConfig::parse(&TINY.replace("iterations = 12", "iterations = 24"), origin).unwrap();
@@ -662,8 +745,8 @@ stats_every = 0
     fn initial_validation_loss(cfg: &TrainConfig, init: &Path) -> f64 {
         let (model_cfg, varmap, _) = models::checkpoint::load(init, &Device::Cpu).unwrap();
         let model = models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
-        let val = validation_set(cfg, train_source(cfg).unwrap(), &Device::Cpu).unwrap();
-        validation_loss(model.as_ref(), loss_fn(cfg.train.loss).as_ref(), &val).unwrap()
+        let val = validation_set(cfg, sources(cfg).unwrap().1, &Device::Cpu).unwrap();
+        validation_loss(model.as_ref(), loss_fn(cfg).unwrap().as_ref(), &val).unwrap()
     }
 
     #[test]

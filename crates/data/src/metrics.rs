@@ -27,9 +27,14 @@ pub fn psnr(x: &[f32], y: &[f32]) -> f64 {
 
 /// Normalised 1-D Gaussian window of odd length `size`, std 1.5: `g_i ∝ exp(-(i - c)^2 / 4.5)`.
 pub fn gaussian_window(size: usize) -> Vec<f64> {
+    gaussian_taps(size, WINDOW_SIGMA)
+}
+
+/// `g_i ∝ exp(-(i - c)^2 / (2 sigma^2))`, `i = 0 .. size`, `c = size / 2`, summing to 1.
+fn gaussian_taps(size: usize, sigma: f64) -> Vec<f64> {
     let c = (size / 2) as f64;
     let g: Vec<f64> = (0..size)
-        .map(|i| (-((i as f64 - c).powi(2)) / (2.0 * WINDOW_SIGMA * WINDOW_SIGMA)).exp())
+        .map(|i| (-((i as f64 - c).powi(2)) / (2.0 * sigma * sigma)).exp())
         .collect();
     let s: f64 = g.iter().sum();
     g.into_iter().map(|v| v / s).collect()
@@ -37,8 +42,50 @@ pub fn gaussian_window(size: usize) -> Vec<f64> {
 
 /// Window side for an `h x w` image: 11, or the largest odd size that fits a smaller image.
 fn window_size(h: usize, w: usize) -> usize {
-    let s = WINDOW.min(h).min(w);
+    fit_odd(WINDOW, h, w)
+}
+
+/// `size`, or the largest odd size that fits an `h x w` image.
+fn fit_odd(size: usize, h: usize, w: usize) -> usize {
+    let s = size.min(h).min(w);
     s.saturating_sub(1 - s % 2)
+}
+
+/// The Gaussian window of the SSIM loss, `sigma` pixels wide, `2 round(10 sigma / 3) + 1` taps
+/// (at least 3): the standard window (Wang et al. 2004: sigma 1.5, 11 taps) is
+/// [`SsimWindow::STANDARD`].
+///
+/// As a training loss the window is physical (SPEC section 6): on a mesh `f` times coarser
+/// than the one where the window is `sigma` pixels wide, it is `sigma / f` pixels wide
+/// ([`SsimWindow::coarsened`]), so the fine and coarse losses of one telescoping term
+/// (001 eq. 6) are the same functional of the continuous images and their difference vanishes
+/// as the mesh is refined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SsimWindow {
+    /// Standard deviation in pixels.
+    pub sigma: f64,
+}
+
+impl SsimWindow {
+    /// Sigma 1.5 px, 11 taps.
+    pub const STANDARD: SsimWindow = SsimWindow { sigma: WINDOW_SIGMA };
+
+    /// The same physical window on a mesh `factor` times coarser: `sigma / factor` pixels.
+    pub fn coarsened(self, factor: f64) -> Self {
+        Self {
+            sigma: self.sigma / factor,
+        }
+    }
+
+    /// Taps `2 round(10 sigma / 3) + 1` (at least 3; 11 for the standard window).
+    pub fn taps(self) -> usize {
+        2 * ((10.0 * self.sigma / 3.0).round() as usize).max(1) + 1
+    }
+
+    /// The normalised 1-D window for an `h x w` image (shrunk to fit a smaller image).
+    pub fn weights(self, h: usize, w: usize) -> Vec<f64> {
+        gaussian_taps(fit_odd(self.taps(), h, w), self.sigma)
+    }
 }
 
 /// 'Valid' separable filtering of an `h x w` plane with the window `g`.
@@ -153,15 +200,24 @@ pub fn per_image(metric: Metric, x: &Tensor, y: &Tensor) -> Result<Vec<f64>> {
 }
 
 /// Differentiable SSIM loss `1 - mean SSIM(x, y)` over a batch `[N, C, H, W]` (the negative SSIM
-/// of 001 Table 8 shifted by 1, so it is 0 at `x = y`), built from candle ops: the local moments
-/// are a depthwise 'valid' convolution with the same Gaussian window as [`ssim`].
+/// of 001 Table 8 shifted by 1, so it is 0 at `x = y`) with the standard window of [`ssim`].
 pub fn ssim_loss(x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    ssim_loss_with(x, y, SsimWindow::STANDARD)
+}
+
+/// [`ssim_loss`] with the Gaussian `window`, built from candle ops: the local moments are two
+/// 'valid' depthwise 1-D convolutions (the window is separable).
+pub fn ssim_loss_with(x: &Tensor, y: &Tensor, window: SsimWindow) -> candle_core::Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
-    let k = window_size(h, w);
-    let g = gaussian_window(k);
-    let kernel: Vec<f32> = (0..k * k).map(|p| (g[p / k] * g[p % k]) as f32).collect();
-    let kernel = Tensor::from_vec(kernel, (1, 1, k, k), x.device())?.to_dtype(x.dtype())?;
-    let f = |t: &Tensor| t.reshape((n * c, 1, h, w))?.conv2d(&kernel, 0, 1, 1, 1);
+    let g: Vec<f32> = window.weights(h, w).into_iter().map(|v| v as f32).collect();
+    let k = g.len();
+    let column = Tensor::from_vec(g.clone(), (1, 1, k, 1), x.device())?.to_dtype(x.dtype())?;
+    let row = Tensor::from_vec(g, (1, 1, 1, k), x.device())?.to_dtype(x.dtype())?;
+    let f = |t: &Tensor| {
+        t.reshape((n * c, 1, h, w))?
+            .conv2d(&column, 0, 1, 1, 1)?
+            .conv2d(&row, 0, 1, 1, 1)
+    };
     let (mx, my) = (f(x)?, f(y)?);
     let (mx2, my2, mxy) = (mx.sqr()?, my.sqr()?, (&mx * &my)?);
     let sx = (f(&x.sqr()?)? - &mx2)?;

@@ -9,6 +9,7 @@ use crate::resize::resize_square;
 use crate::source::{check_size, mix_seed, ImageSource};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use std::path::{Path, PathBuf};
 
 /// One decoded photo: planar RGB bytes of its centre square.
@@ -108,6 +109,38 @@ impl PhotoFolder {
     pub fn with_random_crops(mut self, patch: usize, seed: u64) -> Self {
         self.crops = Some((patch.max(1), seed));
         self
+    }
+
+    /// Splits off `count` photos for validation, chosen by a shuffle seeded with `seed`:
+    /// `(training, validation)`, disjoint, each in file-name order. Errors when fewer than
+    /// `count + 1` photos are left for training.
+    pub fn split_validation(self, count: usize, seed: u64) -> Result<(Self, Self)> {
+        let n = self.photos.len();
+        if count >= n {
+            let dir = self.photos[0].path.parent().unwrap_or(Path::new("")).to_path_buf();
+            return Err(Error::format(
+                dir,
+                format!("{n} photos cannot give {count} validation photos and at least one for training"),
+            ));
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let mut held = vec![false; n];
+        order[..count].iter().for_each(|&i| held[i] = true);
+        let (mut train, mut validation) = (Vec::new(), Vec::new());
+        for (photo, held) in self.photos.into_iter().zip(held) {
+            if held {
+                validation.push(photo);
+            } else {
+                train.push(photo);
+            }
+        }
+        let part = |photos| Self {
+            photos,
+            grayscale: self.grayscale,
+            crops: self.crops,
+        };
+        Ok((part(train), part(validation)))
     }
 
     /// File paths of the photos, in index order.

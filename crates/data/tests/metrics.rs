@@ -2,7 +2,7 @@
 //! paired t-test against a textbook example.
 
 use candle_core::{DType, Device, Tensor, Var};
-use data::metrics::{mse, per_image, psnr, ssim, ssim_loss, Metric};
+use data::metrics::{mse, per_image, psnr, ssim, ssim_loss, ssim_loss_with, Metric, SsimWindow};
 use data::paired_t_test;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -152,4 +152,52 @@ fn paired_t_test_matches_students_sleep_data() {
     let same = paired_t_test(&g1, &g1).unwrap();
     assert_eq!((same.t, same.p_value), (0.0, 1.0));
     assert!(paired_t_test(&g1, &g2[..3]).is_err());
+}
+
+/// A smooth image on the unit square sampled at the cell centres of an `n x n` mesh.
+fn smooth(n: usize, f: impl Fn(f64, f64) -> f64) -> Tensor {
+    let h = 1.0 / n as f64;
+    let v: Vec<f64> = (0..n * n)
+        .map(|k| f(((k % n) as f64 + 0.5) * h, ((k / n) as f64 + 0.5) * h))
+        .collect();
+    Tensor::from_vec(v, (1, 1, n, n), &Device::Cpu).unwrap()
+}
+
+fn loss_at(x: &Tensor, y: &Tensor, window: SsimWindow) -> f64 {
+    ssim_loss_with(x, y, window).unwrap().to_scalar().unwrap()
+}
+
+#[test]
+fn standard_window_has_eleven_taps_and_scales_with_the_mesh() {
+    assert_eq!(SsimWindow::STANDARD.taps(), 11);
+    assert_eq!(SsimWindow::STANDARD.coarsened(2.0), SsimWindow { sigma: 0.75 });
+    assert_eq!(SsimWindow::STANDARD.coarsened(2.0).taps(), 7);
+    assert_eq!(SsimWindow::STANDARD.coarsened(4.0).taps(), 3);
+    let g = SsimWindow::STANDARD.weights(64, 64);
+    assert_eq!(g, data::metrics::gaussian_window(11));
+    assert_eq!(SsimWindow::STANDARD.weights(8, 9).len(), 7);
+}
+
+/// SPEC section 6: with a physical window the SSIM loss of `R x` against `R y` (2x2 averages)
+/// approaches that of `x` against `y` as the mesh is refined; with a window fixed in pixels the
+/// two sides of a telescoping term are different functionals and the gap does not close.
+#[test]
+fn physical_ssim_window_makes_coarse_and_fine_losses_converge() {
+    let x = |a: f64, b: f64| 0.5 + 0.3 * (2.0 * PI * a).sin() * (2.0 * PI * b).cos();
+    let y = |a: f64, b: f64| x(a, b) + 0.15 * (4.0 * PI * (a + b)).sin() + 0.1 * (6.0 * PI * a).cos();
+    use std::f64::consts::PI;
+    // The window is 1.5 px wide on the 32 x 32 mesh: sigma = 1.5 / 32 of the image side.
+    let mut physical = Vec::new();
+    let mut pixel = Vec::new();
+    for n in [32usize, 64, 128] {
+        let (xn, yn) = (smooth(n, x), smooth(n, y));
+        let (rx, ry) = (xn.avg_pool2d(2).unwrap(), yn.avg_pool2d(2).unwrap());
+        let fine = SsimWindow::STANDARD.coarsened(32.0 / n as f64);
+        let coarse = fine.coarsened(2.0);
+        physical.push((loss_at(&xn, &yn, fine) - loss_at(&rx, &ry, coarse)).abs());
+        pixel.push((loss_at(&xn, &yn, SsimWindow::STANDARD) - loss_at(&rx, &ry, SsimWindow::STANDARD)).abs());
+    }
+    eprintln!("|L_h - L_2h|: physical window {physical:?}, pixel window {pixel:?}");
+    assert!(physical[1] < 0.6 * physical[0] && physical[2] < 0.6 * physical[1], "physical {physical:?}");
+    assert!(physical[2] < 0.2 * pixel[2], "physical {physical:?} vs pixel {pixel:?}");
 }

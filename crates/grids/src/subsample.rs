@@ -43,6 +43,12 @@ impl Subsampling {
             Subsampling::CoarsenAndCrop => level < levels / 2,
         }
     }
+
+    /// Mesh size of level `level` over the finest mesh's: `2^c`, `c` the number of
+    /// coarsening steps among the steps `0 .. level` (cropping keeps the mesh).
+    pub fn mesh_factor(self, level: usize, levels: usize) -> usize {
+        1 << (0..level).filter(|&s| self.coarsens(s, levels)).count()
+    }
 }
 
 impl std::str::FromStr for Subsampling {

@@ -211,3 +211,11 @@ fn bad_inputs_are_errors() {
     );
     assert!("random".parse::<Subsampling>().is_err());
 }
+
+#[test]
+fn mesh_factor_counts_the_coarsening_steps() {
+    let f = |s: Subsampling| (0..4).map(|l| s.mesh_factor(l, 4)).collect::<Vec<_>>();
+    assert_eq!(f(Subsampling::Coarsen), [1, 2, 4, 8]);
+    assert_eq!(f(Subsampling::Crop), [1, 1, 1, 1]);
+    assert_eq!(f(Subsampling::CoarsenAndCrop), [1, 2, 4, 4]);
+}
