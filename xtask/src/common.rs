@@ -58,22 +58,91 @@ pub fn out_dir_or_default(out: Option<&Path>, name: &str) -> Result<PathBuf> {
     ensure_out_dir(&dir)
 }
 
-/// Log to stderr (and to `log_file` when given), level from `RUST_LOG` (default `info`).
-pub fn init_tracing(log_file: Option<&Path>) -> Result<()> {
-    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+/// Log to stderr and to the current run's log file ([`RunLog`]), level from `RUST_LOG`
+/// (default `info`). With `quiet` (the `reproduce` experiments, which print one progress line
+/// per run) stderr shows only warnings and errors unless `RUST_LOG` is set; the INFO lines go to
+/// each run's `train.log`. ANSI colours only when stderr is a terminal.
+pub fn init_tracing(quiet: bool) -> Result<()> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::{filter::LevelFilter, fmt, prelude::*, EnvFilter};
+    let env = std::env::var("RUST_LOG").is_ok();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr = fmt::layer().with_writer(std::io::stderr).with_target(false);
-    let file = match log_file {
-        Some(p) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("cannot open log file {}", p.display()))?;
-            Some(fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(f)))
-        }
-        None => None,
-    };
+    let stderr_level = if quiet && !env { LevelFilter::WARN } else { LevelFilter::TRACE };
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(stderr_level);
+    let file = fmt::layer().with_ansi(false).with_writer(|| RunLogWriter);
     tracing_subscriber::registry().with(filter).with(stderr).with(file).try_init().ok();
     Ok(())
+}
+
+thread_local! {
+    static RUN_LOG: std::cell::RefCell<Option<std::fs::File>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sends this thread's log lines to one run's log file while alive (appending), then back to
+/// where they went before.
+pub struct RunLog {
+    previous: Option<std::fs::File>,
+}
+
+impl RunLog {
+    pub fn open(path: &Path) -> Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open log file {}", path.display()))?;
+        Ok(Self { previous: RUN_LOG.with(|c| c.borrow_mut().replace(f)) })
+    }
+}
+
+impl Drop for RunLog {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        RUN_LOG.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+/// A `tracing` writer into this thread's current [`RunLog`] (nothing when there is none).
+struct RunLogWriter;
+
+impl std::io::Write for RunLogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        RUN_LOG.with(|c| match c.borrow_mut().as_mut() {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        RUN_LOG.with(|c| c.borrow_mut().as_mut().map_or(Ok(()), |f| f.flush()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_logs_receive_the_info_lines_of_their_run() {
+        init_tracing(true).unwrap();
+        let dir = std::env::temp_dir().join(format!("xtask-runlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let _outer = RunLog::open(&dir.join("a.log")).unwrap();
+            tracing::info!("line for a");
+            {
+                let _inner = RunLog::open(&dir.join("b.log")).unwrap();
+                tracing::info!("line for b");
+            }
+            tracing::info!("again a");
+        }
+        let a = std::fs::read_to_string(dir.join("a.log")).unwrap();
+        let b = std::fs::read_to_string(dir.join("b.log")).unwrap();
+        assert!(a.contains("line for a") && a.contains("again a") && !a.contains("line for b"), "{a}");
+        assert!(b.contains("line for b") && !b.contains('\x1b'), "{b}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::common::{ensure_out_dir, Context};
 use crate::config::Task;
-use crate::pictures::{save_grid, Scale};
+use crate::pictures::Scale;
 use crate::train::degradation;
 use anyhow::{Context as _, Result};
 use candle_core::{Device, IndexOp, Tensor};
@@ -143,19 +143,23 @@ pub fn write_scores(path: &Path, names: &[String], s: &Scores) -> Result<()> {
 
 /// A PNG grid, one row per test image (the first `SAMPLE_IMAGES`): the degraded input, each
 /// of `outputs` (full test-set predictions), the target.
-pub fn save_samples(path: &Path, test: &TestSet, outputs: &[Tensor]) -> Result<()> {
+pub fn save_samples(path: &Path, test: &TestSet, outputs: &[(String, Tensor)]) -> Result<()> {
     let d = &test.degraded;
     let rows = (0..SAMPLE_IMAGES.min(test.len()))
         .map(|i| {
             let mut row = vec![d.input.i(i)?];
-            for o in outputs {
+            for (_, o) in outputs {
                 row.push(o.i(i)?);
             }
             row.push(d.target.i(i)?);
             Ok(row)
         })
         .collect::<Result<Vec<_>>>()?;
-    save_grid(path, &rows, Scale::Unit)
+    let mut labels = vec!["input".to_string()];
+    labels.extend(outputs.iter().map(|(name, _)| name.clone()));
+    labels.push("target".into());
+    let side = d.target.dims().last().copied().unwrap_or(1);
+    crate::pictures::save_labelled_grid(path, &labels, &rows, Scale::Unit, crate::pictures::magnification(side))
 }
 
 /// Input channels of a model configuration (3 where it does not say).
@@ -192,7 +196,7 @@ pub fn evaluate(a: &Args, device: &Device) -> Result<Scores> {
     let pred = predict(model.as_ref(), &test)?;
     let scores = Scores::of(&pred, &test.degraded.target)?;
     write_scores(&out.join("results.csv"), &test.names, &scores)?;
-    save_samples(&out.join("samples.png"), &test, std::slice::from_ref(&pred))?;
+    save_samples(&out.join("samples.png"), &test, &[("prediction".to_string(), pred.clone())])?;
     Ok(scores)
 }
 

@@ -72,11 +72,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     threads::configure();
     let cli = Cli::parse();
-    let log_file = match &cli.command {
-        Command::Train(a) => Some(train::train_log(a)?),
-        _ => None,
-    };
-    common::init_tracing(log_file.as_deref())?;
+    common::init_tracing(matches!(cli.command, Command::Reproduce(_)))?;
     let ctx = common::Context::new(&cli.global)?;
     match cli.command {
         Command::Stencil(a) => stencil::run(a, &ctx),

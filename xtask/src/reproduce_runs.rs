@@ -294,6 +294,8 @@ impl RunSpec {
             lr
         };
         let every = (self.iterations / preset.validations.max(1)).max(1);
+        // Per-term statistics (SPEC section 3) once per validation interval.
+        let stats_every = if self.strategy == Strategy::Single { 0 } else { every };
         let single_batch = self
             .single_batch
             .map_or(String::new(), |b| format!("single_batch = {b}\n"));
@@ -305,7 +307,7 @@ impl RunSpec {
         let text = format!(
             "task = \"{task}\"\n[model]\n{model}\n[data]\nsource = \"dead-leaves\"\nsize = {size}\nvalidation_images = {vi}\nblur_sigma = {blur}\n\
              [train]\nlevels = {levels}\nn0 = {n0}\n{single_batch}iterations = {it}\nfmg_schedule = \"{fmg_schedule}\"\nlr = {lr:e}\nlr_schedule = \"{schedule}\"\n\
-             loss = \"{loss}\"\nsubsampling = \"{sub}\"\nstats_every = 0\ncheckpoint_every = {it_all}\nvalidate_every = {every}\nseed = {seed}\n",
+             loss = \"{loss}\"\nsubsampling = \"{sub}\"\nstats_every = {stats_every}\ncheckpoint_every = {it_all}\nvalidate_every = {every}\nseed = {seed}\n",
             task = self.task.name(),
             model = preset.model_toml(self.task, &self.model)?,
             size = preset.size,
@@ -508,6 +510,51 @@ pub fn plot_runs(dir: &Path, stem: &str, runs: &[(String, Vec<HistoryPoint>)]) -
     }
     std::fs::remove_dir_all(&tmp).ok();
     Ok(())
+}
+
+/// `DIR/variance.csv` (`seed,run,iteration,wu,term,ratio`: the per-term variance ratios
+/// `V_l / V_fine` of every multiscale run, SPEC section 3) and `DIR/variance.png` (one curve
+/// per run and term against #WU), plus a markdown note of the statistics' cost.
+pub fn write_variance(dir: &Path, runs: &[(u64, String, &[HistoryPoint])]) -> Result<String> {
+    let mut csv = String::from("seed,run,iteration,wu,term,ratio\n");
+    let mut series = Vec::new();
+    let mut note = String::from("\nPer-term variance ratios `V_l / V_fine` (SPEC section 3), last measurement per run (`variance.csv`, `variance.png`); the iterations that measured them have the same #WU but 2-4x the backward work:\n\n| seed | run | ratios (finest term first) | measurements | their step time s | training s |\n|---|---|---|---|---|---|\n");
+    for (seed, name, history) in runs {
+        let measured: Vec<&HistoryPoint> = history.iter().filter(|p| p.variance.is_some()).collect();
+        if measured.is_empty() {
+            continue;
+        }
+        let terms = measured.iter().map(|p| p.variance.as_ref().map_or(0, Vec::len)).max().unwrap_or(0);
+        for term in 0..terms {
+            let mut points = Vec::new();
+            for p in &measured {
+                if let Some(Some(r)) = p.variance.as_ref().and_then(|v| v.get(term).copied()) {
+                    writeln!(csv, "{seed},{name},{},{:.3},{term},{r:.6e}", p.iteration, p.wu)?;
+                    if r > 0.0 && r.is_finite() {
+                        points.push((p.wu, r));
+                    }
+                }
+            }
+            if !points.is_empty() && seed == &runs[0].0 {
+                series.push(crate::plot::Series { name: format!("{name} term {term}"), points });
+            }
+        }
+        let last = measured.last().and_then(|p| p.variance.clone()).unwrap_or_default();
+        let stats_s: f64 = measured.iter().filter_map(|p| p.stats_step_s).sum();
+        writeln!(
+            note,
+            "| {seed} | {name} | {} | {} | {stats_s:.1} | {:.1} |",
+            last.iter().map(|v| v.map_or("-".into(), |v| format!("{v:.3}"))).collect::<Vec<_>>().join(" / "),
+            measured.len(),
+            history.last().map_or(0.0, |p| p.train_s)
+        )?;
+    }
+    crate::checkpointing::write_atomic(&dir.join("variance.csv"), csv.as_bytes())?;
+    if !series.is_empty() {
+        let axes = crate::plot::Axes { title: "per-term variance ratio V_l / V_fine", x_label: "#WU", y_label: "V_l / V_fine", log_y: true };
+        crate::plot::line_plot(&dir.join("variance.png"), &axes, &series)?;
+    }
+    Ok(note)
 }
 
 /// One-line summary of a finished run.

@@ -5,7 +5,7 @@ use crate::config::{Strategy, Task};
 use crate::eval::save_samples;
 use crate::reproduce::{compare_over_seeds, fmt_wu, marker, mean, over_seeds, p_cell, seed_cell, seed_dir, write_csv, Common, Record, SeedComparison};
 use crate::reproduce_runs::{compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, RunSpec};
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use candle_core::Tensor;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -198,6 +198,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         .flat_map(|&t| models(t).into_iter().filter(|m| args.models.is_empty() || args.models.iter().any(|x| x == m)).map(move |m| (t, m)))
         .collect();
     let total = pairs.len() * 7 * seeds.len();
+    let mut histories = Vec::new();
     for &seed in &seeds {
         let seed_dir = seed_dir(&dir, seed)?;
         for &task in &args.tasks {
@@ -214,6 +215,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
                     progress.line(&format!("[{}/{total}] seed {seed}: training {} ({} iterations)", records.len() + 1, spec.dir_name(), spec.iterations));
                     let f = train_and_score(&spec, &preset, seed, &seed_dir, &test, &ctx.device)?;
                     progress.line(&summary(&f));
+                    histories.push((seed, spec.dir_name(), f.history.clone()));
                     outputs.push((spec.label.clone(), spec.subsampling.clone(), f.prediction));
                     runs.push((format!("{} {}", spec.label, spec.subsampling).replace(" -", ""), f.history));
                     records.push(f.record);
@@ -222,15 +224,20 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
                 let pictures = if seed == seeds[0] { dir.clone() } else { seed_dir.clone() };
                 plot_runs(&pictures, &format!("{}-{model}", task.name()), &runs)?;
                 // Sample grid columns in the table's order: input, each strategy, target.
-                let order: Vec<Tensor> = OUR_ROWS
+                let order: Vec<(String, Tensor)> = OUR_ROWS
                     .iter()
-                    .filter_map(|(s, sub)| outputs.iter().find(|o| o.0 == *s && o.1 == *sub).map(|o| o.2.clone()))
+                    .filter_map(|(s, sub)| outputs.iter().find(|o| o.0 == *s && o.1 == *sub).map(|o| (format!("{s} {sub}").replace(" -", ""), o.2.clone())))
                     .collect();
                 save_samples(&pictures.join(format!("samples-{}-{model}.png", task.name())), &test, &order)?;
             }
             finish(&dir, &preset, &seeds, &mut records, &progress)?;
         }
     }
+    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories.iter().map(|(s, n, h)| (*s, n.clone(), h.as_slice())).collect();
+    let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
+    let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
+    md.push_str(&note);
+    std::fs::write(dir.join("results.md"), md).context("results.md")?;
     progress.line(&format!("done: {} runs in {:.1} s; results in {}", records.len(), progress.elapsed_s(), dir.display()));
     Ok(())
 }

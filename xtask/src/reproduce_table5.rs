@@ -77,6 +77,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         }
     }
     let mut done: Vec<(f64, Record)> = Vec::new();
+    let mut histories = Vec::new();
     for &seed in &seeds {
         let seed_dir = seed_dir(&dir, seed)?;
         let test = test_set(crate::config::Task::Denoise, &preset, seed, &ctx.device)?;
@@ -87,11 +88,17 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
                 progress.line(&format!("seed {seed}, budget {budget} #WU: training {} ({it} iterations)", spec.dir_name()));
                 let f = train_and_score(&spec, &preset, seed, &seed_dir, &test, &ctx.device)?;
                 progress.line(&summary(&f));
+                histories.push((seed, spec.dir_name(), f.history.clone()));
                 done.push((budget, f.record));
             }
         }
         write_results(&dir, &preset, &seeds, &budgets, &done)?;
     }
+    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories.iter().map(|(s, n, h)| (*s, n.clone(), h.as_slice())).collect();
+    let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
+    let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
+    md.push_str(&note);
+    std::fs::write(dir.join("results.md"), md).context("results.md")?;
     progress.line(&format!("done in {:.1} s; results in {}", progress.elapsed_s(), dir.display()));
     Ok(())
 }

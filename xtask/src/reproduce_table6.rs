@@ -71,6 +71,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     let mut progress = Progress::new(&dir)?;
     println!("{}", preset.scale_factors());
     let mut done: Vec<(usize, Record)> = Vec::new();
+    let mut histories = Vec::new();
     for &seed in &seeds {
         let seed_dir = seed_dir(&dir, seed)?;
         let test = test_set(Task::Denoise, &preset, seed, &ctx.device)?;
@@ -79,6 +80,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
             progress.line(&format!("seed {seed}: training {} ({} iterations)", spec.dir_name(), spec.iterations));
             let f = train_and_score(&spec, &preset, seed, &seed_dir, &test, &ctx.device)?;
             progress.line(&summary(&f));
+            histories.push((seed, spec.dir_name(), f.history.clone()));
             curves.push((format!("{} {} L={}", spec.model, spec.label, spec.levels), f.history));
             done.push((spec.levels, f.record));
         }
@@ -108,6 +110,11 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         writeln!(csv, "{},{levels},{},{},{:.3},{:.2},{:.2},{},{:.6}", r.seed, r.model, r.strategy, r.wu, r.wall_s, r.train_s, r.metric.name(), r.mean())?;
     }
     std::fs::write(dir.join("results.csv"), csv).context("results.csv")?;
+    std::fs::write(dir.join("results.md"), md).context("results.md")?;
+    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories.iter().map(|(s, n, h)| (*s, n.clone(), h.as_slice())).collect();
+    let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
+    let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
+    md.push_str(&note);
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
     progress.line(&format!("done in {:.1} s; results in {}", progress.elapsed_s(), dir.display()));
     Ok(())
@@ -171,6 +178,8 @@ mod tests {
         // Rows we ran show mean ± sd over the two seeds.
         assert_eq!(rows.iter().filter(|l| l.matches(" ± ").count() == 2).count(), 4, "{md}");
         assert!(out.join("seed-1/denoise-unet-multiscale-coarsen-L2/final.safetensors").exists());
+        assert!(std::fs::read_to_string(out.join("variance.csv")).unwrap().starts_with("seed,run,iteration,wu,term,ratio\n"));
+        assert!(md.contains("Per-term variance ratios"), "{md}");
         std::fs::remove_dir_all(&out).ok();
     }
 }
