@@ -40,6 +40,14 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// The device of the tests that take one: `MULTISCALE_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`;
+/// default `cpu`), so `scripts/gpu-check` runs the experiment smoke tests on a GPU.
+#[cfg(test)]
+pub fn test_context() -> Context {
+    let spec = std::env::var("MULTISCALE_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    Context { device: parse_device(&spec).expect("MULTISCALE_TEST_DEVICE") }
+}
+
 /// Create `dir` (and parents), naming it in the error.
 pub fn ensure_out_dir(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;

@@ -378,7 +378,7 @@ mod tests {
             models: vec![],
             smoke: true,
         };
-        let ctx = crate::common::Context { device: candle_core::Device::Cpu };
+        let ctx = crate::common::test_context();
         run(args(), &ctx).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         let lines: Vec<&str> = csv.lines().collect();

@@ -199,14 +199,14 @@ mod tests {
         let out = std::env::temp_dir().join(format!("xtask-table5-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
         let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 }, budgets: vec![], smoke: true };
-        run(args, &crate::common::Context { device: candle_core::Device::Cpu }).unwrap();
+        run(args, &crate::common::test_context()).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
         assert!(csv.starts_with("seed,budget,strategy,wu,wall_s,train_s,metric,value,p_value\n0,6,"), "{csv}");
         assert!(out.join("mse_vs_wu.png").exists());
         // A budget below one iteration is refused before any training.
         let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 }, budgets: vec![0.01], smoke: true };
-        let e = format!("{:#}", run(args, &crate::common::Context { device: candle_core::Device::Cpu }).unwrap_err());
+        let e = format!("{:#}", run(args, &crate::common::test_context()).unwrap_err());
         assert!(e.contains("less than one"), "{e}");
         std::fs::remove_dir_all(&out).ok();
     }

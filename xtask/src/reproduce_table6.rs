@@ -167,7 +167,7 @@ mod tests {
         let out = std::env::temp_dir().join(format!("xtask-table6-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
         let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 2 }, smoke: true };
-        run(args, &crate::common::Context { device: candle_core::Device::Cpu }).unwrap();
+        run(args, &crate::common::test_context()).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         // Smoke meshes (16x16) allow L = 2 and 3: 2 levels x 2 strategies x 2 models x 2 seeds.
         assert_eq!(csv.lines().count(), 1 + 16, "{csv}");
