@@ -2,9 +2,10 @@
 `cargo xtask bench step`: the same layers, widths and parameter counts, timed the same way
 (forward + MSE loss, forward + backward, the Adam update alone, a whole step).
 
-Protocol: one request per stdin line, `MODEL WIDTHS MESH BATCH REPS` (e.g. `unet 32,64,128 64 16 3`);
-one answer per stdout line, `params,fwd_ms,fwdbwd_ms,opt_ms,step_ms` (best of REPS after a
-warm-up round). Threads: argv[1] (the Rust side passes its own core count).
+Protocol: one request per stdin line, `MODEL WIDTHS MESH BATCH REPS MIN_S` (e.g.
+`unet 32,64,128 64 16 3 2.0`); one answer per stdout line, `params,fwd_ms,fwdbwd_ms,opt_ms,step_ms`
+(best of REPS rounds after a warm-up round, more rounds, up to 20 x REPS, until the timed rounds
+add up to MIN_S seconds: the same rule as the Rust side). Threads: argv[1] (the Rust side passes its own core count).
 """
 import math
 import sys
@@ -165,9 +166,9 @@ def main():
     torch.manual_seed(0)
     cache = {}
     for line in iter(sys.stdin.readline, ""):
-        model, widths, mesh, batch, reps = line.split()
+        model, widths, mesh, batch, reps, min_s = line.split()
         widths = tuple(int(w) for w in widths.split(","))
-        mesh, batch, reps = int(mesh), int(batch), int(reps)
+        mesh, batch, reps, min_s = int(mesh), int(batch), int(reps), float(min_s)
         key = (model, widths)
         if key not in cache:
             net = build(model, widths)
@@ -194,14 +195,17 @@ def main():
             opt.step()
 
         best = [math.inf] * 4
-        for rep in range(reps + 1):
+        total, rep = 0.0, 0
+        while rep <= reps or (total < min_s and rep <= 20 * reps):
             times = []
             for f in (fwd, fwdbwd, opt.step, step):
                 t0 = time.perf_counter()
                 f()
                 times.append((time.perf_counter() - t0) * 1e3)
             if rep > 0:
+                total += sum(times) / 1e3
                 best = [min(a, b) for a, b in zip(best, times)]
+            rep += 1
         print(f"{params}," + ",".join(f"{v:.4f}" for v in best), flush=True)
 
 

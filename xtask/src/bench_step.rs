@@ -50,6 +50,10 @@ pub struct Args {
     /// Timed rounds per network and mesh (the minimum is reported), after one warm-up round.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// More rounds (up to 20 x `reps`) until the timed rounds add up to this many seconds, so
+    /// that the minimum of the small cases is not one disturbed sample on a shared machine.
+    #[arg(long, default_value_t = 2.0)]
+    min_s: f64,
 }
 
 /// Best times of one network at one mesh, ms.
@@ -104,12 +108,15 @@ fn widths_of(model: &str, which: &str) -> Result<Vec<Vec<usize>>> {
     })
 }
 
-/// Best of `reps` rounds (after a warm-up round) of: forward + loss, forward + loss + backward,
-/// the Adam update alone, and a whole step.
-fn measure(net: &dyn Model, adam: &mut Adam, batch: &(Tensor, Tensor, Tensor), reps: usize) -> Result<Times> {
+/// Best of `reps` rounds (after a warm-up round; more, up to `20 reps`, until the timed rounds
+/// take `min_s` seconds) of: forward + loss, forward + loss + backward, the Adam update alone,
+/// and a whole step.
+fn measure(net: &dyn Model, adam: &mut Adam, batch: &(Tensor, Tensor, Tensor), reps: usize, min_s: f64) -> Result<Times> {
     let (x, y, t) = batch;
     let mut best = Times { fwd: f64::INFINITY, fwdbwd: f64::INFINITY, opt: f64::INFINITY, step: f64::INFINITY };
-    for rep in 0..=reps {
+    let mut total = 0.0;
+    let mut rep = 0;
+    while rep <= reps || (total < min_s && rep <= 20 * reps) {
         let fwd = seconds(|| {
             mse(&net.forward(x, Some(t))?, y)?;
             Ok(())
@@ -127,6 +134,7 @@ fn measure(net: &dyn Model, adam: &mut Adam, batch: &(Tensor, Tensor, Tensor), r
             adam.step(&g, 1e-6)
         })?;
         if rep > 0 {
+            total += fwd + fwdbwd + opt + step;
             best = Times {
                 fwd: best.fwd.min(fwd * 1e3),
                 fwdbwd: best.fwdbwd.min(fwdbwd * 1e3),
@@ -134,6 +142,7 @@ fn measure(net: &dyn Model, adam: &mut Adam, batch: &(Tensor, Tensor, Tensor), r
                 step: best.step.min(step * 1e3),
             };
         }
+        rep += 1;
     }
     Ok(best)
 }
@@ -172,9 +181,9 @@ impl Torch {
     }
 
     /// Parameter count and best times of the twin of `model` at `widths`, mesh `n`.
-    fn measure(&mut self, model: &str, widths: &[usize], n: usize, batch: usize, reps: usize) -> Result<(usize, Times)> {
+    fn measure(&mut self, model: &str, widths: &[usize], n: usize, batch: usize, reps: usize, min_s: f64) -> Result<(usize, Times)> {
         let w: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
-        writeln!(self.stdin, "{model} {} {n} {batch} {reps}", w.join(","))?;
+        writeln!(self.stdin, "{model} {} {n} {batch} {reps} {min_s}", w.join(","))?;
         self.stdin.flush()?;
         let line = self.stdout.next().context("PyTorch process ended early")??;
         let f: Vec<&str> = line.split(',').collect();
@@ -198,11 +207,12 @@ fn join(w: &[usize]) -> String {
 fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)) -> String {
     let mut md = format!(
         "# Training step per mesh: ours vs PyTorch (batch {}, MSE, Adam)\n\n\
-         Best of {} rounds after a warm-up round; ours and PyTorch measured interleaved per network and mesh.\n\
+         Best of {} rounds (more, up to 20x, until they add up to {} s) after a warm-up round; ours and PyTorch measured interleaved per network and mesh.\n\
          1 WU = one forward+backward of one {}^2 image (001 Definition 1); bwd/fwd = (fwd+bwd - fwd) / fwd.\n\
          Load average (1, 5, 15 min) at the start: {}; at the end: {} ({} cores, shared).\n\n",
         args.batch,
         args.reps,
+        args.min_s,
         args.sizes.first().copied().unwrap_or(0),
         loads.0,
         loads.1,
@@ -265,11 +275,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
             for &n in &args.sizes {
                 let wu = (args.batch * n * n) as f64 / (finest * finest) as f64;
                 let batch = denoising_batch(args.batch, n, dev)?;
-                let t = measure(net.as_ref(), &mut adam, &batch, args.reps)?;
+                let t = measure(net.as_ref(), &mut adam, &batch, args.reps, args.min_s)?;
                 tracing::info!("{model} {} n={n} ours: {t:?} (load {:.2})", join(&widths), load_average());
                 rows.push(Row { model: model.clone(), widths: widths.clone(), mesh: n, imp: "ours", t, ms_per_wu: t.step / wu });
                 if let Some(tc) = torch.as_mut() {
-                    let (tp, t) = tc.measure(model, &widths, n, args.batch, args.reps)?;
+                    let (tp, t) = tc.measure(model, &widths, n, args.batch, args.reps, args.min_s)?;
                     ensure!(tp == params, "PyTorch twin of {model} {widths:?} has {tp} parameters, ours {params}");
                     if n == finest {
                         let _ = write!(line, ", {tp} (PyTorch twin): equal");
