@@ -111,9 +111,20 @@ fn widths_of(model: &str, which: &str) -> Result<Vec<Vec<usize>>> {
 /// Best of `reps` rounds (after a warm-up round; more, up to `20 reps`, until the timed rounds
 /// take `min_s` seconds) of: forward + loss, forward + loss + backward, the Adam update alone,
 /// and a whole step.
-fn measure(net: &dyn Model, adam: &mut Adam, batch: &(Tensor, Tensor, Tensor), reps: usize, min_s: f64) -> Result<Times> {
+fn measure(
+    net: &dyn Model,
+    adam: &mut Adam,
+    batch: &(Tensor, Tensor, Tensor),
+    reps: usize,
+    min_s: f64,
+) -> Result<Times> {
     let (x, y, t) = batch;
-    let mut best = Times { fwd: f64::INFINITY, fwdbwd: f64::INFINITY, opt: f64::INFINITY, step: f64::INFINITY };
+    let mut best = Times {
+        fwd: f64::INFINITY,
+        fwdbwd: f64::INFINITY,
+        opt: f64::INFINITY,
+        step: f64::INFINITY,
+    };
     let mut total = 0.0;
     let mut rep = 0;
     while rep <= reps || (total < min_s && rep <= 20 * reps) {
@@ -177,19 +188,46 @@ impl Torch {
             .with_context(|| format!("cannot run {python}"))?;
         let stdin = child.stdin.take().context("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        Ok(Some(Self { child, stdin, stdout }))
+        Ok(Some(Self {
+            child,
+            stdin,
+            stdout,
+        }))
     }
 
     /// Parameter count and best times of the twin of `model` at `widths`, mesh `n`.
-    fn measure(&mut self, model: &str, widths: &[usize], n: usize, batch: usize, reps: usize, min_s: f64) -> Result<(usize, Times)> {
+    fn measure(
+        &mut self,
+        model: &str,
+        widths: &[usize],
+        n: usize,
+        batch: usize,
+        reps: usize,
+        min_s: f64,
+    ) -> Result<(usize, Times)> {
         let w: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
-        writeln!(self.stdin, "{model} {} {n} {batch} {reps} {min_s}", w.join(","))?;
+        writeln!(
+            self.stdin,
+            "{model} {} {n} {batch} {reps} {min_s}",
+            w.join(",")
+        )?;
         self.stdin.flush()?;
-        let line = self.stdout.next().context("PyTorch process ended early")??;
+        let line = self
+            .stdout
+            .next()
+            .context("PyTorch process ended early")??;
         let f: Vec<&str> = line.split(',').collect();
         ensure!(f.len() == 5, "unexpected PyTorch output line {line:?}");
         let ms = |i: usize| -> Result<f64> { Ok(f[i].parse()?) };
-        Ok((f[0].parse()?, Times { fwd: ms(1)?, fwdbwd: ms(2)?, opt: ms(3)?, step: ms(4)? }))
+        Ok((
+            f[0].parse()?,
+            Times {
+                fwd: ms(1)?,
+                fwdbwd: ms(2)?,
+                opt: ms(3)?,
+                step: ms(4)?,
+            },
+        ))
     }
 }
 
@@ -201,7 +239,10 @@ impl Drop for Torch {
 }
 
 fn join(w: &[usize]) -> String {
-    w.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("/")
+    w.iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)) -> String {
@@ -226,7 +267,12 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
          |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
-        let ratio = match (r.imp, rows.iter().find(|o| o.imp == "torch" && o.model == r.model && o.widths == r.widths && o.mesh == r.mesh)) {
+        let ratio = match (
+            r.imp,
+            rows.iter().find(|o| {
+                o.imp == "torch" && o.model == r.model && o.widths == r.widths && o.mesh == r.mesh
+            }),
+        ) {
             ("ours", Some(t)) => format!("{:.2}", r.ms_per_wu / t.ms_per_wu),
             _ => "-".into(),
         };
@@ -252,8 +298,13 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let out = ensure_out_dir(&args.out)?;
     let dev = &ctx.device;
     let finest = *args.sizes.first().context("--sizes is empty")?;
-    ensure!(args.sizes.iter().all(|&n| n > 0 && n <= finest), "--sizes: the finest mesh comes first");
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    ensure!(
+        args.sizes.iter().all(|&n| n > 0 && n <= finest),
+        "--sizes: the finest mesh comes first"
+    );
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let load = || {
         std::fs::read_to_string("/proc/loadavg")
             .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -263,7 +314,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let mut notes = Vec::new();
     let mut torch = Torch::start(&args.python, &out, threads)?;
     if torch.is_none() {
-        notes.push(format!("`{}` cannot import torch: PyTorch rows skipped.", args.python));
+        notes.push(format!(
+            "`{}` cannot import torch: PyTorch rows skipped.",
+            args.python
+        ));
     }
     let mut rows = Vec::new();
     for model in &args.models {
@@ -276,16 +330,38 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                 let wu = (args.batch * n * n) as f64 / (finest * finest) as f64;
                 let batch = denoising_batch(args.batch, n, dev)?;
                 let t = measure(net.as_ref(), &mut adam, &batch, args.reps, args.min_s)?;
-                tracing::info!("{model} {} n={n} ours: {t:?} (load {:.2})", join(&widths), load_average());
-                rows.push(Row { model: model.clone(), widths: widths.clone(), mesh: n, imp: "ours", t, ms_per_wu: t.step / wu });
+                tracing::info!(
+                    "{model} {} n={n} ours: {t:?} (load {:.2})",
+                    join(&widths),
+                    load_average()
+                );
+                rows.push(Row {
+                    model: model.clone(),
+                    widths: widths.clone(),
+                    mesh: n,
+                    imp: "ours",
+                    t,
+                    ms_per_wu: t.step / wu,
+                });
                 if let Some(tc) = torch.as_mut() {
-                    let (tp, t) = tc.measure(model, &widths, n, args.batch, args.reps, args.min_s)?;
-                    ensure!(tp == params, "PyTorch twin of {model} {widths:?} has {tp} parameters, ours {params}");
+                    let (tp, t) =
+                        tc.measure(model, &widths, n, args.batch, args.reps, args.min_s)?;
+                    ensure!(
+                        tp == params,
+                        "PyTorch twin of {model} {widths:?} has {tp} parameters, ours {params}"
+                    );
                     if n == finest {
                         let _ = write!(line, ", {tp} (PyTorch twin): equal");
                     }
                     tracing::info!("{model} {} n={n} torch: {t:?}", join(&widths));
-                    rows.push(Row { model: model.clone(), widths: widths.clone(), mesh: n, imp: "torch", t, ms_per_wu: t.step / wu });
+                    rows.push(Row {
+                        model: model.clone(),
+                        widths: widths.clone(),
+                        mesh: n,
+                        imp: "torch",
+                        t,
+                        ms_per_wu: t.step / wu,
+                    });
                 }
             }
             println!("{line}");
@@ -294,7 +370,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     }
     drop(torch);
     let load1 = load();
-    let mut csv = String::from("model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu\n");
+    let mut csv =
+        String::from("model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu\n");
     for r in &rows {
         writeln!(
             csv,

@@ -34,7 +34,16 @@ fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
 }
 
 /// `(y, dx, dw, db)` of `sum(f(x, w, b) r)`.
-fn run(ours: bool, x: &Var, w: &Var, b: &Var, pad: usize, stride: usize, groups: usize, seed: u64) -> Result<Vec<Tensor>> {
+fn run(
+    ours: bool,
+    x: &Var,
+    w: &Var,
+    b: &Var,
+    pad: usize,
+    stride: usize,
+    groups: usize,
+    seed: u64,
+) -> Result<Vec<Tensor>> {
     let y = if ours {
         fastconv::conv2d_bias(x, w, b, pad, stride, groups)?
     } else {
@@ -42,7 +51,12 @@ fn run(ours: bool, x: &Var, w: &Var, b: &Var, pad: usize, stride: usize, groups:
     };
     let r = var(seed, y.dims(), y.dtype())?;
     let g = (&y * r.as_tensor())?.sum_all()?.backward()?;
-    Ok(vec![y.clone(), g.get(x).unwrap().clone(), g.get(w).unwrap().clone(), g.get(b).unwrap().clone()])
+    Ok(vec![
+        y.clone(),
+        g.get(x).unwrap().clone(),
+        g.get(w).unwrap().clone(),
+        g.get(b).unwrap().clone(),
+    ])
 }
 
 proptest! {
@@ -71,13 +85,20 @@ fn bias_gradient_matches_finite_differences() {
     let x = var(1, &[2, 3, 5, 4], DType::F64).unwrap();
     let w = var(2, &[4, 3, 3, 3], DType::F64).unwrap();
     let b = var(3, &[4], DType::F64).unwrap();
-    let db = run(true, &x, &w, &b, 1, 1, 1, 4).unwrap()[3].to_vec1::<f64>().unwrap();
+    let db = run(true, &x, &w, &b, 1, 1, 1, 4).unwrap()[3]
+        .to_vec1::<f64>()
+        .unwrap();
     let base = b.as_tensor().to_vec1::<f64>().unwrap();
     let loss = |bv: Vec<f64>| {
         let bt = Tensor::new(bv, &Device::Cpu).unwrap();
         let y = fastconv::conv2d_bias(&x, &w, &bt, 1, 1, 1).unwrap();
         let r = var(4, y.dims(), DType::F64).unwrap();
-        (&y * r.as_tensor()).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        (&y * r.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     };
     for i in 0..4 {
         let h = 1e-6;
@@ -85,7 +106,11 @@ fn bias_gradient_matches_finite_differences() {
         p[i] += h;
         m[i] -= h;
         let fd = (loss(p) - loss(m)) / (2.0 * h);
-        assert!((fd - db[i]).abs() < 1e-6 * (1.0 + fd.abs()), "db[{i}]: fd {fd} vs {}", db[i]);
+        assert!(
+            (fd - db[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+            "db[{i}]: fd {fd} vs {}",
+            db[i]
+        );
     }
 }
 

@@ -209,12 +209,10 @@ impl Module for Conv {
                 weight,
                 bias,
                 padding,
-            } => {
-                match bias {
-                    Some(b) => fastconv::conv2d_bias(x, weight, b, *padding, self.stride, 1),
-                    None => fastconv::conv2d(x, weight, *padding, self.stride, 1),
-                }
-            }
+            } => match bias {
+                Some(b) => fastconv::conv2d_bias(x, weight, b, *padding, self.stride, 1),
+                None => fastconv::conv2d(x, weight, *padding, self.stride, 1),
+            },
             Op::Mfc(layer) => self.subsample(layer.forward(x)?),
             Op::Spectral(layer) => self.subsample(layer.forward(x)?),
         }

@@ -88,10 +88,14 @@ pub fn group_norm_act(
         candle_core::bail!("group_norm_act: {c} channels cannot form {groups} groups");
     }
     let dtype = x.dtype();
-    let args = shift.into_iter().chain(affine.into_iter().flat_map(|(g, b)| [g, b]));
+    let args = shift
+        .into_iter()
+        .chain(affine.into_iter().flat_map(|(g, b)| [g, b]));
     let native = x.device().is_cpu()
         && matches!(dtype, DType::F32 | DType::F64)
-        && args.clone().all(|t| t.device().is_cpu() && t.dtype() == dtype);
+        && args
+            .clone()
+            .all(|t| t.device().is_cpu() && t.dtype() == dtype);
     if !native {
         return composed(x, shift, affine, groups, eps, act);
     }
@@ -105,7 +109,14 @@ pub fn group_norm_act(
         None => (Tensor::ones(c, dtype, dev)?, Tensor::zeros(c, dtype, dev)?),
     };
     let p = Tensor::cat(&[&shift, &gamma, &beta], 0)?;
-    let geom = Geom { n, c, hw: h * w, groups, eps, act };
+    let geom = Geom {
+        n,
+        c,
+        hw: h * w,
+        groups,
+        eps,
+        act,
+    };
     x.contiguous()?.apply_op2(&p, GroupNormActOp(geom))
 }
 
@@ -227,10 +238,14 @@ float!(f32, F32);
 float!(f64, F64);
 
 fn operand<'a, T: Float>(s: &'a CpuStorage, l: &Layout, len: usize) -> Result<&'a [T]> {
-    let data = T::slice(s).ok_or_else(|| candle_core::Error::Msg("group_norm_act: mixed dtypes".into()))?;
+    let data = T::slice(s)
+        .ok_or_else(|| candle_core::Error::Msg("group_norm_act: mixed dtypes".into()))?;
     match l.contiguous_offsets() {
         Some((a, b)) if b - a == len => Ok(&data[a..b]),
-        _ => candle_core::bail!("group_norm_act: operand of shape {:?} not contiguous or not {len} long", l.dims()),
+        _ => candle_core::bail!(
+            "group_norm_act: operand of shape {:?} not contiguous or not {len} long",
+            l.dims()
+        ),
     }
 }
 
@@ -333,15 +348,35 @@ impl CustomOp2 for GroupNormActOp {
     fn name(&self) -> &'static str {
         "group-norm-act"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
         let out = match s1 {
-            CpuStorage::F64(_) => f64::storage(forward(g, operand(s1, l1, g.x_len())?, operand(s2, l2, g.p_len())?)),
-            _ => f32::storage(forward::<f32>(g, operand(s1, l1, g.x_len())?, operand(s2, l2, g.p_len())?)),
+            CpuStorage::F64(_) => f64::storage(forward(
+                g,
+                operand(s1, l1, g.x_len())?,
+                operand(s2, l2, g.p_len())?,
+            )),
+            _ => f32::storage(forward::<f32>(
+                g,
+                operand(s1, l1, g.x_len())?,
+                operand(s2, l2, g.p_len())?,
+            )),
         };
         Ok((out, l1.shape().clone()))
     }
-    fn bwd(&self, x: &Tensor, p: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        p: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = &self.0;
         let packed = x.apply_op3_no_bwd(p, &dy.contiguous()?, &GroupNormActBwd(*g))?;
         let dx = packed.narrow(0, 0, g.x_len())?.reshape(x.shape())?;
@@ -366,8 +401,18 @@ impl CustomOp3 for GroupNormActBwd {
         let g = &self.0;
         let (xl, pl) = (g.x_len(), g.p_len());
         let out = match s1 {
-            CpuStorage::F64(_) => f64::storage(backward(g, operand(s1, l1, xl)?, operand(s2, l2, pl)?, operand(s3, l3, xl)?)),
-            _ => f32::storage(backward::<f32>(g, operand(s1, l1, xl)?, operand(s2, l2, pl)?, operand(s3, l3, xl)?)),
+            CpuStorage::F64(_) => f64::storage(backward(
+                g,
+                operand(s1, l1, xl)?,
+                operand(s2, l2, pl)?,
+                operand(s3, l3, xl)?,
+            )),
+            _ => f32::storage(backward::<f32>(
+                g,
+                operand(s1, l1, xl)?,
+                operand(s2, l2, pl)?,
+                operand(s3, l3, xl)?,
+            )),
         };
         Ok((out, Shape::from(xl + pl)))
     }

@@ -6,8 +6,8 @@ use crate::config::UnetConfig;
 use crate::conv::{Conv, ConvKind, ConvSpec};
 use crate::embedding::{noise_level, UnetEmbedding};
 use crate::error::{Error, Result};
-use crate::model::{validate, Model};
 use crate::fused_norm::NormAct;
+use crate::model::{validate, Model};
 use crate::norm::GroupNorm;
 use candle_core::{Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
@@ -64,9 +64,9 @@ impl ResBlock {
             (Some(lin), Some(e)) => Some(lin.forward(&e.silu()?)?),
             _ => None,
         };
-        let h = self
-            .conv2
-            .forward(&self.norm2.forward_act(&h, shift.as_ref(), NormAct::Silu)?)?;
+        let h =
+            self.conv2
+                .forward(&self.norm2.forward_act(&h, shift.as_ref(), NormAct::Silu)?)?;
         match &self.skip {
             Some(s) => s.forward(x)? + h,
             None => x + h,

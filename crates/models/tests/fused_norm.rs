@@ -55,9 +55,28 @@ fn cases() -> impl Strategy<Value = Case> {
         Just(NormAct::LeakyRelu(0.2)),
         Just(NormAct::LeakyRelu(0.0)),
     ];
-    (1usize..4, 1usize..4, 1usize..4, 1usize..6, 1usize..6, any::<bool>(), any::<bool>(), act, any::<u64>()).prop_map(
-        |(n, groups, cg, h, w, shift, affine, act, seed)| Case { n, groups, cg, h, w, shift, affine, act, seed },
+    (
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        1usize..6,
+        1usize..6,
+        any::<bool>(),
+        any::<bool>(),
+        act,
+        any::<u64>(),
     )
+        .prop_map(|(n, groups, cg, h, w, shift, affine, act, seed)| Case {
+            n,
+            groups,
+            cg,
+            h,
+            w,
+            shift,
+            affine,
+            act,
+            seed,
+        })
 }
 
 type Vars = (Var, Option<Var>, Option<(Var, Var)>);
@@ -65,7 +84,11 @@ type Vars = (Var, Option<Var>, Option<(Var, Var)>);
 fn vars(c: &Case, dtype: DType) -> Result<Vars> {
     let ch = c.groups * c.cg;
     let x = var(c.seed, &[c.n, ch, c.h, c.w], dtype)?;
-    let shift = if c.shift { Some(var(c.seed ^ 1, &[c.n, ch], dtype)?) } else { None };
+    let shift = if c.shift {
+        Some(var(c.seed ^ 1, &[c.n, ch], dtype)?)
+    } else {
+        None
+    };
     let affine = if c.affine {
         // gamma around 1 so that the activation's kinks are exercised on both sides.
         let g = Var::from_tensor(&(var(c.seed ^ 2, &[ch], dtype)?.as_tensor() + 1.0)?)?;
@@ -76,7 +99,8 @@ fn vars(c: &Case, dtype: DType) -> Result<Vars> {
     Ok((x, shift, affine))
 }
 
-type NormFn = fn(&Tensor, Option<&Tensor>, Option<(&Tensor, &Tensor)>, usize, f64, NormAct) -> Result<Tensor>;
+type NormFn =
+    fn(&Tensor, Option<&Tensor>, Option<(&Tensor, &Tensor)>, usize, f64, NormAct) -> Result<Tensor>;
 
 /// Output and the gradients of `sum(y r)` (`r` fixed, random) with respect to every variable.
 fn run(f: NormFn, c: &Case, v: &Vars, dtype: DType) -> Result<Vec<Tensor>> {
@@ -109,7 +133,10 @@ fn check(c: &Case, dtype: DType, tol: f64) -> Result<()> {
     let reference = run(composed, c, &v, dtype)?;
     for (i, (a, b)) in fused.iter().zip(&reference).enumerate() {
         let e = rel_err(a, b)?;
-        assert!(e < tol, "{c:?} {dtype:?}: output {i} (0 = y, then dx, dshift, dgamma, dbeta) differs by {e}");
+        assert!(
+            e < tol,
+            "{c:?} {dtype:?}: output {i} (0 = y, then dx, dshift, dgamma, dbeta) differs by {e}"
+        );
     }
     Ok(())
 }
@@ -132,31 +159,69 @@ proptest! {
 #[test]
 fn gradients_match_finite_differences() {
     for act in [NormAct::Silu, NormAct::LeakyRelu(0.2), NormAct::Identity] {
-        let c = Case { n: 2, groups: 2, cg: 2, h: 3, w: 2, shift: true, affine: true, act, seed: 7 };
+        let c = Case {
+            n: 2,
+            groups: 2,
+            cg: 2,
+            h: 3,
+            w: 2,
+            shift: true,
+            affine: true,
+            act,
+            seed: 7,
+        };
         let v = vars(&c, DType::F64).unwrap();
         let analytic = run(group_norm_act, &c, &v, DType::F64).unwrap();
         let (x, shift, affine) = &v;
         let (g, b) = affine.as_ref().unwrap();
         let s = shift.as_ref().unwrap();
         let loss = || -> f64 {
-            let y = group_norm_act(x.as_tensor(), Some(s.as_tensor()), Some((g.as_tensor(), b.as_tensor())), 2, 1e-5, act).unwrap();
+            let y = group_norm_act(
+                x.as_tensor(),
+                Some(s.as_tensor()),
+                Some((g.as_tensor(), b.as_tensor())),
+                2,
+                1e-5,
+                act,
+            )
+            .unwrap();
             let r = var(c.seed ^ 4, y.dims(), DType::F64).unwrap();
-            (&y * r.as_tensor()).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+            (&y * r.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
         };
         for (k, p) in [x, s, g, b].into_iter().enumerate() {
-            let base = p.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let want = analytic[k + 1].flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let base = p
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            let want = analytic[k + 1]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
             for i in 0..base.len() {
                 let h = 1e-6;
                 let at = |d: f64| {
                     let mut vals = base.clone();
                     vals[i] += d;
-                    p.set(&Tensor::from_vec(vals, p.shape(), &Device::Cpu).unwrap()).unwrap();
+                    p.set(&Tensor::from_vec(vals, p.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
                     loss()
                 };
                 let fd = (at(h) - at(-h)) / (2.0 * h);
-                p.set(&Tensor::from_vec(base.clone(), p.shape(), &Device::Cpu).unwrap()).unwrap();
-                assert!((fd - want[i]).abs() < 1e-6 * (1.0 + fd.abs()), "{act:?} arg {k} elem {i}: fd {fd} vs {}", want[i]);
+                p.set(&Tensor::from_vec(base.clone(), p.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                assert!(
+                    (fd - want[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{act:?} arg {k} elem {i}: fd {fd} vs {}",
+                    want[i]
+                );
             }
         }
     }
@@ -165,8 +230,22 @@ fn gradients_match_finite_differences() {
 /// Shapes the models use (UNet widths with 16 groups, the ResNet's layer norm) at a coarse mesh.
 #[test]
 fn model_shapes_match() {
-    for (groups, cg, act) in [(16, 2, NormAct::Silu), (1, 16, NormAct::LeakyRelu(0.2)), (8, 1, NormAct::Identity)] {
-        let c = Case { n: 3, groups, cg, h: 8, w: 8, shift: true, affine: groups > 1, act, seed: 3 };
+    for (groups, cg, act) in [
+        (16, 2, NormAct::Silu),
+        (1, 16, NormAct::LeakyRelu(0.2)),
+        (8, 1, NormAct::Identity),
+    ] {
+        let c = Case {
+            n: 3,
+            groups,
+            cg,
+            h: 8,
+            w: 8,
+            shift: true,
+            affine: groups > 1,
+            act,
+            seed: 3,
+        };
         check(&c, DType::F32, 2e-4).unwrap();
         check(&c, DType::F64, 1e-10).unwrap();
     }
