@@ -1,4 +1,4 @@
-//! `cargo xtask bench <conv|mfc|levels>`: benchmarks that print ratios measured side by side in one run.
+//! `cargo xtask bench <conv|mfc|levels|step>`: benchmarks that print ratios measured side by side in one run.
 
 use crate::common::Context;
 
@@ -16,6 +16,8 @@ enum Which {
     Mfc(crate::bench_mfc::Args),
     /// Per-level time ratios of a UNet training step (128^2 down to 8^2).
     Levels(crate::bench_levels::Args),
+    /// A whole training step of the UNet and the ResNet per mesh, beside a PyTorch twin.
+    Step(crate::bench_step::Args),
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
@@ -23,5 +25,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         Which::Conv(a) => crate::bench_conv::run(a, ctx),
         Which::Mfc(a) => crate::bench_mfc::run(a, ctx),
         Which::Levels(a) => crate::bench_levels::run(a, ctx),
+        Which::Step(a) => crate::bench_step::run(a, ctx),
     }
 }

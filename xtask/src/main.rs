@@ -7,6 +7,7 @@ mod bench;
 mod bench_conv;
 mod bench_levels;
 mod bench_mfc;
+mod bench_step;
 mod checkpointing;
 mod common;
 mod config;

@@ -20,6 +20,7 @@
 //! ```
 
 mod batch;
+mod bias;
 mod elem;
 mod error;
 mod forward;
@@ -38,7 +39,7 @@ use candle_core::{DType, Result, Tensor};
 /// 2-D cross-correlation `[N, C_in, H, W] * [C_out, C_in / groups, kh, kw] -> [N, C_out, H', W']`,
 /// `H' = (H + 2 padding - kh) / stride + 1`, with the semantics of candle's
 /// `Tensor::conv2d(w, padding, stride, 1, groups)` (001 eq. 1), differentiable in `x` and `w`.
-/// Bias is the caller's. On the CPU in f32/f64 it runs our im2col + GEMM kernels; otherwise it
+/// Bias: [`conv2d_bias`]. On the CPU in f32/f64 it runs our im2col + GEMM kernels; otherwise it
 /// forwards to candle.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize, groups: usize) -> Result<Tensor> {
     let native = x.device().is_cpu()
@@ -50,4 +51,30 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize, groups: usi
     }
     let geom = ConvGeometry::new(x.dims(), w.dims(), padding, stride, groups)?;
     x.contiguous()?.apply_op2(&w.contiguous()?, op::Conv2dOp(geom))
+}
+
+/// [`conv2d`] plus a per-output-channel bias: `y[n, o, i, j] = conv2d(x, w)[n, o, i, j] + b[o]`,
+/// `b` of shape `[C_out]`, differentiable in `x`, `w` and `b`. On the CPU in f32/f64 the bias
+/// is added inside the convolution op and its gradient `db[o] = sum_{n,i,j} dy[n, o, i, j]` is
+/// computed by our kernel (no broadcast node in the graph); otherwise it is candle's
+/// `conv2d(...).broadcast_add(b)`.
+pub fn conv2d_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+    stride: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let native = x.device().is_cpu()
+        && w.device().is_cpu()
+        && b.device().is_cpu()
+        && x.dtype() == w.dtype()
+        && x.dtype() == b.dtype()
+        && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !native {
+        return x.conv2d(w, padding, stride, 1, groups)?.broadcast_add(&b.reshape((1, (), 1, 1))?);
+    }
+    let geom = ConvGeometry::new(x.dims(), w.dims(), padding, stride, groups)?;
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op::Conv2dBiasOp(geom))
 }

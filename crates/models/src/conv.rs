@@ -126,7 +126,7 @@ enum Op {
 /// One convolution layer `[N, C_in, H, W] -> [N, C_out, H/s, W/s]`.
 ///
 /// Standard: `y = w * x + b` (cross-correlation, zero padding `k/2`, stride `s`) computed by
-/// `fastconv::conv2d`. MFC / spectral: the `mfc` layer at full resolution, followed for `s = 2`
+/// `fastconv::conv2d_bias` (bias inside the op). MFC / spectral: the `mfc` layer at full resolution, followed for `s = 2`
 /// by the 2x2 average `R` (SPEC section 1), the mesh-free analogue of a strided convolution.
 /// Variables live under the layer's prefix as `weight`/`bias` (standard) or under `mfc.` /
 /// `spectral.` (mesh-free kinds: their parameters are physical, so Galerkin transfer skips them).
@@ -209,13 +209,10 @@ impl Module for Conv {
                 weight,
                 bias,
                 padding,
-            } => {
-                let y = fastconv::conv2d(x, weight, *padding, self.stride, 1)?;
-                match bias {
-                    Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-                    None => Ok(y),
-                }
-            }
+            } => match bias {
+                Some(b) => fastconv::conv2d_bias(x, weight, b, *padding, self.stride, 1),
+                None => fastconv::conv2d(x, weight, *padding, self.stride, 1),
+            },
             Op::Mfc(layer) => self.subsample(layer.forward(x)?),
             Op::Spectral(layer) => self.subsample(layer.forward(x)?),
         }

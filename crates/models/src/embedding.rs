@@ -104,8 +104,3 @@ impl ResnetEmbedding {
         Tensor::cat(&[&sinusoidal(t, self.sincos)?, &mlp], 1)
     }
 }
-
-/// Add a per-sample, per-channel vector `[N, C]` to a feature map `[N, C, H, W]`.
-pub fn add_channelwise(h: &Tensor, e: &Tensor) -> candle_core::Result<Tensor> {
-    h.broadcast_add(&e.unsqueeze(2)?.unsqueeze(3)?)
-}

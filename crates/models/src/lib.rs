@@ -28,6 +28,7 @@ pub mod conv;
 pub mod embedding;
 pub mod error;
 pub mod espcn;
+pub mod fused_norm;
 pub mod init;
 pub mod mgnet;
 pub mod model;

@@ -2,6 +2,7 @@
 //! coupling) and batch norm with batch statistics (MgNet, 004 eq. 23).
 
 use crate::error::{Error, Result};
+use crate::fused_norm::{group_norm_act, NormAct};
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -47,6 +48,19 @@ impl GroupNorm {
     pub fn unet(channels: usize, vb: VarBuilder) -> Result<Self> {
         Self::new(channels, gcd(channels, 16), true, vb)
     }
+
+    /// `act(GN(x + shift))`: the per-sample, per-channel `shift` (`[N, C]`, e.g. the noise
+    /// embedding) added before the statistics, then the normalisation, the affine map and `act`,
+    /// in one fused op on the CPU ([`crate::fused_norm::group_norm_act`]).
+    pub fn forward_act(
+        &self,
+        x: &Tensor,
+        shift: Option<&Tensor>,
+        act: NormAct,
+    ) -> candle_core::Result<Tensor> {
+        let affine = self.affine.as_ref().map(|(g, b)| (g, b));
+        group_norm_act(x, shift, affine, self.groups, EPS, act)
+    }
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -59,19 +73,7 @@ fn gcd(a: usize, b: usize) -> usize {
 
 impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let xg = x.reshape((n, self.groups, (c / self.groups) * h * w))?;
-        let xc = xg.broadcast_sub(&xg.mean_keepdim(2)?)?;
-        let var = xc.sqr()?.mean_keepdim(2)?;
-        let y = xc
-            .broadcast_div(&(var + EPS)?.sqrt()?)?
-            .reshape((n, c, h, w))?;
-        match &self.affine {
-            Some((gamma, beta)) => y
-                .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
-                .broadcast_add(&beta.reshape((1, c, 1, 1))?),
-            None => Ok(y),
-        }
+        self.forward_act(x, None, NormAct::Identity)
     }
 }
 

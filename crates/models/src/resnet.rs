@@ -1,21 +1,30 @@
 //! The authors' image-to-image ResNet (001 Table 7: 2 blocks at 128 channels) and the deeper
 //! ResNet18/ResNet50-style variants of 001 Table 4. Every layer works at full resolution.
 
-use crate::activation::Act;
+use crate::activation::{Act, LEAK};
 use crate::config::{DeepResnetConfig, ResnetConfig};
 use crate::conv::{Conv, ConvKind, ConvSpec};
-use crate::embedding::{add_channelwise, noise_level, ResnetEmbedding};
+use crate::embedding::{noise_level, ResnetEmbedding};
 use crate::error::{Error, Result};
+use crate::fused_norm::NormAct;
 use crate::model::{validate, Model};
 use crate::norm::GroupNorm;
 use crate::residual::EulerStep;
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-/// `act(LN(x))`: parameter-free per-sample layer norm over `(C, H, W)`, then the activation
-/// (the authors' blocks: `LReLU_0.2`).
-fn norm_act(x: &Tensor, act: &Act) -> candle_core::Result<Tensor> {
-    act.forward(&GroupNorm::layer_norm().forward(x)?)
+/// `act(LN(x + shift))`: the per-sample, per-channel `shift` (`[N, C]`, the noise embedding)
+/// added, then the parameter-free per-sample layer norm over `(C, H, W)`, then the activation
+/// (the authors' blocks: `LReLU_0.2`); one fused op for ReLU, leaky ReLU and identity.
+fn norm_act(x: &Tensor, shift: Option<&Tensor>, act: &Act) -> candle_core::Result<Tensor> {
+    let ln = GroupNorm::layer_norm();
+    let fused = match act {
+        Act::Relu => NormAct::LeakyRelu(0.0),
+        Act::LeakyRelu => NormAct::LeakyRelu(LEAK),
+        Act::Identity => NormAct::Identity,
+        Act::Hat(_) => return act.forward(&ln.forward_act(x, shift, NormAct::Identity)?),
+    };
+    ln.forward_act(x, shift, fused)
 }
 
 /// The residual branch of one block.
@@ -38,16 +47,16 @@ enum Block {
 
 impl Block {
     fn forward(&self, x: &Tensor, t: Option<&Tensor>, act: &Act) -> candle_core::Result<Tensor> {
-        let conditioned =
-            |h: Tensor, emb: &Option<ResnetEmbedding>| -> candle_core::Result<Tensor> {
-                match (emb, t) {
-                    (Some(e), Some(t)) => add_channelwise(&h, &e.forward(t)?),
-                    _ => Ok(h),
-                }
-            };
+        let shift = |emb: &Option<ResnetEmbedding>| -> candle_core::Result<Option<Tensor>> {
+            match (emb, t) {
+                (Some(e), Some(t)) => Ok(Some(e.forward(t)?)),
+                _ => Ok(None),
+            }
+        };
         match self {
             Block::Basic { conv1, emb, conv2 } => {
-                conv2.forward(&norm_act(&conditioned(conv1.forward(x)?, emb)?, act)?)
+                let h = conv1.forward(x)?;
+                conv2.forward(&norm_act(&h, shift(emb)?.as_ref(), act)?)
             }
             Block::Bottleneck {
                 reduce,
@@ -55,8 +64,9 @@ impl Block {
                 emb,
                 expand,
             } => {
-                let h = norm_act(&reduce.forward(x)?, act)?;
-                expand.forward(&norm_act(&conditioned(conv.forward(&h)?, emb)?, act)?)
+                let h = norm_act(&reduce.forward(x)?, None, act)?;
+                let h = conv.forward(&h)?;
+                expand.forward(&norm_act(&h, shift(emb)?.as_ref(), act)?)
             }
         }
     }

@@ -4,8 +4,9 @@
 use crate::attention::Attention;
 use crate::config::UnetConfig;
 use crate::conv::{Conv, ConvKind, ConvSpec};
-use crate::embedding::{add_channelwise, noise_level, UnetEmbedding};
+use crate::embedding::{noise_level, UnetEmbedding};
 use crate::error::{Error, Result};
+use crate::fused_norm::NormAct;
 use crate::model::{validate, Model};
 use crate::norm::GroupNorm;
 use candle_core::{Module, Tensor};
@@ -56,11 +57,16 @@ impl ResBlock {
     }
 
     fn forward(&self, x: &Tensor, emb: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let mut h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        if let (Some(lin), Some(e)) = (&self.emb, emb) {
-            h = add_channelwise(&h, &lin.forward(&e.silu()?)?)?;
-        }
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self
+            .conv1
+            .forward(&self.norm1.forward_act(x, None, NormAct::Silu)?)?;
+        let shift = match (&self.emb, emb) {
+            (Some(lin), Some(e)) => Some(lin.forward(&e.silu()?)?),
+            _ => None,
+        };
+        let h =
+            self.conv2
+                .forward(&self.norm2.forward_act(&h, shift.as_ref(), NormAct::Silu)?)?;
         match &self.skip {
             Some(s) => s.forward(x)? + h,
             None => x + h,
@@ -217,7 +223,8 @@ impl Model for Unet {
                 h = up.forward(&h.upsample_nearest2d(2 * hh, 2 * ww)?)?;
             }
         }
-        self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)
+        self.out_conv
+            .forward(&self.out_norm.forward_act(&h, None, NormAct::Silu)?)
     }
 
     fn downsampling_factor(&self) -> usize {

@@ -1,0 +1,258 @@
+//! The fused `act(GN(x + shift))` op against candle's composition of the same formulas (values
+//! and gradients in f32 and f64, random shapes) and against central finite differences (f64).
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use models::fused_norm::{composed, group_norm_act, NormAct};
+use proptest::prelude::*;
+
+/// Deterministic values in [-1, 1) from a seed (splitmix64).
+fn values(seed: u64, len: usize) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+        .collect()
+}
+
+fn var(seed: u64, dims: &[usize], dtype: DType) -> Result<Var> {
+    let n = dims.iter().product();
+    Var::from_tensor(&Tensor::from_vec(values(seed, n), dims, &Device::Cpu)?.to_dtype(dtype)?)
+}
+
+/// `max |a - b| / (1 + max |b|)`.
+fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.to_dtype(DType::F64)?;
+    let b = b.to_dtype(DType::F64)?;
+    let diff = (&a - &b)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    let scale = b.abs()?.max_all()?.to_scalar::<f64>()?;
+    Ok(diff / (1.0 + scale))
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    n: usize,
+    groups: usize,
+    cg: usize,
+    h: usize,
+    w: usize,
+    shift: bool,
+    affine: bool,
+    act: NormAct,
+    seed: u64,
+}
+
+fn cases() -> impl Strategy<Value = Case> {
+    let act = prop_oneof![
+        Just(NormAct::Identity),
+        Just(NormAct::Silu),
+        Just(NormAct::LeakyRelu(0.2)),
+        Just(NormAct::LeakyRelu(0.0)),
+    ];
+    (
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        1usize..6,
+        1usize..6,
+        any::<bool>(),
+        any::<bool>(),
+        act,
+        any::<u64>(),
+    )
+        .prop_map(|(n, groups, cg, h, w, shift, affine, act, seed)| Case {
+            n,
+            groups,
+            cg,
+            h,
+            w,
+            shift,
+            affine,
+            act,
+            seed,
+        })
+}
+
+type Vars = (Var, Option<Var>, Option<(Var, Var)>);
+
+fn vars(c: &Case, dtype: DType) -> Result<Vars> {
+    let ch = c.groups * c.cg;
+    let x = var(c.seed, &[c.n, ch, c.h, c.w], dtype)?;
+    let shift = if c.shift {
+        Some(var(c.seed ^ 1, &[c.n, ch], dtype)?)
+    } else {
+        None
+    };
+    let affine = if c.affine {
+        // gamma around 1 so that the activation's kinks are exercised on both sides.
+        let g = Var::from_tensor(&(var(c.seed ^ 2, &[ch], dtype)?.as_tensor() + 1.0)?)?;
+        Some((g, var(c.seed ^ 3, &[ch], dtype)?))
+    } else {
+        None
+    };
+    Ok((x, shift, affine))
+}
+
+type NormFn =
+    fn(&Tensor, Option<&Tensor>, Option<(&Tensor, &Tensor)>, usize, f64, NormAct) -> Result<Tensor>;
+
+/// Output and the gradients of `sum(y r)` (`r` fixed, random) with respect to every variable.
+fn run(f: NormFn, c: &Case, v: &Vars, dtype: DType) -> Result<Vec<Tensor>> {
+    let (x, shift, affine) = v;
+    let y = f(
+        x.as_tensor(),
+        shift.as_ref().map(|s| s.as_tensor()),
+        affine.as_ref().map(|(g, b)| (g.as_tensor(), b.as_tensor())),
+        c.groups,
+        1e-5,
+        c.act,
+    )?;
+    let r = var(c.seed ^ 4, y.dims(), dtype)?;
+    let grads = (&y * r.as_tensor())?.sum_all()?.backward()?;
+    let mut out = vec![y];
+    let mut all = vec![x];
+    all.extend(shift.iter());
+    if let Some((g, b)) = affine {
+        all.extend([g, b]);
+    }
+    for v in all {
+        out.push(grads.get(v).expect("gradient of every variable").clone());
+    }
+    Ok(out)
+}
+
+fn check(c: &Case, dtype: DType, tol: f64) -> Result<()> {
+    let v = vars(c, dtype)?;
+    let fused = run(group_norm_act, c, &v, dtype)?;
+    let reference = run(composed, c, &v, dtype)?;
+    for (i, (a, b)) in fused.iter().zip(&reference).enumerate() {
+        let e = rel_err(a, b)?;
+        assert!(
+            e < tol,
+            "{c:?} {dtype:?}: output {i} (0 = y, then dx, dshift, dgamma, dbeta) differs by {e}"
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn matches_candle_composition_f64(c in cases()) {
+        check(&c, DType::F64, 1e-10).unwrap();
+    }
+
+    #[test]
+    fn matches_candle_composition_f32(c in cases()) {
+        check(&c, DType::F32, 2e-4).unwrap();
+    }
+}
+
+/// Central differences of `L = sum(y r)` in f64 for every input element.
+#[test]
+fn gradients_match_finite_differences() {
+    for act in [NormAct::Silu, NormAct::LeakyRelu(0.2), NormAct::Identity] {
+        let c = Case {
+            n: 2,
+            groups: 2,
+            cg: 2,
+            h: 3,
+            w: 2,
+            shift: true,
+            affine: true,
+            act,
+            seed: 7,
+        };
+        let v = vars(&c, DType::F64).unwrap();
+        let analytic = run(group_norm_act, &c, &v, DType::F64).unwrap();
+        let (x, shift, affine) = &v;
+        let (g, b) = affine.as_ref().unwrap();
+        let s = shift.as_ref().unwrap();
+        let loss = || -> f64 {
+            let y = group_norm_act(
+                x.as_tensor(),
+                Some(s.as_tensor()),
+                Some((g.as_tensor(), b.as_tensor())),
+                2,
+                1e-5,
+                act,
+            )
+            .unwrap();
+            let r = var(c.seed ^ 4, y.dims(), DType::F64).unwrap();
+            (&y * r.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        for (k, p) in [x, s, g, b].into_iter().enumerate() {
+            let base = p
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            let want = analytic[k + 1]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            for i in 0..base.len() {
+                let h = 1e-6;
+                let at = |d: f64| {
+                    let mut vals = base.clone();
+                    vals[i] += d;
+                    p.set(&Tensor::from_vec(vals, p.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss()
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h);
+                p.set(&Tensor::from_vec(base.clone(), p.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                assert!(
+                    (fd - want[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{act:?} arg {k} elem {i}: fd {fd} vs {}",
+                    want[i]
+                );
+            }
+        }
+    }
+}
+
+/// Shapes the models use (UNet widths with 16 groups, the ResNet's layer norm) at a coarse mesh.
+#[test]
+fn model_shapes_match() {
+    for (groups, cg, act) in [
+        (16, 2, NormAct::Silu),
+        (1, 16, NormAct::LeakyRelu(0.2)),
+        (8, 1, NormAct::Identity),
+    ] {
+        let c = Case {
+            n: 3,
+            groups,
+            cg,
+            h: 8,
+            w: 8,
+            shift: true,
+            affine: groups > 1,
+            act,
+            seed: 3,
+        };
+        check(&c, DType::F32, 2e-4).unwrap();
+        check(&c, DType::F64, 1e-10).unwrap();
+    }
+}
+
+#[test]
+fn rejects_groups_that_do_not_divide_channels() {
+    let x = Tensor::zeros((1, 6, 2, 2), DType::F32, &Device::Cpu).unwrap();
+    assert!(group_norm_act(&x, None, None, 4, 1e-5, NormAct::Identity).is_err());
+}

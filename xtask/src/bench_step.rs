@@ -1,0 +1,395 @@
+//! `cargo xtask bench step --out DIR`: one training step (forward + MSE, backward, Adam) of the
+//! UNet and the ResNet of 001 Table 7, at the paper's and the quick protocol's widths, per
+//! mesh, beside the same networks in PyTorch (`xtask/python/step_twin.py`, same layers and the
+//! same parameter count, checked), measured interleaved in one run: for every network and mesh,
+//! our rounds, then PyTorch's, so both see the same machine load.
+//!
+//! Work units (001 Definition 1): a step on `B` images at mesh `n` costs `B (n / n_0)^2` WU,
+//! `n_0` the finest mesh of `--sizes`; `ms_per_wu = step_ms / (B (n / n_0)^2)`.
+//! The backward/forward ratio is `(fwdbwd_ms - fwd_ms) / fwd_ms`.
+//!
+//! Writes `results.csv` (`model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu`) and
+//! `results.md`, with the load average of the machine at the start and the end.
+
+use crate::adam::Adam;
+use crate::bench_levels::{denoising_batch, load_average, mse, seconds};
+use crate::common::{ensure_out_dir, Context};
+use anyhow::{bail, ensure, Context as _, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use models::{ConvKind, Model, ModelConfig, ResnetConfig, UnetConfig};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The PyTorch twin, written next to the results and run by `--python`.
+const TWIN: &str = include_str!("../python/step_twin.py");
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Output folder for results.csv and results.md.
+    #[arg(long)]
+    out: PathBuf,
+    /// Python interpreter for the PyTorch rows (skipped, with a note, when it cannot import torch).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Networks, comma separated: `unet`, `resnet`.
+    #[arg(long, value_delimiter = ',', default_value = "unet,resnet")]
+    models: Vec<String>,
+    /// Mesh sizes n (images n x n), finest first (the finest defines 1 WU); add 128 for the
+    /// paper's largest mesh.
+    #[arg(long, value_delimiter = ',', default_value = "64,32,16,8")]
+    sizes: Vec<usize>,
+    /// Widths: `paper` (UNet 32,64,128; ResNet 128), `quick` (UNet 8,16,32; ResNet 16) or `both`.
+    #[arg(long, default_value = "both")]
+    widths: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Timed rounds per network and mesh (the minimum is reported), after one warm-up round.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// More rounds (up to 20 x `reps`) until the timed rounds add up to this many seconds, so
+    /// that the minimum of the small cases is not one disturbed sample on a shared machine.
+    #[arg(long, default_value_t = 2.0)]
+    min_s: f64,
+}
+
+/// Best times of one network at one mesh, ms.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    fwd: f64,
+    fwdbwd: f64,
+    opt: f64,
+    step: f64,
+}
+
+struct Row {
+    model: String,
+    widths: Vec<usize>,
+    mesh: usize,
+    imp: &'static str,
+    t: Times,
+    ms_per_wu: f64,
+}
+
+/// The network `model` at `widths`, noise-conditioned, 3 -> 3 channels, with its variables.
+fn build(model: &str, widths: &[usize], dev: &Device) -> Result<(Box<dyn Model>, VarMap)> {
+    let cfg = match (model, widths) {
+        ("unet", _) => ModelConfig::Unet(UnetConfig {
+            channels: Some(widths.to_vec()),
+            conv: ConvKind::Standard,
+            ..UnetConfig::default()
+        }),
+        ("resnet", &[hidden]) => ModelConfig::Resnet(ResnetConfig {
+            hidden,
+            ..ResnetConfig::default()
+        }),
+        _ => bail!("bench step: unknown network {model} with widths {widths:?}"),
+    };
+    let varmap = VarMap::new();
+    let net = models::build(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, dev))?;
+    Ok((net, varmap))
+}
+
+/// Paper (001 Table 7) and quick-protocol widths of `model`.
+fn widths_of(model: &str, which: &str) -> Result<Vec<Vec<usize>>> {
+    let (paper, quick) = match model {
+        "unet" => (vec![32, 64, 128], vec![8, 16, 32]),
+        "resnet" => (vec![128], vec![16]),
+        _ => bail!("--models: unknown network {model} (expected unet, resnet)"),
+    };
+    Ok(match which {
+        "paper" => vec![paper],
+        "quick" => vec![quick],
+        "both" => vec![paper, quick],
+        _ => bail!("--widths {which}: expected paper, quick or both"),
+    })
+}
+
+/// Best of `reps` rounds (after a warm-up round; more, up to `20 reps`, until the timed rounds
+/// take `min_s` seconds) of: forward + loss, forward + loss + backward, the Adam update alone,
+/// and a whole step.
+fn measure(
+    net: &dyn Model,
+    adam: &mut Adam,
+    batch: &(Tensor, Tensor, Tensor),
+    reps: usize,
+    min_s: f64,
+) -> Result<Times> {
+    let (x, y, t) = batch;
+    let mut best = Times {
+        fwd: f64::INFINITY,
+        fwdbwd: f64::INFINITY,
+        opt: f64::INFINITY,
+        step: f64::INFINITY,
+    };
+    let mut total = 0.0;
+    let mut rep = 0;
+    while rep <= reps || (total < min_s && rep <= 20 * reps) {
+        let fwd = seconds(|| {
+            mse(&net.forward(x, Some(t))?, y)?;
+            Ok(())
+        })?;
+        let mut grads = None;
+        let fwdbwd = seconds(|| {
+            grads = Some(mse(&net.forward(x, Some(t))?, y)?.backward()?);
+            Ok(())
+        })?;
+        let grads = grads.context("no gradient")?;
+        let opt = seconds(|| adam.step(&grads, 1e-6))?;
+        drop(grads);
+        let step = seconds(|| {
+            let g = mse(&net.forward(x, Some(t))?, y)?.backward()?;
+            adam.step(&g, 1e-6)
+        })?;
+        if rep > 0 {
+            total += fwd + fwdbwd + opt + step;
+            best = Times {
+                fwd: best.fwd.min(fwd * 1e3),
+                fwdbwd: best.fwdbwd.min(fwdbwd * 1e3),
+                opt: best.opt.min(opt * 1e3),
+                step: best.step.min(step * 1e3),
+            };
+        }
+        rep += 1;
+    }
+    Ok(best)
+}
+
+/// A persistent PyTorch process running the twin, one request per line.
+struct Torch {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Torch {
+    /// Start it, or `None` (logged) when `python` cannot import torch.
+    fn start(python: &str, out: &Path, threads: usize) -> Result<Option<Self>> {
+        let importable = Command::new(python)
+            .args(["-c", "import torch"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !importable {
+            tracing::info!("{python} cannot import torch: PyTorch rows skipped");
+            return Ok(None);
+        }
+        let script = out.join("step_twin.py");
+        std::fs::write(&script, TWIN)?;
+        let mut child = Command::new(python)
+            .arg(&script)
+            .arg(threads.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {python}"))?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        Ok(Some(Self {
+            child,
+            stdin,
+            stdout,
+        }))
+    }
+
+    /// Parameter count and best times of the twin of `model` at `widths`, mesh `n`.
+    fn measure(
+        &mut self,
+        model: &str,
+        widths: &[usize],
+        n: usize,
+        batch: usize,
+        reps: usize,
+        min_s: f64,
+    ) -> Result<(usize, Times)> {
+        let w: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
+        writeln!(
+            self.stdin,
+            "{model} {} {n} {batch} {reps} {min_s}",
+            w.join(",")
+        )?;
+        self.stdin.flush()?;
+        let line = self
+            .stdout
+            .next()
+            .context("PyTorch process ended early")??;
+        let f: Vec<&str> = line.split(',').collect();
+        ensure!(f.len() == 5, "unexpected PyTorch output line {line:?}");
+        let ms = |i: usize| -> Result<f64> { Ok(f[i].parse()?) };
+        Ok((
+            f[0].parse()?,
+            Times {
+                fwd: ms(1)?,
+                fwdbwd: ms(2)?,
+                opt: ms(3)?,
+                step: ms(4)?,
+            },
+        ))
+    }
+}
+
+impl Drop for Torch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn join(w: &[usize]) -> String {
+    w.iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)) -> String {
+    let mut md = format!(
+        "# Training step per mesh: ours vs PyTorch (batch {}, MSE, Adam)\n\n\
+         Best of {} rounds (more, up to 20x, until they add up to {} s) after a warm-up round; ours and PyTorch measured interleaved per network and mesh.\n\
+         1 WU = one forward+backward of one {}^2 image (001 Definition 1); bwd/fwd = (fwd+bwd - fwd) / fwd.\n\
+         Load average (1, 5, 15 min) at the start: {}; at the end: {} ({} cores, shared).\n\n",
+        args.batch,
+        args.reps,
+        args.min_s,
+        args.sizes.first().copied().unwrap_or(0),
+        loads.0,
+        loads.1,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    for n in notes {
+        let _ = writeln!(md, "- {n}");
+    }
+    md.push_str(
+        "\n| model | widths | mesh | impl | fwd ms | fwd+bwd ms | opt ms | step ms | ms/WU | bwd/fwd | ours/torch ms/WU |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let ratio = match (
+            r.imp,
+            rows.iter().find(|o| {
+                o.imp == "torch" && o.model == r.model && o.widths == r.widths && o.mesh == r.mesh
+            }),
+        ) {
+            ("ours", Some(t)) => format!("{:.2}", r.ms_per_wu / t.ms_per_wu),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {ratio} |",
+            r.model,
+            join(&r.widths),
+            r.mesh,
+            r.imp,
+            r.t.fwd,
+            r.t.fwdbwd,
+            r.t.opt,
+            r.t.step,
+            r.ms_per_wu,
+            (r.t.fwdbwd - r.t.fwd) / r.t.fwd
+        );
+    }
+    md
+}
+
+pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    let out = ensure_out_dir(&args.out)?;
+    let dev = &ctx.device;
+    let finest = *args.sizes.first().context("--sizes is empty")?;
+    ensure!(
+        args.sizes.iter().all(|&n| n > 0 && n <= finest),
+        "--sizes: the finest mesh comes first"
+    );
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into())
+    };
+    let load0 = load();
+    let mut notes = Vec::new();
+    let mut torch = Torch::start(&args.python, &out, threads)?;
+    if torch.is_none() {
+        notes.push(format!(
+            "`{}` cannot import torch: PyTorch rows skipped.",
+            args.python
+        ));
+    }
+    let mut rows = Vec::new();
+    for model in &args.models {
+        for widths in widths_of(model, &args.widths)? {
+            let (net, varmap) = build(model, &widths, dev)?;
+            let mut adam = Adam::from_varmap(&varmap)?;
+            let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+            let mut line = format!("{model} {}: {params} parameters (ours)", join(&widths));
+            for &n in &args.sizes {
+                let wu = (args.batch * n * n) as f64 / (finest * finest) as f64;
+                let batch = denoising_batch(args.batch, n, dev)?;
+                let t = measure(net.as_ref(), &mut adam, &batch, args.reps, args.min_s)?;
+                tracing::info!(
+                    "{model} {} n={n} ours: {t:?} (load {:.2})",
+                    join(&widths),
+                    load_average()
+                );
+                rows.push(Row {
+                    model: model.clone(),
+                    widths: widths.clone(),
+                    mesh: n,
+                    imp: "ours",
+                    t,
+                    ms_per_wu: t.step / wu,
+                });
+                if let Some(tc) = torch.as_mut() {
+                    let (tp, t) =
+                        tc.measure(model, &widths, n, args.batch, args.reps, args.min_s)?;
+                    ensure!(
+                        tp == params,
+                        "PyTorch twin of {model} {widths:?} has {tp} parameters, ours {params}"
+                    );
+                    if n == finest {
+                        let _ = write!(line, ", {tp} (PyTorch twin): equal");
+                    }
+                    tracing::info!("{model} {} n={n} torch: {t:?}", join(&widths));
+                    rows.push(Row {
+                        model: model.clone(),
+                        widths: widths.clone(),
+                        mesh: n,
+                        imp: "torch",
+                        t,
+                        ms_per_wu: t.step / wu,
+                    });
+                }
+            }
+            println!("{line}");
+            notes.push(line);
+        }
+    }
+    drop(torch);
+    let load1 = load();
+    let mut csv =
+        String::from("model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu\n");
+    for r in &rows {
+        writeln!(
+            csv,
+            "{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.5}",
+            r.model,
+            join(&r.widths),
+            r.mesh,
+            r.imp,
+            r.t.fwd,
+            r.t.fwdbwd,
+            r.t.opt,
+            r.t.step,
+            r.ms_per_wu
+        )?;
+    }
+    std::fs::write(out.join("results.csv"), csv)?;
+    let md = markdown(&rows, &args, &notes, (load0, load1));
+    std::fs::write(out.join("results.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
