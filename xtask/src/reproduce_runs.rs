@@ -221,6 +221,35 @@ pub struct RunSpec {
     pub iterations: usize,
     /// Appended to the folder name (e.g. `b600` for a #WU budget, `L4`), may be empty.
     pub tag: String,
+    /// What the run changes beyond its strategy (`table2 --recipes`).
+    pub recipe: Recipe,
+}
+
+/// A multiscale recipe on top of a strategy (`table2 --recipes`, issue 15 item 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Recipe {
+    /// The strategy as it is.
+    #[default]
+    Plain,
+    /// `train.noise_consistent`: the coarse side of each term sees noise restricted with the
+    /// image, i.e. the same noisy sample on both meshes (denoising only).
+    NoiseConsistent,
+    /// `train.allocation = "adaptive"`: MLMC-optimal batches from the measured variances.
+    Adaptive,
+    /// Mesh-free convolutions (`conv = "mfc"`, 000) in the model.
+    Mfc,
+}
+
+impl Recipe {
+    /// Suffix of the table row and folder name (`""` for [`Recipe::Plain`]).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Recipe::Plain => "",
+            Recipe::NoiseConsistent => "+noise-consistent",
+            Recipe::Adaptive => "+adaptive",
+            Recipe::Mfc => "+mfc",
+        }
+    }
 }
 
 impl RunSpec {
@@ -256,6 +285,7 @@ impl RunSpec {
             single_batch,
             iterations,
             tag,
+            recipe: Recipe::Plain,
         }
     }
 
@@ -299,6 +329,15 @@ impl RunSpec {
         let single_batch = self
             .single_batch
             .map_or(String::new(), |b| format!("single_batch = {b}\n"));
+        let recipe = match self.recipe {
+            Recipe::Plain | Recipe::Mfc => "",
+            Recipe::NoiseConsistent => "noise_consistent = true\n",
+            Recipe::Adaptive => "allocation = \"adaptive\"\n",
+        };
+        let mut model = preset.model_toml(self.task, &self.model)?;
+        if self.recipe == Recipe::Mfc {
+            model.push_str("\nconv = \"mfc\"");
+        }
         let sub = if self.subsampling == "-" {
             "coarsen"
         } else {
@@ -306,10 +345,9 @@ impl RunSpec {
         };
         let text = format!(
             "task = \"{task}\"\n[model]\n{model}\n[data]\nsource = \"dead-leaves\"\nsize = {size}\nvalidation_images = {vi}\nblur_sigma = {blur}\n\
-             [train]\nlevels = {levels}\nn0 = {n0}\n{single_batch}iterations = {it}\nfmg_schedule = \"{fmg_schedule}\"\nlr = {lr:e}\nlr_schedule = \"{schedule}\"\n\
+             [train]\nlevels = {levels}\nn0 = {n0}\n{single_batch}{recipe}iterations = {it}\nfmg_schedule = \"{fmg_schedule}\"\nlr = {lr:e}\nlr_schedule = \"{schedule}\"\n\
              loss = \"{loss}\"\nsubsampling = \"{sub}\"\nstats_every = {stats_every}\ncheckpoint_every = {it_all}\nvalidate_every = {every}\nseed = {seed}\n",
             task = self.task.name(),
-            model = preset.model_toml(self.task, &self.model)?,
             size = preset.size,
             vi = preset.validation_images,
             blur = preset.blur_sigma(),

@@ -4,7 +4,7 @@
 use crate::config::{Strategy, Task};
 use crate::eval::save_samples;
 use crate::reproduce::{compare_over_seeds, fmt_wu, marker, mean, over_seeds, p_cell, seed_cell, seed_dir, write_csv, Common, Record, SeedComparison};
-use crate::reproduce_runs::{compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, RunSpec};
+use crate::reproduce_runs::{compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, Recipe, RunSpec};
 use anyhow::{Context as _, Result};
 use candle_core::Tensor;
 use std::fmt::Write as _;
@@ -21,6 +21,12 @@ pub struct Args {
     /// espcn/resnet for super-resolution).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Also train the multiscale recipes (issue 15 item 9): multiscale with the
+    /// noise-consistent restriction (denoising), multiscale and full-multiscale with adaptive
+    /// MLMC-optimal batches, and single-scale, multiscale and full-multiscale with mesh-free
+    /// convolutions (not for super-resolution).
+    #[arg(long)]
+    pub recipes: bool,
     /// A seconds-long preset for the tests.
     #[arg(long, hide = true)]
     pub smoke: bool,
@@ -104,6 +110,27 @@ const OUR_ROWS: [(&str, &str); 7] = [
     ("full-multiscale", "both"),
 ];
 
+/// The recipe rows of `--recipes`: (strategy, recipe), coarsening for the multiscale ones.
+const RECIPE_ROWS: [(&str, Recipe); 6] = [
+    ("multiscale", Recipe::NoiseConsistent),
+    ("multiscale", Recipe::Adaptive),
+    ("full-multiscale", Recipe::Adaptive),
+    ("single-practical", Recipe::Mfc),
+    ("multiscale", Recipe::Mfc),
+    ("full-multiscale", Recipe::Mfc),
+];
+
+/// Every row a table may show, in order: the paper's strategies, then the recipes (their
+/// strategy label carries the recipe's suffix).
+fn all_rows() -> Vec<(String, &'static str)> {
+    let mut rows: Vec<(String, &str)> = OUR_ROWS.iter().map(|(s, sub)| (s.to_string(), *sub)).collect();
+    for (strategy, recipe) in RECIPE_ROWS {
+        let sub = if strategy.starts_with("single") { "-" } else { "coarsen" };
+        rows.push((format!("{strategy}{}", recipe.suffix()), sub));
+    }
+    rows
+}
+
 /// The `results.md` section of one task: our test metric (mean ± sd over seeds, with the
 /// marker of the paired test against `single-paper`: over seeds with two or more, else over
 /// patches) beside the paper's value, #WU and training time (validation excluded), per model.
@@ -121,7 +148,8 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
     }
     writeln!(s)?;
     writeln!(s, "|{}", "---|".repeat(3 + 6 * ms.len()))?;
-    for (strategy, sub) in OUR_ROWS {
+    for (strategy, sub) in all_rows() {
+        let (strategy, sub) = (strategy.as_str(), sub);
         let paper_row = paper_rows.iter().find(|r| r.strategy == strategy && r.subsampling == sub);
         let found: Vec<Vec<&Record>> = ms.iter().map(|m| over_seeds(records, task.name(), m, strategy, sub)).collect();
         if paper_row.is_none() && found.iter().all(Vec::is_empty) {
@@ -158,8 +186,8 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
 }
 
 /// The runs of Table 2 for one task and model, in training order (full-multiscale with
-/// coarsening first: `single-equal-wu` spends its measured #WU).
-fn specs(task: Task, model: &str, preset: &Preset) -> Vec<RunSpec> {
+/// coarsening first: `single-equal-wu` spends its measured #WU), then the recipes when asked.
+fn specs(task: Task, model: &str, preset: &Preset, recipes: bool) -> Vec<RunSpec> {
     let iterations = preset.task_iterations(task);
     let spec = |label: &str, subsampling: &str, strategy, single_batch| RunSpec {
         task,
@@ -171,10 +199,11 @@ fn specs(task: Task, model: &str, preset: &Preset) -> Vec<RunSpec> {
         single_batch,
         iterations,
         tag: String::new(),
+        recipe: Recipe::Plain,
     };
     let n0 = preset.task_n0(task);
     let paper_batch = (0..preset.levels).map(|l| n0 << l).sum();
-    vec![
+    let mut runs = vec![
         spec("full-multiscale", "coarsen", Strategy::FullMultiscale, None),
         spec("full-multiscale", "crop", Strategy::FullMultiscale, None),
         spec("full-multiscale", "both", Strategy::FullMultiscale, None),
@@ -182,7 +211,28 @@ fn specs(task: Task, model: &str, preset: &Preset) -> Vec<RunSpec> {
         spec("single-paper", "-", Strategy::Single, Some(paper_batch)),
         spec("single-practical", "-", Strategy::Single, Some(n0)),
         spec("single-equal-wu", "-", Strategy::Single, Some(n0)),
-    ]
+    ];
+    if recipes {
+        for (strategy, recipe) in RECIPE_ROWS {
+            let skip = match recipe {
+                Recipe::NoiseConsistent => task != Task::Denoise,
+                Recipe::Mfc => task == Task::Superres,
+                _ => false,
+            };
+            if skip {
+                continue;
+            }
+            let (kind, sub, batch) = match strategy {
+                "multiscale" => (Strategy::Multiscale, "coarsen", None),
+                "full-multiscale" => (Strategy::FullMultiscale, "coarsen", None),
+                _ => (Strategy::Single, "-", Some(n0)),
+            };
+            let mut r = spec(&format!("{strategy}{}", recipe.suffix()), sub, kind, batch);
+            r.recipe = recipe;
+            runs.push(r);
+        }
+    }
+    runs
 }
 
 pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
@@ -197,7 +247,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         .iter()
         .flat_map(|&t| models(t).into_iter().filter(|m| args.models.is_empty() || args.models.iter().any(|x| x == m)).map(move |m| (t, m)))
         .collect();
-    let total = pairs.len() * 7 * seeds.len();
+    let total: usize = pairs.iter().map(|(t, m)| specs(*t, m, &preset, args.recipes).len()).sum::<usize>() * seeds.len();
     let mut histories = Vec::new();
     for &seed in &seeds {
         let seed_dir = seed_dir(&dir, seed)?;
@@ -206,7 +256,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
             for (_, model) in pairs.iter().filter(|(t, _)| *t == task) {
                 let mut outputs = Vec::new();
                 let mut runs = Vec::new();
-                for mut spec in specs(task, model, &preset) {
+                for mut spec in specs(task, model, &preset, args.recipes) {
                     if spec.label == "single-equal-wu" {
                         let fmg = records.iter().rev().find(|r: &&Record| r.seed == seed && r.task == task.name() && r.model == *model && r.strategy == "full-multiscale" && r.subsampling == "coarsen");
                         let wu = fmg.map_or(0.0, |r| r.wu);
@@ -277,7 +327,8 @@ fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
     writeln!(s, "| model | run | vs single-paper | vs single-practical | vs single-equal-wu |")?;
     writeln!(s, "|---|---|---|---|---|")?;
     for model in models(task) {
-        for (strategy, sub) in OUR_ROWS.iter().filter(|(st, _)| *st != "single-paper") {
+        for (strategy, sub) in all_rows().iter().filter(|(st, _)| st != "single-paper") {
+            let (strategy, sub) = (strategy.as_str(), *sub);
             let runs = over_seeds(records, task.name(), model, strategy, sub);
             if runs.is_empty() {
                 continue;
@@ -285,7 +336,7 @@ fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
             write!(s, "| {model} | {strategy} {sub} |")?;
             for base in ["single-paper", "single-practical", "single-equal-wu"] {
                 let b = over_seeds(records, task.name(), model, base, "-");
-                if b.is_empty() || base == *strategy {
+                if b.is_empty() || base == strategy {
                     write!(s, " |")?;
                     continue;
                 }
@@ -354,7 +405,7 @@ mod tests {
         let full = Preset::full();
         assert!(full.scale_factors().contains("super-resolution N0 = 8 (paper 8, x1.000)"), "{}", full.scale_factors());
         let wu = |label: &str, sub: &str, task| {
-            let s = specs(task, "espcn", &full).into_iter().find(|s| s.label == label && s.subsampling == sub).unwrap();
+            let s = specs(task, "espcn", &full, false).into_iter().find(|s| s.label == label && s.subsampling == sub).unwrap();
             s.planned_wu(&full).unwrap()
         };
         // 001 Table 2, super-resolution: 30k / 4.6k / 7.9k (N0 = 8, 250 iterations, equal stages).
@@ -369,6 +420,30 @@ mod tests {
     }
 
     #[test]
+    fn recipes_add_their_rows() {
+        let out = std::env::temp_dir().join(format!("xtask-table2-recipes-{}", std::process::id()));
+        std::fs::remove_dir_all(&out).ok();
+        let args = Args {
+            common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 },
+            tasks: vec![Task::Denoise],
+            models: vec!["resnet".into()],
+            recipes: true,
+            smoke: true,
+        };
+        run(args, &crate::common::test_context()).unwrap();
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 7 + 6, "{csv}");
+        for row in ["multiscale+noise-consistent,coarsen", "multiscale+adaptive,coarsen", "full-multiscale+adaptive,coarsen", "single-practical+mfc,-", "multiscale+mfc,coarsen", "full-multiscale+mfc,coarsen"] {
+            assert!(csv.contains(&format!(",denoise,resnet,{row},")), "{row}: {csv}");
+        }
+        let cfg = std::fs::read_to_string(out.join("seed-0/denoise-resnet-multiscale+mfc-coarsen/config.toml")).unwrap();
+        assert!(cfg.contains("conv = \"mfc\""), "{cfg}");
+        let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+        assert!(md.contains("| multiscale+adaptive | coarsen |"), "{md}");
+        std::fs::remove_dir_all(&out).ok();
+    }
+
+    #[test]
     fn smoke_preset_writes_every_row_and_reuses_finished_runs() {
         let out = std::env::temp_dir().join(format!("xtask-table2-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
@@ -376,6 +451,7 @@ mod tests {
             common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 },
             tasks: Task::ALL.to_vec(),
             models: vec![],
+            recipes: false,
             smoke: true,
         };
         let ctx = crate::common::test_context();
@@ -397,7 +473,7 @@ mod tests {
                     assert!(train > 0.0 && train <= wall, "{line}");
                     // p-values against single-paper on every other row.
                     assert_eq!(cells[10].is_empty(), strategy == "single-paper", "{line}");
-                    let run = RunSpec { task, model: m.into(), label: strategy.into(), subsampling: sub.into(), strategy: Strategy::Single, levels: 2, single_batch: None, iterations: 1, tag: String::new() };
+                    let run = RunSpec { task, model: m.into(), label: strategy.into(), subsampling: sub.into(), strategy: Strategy::Single, levels: 2, single_batch: None, iterations: 1, tag: String::new(), recipe: Recipe::Plain };
                     assert!(out.join("seed-0").join(run.dir_name()).join("final.safetensors").exists(), "{}", run.dir_name());
                 }
                 assert!(out.join(format!("samples-{}-{m}.png", task.name())).exists());
