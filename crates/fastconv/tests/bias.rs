@@ -33,15 +33,11 @@ fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok(diff / (1.0 + b.abs()?.max_all()?.to_scalar::<f64>()?))
 }
 
-/// `(y, dx, dw, db)` of `sum(f(x, w, b) r)`.
+/// `(y, dx, dw, db)` of `sum(f(x, w, b) r)`, `(pad, stride, groups)` the convolution's.
 fn run(
     ours: bool,
-    x: &Var,
-    w: &Var,
-    b: &Var,
-    pad: usize,
-    stride: usize,
-    groups: usize,
+    (x, w, b): (&Var, &Var, &Var),
+    (pad, stride, groups): (usize, usize, usize),
     seed: u64,
 ) -> Result<Vec<Tensor>> {
     let y = if ours {
@@ -70,8 +66,8 @@ proptest! {
             let x = var(seed, &[n, cg * groups, h, w], dtype).unwrap();
             let wt = var(seed ^ 1, &[og * groups, cg, k, k], dtype).unwrap();
             let b = var(seed ^ 2, &[og * groups], dtype).unwrap();
-            let ours = run(true, &x, &wt, &b, pad, stride, groups, seed ^ 3).unwrap();
-            let theirs = run(false, &x, &wt, &b, pad, stride, groups, seed ^ 3).unwrap();
+            let ours = run(true, (&x, &wt, &b), (pad, stride, groups), seed ^ 3).unwrap();
+            let theirs = run(false, (&x, &wt, &b), (pad, stride, groups), seed ^ 3).unwrap();
             for (i, (a, c)) in ours.iter().zip(&theirs).enumerate() {
                 let e = rel_err(a, c).unwrap();
                 prop_assert!(e < tol, "{dtype:?} output {i} (y, dx, dw, db) differs by {e}");
@@ -85,7 +81,7 @@ fn bias_gradient_matches_finite_differences() {
     let x = var(1, &[2, 3, 5, 4], DType::F64).unwrap();
     let w = var(2, &[4, 3, 3, 3], DType::F64).unwrap();
     let b = var(3, &[4], DType::F64).unwrap();
-    let db = run(true, &x, &w, &b, 1, 1, 1, 4).unwrap()[3]
+    let db = run(true, (&x, &w, &b), (1, 1, 1), 4).unwrap()[3]
         .to_vec1::<f64>()
         .unwrap();
     let base = b.as_tensor().to_vec1::<f64>().unwrap();
