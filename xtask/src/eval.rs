@@ -91,6 +91,23 @@ impl TestSet {
     pub fn len(&self) -> usize {
         self.names.len()
     }
+
+    /// Keep the first `n` images (all when there are fewer).
+    pub fn truncate(&mut self, n: usize) -> Result<()> {
+        if n >= self.len() {
+            return Ok(());
+        }
+        self.names.truncate(n);
+        let d = &mut self.degraded;
+        let keep = |t: &Tensor| t.narrow(0, 0, n);
+        d.input = keep(&d.input)?;
+        d.target = keep(&d.target)?;
+        d.t = d.t.as_ref().map(keep).transpose()?;
+        d.noise = d.noise.as_ref().map(keep).transpose()?;
+        d.clean_input = d.clean_input.as_ref().map(keep).transpose()?;
+        d.mask = d.mask.as_ref().map(keep).transpose()?;
+        Ok(())
+    }
 }
 
 /// The model's outputs on the whole test set, `CHUNK` images per forward pass.
@@ -170,30 +187,98 @@ pub fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// Largest `--size` (and `data.size`) accepted.
+pub const MAX_SIZE: usize = 16384;
+
+/// The task a checkpoint was trained for, from the run's `config.toml` beside it
+/// (`DIR/final.safetensors` or `DIR/checkpoints/step-*/model.safetensors`); `None` when there
+/// is no such file.
+fn trained_task(checkpoint: &Path) -> Option<(Task, PathBuf)> {
+    let parent = checkpoint.parent()?;
+    let candidates = [Some(parent.to_path_buf()), parent.parent().and_then(|p| p.parent()).map(Path::to_path_buf)];
+    candidates.into_iter().flatten().map(|d| d.join("config.toml")).find(|p| p.is_file()).and_then(|p| {
+        let table: toml::Table = toml::from_str(&std::fs::read_to_string(&p).ok()?).ok()?;
+        Some((table.get("task")?.as_str()?.parse().ok()?, p))
+    })
+}
+
+/// Load `checkpoint`, refusing non-finite weights.
+fn load_model(checkpoint: &Path, device: &Device) -> Result<(models::ModelConfig, candle_nn::VarMap, Box<dyn models::Model>)> {
+    let (cfg, varmap, _) = models::checkpoint::load(checkpoint, device)
+        .with_context(|| format!("cannot load checkpoint {}", checkpoint.display()))?;
+    if let Some(name) = crate::train::non_finite_parameter(&varmap)? {
+        anyhow::bail!("checkpoint {}: parameter {name} holds NaN or infinite values (a diverged run): refusing to score it", checkpoint.display());
+    }
+    let model = models::build(&cfg, candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device))?;
+    Ok((cfg, varmap, model))
+}
+
+/// Score the model of `checkpoint` on `test`, writing `results.csv` and `samples.png` to `out`.
+/// Refuses non-finite weights, outputs of the wrong shape (a model of another task) and
+/// non-finite scores.
+pub fn score_checkpoint(checkpoint: &Path, test: &TestSet, out: &Path, device: &Device) -> Result<Scores> {
+    let out = ensure_out_dir(out)?;
+    let (cfg, _varmap, model) = load_model(checkpoint, device)?;
+    let what = || format!("the model of {} ({})", checkpoint.display(), cfg.kind());
+    let pred = predict(model.as_ref(), test)
+        .with_context(|| format!("{} cannot be applied to these test inputs: was it trained for another task?", what()))?;
+    let (want, got) = (test.degraded.target.dims(), pred.dims());
+    if want != got {
+        anyhow::bail!(
+            "{} maps the test inputs {:?} to {got:?}, but the targets are {want:?}: it was trained for another task (super-resolution doubles the side, the other tasks keep it)",
+            what(),
+            test.degraded.input.dims()
+        );
+    }
+    let scores = Scores::of(&pred, &test.degraded.target)?;
+    // PSNR is +inf for a perfect output; MSE and SSIM are always finite for finite outputs.
+    if scores.mse.iter().chain(&scores.ssim).any(|v| !v.is_finite()) || scores.psnr.iter().any(|v| v.is_nan()) {
+        anyhow::bail!("{} gives non-finite outputs (NaN or infinite scores): the weights have diverged", what());
+    }
+    write_scores(&out.join("results.csv"), &test.names, &scores)?;
+    save_samples(&out.join("samples.png"), test, std::slice::from_ref(&pred))?;
+    Ok(scores)
+}
+
 /// Score `a.checkpoint` on `a.images`; returns the scores (also written to `results.csv`).
 pub fn evaluate(a: &Args, device: &Device) -> Result<Scores> {
-    let out = ensure_out_dir(&a.out)?;
-    let (cfg, varmap, _) = models::checkpoint::load(&a.checkpoint, device)
-        .with_context(|| format!("cannot load checkpoint {}", a.checkpoint.display()))?;
-    let model = models::build(
-        &cfg,
-        candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device),
+    if a.size < 4 || a.size > MAX_SIZE {
+        anyhow::bail!("--size {}: must be between 4 and {MAX_SIZE}", a.size);
+    }
+    if a.task == Task::Superres && a.size % 2 != 0 {
+        anyhow::bail!("--size {}: super-resolution needs an even size (the input is half of it)", a.size);
+    }
+    if let Some((trained, config)) = trained_task(&a.checkpoint) {
+        if trained != a.task {
+            anyhow::bail!(
+                "--task {}: the checkpoint {} was trained for task {} ({} says so); evaluate it with --task {}",
+                a.task.name(),
+                a.checkpoint.display(),
+                trained.name(),
+                config.display(),
+                trained.name()
+            );
+        }
+    }
+    let (cfg, varmap, _) = load_model(&a.checkpoint, device)?;
+    let channels = in_channels(&cfg);
+    let files = std::fs::read_dir(&a.images)
+        .with_context(|| format!("cannot list --images {}", a.images.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_ascii_lowercase();
+            n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg")
+        })
+        .count();
+    crate::resources::check_fits(
+        &format!("eval --size {} on {files} images", a.size),
+        crate::resources::evaluation_bytes(crate::resources::ModelFootprint::of(&varmap)?, a.size as u64, channels as u64, files as u64, CHUNK as u64),
+        crate::resources::available_memory(),
+        "use a smaller --size or fewer images",
     )?;
-    let test = TestSet::load(
-        &a.images,
-        a.task,
-        a.size,
-        in_channels(&cfg),
-        None,
-        a.blur_sigma,
-        a.seed,
-        device,
-    )?;
-    let pred = predict(model.as_ref(), &test)?;
-    let scores = Scores::of(&pred, &test.degraded.target)?;
-    write_scores(&out.join("results.csv"), &test.names, &scores)?;
-    save_samples(&out.join("samples.png"), &test, std::slice::from_ref(&pred))?;
-    Ok(scores)
+    drop(varmap);
+    let test = TestSet::load(&a.images, a.task, a.size, channels, None, a.blur_sigma, a.seed, device)?;
+    score_checkpoint(&a.checkpoint, &test, &a.out, device)
 }
 
 pub fn run(a: Args, ctx: &Context) -> Result<()> {

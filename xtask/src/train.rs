@@ -31,9 +31,13 @@ pub struct TrainArgs {
     /// Overrides `train.strategy` of the config.
     #[arg(long, value_enum)]
     pub strategy: Option<Strategy>,
-    /// Continue from the last checkpoint in `--out`.
+    /// Continue from the last checkpoint in `--out` (with the configuration it was started with).
     #[arg(long)]
     pub resume: bool,
+    /// Start afresh in a `--out` that already holds a run, deleting its checkpoints, weights,
+    /// history and plots (without it such a folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Output folder: checkpoints, `train.log`, `history.csv`, plots, `final.safetensors`.
     #[arg(long)]
     pub out: PathBuf,
@@ -79,6 +83,14 @@ struct State {
     /// or trust radius); Adam's moments are in `optim.safetensors` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     optimizer: Option<optim::OptimizerConfig>,
+    /// The configuration (TOML, with the strategy run) the checkpoint was trained with;
+    /// `--resume` refuses a different one.
+    #[serde(default)]
+    config: Option<String>,
+    /// True in the checkpoint written when training ended (a `--resume` then only writes the
+    /// final outputs, e.g. after writing `final.safetensors` failed).
+    #[serde(default)]
+    finished: bool,
 }
 
 /// The optimizer state a checkpoint saves.
@@ -190,10 +202,57 @@ struct RunHooks<'a> {
     bar: ProgressBar,
     /// Restriction of the run, defining the Galerkin hot start's stencil prolongation.
     restriction: grids::Restriction,
+    /// The configuration run, recorded in every checkpoint.
+    config_toml: String,
+    /// Why the run stopped as diverged (a non-finite validation loss or parameter).
+    diverged: Option<String>,
+    /// Iterations done at the last checkpoint written.
+    last_saved: Option<u64>,
+    /// Whether the last checkpoint written is the finished run's.
+    saved_finished: bool,
+}
+
+/// The name of the first parameter of `varmap` holding a NaN or an infinity.
+pub fn non_finite_parameter(varmap: &VarMap) -> Result<Option<String>> {
+    let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        let values = vars[name].as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
 }
 
 impl RunHooks<'_> {
-    fn save(&self, iterations_done: u64, wu: mge::Fraction, wall_s: f64) -> Result<PathBuf> {
+    /// Record a divergence (the run stops with this reason) and return it as the hook error.
+    fn diverge(&mut self, why: String) -> std::result::Result<(), String> {
+        self.diverged = Some(why.clone());
+        Err(why)
+    }
+
+    /// Stop unless the parameters and the validation loss (`val`, computed here when the
+    /// iteration did not validate) are finite after `done` iterations.
+    fn check_finite(&mut self, done: u64, val: Option<f64>) -> std::result::Result<(), String> {
+        if let Some(name) = non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))? {
+            return self.diverge(format!("parameter {name} is not finite after iteration {done}"));
+        }
+        let v = match val {
+            Some(v) => v,
+            None => validation_loss(self.model, self.loss, &self.validation).map_err(|e| format!("{e:#}"))?,
+        };
+        if !v.is_finite() {
+            return self.diverge(format!("validation loss = {v} after iteration {done}"));
+        }
+        Ok(())
+    }
+
+    /// Write the checkpoint after `iterations_done` iterations, once the parameters and the
+    /// validation loss are checked finite (so `LATEST` never names a diverged state).
+    fn save(&mut self, iterations_done: u64, wu: mge::Fraction, wall_s: f64, val: Option<f64>, finished: bool) -> Result<PathBuf> {
+        self.check_finite(iterations_done, val).map_err(|e| anyhow::anyhow!(e))?;
         let state = State {
             iterations_done,
             wu_numer: wu.numer(),
@@ -205,14 +264,18 @@ impl RunHooks<'_> {
                 OptimizerState::Adam(_) => None,
                 OptimizerState::SecondOrder(c) => Some(*c),
             },
+            config: Some(self.config_toml.clone()),
+            finished,
         };
-        checkpointing::save(self.out, iterations_done, &state, |dir| {
+        let dir = checkpointing::save(self.out, iterations_done, &state, |dir| {
             save_model(&dir.join("model.safetensors"), self.model_cfg, self.varmap)?;
             match &self.optimizer {
                 OptimizerState::Adam(adam) => adam.borrow().save(&dir.join("optim.safetensors")),
                 OptimizerState::SecondOrder(_) => Ok(()),
             }
-        })
+        })?;
+        (self.last_saved, self.saved_finished) = (Some(iterations_done), finished);
+        Ok(dir)
     }
 }
 
@@ -289,8 +352,17 @@ impl fmg::Hooks for RunHooks<'_> {
             tracing::info!(iteration = rec.iteration, stage = rec.stage, loss = rec.loss, val_loss = v, wu, wall_s, ratios = %ratios, "validation");
         }
         let done = rec.iteration + 1;
+        if let Some(v) = rec.val_loss.filter(|v| !v.is_finite()) {
+            self.diverge(format!("validation loss = {v} after iteration {done} (mesh 2^{}h)", rec.level))?;
+        }
         if done % self.checkpoint_every == 0 || done == self.total_iters {
-            self.save(done, rec.wu_total, wall_s).map_err(|e| format!("checkpoint at iteration {done}: {e:#}"))?;
+            let finished = done == self.total_iters;
+            if let Err(e) = self.save(done, rec.wu_total, wall_s, rec.val_loss, finished) {
+                return Err(match &self.diverged {
+                    Some(why) => why.clone(),
+                    None => format!("checkpoint at iteration {done}: {e:#}"),
+                });
+            }
         }
         Ok(fmg::Control::Continue)
     }
@@ -352,10 +424,10 @@ pub fn train_run(
     start: Start,
     device: &Device,
 ) -> Result<RunOutcome> {
-    ensure_out_dir(out)?;
+    let _lock = checkpointing::RunLock::acquire(out)?;
     let mut used = cfg.clone();
     used.train.strategy = strategy;
-    std::fs::write(out.join("config.toml"), used.to_toml()?)?;
+    let used_toml = used.to_toml()?;
     let model_cfg = model_config(cfg, origin)?;
     let mut varmap = VarMap::new();
     let model = models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))
@@ -409,6 +481,17 @@ pub fn train_run(
     };
     let driver = fmg::Driver::new(stages, driver_cfg)?;
     let total_iters = driver.total_iters();
+    let batches = match fstrategy {
+        fmg::Strategy::Single { batch } => vec![batch],
+        _ => plan.batch.clone(),
+    };
+    let footprint = crate::resources::ModelFootprint::of(&varmap)?;
+    crate::resources::check_fits(
+        &format!("training {} ({})", origin.display(), strategy.name()),
+        crate::resources::training_bytes(footprint, cfg.data.size as u64, cfg.data.channels as u64, &batches, cfg.data.validation_images as u64),
+        crate::resources::available_memory(),
+        "reduce data.size, train.n0 (or train.batch, train.single_batch) or data.validation_images",
+    )?;
 
     let source = train_source(cfg)?;
     let validation = validation_set(cfg, source.clone(), device)?;
@@ -428,10 +511,26 @@ pub fn train_run(
     };
     let mut acct = mge::Accountant::new();
     let resume = matches!(start, Start::Resume);
-    let (mut start, mut wall_offset, mut history) = (0u64, 0.0, Vec::new());
+    let (mut start, mut wall_offset, mut history, mut finished) = (0u64, 0.0, Vec::new(), false);
     if resume {
         match checkpointing::load_latest::<State>(out)? {
             Some(ck) => {
+                match &ck.state.config {
+                    Some(recorded) => {
+                        let differ = config_differences(recorded, &used_toml)?;
+                        if !differ.is_empty() {
+                            bail!(
+                                "--resume: the checkpoint {} was trained with another configuration: {} differ{} ({}); resume with the run's own config ({}) and strategy, or train into another --out",
+                                ck.dir.display(),
+                                differ.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>().join(", "),
+                                if differ.len() == 1 { "s" } else { "" },
+                                differ.iter().map(|(k, a, b)| format!("{k}: checkpoint {a}, given {b}")).collect::<Vec<_>>().join("; "),
+                                out.join("config.toml").display()
+                            );
+                        }
+                    }
+                    None => tracing::warn!("checkpoint {} records no configuration: it cannot be checked against {}", ck.dir.display(), origin.display()),
+                }
                 varmap
                     .load(ck.dir.join("model.safetensors"))
                     .with_context(|| format!("checkpoint {}: model weights", ck.dir.display()))?;
@@ -452,14 +551,127 @@ pub fn train_run(
                 sampler.loader.set_position(s.loader_position);
                 position.set(s.loader_position);
                 (start, wall_offset, history) = (s.iterations_done, s.wall_s, s.history);
+                finished = s.finished || start >= total_iters;
                 tracing::info!("resuming {} from iteration {start} (checkpoint of step {}: {})", out.display(), ck.step, ck.dir.display());
             }
             None => tracing::warn!("--resume: no checkpoint in {}, starting from scratch", out.display()),
         }
     }
-    if start >= total_iters {
-        bail!("{}: the run already finished ({start} of {total_iters} iterations)", out.display());
+    if finished && out.join("final.safetensors").exists() {
+        bail!(
+            "{}: the run already finished ({start} of {total_iters} iterations; final.safetensors is written): nothing to resume (--overwrite trains it again)",
+            out.display()
+        );
     }
+    std::fs::write(out.join("config.toml"), &used_toml)
+        .with_context(|| format!("cannot write {}", out.join("config.toml").display()))?;
+    let (history, ratios) = if finished {
+        tracing::info!("{}: training had finished at iteration {start}; writing the final outputs", out.display());
+        (history, Vec::new())
+    } else {
+        run_driver(RunParts {
+            cfg,
+            strategy,
+            out,
+            model: model.as_ref(),
+            varmap: &varmap,
+            model_cfg: &model_cfg,
+            driver: &driver,
+            sampler: &mut sampler,
+            validation,
+            vars: &vars,
+            optimizer,
+            position,
+            acct: &mut acct,
+            start,
+            wall_offset,
+            history,
+            restriction: plan.restriction,
+            config_toml: used_toml,
+        })?
+    };
+    if let Some(name) = non_finite_parameter(&varmap)? {
+        bail!("training diverged: parameter {name} is not finite at the end; final.safetensors is not written");
+    }
+    let final_checkpoint = out.join("final.safetensors");
+    save_model(&final_checkpoint, &model_cfg, &varmap)?;
+    write_history(&out.join("history.csv"), &history)?;
+    plot_history(out, &[(strategy.name().to_string(), history.clone())])?;
+    let last = history.last();
+    Ok(RunOutcome {
+        wu: last.map_or(0.0, |h| h.wu),
+        wall_s: last.map_or(0.0, |h| h.wall_s),
+        history,
+        final_checkpoint,
+        variance_ratios: ratios,
+    })
+}
+
+/// The keys whose values differ between two configuration TOML texts, with both values
+/// (`data.threads`, `data.test_dir` and `data.test_images` do not change training and are
+/// not compared).
+pub fn config_differences(recorded: &str, given: &str) -> Result<Vec<(String, String, String)>> {
+    fn flatten(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let parse = |text: &str| -> Result<std::collections::BTreeMap<String, String>> {
+        let table: toml::Table = toml::from_str(text).context("recorded configuration does not parse")?;
+        let mut flat = std::collections::BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for k in ["data.threads", "data.test_dir", "data.test_images"] {
+            flat.remove(k);
+        }
+        Ok(flat)
+    };
+    let (a, b) = (parse(recorded)?, parse(given)?);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let absent = || "(absent)".to_string();
+    Ok(keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| (k.clone(), a.get(k).cloned().unwrap_or_else(absent), b.get(k).cloned().unwrap_or_else(absent)))
+        .collect())
+}
+
+/// What [`run_driver`] needs from [`train_run`].
+struct RunParts<'a, 'm> {
+    cfg: &'a TrainConfig,
+    strategy: Strategy,
+    out: &'a Path,
+    model: &'m dyn models::Model,
+    varmap: &'a VarMap,
+    model_cfg: &'a models::ModelConfig,
+    driver: &'a fmg::Driver,
+    sampler: &'a mut ResumableSampler,
+    validation: Degraded,
+    vars: &'a [candle_core::Var],
+    optimizer: OptimizerState,
+    position: Rc<Cell<u64>>,
+    acct: &'a mut mge::Accountant,
+    start: u64,
+    wall_offset: f64,
+    history: Vec<HistoryPoint>,
+    restriction: grids::Restriction,
+    config_toml: String,
+}
+
+/// Train from iteration `p.start` to the end; returns the history and the last variance
+/// ratios. A divergence (non-finite loss, validation loss or parameter) stops the run with
+/// no checkpoint written after it.
+fn run_driver(p: RunParts) -> Result<(Vec<HistoryPoint>, Vec<Option<f64>>)> {
+    let RunParts { cfg, strategy, out, model, varmap, model_cfg, driver, sampler, validation, vars, optimizer, position, acct, start, wall_offset, history, restriction, config_toml } = p;
+    let t = &cfg.train;
+    let total_iters = driver.total_iters();
     let loss = loss_fn(t.loss);
     let bar = ProgressBar::new(total_iters).with_position(start);
     bar.set_style(
@@ -468,11 +680,11 @@ pub fn train_run(
     );
     bar.set_prefix(format!("{} {}", cfg.task.name(), strategy.name()));
     let mut hooks = RunHooks {
-        model: model.as_ref(),
+        model,
         loss: loss.as_ref(),
         validation,
-        varmap: &varmap,
-        model_cfg: &model_cfg,
+        varmap,
+        model_cfg,
         optimizer,
         position,
         out,
@@ -480,10 +692,14 @@ pub fn train_run(
         total_iters,
         stages: driver.stages().len(),
         wall_offset,
-        history: std::mem::take(&mut history),
+        history,
         ratios: Vec::new(),
         bar,
-        restriction: plan.restriction,
+        restriction,
+        config_toml,
+        diverged: None,
+        last_saved: None,
+        saved_finished: false,
     };
     let (mut adam, mut first, mut second);
     let update: &mut dyn fmg::Update = match &hooks.optimizer {
@@ -493,35 +709,41 @@ pub fn train_run(
             &mut first
         }
         OptimizerState::SecondOrder(c) => {
-            second = fmg::SecondOrderUpdate::new(c.build(vars.clone())?);
+            second = fmg::SecondOrderUpdate::new(c.build(vars.to_vec())?);
             &mut second
         }
     };
     let fwd = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
-    let result = driver.run_with(&fwd, loss.as_ref(), &mut sampler, &vars, update, &mut acct, start, &mut hooks);
+    let result = driver.run_with(&fwd, loss.as_ref(), sampler, vars, update, acct, start, &mut hooks);
     hooks.bar.finish();
+    let kept = |hooks: &RunHooks| match hooks.last_saved {
+        Some(step) => format!(
+            "the last good checkpoint (after iteration {step}) is kept in {}",
+            checkpointing::checkpoints_dir(out).display()
+        ),
+        None => "no checkpoint of this run was written".to_string(),
+    };
     if let Err(e) = result {
+        if let Some(why) = &hooks.diverged {
+            bail!("training diverged: {why}; {} (try a smaller train.lr)", kept(&hooks));
+        }
         if let fmg::Error::NonFinite { iteration, level, loss } = &e {
-            bail!(
-                "training diverged: loss = {loss} at iteration {iteration} (mesh 2^{level}h); the last good checkpoint is kept in {}",
-                checkpointing::checkpoints_dir(out).display()
-            );
+            bail!("training diverged: loss = {loss} at iteration {iteration} (mesh 2^{level}h); {} (try a smaller train.lr)", kept(&hooks));
         }
         return Err(e.into());
     }
-    let final_checkpoint = out.join("final.safetensors");
-    save_model(&final_checkpoint, &model_cfg, &varmap)?;
-    let history = hooks.history;
-    write_history(&out.join("history.csv"), &history)?;
-    plot_history(out, &[(strategy.name().to_string(), history.clone())])?;
-    let last = history.last();
-    Ok(RunOutcome {
-        wu: last.map_or(0.0, |h| h.wu),
-        wall_s: last.map_or(0.0, |h| h.wall_s),
-        history,
-        final_checkpoint,
-        variance_ratios: hooks.ratios,
-    })
+    // The checkpoint of the finished run (also after early stopping), from which a
+    // `--resume` can write the final outputs should writing them fail.
+    if !hooks.saved_finished {
+        let (done, wall_s) = hooks.history.last().map_or((start, wall_offset), |h| (h.iteration + 1, h.wall_s));
+        if let Err(e) = hooks.save(done, acct.total(), wall_s, None, true) {
+            match &hooks.diverged {
+                Some(why) => bail!("training diverged: {why}; {} (try a smaller train.lr)", kept(&hooks)),
+                None => return Err(e),
+            }
+        }
+    }
+    Ok((hooks.history, hooks.ratios))
 }
 
 /// `history.csv`: `iteration,stage,level,loss,wu,wall_s,val_loss`.
@@ -556,11 +778,49 @@ pub fn plot_history(dir: &Path, runs: &[(String, Vec<HistoryPoint>)]) -> Result<
     Ok(())
 }
 
+/// Refuse to start afresh in a folder holding a run unless `overwrite` (which deletes it).
+pub fn check_fresh_out(out: &Path, resume: bool, overwrite: bool) -> Result<()> {
+    if resume {
+        return Ok(());
+    }
+    if let Some(found) = checkpointing::existing_run(out) {
+        if !overwrite {
+            bail!(
+                "{} already holds a training run ({} exists): continue it with --resume, choose another --out, or pass --overwrite to delete it and start afresh",
+                out.display(),
+                found.display()
+            );
+        }
+        // Deleting under the lock: not while another run writes there.
+        let _lock = checkpointing::RunLock::acquire(out)?;
+        tracing::warn!("--overwrite: deleting the run in {}", out.display());
+        checkpointing::clear_run(out)?;
+    }
+    Ok(())
+}
+
+/// The test images of `data.test_dir` (the first `data.test_images` photos, whole, at
+/// `data.size`), degraded once for the config's task.
+pub fn config_test_set(cfg: &TrainConfig, device: &Device) -> Result<crate::eval::TestSet> {
+    let d = &cfg.data;
+    if !d.test_dir.is_dir() {
+        bail!("data.test_dir = {:?}: not a folder (the test images scored at the end of training)", d.test_dir.display().to_string());
+    }
+    let mut test = crate::eval::TestSet::load(&d.test_dir, cfg.task, d.size, d.channels, None, d.blur_sigma, cfg.train.seed, device)
+        .context("data.test_dir")?;
+    test.truncate(d.test_images)?;
+    Ok(test)
+}
+
 pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
     let cfg = TrainConfig::load(&a.config)?;
     let strategy = a.strategy.unwrap_or(cfg.train.strategy);
     let start = if a.resume { Start::Resume } else { Start::Fresh };
+    check_fresh_out(&a.out, a.resume, a.overwrite)?;
+    // Loaded (and checked) before training, scored after it.
+    let test = config_test_set(&cfg, &ctx.device)?;
     let r = train_run(&cfg, &a.config, strategy, &a.out, start, &ctx.device)?;
+    let scores = crate::eval::score_checkpoint(&r.final_checkpoint, &test, &a.out.join("test"), &ctx.device)?;
     let last_val = r.history.iter().rev().find_map(|p| p.val_loss);
     println!(
         "{} {}: {} iterations, #WU {:.1}, wall {:.1} s, final validation loss {}, checkpoint {}",
@@ -575,6 +835,15 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
     if !r.variance_ratios.is_empty() {
         println!("last per-term variance ratios V_l / V_fine: {}", fmt_ratios(&r.variance_ratios));
     }
+    println!(
+        "test ({} images of {}): mean mse {:.6e} psnr {:.3} dB ssim {:.4}, per image in {}",
+        test.len(),
+        cfg.data.test_dir.display(),
+        crate::eval::mean(&scores.mse),
+        crate::eval::mean(&scores.psnr),
+        crate::eval::mean(&scores.ssim),
+        a.out.join("test/results.csv").display()
+    );
     Ok(())
 }
 
