@@ -347,4 +347,75 @@ mod tests {
         assert!(dir.join("out/samples.png").exists());
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    /// A folder of `n` small PNGs and a tiny denoising ResNet checkpoint in `dir`.
+    fn fixture(dir: &Path, n: usize) -> (PathBuf, PathBuf, VarMap, models::ModelConfig) {
+        std::fs::remove_dir_all(dir).ok();
+        let images = dir.join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        for k in 0..n {
+            let img = image::RgbImage::from_fn(20, 20, |x, y| image::Rgb([(k * 50) as u8, (x * 10) as u8, (y * 10) as u8]));
+            img.save(images.join(format!("{k}.png"))).unwrap();
+        }
+        let cfg: models::ModelConfig = toml::from_str("kind = \"resnet\"\nhidden = 4\nblocks = 1\nnoise_conditioning = false").unwrap();
+        let varmap = VarMap::new();
+        models::build(&cfg, VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu)).unwrap();
+        let ckpt = dir.join("final.safetensors");
+        models::checkpoint::save(&ckpt, &cfg, &varmap, &Default::default()).unwrap();
+        (images, ckpt, varmap, cfg)
+    }
+
+    fn args(images: &Path, ckpt: &Path, task: Task, size: usize, out: PathBuf) -> Args {
+        Args { checkpoint: ckpt.to_path_buf(), task, images: images.to_path_buf(), size, seed: 0, blur_sigma: 3.0, out }
+    }
+
+    /// runs: `eval` refuses a checkpoint holding NaN weights instead of printing `mse NaN`.
+    #[test]
+    fn eval_refuses_non_finite_weights() {
+        let dir = std::env::temp_dir().join(format!("xtask-eval-nan-{}", std::process::id()));
+        let (images, ckpt, varmap, cfg) = fixture(&dir, 2);
+        {
+            let vars = varmap.data().lock().unwrap();
+            let (_, v) = vars.iter().next().unwrap();
+            let nan = (v.as_tensor().ones_like().unwrap() * f64::NAN).unwrap();
+            v.set(&nan).unwrap();
+        }
+        models::checkpoint::save(&ckpt, &cfg, &varmap, &Default::default()).unwrap();
+        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, 16, dir.join("out")), &Device::Cpu).unwrap_err());
+        assert!(e.contains("NaN") && e.contains("diverged"), "{e}");
+        assert!(!dir.join("out/results.csv").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Smaller cases: `eval --task superres` with a denoising checkpoint is a clear error
+    /// (from the run's config.toml when there is one, else from the output shape), and
+    /// `--size` out of range is refused.
+    #[test]
+    fn eval_with_another_task_says_so() {
+        let dir = std::env::temp_dir().join(format!("xtask-eval-task-{}", std::process::id()));
+        let (images, ckpt, _, _) = fixture(&dir, 2);
+        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Superres, 16, dir.join("out")), &Device::Cpu).unwrap_err());
+        assert!(e.contains("trained for another task"), "{e}");
+        std::fs::write(dir.join("config.toml"), "task = \"denoise\"\n").unwrap();
+        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Superres, 16, dir.join("out")), &Device::Cpu).unwrap_err());
+        assert!(e.contains("trained for task denoise") && e.contains("--task denoise"), "{e}");
+        for size in [0, 3, MAX_SIZE + 2] {
+            let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, size, dir.join("out")), &Device::Cpu).unwrap_err());
+            assert!(e.contains("--size"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// resources: `eval --size 16384` is refused at once with the estimate and the available
+    /// memory (it used to abort on a failed 3 GiB allocation after 48 s).
+    #[test]
+    fn eval_too_large_for_memory_is_refused_before_loading() {
+        let dir = std::env::temp_dir().join(format!("xtask-eval-mem-{}", std::process::id()));
+        let (images, ckpt, _, _) = fixture(&dir, 13);
+        let t = std::time::Instant::now();
+        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, 16384, dir.join("out")), &Device::Cpu).unwrap_err());
+        assert!(e.contains("(estimate)") && e.contains("available") && e.contains("--size"), "{e}");
+        assert!(t.elapsed().as_secs() < 5);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

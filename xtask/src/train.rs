@@ -990,22 +990,136 @@ stats_every = 0
         std::fs::remove_dir_all(&i).ok();
     }
 
+    /// runs: a diverging run stops; no checkpoint written after the bad update survives (the
+    /// one `LATEST` names, if any, has finite weights and a finite validation loss), and no
+    /// `final.safetensors` is written.
     #[test]
-    fn a_non_finite_loss_names_the_iteration_and_keeps_the_last_good_checkpoint() {
+    fn a_diverging_run_stops_and_latest_never_names_a_non_finite_checkpoint() {
         let origin = Path::new("tiny.toml");
-        let mut cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", "checkpoint_every = 1"), origin).unwrap();
-        // Past validation on purpose: the first step throws every weight to ~1e30.
-        cfg.train.lr = 1e30;
-        let out = tmp("nan");
+        for (lr, every) in [(1e30, 1), (1e30, 6)] {
+            let mut cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", &format!("checkpoint_every = {every}")), origin).unwrap();
+            // Past validation on purpose: the first step throws every weight to ~1e30.
+            cfg.train.lr = lr;
+            let out = tmp(&format!("nan-{every}-{lr}"));
+            let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+            assert!(e.contains("diverged") && e.contains("iteration"), "{e}");
+            assert!(!out.join("final.safetensors").exists());
+            if let Some(ck) = checkpointing::load_latest::<State>(&out).unwrap() {
+                assert!(e.contains("last good checkpoint"), "{e}");
+                let init = ck.dir.join("model.safetensors");
+                let (_, varmap, _) = models::checkpoint::load(&init, &Device::Cpu).unwrap();
+                assert_eq!(non_finite_parameter(&varmap).unwrap(), None);
+                assert!(initial_validation_loss(&cfg, &init).is_finite(), "{lr} {every}: {e}");
+            } else {
+                assert!(e.contains("no checkpoint"), "{e}");
+            }
+            std::fs::remove_dir_all(&out).ok();
+        }
+    }
+
+    fn small_run(name: &str) -> (TrainConfig, PathBuf) {
+        let origin = Path::new("tiny.toml");
+        let text = TINY.replace("iterations = 12", "iterations = 4").replace("checkpoint_every = 6", "checkpoint_every = 2");
+        (TrainConfig::parse(&text, origin).unwrap(), tmp(name))
+    }
+
+    /// runs: a folder holding a run is refused without --overwrite (which deletes it); a
+    /// folder in use by a live run is refused with "in use".
+    #[test]
+    fn a_finished_run_is_not_overwritten_without_overwrite() {
+        let origin = Path::new("tiny.toml");
+        let (cfg, out) = small_run("overwrite");
+        check_fresh_out(&out, false, false).unwrap();
+        train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).unwrap();
+        let e = format!("{:#}", check_fresh_out(&out, false, false).unwrap_err());
+        assert!(e.contains("already holds a training run") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+        // An interrupted run (checkpoints, no final weights) is protected too.
+        std::fs::remove_file(out.join("final.safetensors")).unwrap();
+        std::fs::remove_file(out.join("history.csv")).unwrap();
+        assert!(check_fresh_out(&out, false, false).is_err());
+        check_fresh_out(&out, true, false).unwrap();
+        check_fresh_out(&out, false, true).unwrap();
+        assert!(!checkpointing::checkpoints_dir(&out).exists() && !out.join("config.toml").exists());
+        check_fresh_out(&out, false, false).unwrap();
+        // Two runs on one folder: the second stops at once with "in use".
+        let lock = checkpointing::RunLock::acquire(&out).unwrap();
         let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
-        assert!(e.contains("diverged") && e.contains("at iteration"), "{e}");
-        let iteration: u64 = e.split("at iteration ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-        assert!(iteration >= 1, "{e}");
-        // The checkpoint after the last finite iteration verifies and its weights load.
-        let ck = checkpointing::load_latest::<State>(&out).unwrap().unwrap();
-        assert_eq!(ck.state.iterations_done, iteration);
-        models::checkpoint::load(&ck.dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        assert!(e.contains("in use"), "{e}");
+        assert!(check_fresh_out(&tmp("overwrite"), false, false).is_ok());
+        drop(lock);
         std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// resume: another strategy (or any training key) than the checkpoint's is refused, naming
+    /// the keys, and `config.toml` is left as it was.
+    #[test]
+    fn resume_with_another_config_names_the_differing_keys() {
+        let origin = Path::new("tiny.toml");
+        let (cfg, out) = small_run("resume-other");
+        train_run(&cfg, origin, Strategy::FullMultiscale, &out, Start::Fresh, &Device::Cpu).unwrap();
+        std::fs::remove_file(out.join("final.safetensors")).unwrap();
+        let before = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Resume, &Device::Cpu).err().unwrap());
+        assert!(e.contains("another configuration") && e.contains("train.strategy"), "{e}");
+        let mut other = cfg.clone();
+        other.train.lr = 1e-3;
+        other.data.threads = 1;
+        let e = format!("{:#}", train_run(&other, origin, Strategy::FullMultiscale, &out, Start::Resume, &Device::Cpu).err().unwrap());
+        assert!(e.contains("train.lr") && !e.contains("train.strategy") && !e.contains("data.threads"), "{e}");
+        assert_eq!(std::fs::read_to_string(out.join("config.toml")).unwrap(), before);
+        std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// resume: when writing `final.safetensors` fails at the end, `--resume` finishes the job
+    /// from the finished run's checkpoint (no iteration is run again); then there is nothing
+    /// left to resume.
+    #[test]
+    fn a_failed_final_write_is_finished_by_resume() {
+        let origin = Path::new("tiny.toml");
+        let (cfg, out) = small_run("final-fails");
+        std::fs::create_dir_all(out.join("final.safetensors")).unwrap();
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+        assert!(e.contains("final.safetensors"), "{e}");
+        std::fs::remove_dir_all(out.join("final.safetensors")).unwrap();
+        let r = train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Resume, &Device::Cpu).unwrap();
+        assert_eq!(r.history.len(), 4);
+        models::checkpoint::load(&out.join("final.safetensors"), &Device::Cpu).unwrap();
+        assert!(out.join("history.csv").is_file());
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Resume, &Device::Cpu).err().unwrap());
+        assert!(e.contains("already finished"), "{e}");
+        std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// resources: a run whose estimate exceeds the machine's memory is refused before it
+    /// allocates anything, with the estimate and the available memory.
+    #[test]
+    fn a_run_too_large_for_memory_is_refused_with_the_estimate() {
+        let origin = Path::new("tiny.toml");
+        let text = TINY.replace("size = 16", "size = 16384").replace("n0 = 2", "n0 = 65536");
+        let cfg = TrainConfig::parse(&text, origin).unwrap();
+        let out = tmp("too-large");
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+        assert!(e.contains("GiB of memory (estimate)") && e.contains("available") && e.contains("train.n0"), "{e}");
+        std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// data.test_dir / data.test_images: the finished run is scored on those images.
+    #[test]
+    fn the_config_test_images_are_loaded_and_limited() {
+        let dir = tmp("test-dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, v) in [("a", 40u8), ("b", 120), ("c", 200)] {
+            image::RgbImage::from_fn(20, 20, |x, y| image::Rgb([v, (x * 10) as u8, (y * 10) as u8])).save(dir.join(format!("{name}.png"))).unwrap();
+        }
+        let origin = Path::new("tiny.toml");
+        let text = TINY.replace("validation_images = 4", &format!("validation_images = 4\ntest_dir = {:?}\ntest_images = 2", dir.display().to_string()));
+        let cfg = TrainConfig::parse(&text, origin).unwrap();
+        let test = config_test_set(&cfg, &Device::Cpu).unwrap();
+        assert_eq!((test.names.clone(), test.degraded.input.dims().to_vec()), (vec!["a".to_string(), "b".to_string()], vec![2, 3, 16, 16]));
+        let mut missing = cfg.clone();
+        missing.data.test_dir = dir.join("nope");
+        assert!(format!("{:#}", config_test_set(&missing, &Device::Cpu).err().unwrap()).contains("data.test_dir"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// A `MakeWriter` collecting the log in memory.
