@@ -279,7 +279,7 @@ pub fn clear_run(out: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
@@ -380,6 +380,49 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out.join(LOCK)).unwrap().trim(), std::process::id().to_string());
         drop(lock);
         std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// Cases per property: `PROPTEST_CASES` when set, else 16 (CI).
+    pub(crate) fn fuzz_config() -> proptest::prelude::ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
+        proptest::prelude::ProptestConfig { cases, failure_persistence: None, ..Default::default() }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fuzz_config())]
+
+        /// Proptest over bytes: a damaged `state.json`, payload or `LATEST` is an error (or,
+        /// for an unchanged file, the saved state), never a panic and never another state.
+        #[test]
+        fn a_damaged_checkpoint_never_panics(
+            target in 0usize..3,
+            flips in proptest::collection::vec((proptest::sample::select(vec![0usize, 1, 7, 30, 60, 99, 200]), proptest::prelude::any::<u8>()), 0..4),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            truncate in proptest::prelude::any::<bool>(),
+        ) {
+            let out = tmp(&format!("fuzz-{target}"));
+            let dir = save(&out, 12, &vec![1u64, 22, 333], payload("some weights")).unwrap();
+            let file = [dir.join(STATE), dir.join("model.bin"), checkpoints_dir(&out).join(LATEST)][target].clone();
+            let mut b = std::fs::read(&file).unwrap();
+            let original = b.clone();
+            for (pos, val) in flips {
+                let i = pos % b.len();
+                b[i] = val;
+            }
+            if truncate {
+                b.truncate(cut.index(b.len() + 1));
+            }
+            std::fs::write(&file, &b).unwrap();
+            match load_latest::<Vec<u64>>(&out) {
+                Ok(Some(l)) => {
+                    let same_payload = std::fs::read(dir.join("model.bin")).unwrap() == b"some weights";
+                    proptest::prop_assert!(same_payload && l.state == vec![1, 22, 333], "{b:?} vs {original:?}");
+                }
+                Ok(None) => proptest::prop_assert!(false, "a checkpoint vanished"),
+                Err(_) => {}
+            }
+            std::fs::remove_dir_all(&out).ok();
+        }
     }
 
     #[test]

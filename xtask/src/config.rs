@@ -638,6 +638,30 @@ lr = 5e-4
         assert!(e.contains("colorize") && e.contains("task"), "{e}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(crate::checkpointing::tests::fuzz_config())]
+
+        /// Proptest over bytes: any text, or the good config with a few bytes changed, parses
+        /// or is an error naming the file, never a panic.
+        #[test]
+        fn any_config_text_never_panics(
+            flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..4),
+            random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let mut b = GOOD.as_bytes().to_vec();
+            for (pos, val) in flips {
+                let i = pos.index(b.len());
+                b[i] = val;
+            }
+            for bytes in [b, random] {
+                let text = String::from_utf8_lossy(&bytes);
+                if let Err(e) = parse(&text) {
+                    proptest::prop_assert!(format!("{e:#}").contains("configs/test.toml"), "{e:#}");
+                }
+            }
+        }
+    }
+
     /// resources: every size-like key is bounded (`train.n0 = 100000000` no longer grows in
     /// memory silently); what fits in memory is then the run's estimate.
     #[test]
