@@ -65,6 +65,22 @@ impl TestSet {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_first(dir, task, size, channels, patches, usize::MAX, blur_sigma, seed, device)
+    }
+
+    /// [`TestSet::load`] keeping only the first `limit` images (only those are resized).
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_first(
+        dir: &Path,
+        task: Task,
+        size: usize,
+        channels: usize,
+        patches: Option<usize>,
+        limit: usize,
+        blur_sigma: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         let folder = crate::train::photos(dir, channels)?;
         let stems: Vec<String> = folder
             .paths()
@@ -80,6 +96,8 @@ impl TestSet {
                 (Box::new(folder.with_random_crops(4 * size, seed)), names)
             }
         };
+        let mut names = names;
+        names.truncate(limit);
         let indices: Vec<u64> = (0..names.len() as u64).collect();
         let clean = data::load_batch(source.as_ref(), &indices, size, 2, device)
             .with_context(|| format!("test images in {}", dir.display()))?;
@@ -90,23 +108,6 @@ impl TestSet {
 
     pub fn len(&self) -> usize {
         self.names.len()
-    }
-
-    /// Keep the first `n` images (all when there are fewer).
-    pub fn truncate(&mut self, n: usize) -> Result<()> {
-        if n >= self.len() {
-            return Ok(());
-        }
-        self.names.truncate(n);
-        let d = &mut self.degraded;
-        let keep = |t: &Tensor| t.narrow(0, 0, n);
-        d.input = keep(&d.input)?;
-        d.target = keep(&d.target)?;
-        d.t = d.t.as_ref().map(keep).transpose()?;
-        d.noise = d.noise.as_ref().map(keep).transpose()?;
-        d.clean_input = d.clean_input.as_ref().map(keep).transpose()?;
-        d.mask = d.mask.as_ref().map(keep).transpose()?;
-        Ok(())
     }
 }
 

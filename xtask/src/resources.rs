@@ -2,10 +2,11 @@
 //! refused with the estimate and the machine's available memory instead of aborting on a
 //! failed allocation halfway (or growing into swap).
 //!
-//! The estimates are deliberately rough upper bounds of the large buffers (images, feature
-//! maps kept for the backward pass, parameters and optimizer moments); a run is refused only
-//! when the estimate exceeds `MemAvailable` of `/proc/meminfo`. Where that cannot be read
-//! (not Linux), nothing is refused.
+//! The estimates are rough sizes of the large buffers (images, feature maps kept for the
+//! backward pass, parameters and optimizer moments), meant to catch runs that cannot fit by a
+//! wide margin without refusing ones that do: a run is refused only when the estimate exceeds
+//! `MemAvailable` of `/proc/meminfo`. Where that cannot be read (not Linux), nothing is
+//! refused.
 
 use anyhow::{bail, Result};
 use candle_nn::VarMap;
@@ -73,8 +74,9 @@ impl ModelFootprint {
 }
 
 /// Training: per level `l` a batch of `batches[l]` images of side `size / 2^l` (an upper
-/// bound for cropping too) whose feature maps and their gradients are kept, the validation
-/// batch (input, target, prediction), parameters with gradient and two Adam moments.
+/// bound for cropping too) whose feature maps (every layer's output channels, counted at the
+/// level's full resolution) are kept for the backward pass, the validation batch (input,
+/// target, prediction), parameters with gradient and two Adam moments.
 pub fn training_bytes(
     model: ModelFootprint,
     size: u64,
@@ -83,11 +85,10 @@ pub fn training_bytes(
     validation_images: u64,
 ) -> u64 {
     let pixels = |l: usize| (size >> l).max(1).saturating_mul(size >> l);
-    let per_pixel_train = F32.saturating_mul(2 * model.channels_sum + 4 * channels);
+    let per_pixel_train = F32.saturating_mul(model.channels_sum + 4 * channels);
     let mut total = 0u64;
     for (l, &n) in batches.iter().enumerate() {
-        // Each MGE term evaluates the model on two meshes: count the batch twice.
-        total = total.saturating_add((2 * n as u64).saturating_mul(pixels(l)).saturating_mul(per_pixel_train));
+        total = total.saturating_add((n as u64).saturating_mul(pixels(l)).saturating_mul(per_pixel_train));
     }
     let validation = validation_images.saturating_mul(pixels(0)).saturating_mul(F32 * (3 * channels + 2 * model.widest));
     let params = model.params.saturating_mul(4 * F32);

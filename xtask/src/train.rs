@@ -481,17 +481,7 @@ pub fn train_run(
     };
     let driver = fmg::Driver::new(stages, driver_cfg)?;
     let total_iters = driver.total_iters();
-    let batches = match fstrategy {
-        fmg::Strategy::Single { batch } => vec![batch],
-        _ => plan.batch.clone(),
-    };
-    let footprint = crate::resources::ModelFootprint::of(&varmap)?;
-    crate::resources::check_fits(
-        &format!("training {} ({})", origin.display(), strategy.name()),
-        crate::resources::training_bytes(footprint, cfg.data.size as u64, cfg.data.channels as u64, &batches, cfg.data.validation_images as u64),
-        crate::resources::available_memory(),
-        "reduce data.size, train.n0 (or train.batch, train.single_batch) or data.validation_images",
-    )?;
+    check_memory(cfg, origin, strategy, crate::resources::ModelFootprint::of(&varmap)?, false)?;
 
     let source = train_source(cfg)?;
     let validation = validation_set(cfg, source.clone(), device)?;
@@ -806,10 +796,28 @@ pub fn config_test_set(cfg: &TrainConfig, device: &Device) -> Result<crate::eval
     if !d.test_dir.is_dir() {
         bail!("data.test_dir = {:?}: not a folder (the test images scored at the end of training)", d.test_dir.display().to_string());
     }
-    let mut test = crate::eval::TestSet::load(&d.test_dir, cfg.task, d.size, d.channels, None, d.blur_sigma, cfg.train.seed, device)
-        .context("data.test_dir")?;
-    test.truncate(d.test_images)?;
-    Ok(test)
+    crate::eval::TestSet::load_first(&d.test_dir, cfg.task, d.size, d.channels, None, d.test_images, d.blur_sigma, cfg.train.seed, device)
+        .context("data.test_dir")
+}
+
+/// Refuse a run of `cfg` with `strategy` whose memory estimate (training batches, validation
+/// and, with `test`, the test images) exceeds the machine's available memory.
+pub fn check_memory(cfg: &TrainConfig, origin: &Path, strategy: Strategy, footprint: crate::resources::ModelFootprint, test: bool) -> Result<()> {
+    let d = &cfg.data;
+    let batches = match fmg_strategy(cfg, strategy).0 {
+        fmg::Strategy::Single { batch } => vec![batch],
+        _ => cfg.level_batches(),
+    };
+    let mut bytes = crate::resources::training_bytes(footprint, d.size as u64, d.channels as u64, &batches, d.validation_images as u64);
+    if test {
+        bytes = bytes.saturating_add(crate::resources::evaluation_bytes(footprint, d.size as u64, d.channels as u64, d.test_images as u64, 16));
+    }
+    crate::resources::check_fits(
+        &format!("training {} ({})", origin.display(), strategy.name()),
+        bytes,
+        crate::resources::available_memory(),
+        "reduce data.size, train.n0 (or train.batch, train.single_batch), data.validation_images or data.test_images",
+    )
 }
 
 pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
@@ -817,6 +825,11 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
     let strategy = a.strategy.unwrap_or(cfg.train.strategy);
     let start = if a.resume { Start::Resume } else { Start::Fresh };
     check_fresh_out(&a.out, a.resume, a.overwrite)?;
+    let varmap = VarMap::new();
+    models::build(&model_config(&cfg, &a.config)?, VarBuilder::from_varmap(&varmap, DType::F32, &ctx.device))
+        .with_context(|| format!("{}: [model]", a.config.display()))?;
+    check_memory(&cfg, &a.config, strategy, crate::resources::ModelFootprint::of(&varmap)?, true)?;
+    drop(varmap);
     // Loaded (and checked) before training, scored after it.
     let test = config_test_set(&cfg, &ctx.device)?;
     let r = train_run(&cfg, &a.config, strategy, &a.out, start, &ctx.device)?;
@@ -1101,6 +1114,49 @@ stats_every = 0
         let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
         assert!(e.contains("GiB of memory (estimate)") && e.contains("available") && e.contains("train.n0"), "{e}");
         std::fs::remove_dir_all(&out).ok();
+        // `train` checks before loading the test images too (65536 of them at 16384^2).
+        let text = TINY.replace("size = 16", "size = 16384").replace("validation_images = 4", "validation_images = 1\ntest_images = 65536");
+        let cfg = TrainConfig::parse(&text, origin).unwrap();
+        let varmap = VarMap::new();
+        models::build(&model_config(&cfg, origin).unwrap(), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        let fp = crate::resources::ModelFootprint::of(&varmap).unwrap();
+        let e = format!("{:#}", check_memory(&cfg, origin, Strategy::Single, fp, true).unwrap_err());
+        assert!(e.contains("data.test_images"), "{e}");
+        check_memory(&TrainConfig::parse(TINY, origin).unwrap(), origin, Strategy::Single, fp, true).unwrap();
+    }
+
+    /// resources: the estimate does not refuse the shipped configs on a small machine (each
+    /// run, with its test images, is estimated below 8 GiB).
+    #[test]
+    fn shipped_configs_are_estimated_small() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let cfg = TrainConfig::load(&path).unwrap();
+            let varmap = VarMap::new();
+            models::build(&model_config(&cfg, &path).unwrap(), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+            let fp = crate::resources::ModelFootprint::of(&varmap).unwrap();
+            for s in [Strategy::Single, Strategy::Multiscale, Strategy::FullMultiscale] {
+                if cfg.check_optimizer(&path, s).is_err() {
+                    continue;
+                }
+                let e = format!("{:?}", check_memory(&cfg, &path, s, fp, true).err());
+                let bytes = {
+                    let batches = match fmg_strategy(&cfg, s).0 {
+                        fmg::Strategy::Single { batch } => vec![batch],
+                        _ => cfg.level_batches(),
+                    };
+                    let d = &cfg.data;
+                    crate::resources::training_bytes(fp, d.size as u64, d.channels as u64, &batches, d.validation_images as u64)
+                        + crate::resources::evaluation_bytes(fp, d.size as u64, d.channels as u64, d.test_images as u64, 16)
+                };
+                println!("{} {}: {:.2} GiB", path.display(), s.name(), bytes as f64 / (1u64 << 30) as f64);
+                assert!(bytes < 8 << 30, "{} {}: {bytes} bytes ({e})", path.display(), s.name());
+            }
+        }
     }
 
     /// data.test_dir / data.test_images: the finished run is scored on those images.
