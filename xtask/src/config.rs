@@ -443,12 +443,17 @@ impl TrainConfig {
         if d.channels != 1 && d.channels != 3 {
             bail!("{f}: data.channels = {}: must be 1 or 3", d.channels);
         }
+        at_most(&f, "data.size", d.size, MAX_SIZE)?;
         positive(&f, "data.test_images", d.test_images)?;
+        at_most(&f, "data.test_images", d.test_images, MAX_IMAGES)?;
         positive(&f, "data.validation_images", d.validation_images)?;
+        at_most(&f, "data.validation_images", d.validation_images, MAX_IMAGES)?;
         positive(&f, "data.threads", d.threads)?;
+        at_most(&f, "data.threads", d.threads, MAX_THREADS)?;
         positive_f(&f, "data.blur_sigma", d.blur_sigma)?;
         positive_f(&f, "data.grf_beta", d.grf_beta)?;
         positive(&f, "train.n0", t.n0)?;
+        at_most(&f, "train.n0", t.n0, MAX_BATCH)?;
         if let Some(b) = &t.batch {
             if b.len() != levels {
                 bail!("{f}: train.batch has {} entries: must have one per level (train.levels = {levels})", b.len());
@@ -456,17 +461,25 @@ impl TrainConfig {
             if b.contains(&0) {
                 bail!("{f}: train.batch = {b:?}: every batch size must be at least 1");
             }
+            if let Some(big) = b.iter().find(|&&n| n > MAX_BATCH) {
+                bail!("{f}: train.batch = {b:?}: every batch size must be at most {MAX_BATCH} ({big} is not)");
+            }
         }
         if let Some(b) = t.single_batch {
             positive(&f, "train.single_batch", b)?;
+            at_most(&f, "train.single_batch", b, MAX_BATCH)?;
         }
         positive(&f, "train.iterations", t.iterations)?;
+        at_most(&f, "train.iterations", t.iterations, MAX_ITERATIONS)?;
         if let Some(i) = t.fmg_iterations {
             positive(&f, "train.fmg_iterations", i)?;
+            at_most(&f, "train.fmg_iterations", i, MAX_ITERATIONS)?;
         }
         if let Some(p) = t.early_stopping_patience {
             positive(&f, "train.early_stopping_patience", p)?;
+            at_most(&f, "train.early_stopping_patience", p, MAX_ITERATIONS)?;
         }
+        at_most(&f, "train.stats_every", t.stats_every, MAX_ITERATIONS)?;
         positive_f(&f, "train.lr", t.lr)?;
         if t.lr > 1.0 {
             bail!("{f}: train.lr = {}: must be at most 1", t.lr);
@@ -481,7 +494,9 @@ impl TrainConfig {
             bail!("{f}: train.stats_every = 0: adaptive allocation needs the per-term statistics (at least 1)");
         }
         positive(&f, "train.checkpoint_every", t.checkpoint_every)?;
+        at_most(&f, "train.checkpoint_every", t.checkpoint_every, MAX_ITERATIONS)?;
         positive(&f, "train.validate_every", t.validate_every)?;
+        at_most(&f, "train.validate_every", t.validate_every, MAX_ITERATIONS)?;
         if !self.model.contains_key("kind") {
             bail!("{f}: model.kind is missing (e.g. kind = \"unet\")");
         }
@@ -515,6 +530,20 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// Bounds of the size-like keys (what fits in memory is checked by a run's estimate).
+pub const MAX_SIZE: usize = 16384;
+pub const MAX_BATCH: usize = 65536;
+pub const MAX_IMAGES: usize = 65536;
+pub const MAX_THREADS: usize = 256;
+pub const MAX_ITERATIONS: usize = 100_000_000;
+
+fn at_most(f: &impl std::fmt::Display, key: &str, v: usize, max: usize) -> Result<()> {
+    if v > max {
+        bail!("{f}: {key} = {v}: must be at most {max}");
+    }
+    Ok(())
 }
 
 fn positive(f: &impl std::fmt::Display, key: &str, v: usize) -> Result<()> {
@@ -607,6 +636,54 @@ lr = 5e-4
         }
         let e = err(&GOOD.replace("task = \"denoise\"", "task = \"colorize\""));
         assert!(e.contains("colorize") && e.contains("task"), "{e}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::checkpointing::tests::fuzz_config())]
+
+        /// Proptest over bytes: any text, or the good config with a few bytes changed, parses
+        /// or is an error naming the file, never a panic.
+        #[test]
+        fn any_config_text_never_panics(
+            flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..4),
+            random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let mut b = GOOD.as_bytes().to_vec();
+            for (pos, val) in flips {
+                let i = pos.index(b.len());
+                b[i] = val;
+            }
+            for bytes in [b, random] {
+                let text = String::from_utf8_lossy(&bytes);
+                if let Err(e) = parse(&text) {
+                    proptest::prop_assert!(format!("{e:#}").contains("configs/test.toml"), "{e:#}");
+                }
+            }
+        }
+    }
+
+    /// resources: every size-like key is bounded (`train.n0 = 100000000` no longer grows in
+    /// memory silently); what fits in memory is then the run's estimate.
+    #[test]
+    fn size_like_keys_are_bounded() {
+        let cases = [
+            ("n0 = 2", "n0 = 100000000", "train.n0"),
+            ("size = 32", "size = 32768", "data.size"),
+            ("lr = 5e-4", "lr = 5e-4\nbatch = [1, 2, 100000000]", "train.batch"),
+            ("lr = 5e-4", "lr = 5e-4\nsingle_batch = 100000000", "train.single_batch"),
+            ("iterations = 10", "iterations = 1000000000", "train.iterations"),
+            ("lr = 5e-4", "lr = 5e-4\nfmg_iterations = 1000000000", "train.fmg_iterations"),
+            ("lr = 5e-4", "lr = 5e-4\ncheckpoint_every = 1000000000", "train.checkpoint_every"),
+            ("lr = 5e-4", "lr = 5e-4\nvalidate_every = 1000000000", "train.validate_every"),
+            ("lr = 5e-4", "lr = 5e-4\nstats_every = 1000000000", "train.stats_every"),
+            ("size = 32", "size = 32\nvalidation_images = 10000000", "data.validation_images"),
+            ("size = 32", "size = 32\ntest_images = 10000000", "data.test_images"),
+            ("size = 32", "size = 32\nthreads = 100000", "data.threads"),
+        ];
+        for (from, to, key) in cases {
+            let e = err(&GOOD.replace(from, to));
+            assert!(e.contains(key) && e.contains("at most"), "{to}: {e}");
+        }
     }
 
     /// `text` with a `[train.optimizer]` table of `body` (after `[train]`, the last section).

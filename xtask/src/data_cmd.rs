@@ -24,7 +24,9 @@ enum DataCommand {
 
 #[derive(clap::Args, Debug)]
 struct PreviewArgs {
-    /// dead-leaves, grf, markov, photos, fashion-mnist, or a folder of PNG/JPEG files.
+    /// dead-leaves, grf, markov, photos, fashion-mnist, `mnist-idx:DIR`, `cifar10:DIR`,
+    /// `cifar100:DIR`, `stl10:DIR` (the formats of `reproduce mgnet --dataset`), or a folder
+    /// of PNG/JPEG files.
     #[arg(long, default_value = "dead-leaves")]
     source: String,
     /// Image side in pixels (even, for super-resolution).
@@ -44,6 +46,11 @@ struct PreviewArgs {
     out: PathBuf,
 }
 
+/// Largest `--size` of a preview.
+const MAX_PREVIEW_SIZE: usize = 4096;
+/// Largest `--count` of a preview.
+const MAX_PREVIEW_COUNT: usize = 256;
+
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
     match args.command {
         DataCommand::Preview(a) => preview(a, ctx),
@@ -58,6 +65,10 @@ fn open_source(name: &str, seed: u64, channels: usize) -> Result<SharedSource> {
         "markov" => Arc::new(MarkovField::new(seed).with_channels(channels)),
         "photos" => Arc::new(PhotoFolder::open(&data::photos_dir())?),
         "fashion-mnist" => Arc::new(data::fashion_mnist()?),
+        spec if ["mnist-idx:", "cifar10:", "cifar100:", "stl10:"].iter().any(|p| spec.starts_with(p)) => {
+            let (kind, dir) = spec.split_once(':').unwrap_or((spec, ""));
+            crate::labelled::LabelledSource::open(&[kind.to_string(), dir.to_string()])?.into_shared()
+        }
         dir => Arc::new(PhotoFolder::open(Path::new(dir)).with_context(|| {
             format!("--source {dir}: not dead-leaves, grf, markov, photos or fashion-mnist, nor a folder of photos")
         })?),
@@ -66,11 +77,13 @@ fn open_source(name: &str, seed: u64, channels: usize) -> Result<SharedSource> {
 
 fn preview(a: PreviewArgs, ctx: &Context) -> Result<()> {
     anyhow::ensure!(
-        a.size >= 2 && a.size % 2 == 0,
-        "--size {} must be even (super-resolution halves it)",
+        (4..=MAX_PREVIEW_SIZE).contains(&a.size),
+        "--size {} must be between 4 and {MAX_PREVIEW_SIZE}",
         a.size
     );
-    anyhow::ensure!(a.count > 0, "--count must be positive");
+    anyhow::ensure!(a.size % 2 == 0, "--size {} must be even (super-resolution halves it)", a.size);
+    anyhow::ensure!((1..=MAX_PREVIEW_COUNT).contains(&a.count), "--count {} must be between 1 and {MAX_PREVIEW_COUNT}", a.count);
+    anyhow::ensure!(a.channels == 1 || a.channels == 3, "--channels {} must be 1 or 3", a.channels);
     let out = ensure_out_dir(&a.out)?;
     let source = open_source(&a.source, a.seed, a.channels)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -100,4 +113,45 @@ fn preview(a: PreviewArgs, ctx: &Context) -> Result<()> {
     tracing::info!(source = %a.source, size = a.size, count = a.count, "columns: clean, {}", degradations.join(", "));
     println!("{}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(source: &str, size: usize, channels: usize, out: &Path) -> PreviewArgs {
+        PreviewArgs { source: source.into(), size, count: 2, seed: 0, channels, out: out.to_path_buf() }
+    }
+
+    /// Smaller cases: `--channels 0` no longer acts as 1, `--size 0` is not reported as odd.
+    #[test]
+    fn bad_sizes_and_channels_are_refused() {
+        let out = std::env::temp_dir().join(format!("xtask-preview-bad-{}", std::process::id()));
+        let ctx = Context { device: Device::Cpu };
+        let e = format!("{:#}", preview(args("dead-leaves", 16, 0, &out), &ctx).unwrap_err());
+        assert!(e.contains("--channels 0"), "{e}");
+        let e = format!("{:#}", preview(args("dead-leaves", 0, 1, &out), &ctx).unwrap_err());
+        assert!(e.contains("--size 0") && e.contains("between"), "{e}");
+        let e = format!("{:#}", preview(args("dead-leaves", 15, 1, &out), &ctx).unwrap_err());
+        assert!(e.contains("even"), "{e}");
+        assert!(!out.exists());
+    }
+
+    /// Smaller cases: STL-10 and CIFAR-100 files are opened by a command.
+    #[test]
+    fn previews_stl10_and_cifar100_files() {
+        let dir = std::env::temp_dir().join(format!("xtask-preview-stl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        crate::labelled::write_test_stl10(&dir, 3);
+        crate::labelled::write_test_cifar100(&dir, 3);
+        let ctx = Context { device: Device::Cpu };
+        for kind in ["stl10", "cifar100"] {
+            let out = dir.join(format!("out-{kind}"));
+            preview(args(&format!("{kind}:{}", dir.display()), 16, 3, &out), &ctx).unwrap();
+            assert!(out.join("preview.png").is_file());
+        }
+        let e = format!("{:#}", preview(args(&format!("stl10:{}", dir.join("nope").display()), 16, 3, &dir.join("o")), &ctx).unwrap_err());
+        assert!(e.contains("train_X.bin"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -65,6 +65,22 @@ impl TestSet {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_first(dir, task, size, channels, patches, usize::MAX, blur_sigma, seed, device)
+    }
+
+    /// [`TestSet::load`] keeping only the first `limit` images (only those are resized).
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_first(
+        dir: &Path,
+        task: Task,
+        size: usize,
+        channels: usize,
+        patches: Option<usize>,
+        limit: usize,
+        blur_sigma: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         let folder = crate::train::photos(dir, channels)?;
         let stems: Vec<String> = folder
             .paths()
@@ -80,6 +96,8 @@ impl TestSet {
                 (Box::new(folder.with_random_crops(4 * size, seed)), names)
             }
         };
+        let mut names = names;
+        names.truncate(limit);
         let indices: Vec<u64> = (0..names.len() as u64).collect();
         let clean = data::load_batch(source.as_ref(), &indices, size, 2, device)
             .with_context(|| format!("test images in {}", dir.display()))?;
@@ -174,30 +192,98 @@ pub fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// Largest `--size` (and `data.size`) accepted.
+pub const MAX_SIZE: usize = 16384;
+
+/// The task a checkpoint was trained for, from the run's `config.toml` beside it
+/// (`DIR/final.safetensors` or `DIR/checkpoints/step-*/model.safetensors`); `None` when there
+/// is no such file.
+fn trained_task(checkpoint: &Path) -> Option<(Task, PathBuf)> {
+    let parent = checkpoint.parent()?;
+    let candidates = [Some(parent.to_path_buf()), parent.parent().and_then(|p| p.parent()).map(Path::to_path_buf)];
+    candidates.into_iter().flatten().map(|d| d.join("config.toml")).find(|p| p.is_file()).and_then(|p| {
+        let table: toml::Table = toml::from_str(&std::fs::read_to_string(&p).ok()?).ok()?;
+        Some((table.get("task")?.as_str()?.parse().ok()?, p))
+    })
+}
+
+/// Load `checkpoint`, refusing non-finite weights.
+fn load_model(checkpoint: &Path, device: &Device) -> Result<(models::ModelConfig, candle_nn::VarMap, Box<dyn models::Model>)> {
+    let (cfg, varmap, _) = models::checkpoint::load(checkpoint, device)
+        .with_context(|| format!("cannot load checkpoint {}", checkpoint.display()))?;
+    if let Some(name) = crate::train::non_finite_parameter(&varmap)? {
+        anyhow::bail!("checkpoint {}: parameter {name} holds NaN or infinite values (a diverged run): refusing to score it", checkpoint.display());
+    }
+    let model = models::build(&cfg, candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device))?;
+    Ok((cfg, varmap, model))
+}
+
+/// Score the model of `checkpoint` on `test`, writing `results.csv` and `samples.png` to `out`.
+/// Refuses non-finite weights, outputs of the wrong shape (a model of another task) and
+/// non-finite scores.
+pub fn score_checkpoint(checkpoint: &Path, test: &TestSet, out: &Path, device: &Device) -> Result<Scores> {
+    let out = ensure_out_dir(out)?;
+    let (cfg, _varmap, model) = load_model(checkpoint, device)?;
+    let what = || format!("the model of {} ({})", checkpoint.display(), cfg.kind());
+    let pred = predict(model.as_ref(), test)
+        .with_context(|| format!("{} cannot be applied to these test inputs: was it trained for another task?", what()))?;
+    let (want, got) = (test.degraded.target.dims(), pred.dims());
+    if want != got {
+        anyhow::bail!(
+            "{} maps the test inputs {:?} to {got:?}, but the targets are {want:?}: it was trained for another task (super-resolution doubles the side, the other tasks keep it)",
+            what(),
+            test.degraded.input.dims()
+        );
+    }
+    let scores = Scores::of(&pred, &test.degraded.target)?;
+    // PSNR is +inf for a perfect output; MSE and SSIM are always finite for finite outputs.
+    if scores.mse.iter().chain(&scores.ssim).any(|v| !v.is_finite()) || scores.psnr.iter().any(|v| v.is_nan()) {
+        anyhow::bail!("{} gives non-finite outputs (NaN or infinite scores): the weights have diverged", what());
+    }
+    write_scores(&out.join("results.csv"), &test.names, &scores)?;
+    save_samples(&out.join("samples.png"), test, &[("prediction".to_string(), pred.clone())])?;
+    Ok(scores)
+}
+
 /// Score `a.checkpoint` on `a.images`; returns the scores (also written to `results.csv`).
 pub fn evaluate(a: &Args, device: &Device) -> Result<Scores> {
-    let out = ensure_out_dir(&a.out)?;
-    let (cfg, varmap, _) = models::checkpoint::load(&a.checkpoint, device)
-        .with_context(|| format!("cannot load checkpoint {}", a.checkpoint.display()))?;
-    let model = models::build(
-        &cfg,
-        candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device),
+    if a.size < 4 || a.size > MAX_SIZE {
+        anyhow::bail!("--size {}: must be between 4 and {MAX_SIZE}", a.size);
+    }
+    if a.task == Task::Superres && a.size % 2 != 0 {
+        anyhow::bail!("--size {}: super-resolution needs an even size (the input is half of it)", a.size);
+    }
+    if let Some((trained, config)) = trained_task(&a.checkpoint) {
+        if trained != a.task {
+            anyhow::bail!(
+                "--task {}: the checkpoint {} was trained for task {} ({} says so); evaluate it with --task {}",
+                a.task.name(),
+                a.checkpoint.display(),
+                trained.name(),
+                config.display(),
+                trained.name()
+            );
+        }
+    }
+    let (cfg, varmap, _) = load_model(&a.checkpoint, device)?;
+    let channels = in_channels(&cfg);
+    let files = std::fs::read_dir(&a.images)
+        .with_context(|| format!("cannot list --images {}", a.images.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_ascii_lowercase();
+            n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg")
+        })
+        .count();
+    crate::resources::check_fits(
+        &format!("eval --size {} on {files} images", a.size),
+        crate::resources::evaluation_bytes(crate::resources::ModelFootprint::of(&varmap)?, a.size as u64, channels as u64, files as u64, CHUNK as u64),
+        crate::resources::available_memory(),
+        "use a smaller --size or fewer images",
     )?;
-    let test = TestSet::load(
-        &a.images,
-        a.task,
-        a.size,
-        in_channels(&cfg),
-        None,
-        a.blur_sigma,
-        a.seed,
-        device,
-    )?;
-    let pred = predict(model.as_ref(), &test)?;
-    let scores = Scores::of(&pred, &test.degraded.target)?;
-    write_scores(&out.join("results.csv"), &test.names, &scores)?;
-    save_samples(&out.join("samples.png"), &test, &[("prediction".to_string(), pred.clone())])?;
-    Ok(scores)
+    drop(varmap);
+    let test = TestSet::load(&a.images, a.task, a.size, channels, None, a.blur_sigma, a.seed, device)?;
+    score_checkpoint(&a.checkpoint, &test, &a.out, device)
 }
 
 pub fn run(a: Args, ctx: &Context) -> Result<()> {
@@ -264,6 +350,77 @@ mod tests {
         assert_eq!(evaluate(&args(5), &Device::Cpu).unwrap().mse, s.mse);
         assert_ne!(evaluate(&args(6), &Device::Cpu).unwrap().mse, s.mse);
         assert!(dir.join("out/samples.png").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A folder of `n` small PNGs and a tiny denoising ResNet checkpoint in `dir`.
+    fn fixture(dir: &Path, n: usize) -> (PathBuf, PathBuf, VarMap, models::ModelConfig) {
+        std::fs::remove_dir_all(dir).ok();
+        let images = dir.join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        for k in 0..n {
+            let img = image::RgbImage::from_fn(20, 20, |x, y| image::Rgb([(k * 50) as u8, (x * 10) as u8, (y * 10) as u8]));
+            img.save(images.join(format!("{k}.png"))).unwrap();
+        }
+        let cfg: models::ModelConfig = toml::from_str("kind = \"resnet\"\nhidden = 4\nblocks = 1\nnoise_conditioning = false").unwrap();
+        let varmap = VarMap::new();
+        models::build(&cfg, VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu)).unwrap();
+        let ckpt = dir.join("final.safetensors");
+        models::checkpoint::save(&ckpt, &cfg, &varmap, &Default::default()).unwrap();
+        (images, ckpt, varmap, cfg)
+    }
+
+    fn args(images: &Path, ckpt: &Path, task: Task, size: usize, out: PathBuf) -> Args {
+        Args { checkpoint: ckpt.to_path_buf(), task, images: images.to_path_buf(), size, seed: 0, blur_sigma: 3.0, out }
+    }
+
+    /// runs: `eval` refuses a checkpoint holding NaN weights instead of printing `mse NaN`.
+    #[test]
+    fn eval_refuses_non_finite_weights() {
+        let dir = std::env::temp_dir().join(format!("xtask-eval-nan-{}", std::process::id()));
+        let (images, ckpt, varmap, cfg) = fixture(&dir, 2);
+        {
+            let vars = varmap.data().lock().unwrap();
+            let (_, v) = vars.iter().next().unwrap();
+            let nan = (v.as_tensor().ones_like().unwrap() * f64::NAN).unwrap();
+            v.set(&nan).unwrap();
+        }
+        models::checkpoint::save(&ckpt, &cfg, &varmap, &Default::default()).unwrap();
+        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, 16, dir.join("out")), &Device::Cpu).unwrap_err());
+        assert!(e.contains("NaN") && e.contains("diverged"), "{e}");
+        assert!(!dir.join("out/results.csv").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Smaller cases: `eval --task superres` with a denoising checkpoint is a clear error
+    /// (from the run's config.toml when there is one, else from the output shape), and
+    /// `--size` out of range is refused.
+    #[test]
+    fn eval_with_another_task_says_so() {
+        let dir = std::env::temp_dir().join(format!("xtask-eval-task-{}", std::process::id()));
+        let (images, ckpt, _, _) = fixture(&dir, 2);
+        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Superres, 16, dir.join("out")), &Device::Cpu).unwrap_err());
+        assert!(e.contains("trained for another task"), "{e}");
+        std::fs::write(dir.join("config.toml"), "task = \"denoise\"\n").unwrap();
+        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Superres, 16, dir.join("out")), &Device::Cpu).unwrap_err());
+        assert!(e.contains("trained for task denoise") && e.contains("--task denoise"), "{e}");
+        for size in [0, 3, MAX_SIZE + 2] {
+            let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, size, dir.join("out")), &Device::Cpu).unwrap_err());
+            assert!(e.contains("--size"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// resources: `eval --size 16384` is refused at once with the estimate and the available
+    /// memory (it used to abort on a failed 3 GiB allocation after 48 s).
+    #[test]
+    fn eval_too_large_for_memory_is_refused_before_loading() {
+        let dir = std::env::temp_dir().join(format!("xtask-eval-mem-{}", std::process::id()));
+        let (images, ckpt, _, _) = fixture(&dir, 13);
+        let t = std::time::Instant::now();
+        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, 16384, dir.join("out")), &Device::Cpu).unwrap_err());
+        assert!(e.contains("(estimate)") && e.contains("available") && e.contains("--size"), "{e}");
+        assert!(t.elapsed().as_secs() < 5);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

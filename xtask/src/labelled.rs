@@ -1,8 +1,9 @@
 //! The labelled image files the classification experiments read: Fashion-MNIST (Debian's
-//! `dataset-fashion-mnist`), MNIST-style IDX files from a folder, CIFAR-10 binary batches.
+//! `dataset-fashion-mnist`), MNIST-style IDX files from a folder, CIFAR-10 and CIFAR-100
+//! binary batches, STL-10 binary files.
 
 use anyhow::{bail, Context as _, Result};
-use data::{Cifar, CifarKind, Idx, ImageSource, StoredImages};
+use data::{Cifar, CifarKind, Idx, ImageSource, SharedSource, Stl10, StoredImages};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use std::path::{Path, PathBuf};
 
@@ -10,12 +11,18 @@ use std::path::{Path, PathBuf};
 pub enum LabelledSource {
     Idx(Idx, String),
     Cifar(Cifar, String),
+    Stl10(Stl10, String),
 }
+
+/// The `--dataset` forms accepted, for messages.
+pub const DATASET_FORMS: &str = "`fashion-mnist`, `mnist-idx DIR`, `cifar10 DIR`, `cifar100 DIR` or `stl10 DIR`";
 
 impl LabelledSource {
     /// Opens `spec`: `["fashion-mnist"]`, `["mnist-idx", DIR]` (a folder with
     /// `train-images-idx3-ubyte[.gz]` and `train-labels-idx1-ubyte[.gz]`) or `["cifar10", DIR]`
-    /// (a folder with `data_batch_1.bin` .. `data_batch_5.bin`).
+    /// (a folder with `data_batch_1.bin` .. `data_batch_5.bin`), `["cifar100", DIR]` (a folder
+    /// with CIFAR-100's `train.bin`, fine labels) or `["stl10", DIR]` (a folder with STL-10's
+    /// `train_X.bin` and `train_y.bin`).
     pub fn open(spec: &[String]) -> Result<Self> {
         match spec {
             [name] if name == "fashion-mnist" => {
@@ -40,9 +47,16 @@ impl LabelledSource {
                 let cifar = Cifar::open_dir(Path::new(dir), CifarKind::Cifar10, true)?;
                 Ok(Self::Cifar(cifar, format!("CIFAR-10 {dir}")))
             }
-            other => bail!(
-                "--dataset {other:?}: expected `fashion-mnist`, `mnist-idx DIR` or `cifar10 DIR`"
-            ),
+            [name, dir] if name == "cifar100" => {
+                let cifar = Cifar::open_dir(Path::new(dir), CifarKind::Cifar100Fine, true)?;
+                Ok(Self::Cifar(cifar, format!("CIFAR-100 {dir}")))
+            }
+            [name, dir] if name == "stl10" => {
+                let dir = Path::new(dir);
+                let stl = Stl10::open(&dir.join("train_X.bin"), Some(&dir.join("train_y.bin")))?;
+                Ok(Self::Stl10(stl, format!("STL-10 {}", dir.display())))
+            }
+            other => bail!("--dataset {other:?}: expected {DATASET_FORMS}"),
         }
     }
 
@@ -50,6 +64,16 @@ impl LabelledSource {
         match self {
             Self::Idx(s, _) => s,
             Self::Cifar(s, _) => s,
+            Self::Stl10(s, _) => s,
+        }
+    }
+
+    /// The images as a source for the loader (`data preview`).
+    pub fn into_shared(self) -> SharedSource {
+        match self {
+            Self::Idx(s, _) => std::sync::Arc::new(s),
+            Self::Cifar(s, _) => std::sync::Arc::new(s),
+            Self::Stl10(s, _) => std::sync::Arc::new(s),
         }
     }
 
@@ -58,6 +82,7 @@ impl LabelledSource {
         match self {
             Self::Idx(s, _) => s.stored(),
             Self::Cifar(s, _) => s.stored(),
+            Self::Stl10(s, _) => s.stored(),
         }
     }
 
@@ -76,7 +101,7 @@ impl LabelledSource {
     /// A name for tables and messages.
     pub fn name(&self) -> &str {
         match self {
-            Self::Idx(_, n) | Self::Cifar(_, n) => n,
+            Self::Idx(_, n) | Self::Cifar(_, n) | Self::Stl10(_, n) => n,
         }
     }
 }
@@ -86,8 +111,10 @@ impl LabelledSource {
 #[derive(clap::Args, Debug)]
 pub struct DataArgs {
     /// `fashion-mnist` (Debian's dataset-fashion-mnist), `mnist-idx DIR` (a folder with
-    /// `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`) or `cifar10 DIR` (a folder
-    /// with CIFAR-10's `data_batch_1.bin` .. `data_batch_5.bin`; not every experiment takes it).
+    /// `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`), `cifar10 DIR` (a folder
+    /// with CIFAR-10's `data_batch_1.bin` .. `data_batch_5.bin`), `cifar100 DIR` (CIFAR-100's
+    /// `train.bin`) or `stl10 DIR` (STL-10's `train_X.bin`, `train_y.bin`); each experiment
+    /// checks the image size it takes (mnist-multilevel 1x28x28, mgnet at most 32x32).
     #[arg(long, num_args = 1..=2, value_names = ["NAME", "DIR"], default_values_t = vec!["fashion-mnist".to_string()])]
     pub dataset: Vec<String>,
     /// Output folder (default `runs/<experiment>/<unix time>`).
@@ -102,6 +129,28 @@ pub struct DataArgs {
     /// Validation images, drawn from the rest of the training file.
     #[arg(long)]
     pub val: Option<usize>,
+}
+
+/// `--lr` of the classification experiments: a finite rate in `(0, 1]` (a larger one
+/// diverges at once, a negative one climbs the loss).
+pub fn check_lr(lr: f64) -> Result<()> {
+    if !(lr.is_finite() && lr > 0.0 && lr <= 1.0) {
+        bail!("--lr {lr}: must be a positive number at most 1");
+    }
+    Ok(())
+}
+
+/// A count flag in `1..=max`.
+pub fn check_count(flag: &str, v: usize, max: usize) -> Result<()> {
+    if v == 0 || v > max {
+        bail!("{flag} {v}: must be between 1 and {max}");
+    }
+    Ok(())
+}
+
+/// The stop of a classification run whose loss or parameters are not finite.
+pub fn diverged(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("training diverged: {what}; no table is written (try a smaller --lr)")
 }
 
 /// A disjoint random `(train, val)` split of `0..count` (fixed shuffle, the same every run).
@@ -168,9 +217,52 @@ pub fn write_test_cifar10(dir: &Path, per_file: usize) {
     }
 }
 
+/// Writes CIFAR-100's `train.bin` (`count` images: coarse label `i % 20`, fine label
+/// `i % 100`, every byte of image `i` equal to `i`) into `dir`.
+#[cfg(test)]
+pub fn write_test_cifar100(dir: &Path, count: usize) {
+    let mut bytes = Vec::new();
+    for i in 0..count {
+        bytes.extend([(i % 20) as u8, (i % 100) as u8]);
+        bytes.extend(std::iter::repeat_n(i as u8, 3 * 32 * 32));
+    }
+    std::fs::write(dir.join("train.bin"), bytes).unwrap();
+}
+
+/// Writes STL-10's `train_X.bin` / `train_y.bin` (`count` images, label `i % 10 + 1` in the
+/// file, every byte of image `i` equal to `i`) into `dir`.
+#[cfg(test)]
+pub fn write_test_stl10(dir: &Path, count: usize) {
+    let mut x = Vec::new();
+    for i in 0..count {
+        x.extend(std::iter::repeat_n(i as u8, 3 * 96 * 96));
+    }
+    std::fs::write(dir.join("train_X.bin"), x).unwrap();
+    std::fs::write(dir.join("train_y.bin"), (0..count).map(|i| (i % 10 + 1) as u8).collect::<Vec<_>>()).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Smaller cases: the CIFAR-100 and STL-10 readers are reachable from `--dataset`.
+    #[test]
+    fn opens_cifar100_and_stl10() {
+        let dir = std::env::temp_dir().join(format!("xtask-labelled-100-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_test_cifar100(&dir, 5);
+        write_test_stl10(&dir, 3);
+        let d = dir.to_str().unwrap().to_string();
+        let c = LabelledSource::open(&["cifar100".into(), d.clone()]).unwrap();
+        assert_eq!((c.stored().count(), c.stored().shape(), c.classes(), c.label(4).unwrap()), (5, (3, 32, 32), 100, 4));
+        let s = LabelledSource::open(&["stl10".into(), d.clone()]).unwrap();
+        assert_eq!((s.stored().count(), s.stored().shape(), s.classes(), s.label(2).unwrap()), (3, (3, 96, 96), 10, 2));
+        assert_eq!(s.into_shared().len(), Some(3));
+        std::fs::remove_file(dir.join("train_y.bin")).unwrap();
+        let e = format!("{:#}", LabelledSource::open(&["stl10".into(), d]).err().unwrap());
+        assert!(e.contains("train_y.bin"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn opens_every_format_and_names_bad_specs() {

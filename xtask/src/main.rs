@@ -30,6 +30,7 @@ mod reproduce_table1;
 mod reproduce_table2;
 mod reproduce_table5;
 mod reproduce_table6;
+mod resources;
 mod stencil;
 mod threads;
 mod train;

@@ -253,6 +253,7 @@ fn accuracy(model: &dyn Model, set: &Labelled, level: usize) -> Result<f64> {
 /// Validation accuracy (finest mesh) at chosen iterations, paired with the #WU spent.
 struct CurveHooks<'a> {
     model: &'a dyn Model,
+    varmap: &'a VarMap,
     val: &'a Labelled,
     pending: Option<f64>,
     curve: Vec<(f64, f64)>,
@@ -260,6 +261,9 @@ struct CurveHooks<'a> {
 
 impl fmg::Hooks for CurveHooks<'_> {
     fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
+        if let Some(name) = crate::train::non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))? {
+            return Err(format!("{:#}", crate::labelled::diverged(&format!("parameter {name} is not finite"))));
+        }
         let acc = accuracy(self.model, self.val, 0).map_err(|e| format!("{e:#}"))?;
         self.pending = Some(acc);
         Ok(Some(1.0 - acc))
@@ -387,6 +391,7 @@ impl Trainer<'_> {
         let mut acct = mge::Accountant::new();
         let mut hooks = CurveHooks {
             model: model.as_ref(),
+            varmap: &varmap,
             val: &self.data.val,
             pending: None,
             curve: Vec::new(),
@@ -405,7 +410,14 @@ impl Trainer<'_> {
                 0,
                 &mut hooks,
             )
+            .map_err(|e| match e {
+                fmg::Error::NonFinite { .. } => crate::labelled::diverged(&e.to_string()),
+                e => e.into(),
+            })
             .with_context(|| format!("training {strategy} / {activation} / seed {seed}"))?;
+        if let Some(name) = crate::train::non_finite_parameter(&varmap)? {
+            return Err(crate::labelled::diverged(&format!("parameter {name} is not finite after training {strategy} / {activation} / seed {seed}")));
+        }
         let train_eval = Labelled {
             images: self
                 .data
@@ -447,6 +459,16 @@ pub fn run(args: Args) -> Result<()> {
     let iters = args.iters.unwrap_or(if q { 120 } else { 3000 });
     if seeds == 0 || iters == 0 || args.n0 == 0 || args.levels == 0 || args.activations.is_empty() {
         bail!("--seeds, --iters, --n0, --levels and --activations must be positive / non-empty");
+    }
+    crate::labelled::check_lr(args.lr)?;
+    crate::labelled::check_count("--iters", iters, crate::config::MAX_ITERATIONS)?;
+    crate::labelled::check_count("--n0", args.n0, crate::config::MAX_BATCH)?;
+    crate::labelled::check_count("--levels", args.levels, 5)?;
+    crate::labelled::check_count("--channels", width(&args), 4096)?;
+    crate::labelled::check_count("--checkpoints", args.checkpoints, 10_000)?;
+    crate::labelled::check_count("--seeds", seeds as usize, 1000)?;
+    if args.smoothings.is_empty() || args.smoothings.iter().any(|&s| s == 0 || s > 64) {
+        bail!("--smoothings {:?}: one count per level, each between 1 and 64", args.smoothings);
     }
     let out = out_dir_or_default(args.data.out.as_deref(), "mgnet")?;
     let device = Device::Cpu;
@@ -687,6 +709,20 @@ mod tests {
             seen,
             "epochs are reshuffled"
         );
+    }
+
+    /// runs: `--lr 1e30` / `--lr -1` (and other out-of-range flags) are refused before any
+    /// training instead of writing tables of chance accuracies.
+    #[test]
+    fn out_of_range_flags_are_refused() {
+        let out = std::env::temp_dir().join(format!("xtask-mgnet-flags-{}", std::process::id()));
+        let o = out.to_str().unwrap();
+        for (flag, value) in [("--lr", "1e30"), ("--lr", "-1"), ("--lr", "NaN"), ("--n0", "100000000"), ("--checkpoints", "0"), ("--smoothings", "0,1")] {
+            let a = Cli::parse_from(["x", "--dataset", "mnist-idx", "/nonexistent", "--out", o, &format!("{flag}={value}")]).args;
+            let e = format!("{:#}", run(a).unwrap_err());
+            assert!(e.contains(flag), "{flag} {value}: {e}");
+        }
+        assert!(!out.exists(), "nothing written");
     }
 
     #[test]

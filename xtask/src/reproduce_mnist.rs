@@ -190,7 +190,24 @@ impl Trainer<'_> {
                     let penalty = head_smoothness(head.as_tensor(), cfg.c2, cfg.feature_side())?;
                     loss = (loss + (penalty * alpha)?)?;
                 }
+                let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                if !value.is_finite() {
+                    return Err(crate::labelled::diverged(&format!(
+                        "loss = {value} at {}x{} epoch {} (seed {seed})",
+                        cfg.size,
+                        cfg.size,
+                        epoch + 1
+                    )));
+                }
                 adam.step(&loss.backward()?, self.args.lr)?;
+            }
+            if let Some(name) = crate::train::non_finite_parameter(varmap)? {
+                return Err(crate::labelled::diverged(&format!(
+                    "parameter {name} is not finite after {}x{} epoch {} (seed {seed})",
+                    cfg.size,
+                    cfg.size,
+                    epoch + 1
+                )));
             }
             history.push(scores(&net, &self.data.train, &self.data.val, coarse)?);
             tracing::info!(
@@ -244,6 +261,19 @@ pub fn run(args: Args) -> Result<()> {
     let fine_epochs = args.fine_epochs.unwrap_or(if q { 2 } else { 10 });
     if fine_epochs == 0 || seeds == 0 {
         bail!("need at least one fine epoch and one seed");
+    }
+    crate::labelled::check_lr(args.lr)?;
+    crate::labelled::check_count("--batch", args.batch, crate::config::MAX_BATCH)?;
+    crate::labelled::check_count("--seeds", seeds as usize, 1000)?;
+    crate::labelled::check_count("--fine-epochs", fine_epochs, 10_000)?;
+    if coarse_epochs > 10_000 {
+        bail!("--coarse-epochs {coarse_epochs}: must be at most 10000");
+    }
+    for &c in &args.channels {
+        crate::labelled::check_count("--channels", c, 4096)?;
+    }
+    if !(args.alpha.is_finite() && args.alpha >= 0.0) {
+        bail!("--alpha {}: must be a finite number >= 0", args.alpha);
     }
     let out = out_dir_or_default(args.data.out.as_deref(), "mnist-multilevel")?;
     let device = Device::Cpu;
@@ -527,6 +557,20 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: Args,
+    }
+
+    /// runs and smaller cases: `--batch 0` (a panic in `chunks`), `--lr 1e30`, `--lr -1` are
+    /// refused before anything is read or written.
+    #[test]
+    fn out_of_range_flags_are_refused() {
+        let out = std::env::temp_dir().join(format!("xtask-mnist-flags-{}", std::process::id()));
+        let o = out.to_str().unwrap();
+        for (flag, value) in [("--batch", "0"), ("--lr", "1e30"), ("--lr", "-1"), ("--lr", "inf"), ("--alpha", "NaN"), ("--batch", "100000000")] {
+            let a = Cli::parse_from(["x", "--dataset", "mnist-idx", "/nonexistent", "--out", o, &format!("{flag}={value}")]).args;
+            let e = format!("{:#}", run(a).unwrap_err());
+            assert!(e.contains(flag), "{flag} {value}: {e}");
+        }
+        assert!(!out.exists(), "nothing written");
     }
 
     #[test]

@@ -55,14 +55,22 @@ pub fn run(args: Args, _ctx: &Context) -> Result<()> {
 
 /// Parses `k*k` numbers (k odd) into a `k x k` stencil.
 fn parse_stencil(text: &str) -> Result<Matrix> {
-    let values = text
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<f64>()
-                .with_context(|| format!("not a number: {t:?}"))
-        })
-        .collect::<Result<Vec<f64>>>()?;
+    // Numbers separated by commas and/or whitespace; an empty field between two commas is
+    // an error, not skipped, and every number must be finite.
+    let mut values = Vec::new();
+    for (i, field) in text.split(',').enumerate() {
+        let tokens: Vec<&str> = field.split_whitespace().collect();
+        if tokens.is_empty() {
+            bail!("empty field {} in {text:?} (two commas in a row, or a comma at an end)", i + 1);
+        }
+        for t in tokens {
+            let v = t.parse::<f64>().with_context(|| format!("not a number: {t:?}"))?;
+            if !v.is_finite() {
+                bail!("not a finite number: {t:?}");
+            }
+            values.push(v);
+        }
+    }
     let k = (values.len() as f64).sqrt().round() as usize;
     if k * k != values.len() || k % 2 == 0 {
         bail!(
@@ -103,5 +111,17 @@ mod tests {
         );
         assert!(parse_stencil("1,2,3,4").is_err());
         assert!(parse_stencil("1,2,x,4,5,6,7,8,9").is_err());
+    }
+
+    /// Smaller cases: an empty field and NaN/inf are refused, not dropped or accepted.
+    #[test]
+    fn empty_fields_and_non_finite_numbers_are_refused() {
+        let e = parse_stencil("0,,1,0,1,-4,1,0,1,0").unwrap_err().to_string();
+        assert!(e.contains("empty field 2"), "{e}");
+        assert!(parse_stencil("0,1,0,1,-4,1,0,1,0,").is_err());
+        for bad in ["NaN", "inf", "-inf", "1e999"] {
+            let e = parse_stencil(&format!("0,1,0,1,{bad},1,0,1,0")).unwrap_err().to_string();
+            assert!(e.contains("finite"), "{bad}: {e}");
+        }
     }
 }

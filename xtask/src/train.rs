@@ -8,7 +8,7 @@
 
 use crate::adam::{Adam, SharedAdam};
 use crate::checkpointing;
-use crate::common::{ensure_out_dir, Context};
+use crate::common::Context;
 use crate::config::{Allocation, FmgSchedule, LossKind, SourceKind, Strategy, Task, TrainConfig};
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{bail, Context as _, Result};
@@ -31,9 +31,13 @@ pub struct TrainArgs {
     /// Overrides `train.strategy` of the config.
     #[arg(long, value_enum)]
     pub strategy: Option<Strategy>,
-    /// Continue from the last checkpoint in `--out`.
+    /// Continue from the last checkpoint in `--out` (with the configuration it was started with).
     #[arg(long)]
     pub resume: bool,
+    /// Start afresh in a `--out` that already holds a run, deleting its checkpoints, weights,
+    /// history and plots (without it such a folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Output folder: checkpoints, `train.log`, `history.csv`, plots, `final.safetensors`.
     #[arg(long)]
     pub out: PathBuf,
@@ -87,6 +91,14 @@ struct State {
     /// or trust radius); Adam's moments are in `optim.safetensors` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     optimizer: Option<optim::OptimizerConfig>,
+    /// The configuration (TOML, with the strategy run) the checkpoint was trained with;
+    /// `--resume` refuses a different one.
+    #[serde(default)]
+    config: Option<String>,
+    /// True in the checkpoint written when training ended (a `--resume` then only writes the
+    /// final outputs, e.g. after writing `final.safetensors` failed).
+    #[serde(default)]
+    finished: bool,
 }
 
 /// The optimizer state a checkpoint saves.
@@ -220,10 +232,57 @@ struct RunHooks<'a> {
     bar: ProgressBar,
     /// Restriction of the run, defining the Galerkin hot start's stencil prolongation.
     restriction: grids::Restriction,
+    /// The configuration run, recorded in every checkpoint.
+    config_toml: String,
+    /// Why the run stopped as diverged (a non-finite validation loss or parameter).
+    diverged: Option<String>,
+    /// Iterations done at the last checkpoint written.
+    last_saved: Option<u64>,
+    /// Whether the last checkpoint written is the finished run's.
+    saved_finished: bool,
+}
+
+/// The name of the first parameter of `varmap` holding a NaN or an infinity.
+pub fn non_finite_parameter(varmap: &VarMap) -> Result<Option<String>> {
+    let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        let values = vars[name].as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
 }
 
 impl RunHooks<'_> {
-    fn save(&self, iterations_done: u64, wu: mge::Fraction, wall_s: f64) -> Result<PathBuf> {
+    /// Record a divergence (the run stops with this reason) and return it as the hook error.
+    fn diverge(&mut self, why: String) -> std::result::Result<(), String> {
+        self.diverged = Some(why.clone());
+        Err(why)
+    }
+
+    /// Stop unless the parameters and the validation loss (`val`, computed here when the
+    /// iteration did not validate) are finite after `done` iterations.
+    fn check_finite(&mut self, done: u64, val: Option<f64>) -> std::result::Result<(), String> {
+        if let Some(name) = non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))? {
+            return self.diverge(format!("parameter {name} is not finite after iteration {done}"));
+        }
+        let v = match val {
+            Some(v) => v,
+            None => validation_loss(self.model, self.loss, &self.validation).map_err(|e| format!("{e:#}"))?,
+        };
+        if !v.is_finite() {
+            return self.diverge(format!("validation loss = {v} after iteration {done}"));
+        }
+        Ok(())
+    }
+
+    /// Write the checkpoint after `iterations_done` iterations, once the parameters and the
+    /// validation loss are checked finite (so `LATEST` never names a diverged state).
+    fn save(&mut self, iterations_done: u64, wu: mge::Fraction, wall_s: f64, val: Option<f64>, finished: bool) -> Result<PathBuf> {
+        self.check_finite(iterations_done, val).map_err(|e| anyhow::anyhow!(e))?;
         let state = State {
             iterations_done,
             wu_numer: wu.numer(),
@@ -235,14 +294,18 @@ impl RunHooks<'_> {
                 OptimizerState::Adam(_) => None,
                 OptimizerState::SecondOrder(c) => Some(*c),
             },
+            config: Some(self.config_toml.clone()),
+            finished,
         };
-        checkpointing::save(self.out, iterations_done, &state, |dir| {
+        let dir = checkpointing::save(self.out, iterations_done, &state, |dir| {
             save_model(&dir.join("model.safetensors"), self.model_cfg, self.varmap)?;
             match &self.optimizer {
                 OptimizerState::Adam(adam) => adam.borrow().save(&dir.join("optim.safetensors")),
                 OptimizerState::SecondOrder(_) => Ok(()),
             }
-        })
+        })?;
+        (self.last_saved, self.saved_finished) = (Some(iterations_done), finished);
+        Ok(dir)
     }
 }
 
@@ -326,9 +389,18 @@ impl fmg::Hooks for RunHooks<'_> {
             tracing::info!(iteration = rec.iteration, stage = rec.stage, loss = rec.loss, val_loss = v, wu, wall_s, ratios = %ratios, "validation");
         }
         let done = rec.iteration + 1;
+        if let Some(v) = rec.val_loss.filter(|v| !v.is_finite()) {
+            self.diverge(format!("validation loss = {v} after iteration {done} (mesh 2^{}h)", rec.level))?;
+        }
         if done % self.checkpoint_every == 0 || done == self.total_iters {
+            let finished = done == self.total_iters;
             let clock = std::time::Instant::now();
-            self.save(done, rec.wu_total, wall_s).map_err(|e| format!("checkpoint at iteration {done}: {e:#}"))?;
+            if let Err(e) = self.save(done, rec.wu_total, wall_s, rec.val_loss, finished) {
+                return Err(match &self.diverged {
+                    Some(why) => why.clone(),
+                    None => format!("checkpoint at iteration {done}: {e:#}"),
+                });
+            }
             self.overhead_s += clock.elapsed().as_secs_f64();
         }
         Ok(fmg::Control::Continue)
@@ -391,11 +463,11 @@ pub fn train_run(
     start: Start,
     device: &Device,
 ) -> Result<RunOutcome> {
-    ensure_out_dir(out)?;
+    let _lock = checkpointing::RunLock::acquire(out)?;
     let _log = crate::common::RunLog::open(&out.join("train.log"))?;
     let mut used = cfg.clone();
     used.train.strategy = strategy;
-    std::fs::write(out.join("config.toml"), used.to_toml()?)?;
+    let used_toml = used.to_toml()?;
     let model_cfg = model_config(cfg, origin)?;
     let mut varmap = VarMap::new();
     let model = models::build(&model_cfg, models::init::seeded_var_builder(&varmap, cfg.train.seed, DType::F32, device))
@@ -449,6 +521,7 @@ pub fn train_run(
     };
     let driver = fmg::Driver::new(stages, driver_cfg)?;
     let total_iters = driver.total_iters();
+    check_memory(cfg, origin, strategy, crate::resources::ModelFootprint::of(&varmap)?, false)?;
 
     let (source, validation_source) = sources(cfg)?;
     let validation = validation_set(cfg, validation_source, device)?;
@@ -468,10 +541,26 @@ pub fn train_run(
     };
     let mut acct = mge::Accountant::new();
     let resume = matches!(start, Start::Resume);
-    let (mut start, mut wall_offset, mut history) = (0u64, 0.0, Vec::new());
+    let (mut start, mut wall_offset, mut history, mut finished) = (0u64, 0.0, Vec::new(), false);
     if resume {
         match checkpointing::load_latest::<State>(out)? {
             Some(ck) => {
+                match &ck.state.config {
+                    Some(recorded) => {
+                        let differ = config_differences(recorded, &used_toml)?;
+                        if !differ.is_empty() {
+                            bail!(
+                                "--resume: the checkpoint {} was trained with another configuration: {} differ{} ({}); resume with the run's own config ({}) and strategy, or train into another --out",
+                                ck.dir.display(),
+                                differ.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>().join(", "),
+                                if differ.len() == 1 { "s" } else { "" },
+                                differ.iter().map(|(k, a, b)| format!("{k}: checkpoint {a}, given {b}")).collect::<Vec<_>>().join("; "),
+                                out.join("config.toml").display()
+                            );
+                        }
+                    }
+                    None => tracing::warn!("checkpoint {} records no configuration: it cannot be checked against {}", ck.dir.display(), origin.display()),
+                }
                 varmap
                     .load(ck.dir.join("model.safetensors"))
                     .with_context(|| format!("checkpoint {}: model weights", ck.dir.display()))?;
@@ -492,68 +581,50 @@ pub fn train_run(
                 sampler.loader.set_position(s.loader_position);
                 position.set(s.loader_position);
                 (start, wall_offset, history) = (s.iterations_done, s.wall_s, s.history);
+                finished = s.finished || start >= total_iters;
                 tracing::info!("resuming {} from iteration {start} (checkpoint of step {}: {})", out.display(), ck.step, ck.dir.display());
             }
             None => tracing::warn!("--resume: no checkpoint in {}, starting from scratch", out.display()),
         }
     }
-    if start >= total_iters {
-        bail!("{}: the run already finished ({start} of {total_iters} iterations)", out.display());
+    if finished && out.join("final.safetensors").exists() {
+        bail!(
+            "{}: the run already finished ({start} of {total_iters} iterations; final.safetensors is written): nothing to resume (--overwrite trains it again)",
+            out.display()
+        );
     }
-    let loss = loss_fn(cfg)?;
-    let bar = ProgressBar::new(total_iters).with_position(start);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:25} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(format!("{} {}", cfg.task.name(), strategy.name()));
-    let mut hooks = RunHooks {
-        model: model.as_ref(),
-        loss: loss.as_ref(),
-        validation,
-        varmap: &varmap,
-        model_cfg: &model_cfg,
-        optimizer,
-        position,
-        out,
-        checkpoint_every: t.checkpoint_every as u64,
-        total_iters,
-        stages: driver.stages().len(),
-        wall_offset,
-        train_offset: history.last().map_or(0.0, |h: &HistoryPoint| h.train_s),
-        overhead_s: 0.0,
-        history: std::mem::take(&mut history),
-        ratios: Vec::new(),
-        bar,
-        restriction: plan.restriction,
+    std::fs::write(out.join("config.toml"), &used_toml)
+        .with_context(|| format!("cannot write {}", out.join("config.toml").display()))?;
+    let (history, ratios) = if finished {
+        tracing::info!("{}: training had finished at iteration {start}; writing the final outputs", out.display());
+        (history, Vec::new())
+    } else {
+        run_driver(RunParts {
+            cfg,
+            strategy,
+            out,
+            model: model.as_ref(),
+            varmap: &varmap,
+            model_cfg: &model_cfg,
+            driver: &driver,
+            sampler: &mut sampler,
+            validation,
+            vars: &vars,
+            optimizer,
+            position,
+            acct: &mut acct,
+            start,
+            wall_offset,
+            history,
+            restriction: plan.restriction,
+            config_toml: used_toml,
+        })?
     };
-    let (mut adam, mut first, mut second);
-    let update: &mut dyn fmg::Update = match &hooks.optimizer {
-        OptimizerState::Adam(a) => {
-            adam = SharedAdam { adam: a.clone(), lr: t.lr };
-            first = fmg::FirstOrder(&mut adam);
-            &mut first
-        }
-        OptimizerState::SecondOrder(c) => {
-            second = fmg::SecondOrderUpdate::new(c.build(vars.clone())?);
-            &mut second
-        }
-    };
-    let fwd = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
-    let result = driver.run_with(&fwd, loss.as_ref(), &mut sampler, &vars, update, &mut acct, start, &mut hooks);
-    hooks.bar.finish();
-    if let Err(e) = result {
-        if let fmg::Error::NonFinite { iteration, level, loss } = &e {
-            bail!(
-                "training diverged: loss = {loss} at iteration {iteration} (mesh 2^{level}h); the last good checkpoint is kept in {}",
-                checkpointing::checkpoints_dir(out).display()
-            );
-        }
-        return Err(e.into());
+    if let Some(name) = non_finite_parameter(&varmap)? {
+        bail!("training diverged: parameter {name} is not finite at the end; final.safetensors is not written");
     }
     let final_checkpoint = out.join("final.safetensors");
     save_model(&final_checkpoint, &model_cfg, &varmap)?;
-    let history = hooks.history;
     write_history(&out.join("history.csv"), &history)?;
     plot_history(out, &[(strategy.name().to_string(), history.clone())])?;
     let last = history.last();
@@ -563,8 +634,149 @@ pub fn train_run(
         train_s: last.map_or(0.0, |h| h.train_s),
         history,
         final_checkpoint,
-        variance_ratios: hooks.ratios,
+        variance_ratios: ratios,
     })
+}
+
+/// The keys whose values differ between two configuration TOML texts, with both values
+/// (`data.threads`, `data.test_dir` and `data.test_images` do not change training and are
+/// not compared).
+pub fn config_differences(recorded: &str, given: &str) -> Result<Vec<(String, String, String)>> {
+    fn flatten(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let parse = |text: &str| -> Result<std::collections::BTreeMap<String, String>> {
+        let table: toml::Table = toml::from_str(text).context("recorded configuration does not parse")?;
+        let mut flat = std::collections::BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for k in ["data.threads", "data.test_dir", "data.test_images"] {
+            flat.remove(k);
+        }
+        Ok(flat)
+    };
+    let (a, b) = (parse(recorded)?, parse(given)?);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let absent = || "(absent)".to_string();
+    Ok(keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| (k.clone(), a.get(k).cloned().unwrap_or_else(absent), b.get(k).cloned().unwrap_or_else(absent)))
+        .collect())
+}
+
+/// What [`run_driver`] needs from [`train_run`].
+struct RunParts<'a, 'm> {
+    cfg: &'a TrainConfig,
+    strategy: Strategy,
+    out: &'a Path,
+    model: &'m dyn models::Model,
+    varmap: &'a VarMap,
+    model_cfg: &'a models::ModelConfig,
+    driver: &'a fmg::Driver,
+    sampler: &'a mut ResumableSampler,
+    validation: Degraded,
+    vars: &'a [candle_core::Var],
+    optimizer: OptimizerState,
+    position: Rc<Cell<u64>>,
+    acct: &'a mut mge::Accountant,
+    start: u64,
+    wall_offset: f64,
+    history: Vec<HistoryPoint>,
+    restriction: grids::Restriction,
+    config_toml: String,
+}
+
+/// Train from iteration `p.start` to the end; returns the history and the last variance
+/// ratios. A divergence (non-finite loss, validation loss or parameter) stops the run with
+/// no checkpoint written after it.
+fn run_driver(p: RunParts) -> Result<(Vec<HistoryPoint>, Vec<Option<f64>>)> {
+    let RunParts { cfg, strategy, out, model, varmap, model_cfg, driver, sampler, validation, vars, optimizer, position, acct, start, wall_offset, history, restriction, config_toml } = p;
+    let t = &cfg.train;
+    let total_iters = driver.total_iters();
+    let loss = loss_fn(cfg)?;
+    let bar = ProgressBar::new(total_iters).with_position(start);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:25} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("{} {}", cfg.task.name(), strategy.name()));
+    let mut hooks = RunHooks {
+        model,
+        loss: loss.as_ref(),
+        validation,
+        varmap,
+        model_cfg,
+        optimizer,
+        position,
+        out,
+        checkpoint_every: t.checkpoint_every as u64,
+        total_iters,
+        stages: driver.stages().len(),
+        wall_offset,
+        train_offset: history.last().map_or(0.0, |h: &HistoryPoint| h.train_s),
+        overhead_s: 0.0,
+        history,
+        ratios: Vec::new(),
+        bar,
+        restriction,
+        config_toml,
+        diverged: None,
+        last_saved: None,
+        saved_finished: false,
+    };
+    let (mut adam, mut first, mut second);
+    let update: &mut dyn fmg::Update = match &hooks.optimizer {
+        OptimizerState::Adam(a) => {
+            adam = SharedAdam { adam: a.clone(), lr: t.lr };
+            first = fmg::FirstOrder(&mut adam);
+            &mut first
+        }
+        OptimizerState::SecondOrder(c) => {
+            second = fmg::SecondOrderUpdate::new(c.build(vars.to_vec())?);
+            &mut second
+        }
+    };
+    let fwd = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
+    let result = driver.run_with(&fwd, loss.as_ref(), sampler, vars, update, acct, start, &mut hooks);
+    hooks.bar.finish();
+    let kept = |hooks: &RunHooks| match hooks.last_saved {
+        Some(step) => format!(
+            "the last good checkpoint (after iteration {step}) is kept in {}",
+            checkpointing::checkpoints_dir(out).display()
+        ),
+        None => "no checkpoint of this run was written".to_string(),
+    };
+    if let Err(e) = result {
+        if let Some(why) = &hooks.diverged {
+            bail!("training diverged: {why}; {} (try a smaller train.lr)", kept(&hooks));
+        }
+        if let fmg::Error::NonFinite { iteration, level, loss } = &e {
+            bail!("training diverged: loss = {loss} at iteration {iteration} (mesh 2^{level}h); {} (try a smaller train.lr)", kept(&hooks));
+        }
+        return Err(e.into());
+    }
+    // The checkpoint of the finished run (also after early stopping), from which a
+    // `--resume` can write the final outputs should writing them fail.
+    if !hooks.saved_finished {
+        let (done, wall_s) = hooks.history.last().map_or((start, wall_offset), |h| (h.iteration + 1, h.wall_s));
+        if let Err(e) = hooks.save(done, acct.total(), wall_s, None, true) {
+            match &hooks.diverged {
+                Some(why) => bail!("training diverged: {why}; {} (try a smaller train.lr)", kept(&hooks)),
+                None => return Err(e),
+            }
+        }
+    }
+    Ok((hooks.history, hooks.ratios))
 }
 
 /// `history.csv`: `iteration,stage,level,loss,wu,wall_s,train_s,val_loss`.
@@ -599,11 +811,72 @@ pub fn plot_history(dir: &Path, runs: &[(String, Vec<HistoryPoint>)]) -> Result<
     Ok(())
 }
 
+/// Refuse to start afresh in a folder holding a run unless `overwrite` (which deletes it).
+pub fn check_fresh_out(out: &Path, resume: bool, overwrite: bool) -> Result<()> {
+    if resume {
+        return Ok(());
+    }
+    if let Some(found) = checkpointing::existing_run(out) {
+        if !overwrite {
+            bail!(
+                "{} already holds a training run ({} exists): continue it with --resume, choose another --out, or pass --overwrite to delete it and start afresh",
+                out.display(),
+                found.display()
+            );
+        }
+        // Deleting under the lock: not while another run writes there.
+        let _lock = checkpointing::RunLock::acquire(out)?;
+        tracing::warn!("--overwrite: deleting the run in {}", out.display());
+        checkpointing::clear_run(out)?;
+    }
+    Ok(())
+}
+
+/// The test images of `data.test_dir` (the first `data.test_images` photos, whole, at
+/// `data.size`), degraded once for the config's task.
+pub fn config_test_set(cfg: &TrainConfig, device: &Device) -> Result<crate::eval::TestSet> {
+    let d = &cfg.data;
+    if !d.test_dir.is_dir() {
+        bail!("data.test_dir = {:?}: not a folder (the test images scored at the end of training)", d.test_dir.display().to_string());
+    }
+    crate::eval::TestSet::load_first(&d.test_dir, cfg.task, d.size, d.channels, None, d.test_images, d.blur_sigma, cfg.train.seed, device)
+        .context("data.test_dir")
+}
+
+/// Refuse a run of `cfg` with `strategy` whose memory estimate (training batches, validation
+/// and, with `test`, the test images) exceeds the machine's available memory.
+pub fn check_memory(cfg: &TrainConfig, origin: &Path, strategy: Strategy, footprint: crate::resources::ModelFootprint, test: bool) -> Result<()> {
+    let d = &cfg.data;
+    let batches = match fmg_strategy(cfg, strategy).0 {
+        fmg::Strategy::Single { batch } => vec![batch],
+        _ => cfg.level_batches(),
+    };
+    let mut bytes = crate::resources::training_bytes(footprint, d.size as u64, d.channels as u64, &batches, d.validation_images as u64);
+    if test {
+        bytes = bytes.saturating_add(crate::resources::evaluation_bytes(footprint, d.size as u64, d.channels as u64, d.test_images as u64, 16));
+    }
+    crate::resources::check_fits(
+        &format!("training {} ({})", origin.display(), strategy.name()),
+        bytes,
+        crate::resources::available_memory(),
+        "reduce data.size, train.n0 (or train.batch, train.single_batch), data.validation_images or data.test_images",
+    )
+}
+
 pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
     let cfg = TrainConfig::load(&a.config)?;
     let strategy = a.strategy.unwrap_or(cfg.train.strategy);
     let start = if a.resume { Start::Resume } else { Start::Fresh };
+    check_fresh_out(&a.out, a.resume, a.overwrite)?;
+    let varmap = VarMap::new();
+    models::build(&model_config(&cfg, &a.config)?, VarBuilder::from_varmap(&varmap, DType::F32, &ctx.device))
+        .with_context(|| format!("{}: [model]", a.config.display()))?;
+    check_memory(&cfg, &a.config, strategy, crate::resources::ModelFootprint::of(&varmap)?, true)?;
+    drop(varmap);
+    // Loaded (and checked) before training, scored after it.
+    let test = config_test_set(&cfg, &ctx.device)?;
     let r = train_run(&cfg, &a.config, strategy, &a.out, start, &ctx.device)?;
+    let scores = crate::eval::score_checkpoint(&r.final_checkpoint, &test, &a.out.join("test"), &ctx.device)?;
     let last_val = r.history.iter().rev().find_map(|p| p.val_loss);
     println!(
         "{} {}: {} iterations, #WU {:.1}, wall {:.1} s, final validation loss {}, checkpoint {}",
@@ -618,6 +891,15 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
     if !r.variance_ratios.is_empty() {
         println!("last per-term variance ratios V_l / V_fine: {}", fmt_ratios(&r.variance_ratios));
     }
+    println!(
+        "test ({} images of {}): mean mse {:.6e} psnr {:.3} dB ssim {:.4}, per image in {}",
+        test.len(),
+        cfg.data.test_dir.display(),
+        crate::eval::mean(&scores.mse),
+        crate::eval::mean(&scores.psnr),
+        crate::eval::mean(&scores.ssim),
+        a.out.join("test/results.csv").display()
+    );
     Ok(())
 }
 
@@ -829,22 +1111,179 @@ stats_every = 0
         std::fs::remove_dir_all(&i).ok();
     }
 
+    /// runs: a diverging run stops; no checkpoint written after the bad update survives (the
+    /// one `LATEST` names, if any, has finite weights and a finite validation loss), and no
+    /// `final.safetensors` is written.
     #[test]
-    fn a_non_finite_loss_names_the_iteration_and_keeps_the_last_good_checkpoint() {
+    fn a_diverging_run_stops_and_latest_never_names_a_non_finite_checkpoint() {
         let origin = Path::new("tiny.toml");
-        let mut cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", "checkpoint_every = 1"), origin).unwrap();
-        // Past validation on purpose: the first step throws every weight to ~1e30.
-        cfg.train.lr = 1e30;
-        let out = tmp("nan");
+        for (lr, every) in [(1e30, 1), (1e30, 6)] {
+            let mut cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", &format!("checkpoint_every = {every}")), origin).unwrap();
+            // Past validation on purpose: the first step throws every weight to ~1e30.
+            cfg.train.lr = lr;
+            let out = tmp(&format!("nan-{every}-{lr}"));
+            let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+            assert!(e.contains("diverged") && e.contains("iteration"), "{e}");
+            assert!(!out.join("final.safetensors").exists());
+            if let Some(ck) = checkpointing::load_latest::<State>(&out).unwrap() {
+                assert!(e.contains("last good checkpoint"), "{e}");
+                let init = ck.dir.join("model.safetensors");
+                let (_, varmap, _) = models::checkpoint::load(&init, &Device::Cpu).unwrap();
+                assert_eq!(non_finite_parameter(&varmap).unwrap(), None);
+                assert!(initial_validation_loss(&cfg, &init).is_finite(), "{lr} {every}: {e}");
+            } else {
+                assert!(e.contains("no checkpoint"), "{e}");
+            }
+            std::fs::remove_dir_all(&out).ok();
+        }
+    }
+
+    fn small_run(name: &str) -> (TrainConfig, PathBuf) {
+        let origin = Path::new("tiny.toml");
+        let text = TINY.replace("iterations = 12", "iterations = 4").replace("checkpoint_every = 6", "checkpoint_every = 2");
+        (TrainConfig::parse(&text, origin).unwrap(), tmp(name))
+    }
+
+    /// runs: a folder holding a run is refused without --overwrite (which deletes it); a
+    /// folder in use by a live run is refused with "in use".
+    #[test]
+    fn a_finished_run_is_not_overwritten_without_overwrite() {
+        let origin = Path::new("tiny.toml");
+        let (cfg, out) = small_run("overwrite");
+        check_fresh_out(&out, false, false).unwrap();
+        train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).unwrap();
+        let e = format!("{:#}", check_fresh_out(&out, false, false).unwrap_err());
+        assert!(e.contains("already holds a training run") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+        // An interrupted run (checkpoints, no final weights) is protected too.
+        std::fs::remove_file(out.join("final.safetensors")).unwrap();
+        std::fs::remove_file(out.join("history.csv")).unwrap();
+        assert!(check_fresh_out(&out, false, false).is_err());
+        check_fresh_out(&out, true, false).unwrap();
+        check_fresh_out(&out, false, true).unwrap();
+        assert!(!checkpointing::checkpoints_dir(&out).exists() && !out.join("config.toml").exists());
+        check_fresh_out(&out, false, false).unwrap();
+        // Two runs on one folder: the second stops at once with "in use".
+        let lock = checkpointing::RunLock::acquire(&out).unwrap();
         let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
-        assert!(e.contains("diverged") && e.contains("at iteration"), "{e}");
-        let iteration: u64 = e.split("at iteration ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-        assert!(iteration >= 1, "{e}");
-        // The checkpoint after the last finite iteration verifies and its weights load.
-        let ck = checkpointing::load_latest::<State>(&out).unwrap().unwrap();
-        assert_eq!(ck.state.iterations_done, iteration);
-        models::checkpoint::load(&ck.dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        assert!(e.contains("in use"), "{e}");
+        assert!(check_fresh_out(&tmp("overwrite"), false, false).is_ok());
+        drop(lock);
         std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// resume: another strategy (or any training key) than the checkpoint's is refused, naming
+    /// the keys, and `config.toml` is left as it was.
+    #[test]
+    fn resume_with_another_config_names_the_differing_keys() {
+        let origin = Path::new("tiny.toml");
+        let (cfg, out) = small_run("resume-other");
+        train_run(&cfg, origin, Strategy::FullMultiscale, &out, Start::Fresh, &Device::Cpu).unwrap();
+        std::fs::remove_file(out.join("final.safetensors")).unwrap();
+        let before = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Resume, &Device::Cpu).err().unwrap());
+        assert!(e.contains("another configuration") && e.contains("train.strategy"), "{e}");
+        let mut other = cfg.clone();
+        other.train.lr = 1e-3;
+        other.data.threads = 1;
+        let e = format!("{:#}", train_run(&other, origin, Strategy::FullMultiscale, &out, Start::Resume, &Device::Cpu).err().unwrap());
+        assert!(e.contains("train.lr") && !e.contains("train.strategy") && !e.contains("data.threads"), "{e}");
+        assert_eq!(std::fs::read_to_string(out.join("config.toml")).unwrap(), before);
+        std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// resume: when writing `final.safetensors` fails at the end, `--resume` finishes the job
+    /// from the finished run's checkpoint (no iteration is run again); then there is nothing
+    /// left to resume.
+    #[test]
+    fn a_failed_final_write_is_finished_by_resume() {
+        let origin = Path::new("tiny.toml");
+        let (cfg, out) = small_run("final-fails");
+        std::fs::create_dir_all(out.join("final.safetensors")).unwrap();
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+        assert!(e.contains("final.safetensors"), "{e}");
+        std::fs::remove_dir_all(out.join("final.safetensors")).unwrap();
+        let r = train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Resume, &Device::Cpu).unwrap();
+        assert_eq!(r.history.len(), 4);
+        models::checkpoint::load(&out.join("final.safetensors"), &Device::Cpu).unwrap();
+        assert!(out.join("history.csv").is_file());
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Resume, &Device::Cpu).err().unwrap());
+        assert!(e.contains("already finished"), "{e}");
+        std::fs::remove_dir_all(&out).ok();
+    }
+
+    /// resources: a run whose estimate exceeds the machine's memory is refused before it
+    /// allocates anything, with the estimate and the available memory.
+    #[test]
+    fn a_run_too_large_for_memory_is_refused_with_the_estimate() {
+        let origin = Path::new("tiny.toml");
+        let text = TINY.replace("size = 16", "size = 16384").replace("n0 = 2", "n0 = 65536");
+        let cfg = TrainConfig::parse(&text, origin).unwrap();
+        let out = tmp("too-large");
+        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+        assert!(e.contains("GiB of memory (estimate)") && e.contains("available") && e.contains("train.n0"), "{e}");
+        std::fs::remove_dir_all(&out).ok();
+        // `train` checks before loading the test images too (65536 of them at 16384^2).
+        let text = TINY.replace("size = 16", "size = 16384").replace("validation_images = 4", "validation_images = 1\ntest_images = 65536");
+        let cfg = TrainConfig::parse(&text, origin).unwrap();
+        let varmap = VarMap::new();
+        models::build(&model_config(&cfg, origin).unwrap(), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        let fp = crate::resources::ModelFootprint::of(&varmap).unwrap();
+        let e = format!("{:#}", check_memory(&cfg, origin, Strategy::Single, fp, true).unwrap_err());
+        assert!(e.contains("data.test_images"), "{e}");
+        check_memory(&TrainConfig::parse(TINY, origin).unwrap(), origin, Strategy::Single, fp, true).unwrap();
+    }
+
+    /// resources: the estimate does not refuse the shipped configs on a small machine (each
+    /// run, with its test images, is estimated below 8 GiB).
+    #[test]
+    fn shipped_configs_are_estimated_small() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let cfg = TrainConfig::load(&path).unwrap();
+            let varmap = VarMap::new();
+            models::build(&model_config(&cfg, &path).unwrap(), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+            let fp = crate::resources::ModelFootprint::of(&varmap).unwrap();
+            for s in [Strategy::Single, Strategy::Multiscale, Strategy::FullMultiscale] {
+                if cfg.check_optimizer(&path, s).is_err() {
+                    continue;
+                }
+                let e = format!("{:?}", check_memory(&cfg, &path, s, fp, true).err());
+                let bytes = {
+                    let batches = match fmg_strategy(&cfg, s).0 {
+                        fmg::Strategy::Single { batch } => vec![batch],
+                        _ => cfg.level_batches(),
+                    };
+                    let d = &cfg.data;
+                    crate::resources::training_bytes(fp, d.size as u64, d.channels as u64, &batches, d.validation_images as u64)
+                        + crate::resources::evaluation_bytes(fp, d.size as u64, d.channels as u64, d.test_images as u64, 16)
+                };
+                println!("{} {}: {:.2} GiB", path.display(), s.name(), bytes as f64 / (1u64 << 30) as f64);
+                assert!(bytes < 8 << 30, "{} {}: {bytes} bytes ({e})", path.display(), s.name());
+            }
+        }
+    }
+
+    /// data.test_dir / data.test_images: the finished run is scored on those images.
+    #[test]
+    fn the_config_test_images_are_loaded_and_limited() {
+        let dir = tmp("test-dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, v) in [("a", 40u8), ("b", 120), ("c", 200)] {
+            image::RgbImage::from_fn(20, 20, |x, y| image::Rgb([v, (x * 10) as u8, (y * 10) as u8])).save(dir.join(format!("{name}.png"))).unwrap();
+        }
+        let origin = Path::new("tiny.toml");
+        let text = TINY.replace("validation_images = 4", &format!("validation_images = 4\ntest_dir = {:?}\ntest_images = 2", dir.display().to_string()));
+        let cfg = TrainConfig::parse(&text, origin).unwrap();
+        let test = config_test_set(&cfg, &Device::Cpu).unwrap();
+        assert_eq!((test.names.clone(), test.degraded.input.dims().to_vec()), (vec!["a".to_string(), "b".to_string()], vec![2, 3, 16, 16]));
+        let mut missing = cfg.clone();
+        missing.data.test_dir = dir.join("nope");
+        assert!(format!("{:#}", config_test_set(&missing, &Device::Cpu).err().unwrap()).contains("data.test_dir"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// A `MakeWriter` collecting the log in memory.

@@ -38,14 +38,69 @@ fn is_photo(path: &Path) -> bool {
     matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
 }
 
+/// Why the JPEG `bytes` are incomplete, if they are: the decoder fills a truncated scan with
+/// grey instead of failing, so the end-of-image marker `FF D9` is looked for after the first
+/// start-of-scan (walking the marker segments before it, so a thumbnail's own end marker in
+/// an APP segment does not count).
+pub(crate) fn jpeg_truncation(bytes: &[u8]) -> Option<String> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    loop {
+        // Fill bytes (FF FF ...) may precede a marker.
+        while i + 1 < bytes.len() && bytes[i] == 0xFF && bytes[i + 1] == 0xFF {
+            i += 1;
+        }
+        if i + 4 > bytes.len() {
+            return Some(format!(
+                "truncated JPEG: the file ends ({} bytes) before the image data starts",
+                bytes.len()
+            ));
+        }
+        if bytes[i] != 0xFF {
+            return Some(format!("corrupt JPEG: no marker at byte {i}"));
+        }
+        let marker = bytes[i + 1];
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            i += 2;
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if marker == 0xD9 {
+            return Some("JPEG without image data (end marker before any scan)".into());
+        }
+        let next = i + 2 + len;
+        if marker == 0xDA {
+            let scan = &bytes[next.min(bytes.len())..];
+            return if scan.windows(2).any(|w| w == [0xFF, 0xD9]) {
+                None
+            } else {
+                Some(format!(
+                    "truncated JPEG: no end-of-image marker after the image data ({} bytes; the file was cut short)",
+                    bytes.len()
+                ))
+            };
+        }
+        i = next;
+    }
+}
+
 /// Decodes `path` (format from the content) and keeps its centred square as planar RGB.
+/// A truncated JPEG, or any image whose decoder reports a premature end, is an error naming
+/// the file.
 fn decode(path: &Path) -> Result<Photo> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if let Some(problem) = jpeg_truncation(&bytes) {
+        return Err(Error::format(path, problem));
+    }
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    let img = reader
-        .decode()
+    // A decoder bug must not take the process down: a panic is reported as this file's error.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+        .map_err(|_| Error::format(path, "the image decoder failed (corrupt file)"))?;
+    let img = decoded
         .map_err(|source| Error::Decode {
             path: path.to_path_buf(),
             source,

@@ -86,15 +86,41 @@ macro_rules! stored_source {
 pub(crate) use stored_source;
 
 /// Reads a whole file, transparently gunzipping it when it starts with the gzip magic `1f 8b`.
+/// Every gzip member is read (as `gzip -d` does with concatenated members); bytes after the
+/// last member that are not another member are refused, as is a truncated member.
 pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt or truncated gzip stream: {e}")))?;
-        Ok(out)
+        gunzip_members(&bytes).map_err(|problem| Error::format(path, problem))
     } else {
         Ok(bytes)
     }
+}
+
+/// The concatenated contents of the gzip members making up all of `bytes`.
+pub(crate) fn gunzip_members(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    let mut member = 0usize;
+    while !rest.is_empty() {
+        member += 1;
+        let offset = bytes.len() - rest.len();
+        if !rest.starts_with(&[0x1f, 0x8b]) {
+            return Err(format!(
+                "{} bytes of trailing garbage at offset {offset}, after gzip member {}",
+                rest.len(),
+                member - 1
+            ));
+        }
+        let mut dec = flate2::bufread::GzDecoder::new(rest);
+        dec.read_to_end(&mut out).map_err(|e| {
+            format!("corrupt or truncated gzip stream (member {member} at offset {offset}): {e}")
+        })?;
+        let left = dec.into_inner();
+        if left.len() == rest.len() {
+            return Err(format!("gzip member {member} at offset {offset} is empty"));
+        }
+        rest = left;
+    }
+    Ok(out)
 }

@@ -256,3 +256,56 @@ fn fashion_mnist_absent_says_how_to_install() {
         assert_eq!((train.len(), train.classes()), (Some(60000), Some(10)));
     }
 }
+
+// Half a file (issue 19, item 5): a truncated JPEG, a multi-member gzip, trailing garbage.
+
+/// A 48x40 JPEG with some structure (so its scan data is long enough to cut).
+fn jpeg_bytes() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(48, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, ((x * y) % 256) as u8]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn a_jpeg_cut_to_half_its_bytes_is_refused_naming_the_file() {
+    let dir = tmp("jpeg-half");
+    let whole = jpeg_bytes();
+    write(&dir.join("a.jpg"), &whole);
+    assert_eq!(PhotoFolder::open(&dir).unwrap().len(), Some(1));
+    for cut in [whole.len() / 2, whole.len() - 2, 300] {
+        write(&dir.join("a.jpg"), &whole[..cut]);
+        let e = PhotoFolder::open(&dir).unwrap_err();
+        assert_names_file(Err::<(), _>(PhotoFolder::open(&dir).unwrap_err()), &dir.join("a.jpg"));
+        assert!(e.to_string().contains("truncated JPEG"), "{e}");
+    }
+    // A thumbnail's end marker in an APP1 segment before the scan does not hide the cut.
+    let mut with_thumb = whole[..2].to_vec();
+    let app1 = [b"Exif\0\0".as_slice(), &[0xFF, 0xD8, 0x00, 0xFF, 0xD9]].concat();
+    with_thumb.extend_from_slice(&[0xFF, 0xE1]);
+    with_thumb.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    with_thumb.extend_from_slice(&app1);
+    with_thumb.extend_from_slice(&whole[2..]);
+    write(&dir.join("a.jpg"), &with_thumb);
+    assert_eq!(PhotoFolder::open(&dir).unwrap().len(), Some(1));
+    write(&dir.join("a.jpg"), &with_thumb[..with_thumb.len() / 2 + 20]);
+    assert_names_file(PhotoFolder::open(&dir), &dir.join("a.jpg"));
+}
+
+#[test]
+fn a_multi_member_gzip_idx_is_read_whole_and_trailing_garbage_refused() {
+    let dir = tmp("idx-members");
+    let good = idx_bytes(&[2, 2, 5], &(0..20).collect::<Vec<u8>>());
+    let p = dir.join("images-idx3-ubyte.gz");
+    // `cat a.gz b.gz`: the header in one member, the data split over two more.
+    write(&p, &[gzip(&good[..10]), gzip(&good[10..21]), gzip(&good[21..])].concat());
+    let arr = data::read_idx(&p).unwrap();
+    assert_eq!((arr.dims, arr.data), (vec![2, 2, 5], (0..20).collect::<Vec<u8>>()));
+    // Garbage after the member (or a truncated second member) is an error naming the file.
+    for tail in [b"garbage!".to_vec(), vec![0u8; 4], gzip(b"more")[..6].to_vec()] {
+        write(&p, &[gzip(&good), tail].concat());
+        let e = data::read_idx(&p).unwrap_err();
+        assert_names_file(Err::<(), _>(data::read_idx(&p).unwrap_err()), &p);
+        assert!(e.to_string().contains("gzip"), "{e}");
+    }
+}
