@@ -11,9 +11,11 @@
 //! elsewhere the same formulas run as tensor operations.
 
 use anyhow::{bail, Context as _, Result};
-use candle_core::{backprop::GradStore, CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
-use std::collections::HashMap;
+use candle_core::{
+    backprop::GradStore, CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, Var,
+};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -31,7 +33,10 @@ pub struct Adam {
 /// The variables of `varmap` with their names, sorted by name (a layout that does not depend
 /// on map order, so optimizer states and drivers agree across runs).
 pub fn named_vars(varmap: &candle_nn::VarMap) -> Result<Vec<(String, Var)>> {
-    let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
     let mut named: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(named)
@@ -48,9 +53,21 @@ impl Adam {
     pub fn new(mut vars: Vec<(String, Var)>) -> Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         // Separate buffers for m and v: the CPU step updates them in place.
-        let zeros = || vars.iter().map(|(_, v)| v.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>();
+        let zeros = || {
+            vars.iter()
+                .map(|(_, v)| v.as_tensor().zeros_like())
+                .collect::<candle_core::Result<Vec<_>>>()
+        };
         let (m, v) = (zeros()?, zeros()?);
-        Ok(Self { vars, m, v, step: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 })
+        Ok(Self {
+            vars,
+            m,
+            v,
+            step: 0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        })
     }
 
     /// Adam over every variable of `varmap`.
@@ -70,16 +87,41 @@ impl Adam {
         let t = self.step as i32;
         let (c1, c2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
         for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let (m, v, theta) = (&self.m[i], &self.v[i], var.as_tensor());
-            let native = [theta, m, v, g].iter().all(|t| t.device().is_cpu() && t.dtype() == theta.dtype())
+            let native = [theta, m, v, g]
+                .iter()
+                .all(|t| t.device().is_cpu() && t.dtype() == theta.dtype())
                 && matches!(theta.dtype(), DType::F32 | DType::F64)
                 && theta.is_contiguous();
             if native {
                 let g = g.contiguous()?;
-                m.inplace_op2(&g, &Moment { beta: self.beta1, square: false })?;
-                v.inplace_op2(&g, &Moment { beta: self.beta2, square: true })?;
-                theta.inplace_op3(m, v, &Update { lr, c1, c2, eps: self.eps })?;
+                m.inplace_op2(
+                    &g,
+                    &Moment {
+                        beta: self.beta1,
+                        square: false,
+                    },
+                )?;
+                v.inplace_op2(
+                    &g,
+                    &Moment {
+                        beta: self.beta2,
+                        square: true,
+                    },
+                )?;
+                theta.inplace_op3(
+                    m,
+                    v,
+                    &Update {
+                        lr,
+                        c1,
+                        c2,
+                        eps: self.eps,
+                    },
+                )?;
                 continue;
             }
             let m = ((m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
@@ -95,7 +137,11 @@ impl Adam {
 
     /// The moments and the step count, as named tensors (`m.NAME`, `v.NAME`, `step`).
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
-        let dev = self.m.first().map(|t| t.device().clone()).unwrap_or(Device::Cpu);
+        let dev = self
+            .m
+            .first()
+            .map(|t| t.device().clone())
+            .unwrap_or(Device::Cpu);
         let mut out = HashMap::new();
         for (i, (name, _)) in self.vars.iter().enumerate() {
             out.insert(format!("m.{name}"), self.m[i].clone());
@@ -107,13 +153,29 @@ impl Adam {
 
     /// Restore what [`Adam::state`] returned (for the same variables).
     pub fn load_state(&mut self, mut state: HashMap<String, Tensor>) -> Result<()> {
-        let step = state.remove("step").context("optimizer state lacks `step`")?;
-        self.step = step.flatten_all()?.to_vec1::<f64>()?.first().copied().context("empty `step`")? as u64;
+        let step = state
+            .remove("step")
+            .context("optimizer state lacks `step`")?;
+        self.step = step
+            .flatten_all()?
+            .to_vec1::<f64>()?
+            .first()
+            .copied()
+            .context("empty `step`")? as u64;
         for (i, (name, var)) in self.vars.iter().enumerate() {
-            for (key, slot) in [(format!("m.{name}"), &mut self.m[i]), (format!("v.{name}"), &mut self.v[i])] {
-                let t = state.remove(&key).with_context(|| format!("optimizer state lacks `{key}`"))?;
+            for (key, slot) in [
+                (format!("m.{name}"), &mut self.m[i]),
+                (format!("v.{name}"), &mut self.v[i]),
+            ] {
+                let t = state
+                    .remove(&key)
+                    .with_context(|| format!("optimizer state lacks `{key}`"))?;
                 if t.dims() != var.dims() {
-                    bail!("optimizer state `{key}` has shape {:?}, the parameter {:?}", t.dims(), var.dims());
+                    bail!(
+                        "optimizer state `{key}` has shape {:?}, the parameter {:?}",
+                        t.dims(),
+                        var.dims()
+                    );
                 }
                 // A copy of its own: the CPU step writes the moments in place.
                 *slot = t.to_device(var.device())?.to_dtype(var.dtype())?.copy()?;
@@ -133,10 +195,15 @@ impl Adam {
 
     /// Load the state from a safetensors file written by [`Adam::save`].
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let dev = self.m.first().map(|t| t.device().clone()).unwrap_or(Device::Cpu);
+        let dev = self
+            .m
+            .first()
+            .map(|t| t.device().clone())
+            .unwrap_or(Device::Cpu);
         let state = candle_core::safetensors::load(path, &dev)
             .with_context(|| format!("cannot read optimizer state {}", path.display()))?;
-        self.load_state(state).with_context(|| format!("optimizer state {}", path.display()))
+        self.load_state(state)
+            .with_context(|| format!("optimizer state {}", path.display()))
     }
 }
 
@@ -156,7 +223,9 @@ struct Update {
 
 /// The contiguous range of a layout.
 fn range(l: &Layout) -> candle_core::Result<std::ops::Range<usize>> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adam: operand not contiguous".into()))?;
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("adam: operand not contiguous".into()))?;
     Ok(a..b)
 }
 
@@ -168,7 +237,13 @@ impl InplaceOp2 for Moment {
     fn name(&self) -> &'static str {
         "adam-moment"
     }
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
         let (r1, r2) = (range(l1)?, range(l2)?);
         if r1.len() != r2.len() {
             return Err(mismatch());
@@ -178,7 +253,9 @@ impl InplaceOp2 for Moment {
                 let (b, a) = (self.beta as $t, (1.0 - self.beta) as $t);
                 let (x, g) = (&mut $x[r1], &$g[r2]);
                 if self.square {
-                    x.iter_mut().zip(g).for_each(|(x, &g)| *x = *x * b + g * g * a);
+                    x.iter_mut()
+                        .zip(g)
+                        .for_each(|(x, &g)| *x = *x * b + g * g * a);
                 } else {
                     x.iter_mut().zip(g).for_each(|(x, &g)| *x = *x * b + g * a);
                 }
@@ -212,7 +289,8 @@ impl InplaceOp3 for Update {
         }
         macro_rules! run {
             ($th:expr, $m:expr, $v:expr, $t:ty) => {{
-                let (lr, c1, c2, eps) = (self.lr as $t, self.c1 as $t, self.c2 as $t, self.eps as $t);
+                let (lr, c1, c2, eps) =
+                    (self.lr as $t, self.c1 as $t, self.c2 as $t, self.eps as $t);
                 for ((th, &m), &v) in $th[r1].iter_mut().zip(&$m[r2]).zip(&$v[r3]) {
                     *th -= (m / c1) / ((v / c2).sqrt() + eps) * lr;
                 }
@@ -237,12 +315,22 @@ pub struct SharedAdam {
 impl candle_nn::Optimizer for SharedAdam {
     type Config = f64;
     fn new(vars: Vec<Var>, lr: f64) -> candle_core::Result<Self> {
-        let named = vars.into_iter().enumerate().map(|(i, v)| (format!("p{i:05}"), v)).collect();
+        let named = vars
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("p{i:05}"), v))
+            .collect();
         let adam = Adam::new(named).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok(Self { adam: Rc::new(RefCell::new(adam)), lr })
+        Ok(Self {
+            adam: Rc::new(RefCell::new(adam)),
+            lr,
+        })
     }
     fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
-        self.adam.borrow_mut().step(grads, self.lr).map_err(|e| candle_core::Error::Msg(e.to_string()))
+        self.adam
+            .borrow_mut()
+            .step(grads, self.lr)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
     fn learning_rate(&self) -> f64 {
         self.lr
@@ -260,7 +348,12 @@ mod tests {
     /// Minimise `sum (θ - c)^2` and compare with a scalar f64 transcription of Algorithm 1.
     fn run(adam: &mut Adam, theta: &Var, target: &Tensor, steps: usize, lr: f64) -> Vec<f32> {
         for _ in 0..steps {
-            let loss = (theta.as_tensor() - target).unwrap().sqr().unwrap().sum_all().unwrap();
+            let loss = (theta.as_tensor() - target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             adam.step(&loss.backward().unwrap(), lr).unwrap();
         }
         theta.as_tensor().to_vec1::<f32>().unwrap()
@@ -305,10 +398,20 @@ mod tests {
         let c = Tensor::new(&[[0.3f64, 0.1], [-0.7, 2.5]], &dev).unwrap();
         let mut adam = Adam::new(vec![("w".into(), theta.clone())]).unwrap();
         for _ in 0..30 {
-            let loss = (theta.as_tensor() - &c).unwrap().sqr().unwrap().sum_all().unwrap();
+            let loss = (theta.as_tensor() - &c)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             adam.step(&loss.backward().unwrap(), 0.05).unwrap();
         }
-        let got = theta.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let got = theta
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let want = reference(&[1.0, -2.0, 0.5, 3.0], &[0.3, 0.1, -0.7, 2.5], 30, 0.05);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
@@ -322,7 +425,8 @@ mod tests {
         let a = Var::from_slice(&[1.0f32, -2.0], 2, &dev).unwrap();
         let mut opt_a = Adam::new(vec![("w".into(), a.clone())]).unwrap();
         run(&mut opt_a, &a, &c, 5, 0.1);
-        let path = std::env::temp_dir().join(format!("xtask-adam-{}.safetensors", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("xtask-adam-{}.safetensors", std::process::id()));
         opt_a.save(&path).unwrap();
         let b = Var::from_tensor(&a.as_tensor().copy().unwrap()).unwrap();
         let mut opt_b = Adam::new(vec![("w".into(), b.clone())]).unwrap();

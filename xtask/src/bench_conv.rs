@@ -24,7 +24,11 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
     sizes: Vec<usize>,
     /// Channel pairs `cin:cout`, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "3:32,32:32,64:64,128:128")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "3:32,32:32,64:64,128:128"
+    )]
     channels: Vec<String>,
     /// Batch size.
     #[arg(long, default_value_t = 16)]
@@ -171,20 +175,31 @@ impl Torch {
         std::fs::write(&script, TORCH_SNIPPET)?;
         let mut child = Command::new(&args.python)
             .arg(&script)
-            .args([args.batch.to_string(), args.reps.to_string(), args.budget_s.to_string()])
+            .args([
+                args.batch.to_string(),
+                args.reps.to_string(),
+                args.budget_s.to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run {}", args.python))?;
         let stdin = child.stdin.take().context("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        Ok(Some(Self { child, stdin, stdout }))
+        Ok(Some(Self {
+            child,
+            stdin,
+            stdout,
+        }))
     }
 
     fn measure(&mut self, cin: usize, cout: usize, n: usize) -> Result<Row> {
         writeln!(self.stdin, "{cin} {cout} {n}")?;
         self.stdin.flush()?;
-        let line = self.stdout.next().context("PyTorch process ended early")??;
+        let line = self
+            .stdout
+            .next()
+            .context("PyTorch process ended early")??;
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != 5 {
             bail!("unexpected PyTorch output line {line:?}");
@@ -215,7 +230,8 @@ fn load_average() -> String {
 }
 
 fn find<'a>(rows: &'a [Row], imp: &str, s: (usize, usize, usize)) -> Option<&'a Row> {
-    rows.iter().find(|r| r.imp == imp && (r.cin, r.cout, r.size) == s)
+    rows.iter()
+        .find(|r| r.imp == imp && (r.cin, r.cout, r.size) == s)
 }
 
 fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> String {
@@ -290,7 +306,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         .iter()
         .flat_map(|&(ci, co)| args.sizes.iter().map(move |&n| (ci, co, n)))
         .collect();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     tracing::info!("{cores} cores available; batch {}", args.batch);
     let load_before = load_average();
     let mut torch = Torch::start(&args, &out)?;

@@ -33,7 +33,9 @@ const DIGEST: &str = "digest";
 
 /// FNV-1a 64-bit hash of `bytes`, as hex.
 fn fnv(bytes: &[u8]) -> String {
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3));
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
     format!("{h:016x}")
 }
 
@@ -45,7 +47,8 @@ fn digest_of(v: &serde_json::Value) -> Result<String> {
 
 /// Whether `name` is a checkpoint folder name written by [`save`] (`step-` and 8+ digits).
 fn is_step_name(name: &str) -> bool {
-    name.strip_prefix("step-").is_some_and(|d| d.len() >= 8 && d.bytes().all(|b| b.is_ascii_digit()))
+    name.strip_prefix("step-")
+        .is_some_and(|d| d.len() >= 8 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A checkpoint found on disk and verified.
@@ -64,13 +67,26 @@ pub fn checkpoints_dir(out: &Path) -> PathBuf {
 /// Write `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 /// FNV-1a 64-bit hash of a file's bytes, as hex (detects truncated or altered files).
@@ -92,23 +108,41 @@ pub fn save<S: Serialize>(
     let tmp = root.join(format!(".{name}.tmp"));
     let fin = root.join(&name);
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove stale {}", tmp.display()))?;
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("cannot remove stale {}", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     write_files(&tmp)?;
     let mut checksums = BTreeMap::new();
     for entry in std::fs::read_dir(&tmp)? {
         let p = entry?.path();
-        checksums.insert(p.file_name().unwrap_or_default().to_string_lossy().into_owned(), checksum(&p)?);
+        checksums.insert(
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            checksum(&p)?,
+        );
     }
-    let mut env = serde_json::to_value(Envelope { step, checksums, state })?;
+    let mut env = serde_json::to_value(Envelope {
+        step,
+        checksums,
+        state,
+    })?;
     let digest = digest_of(&env)?;
-    env.as_object_mut().context("checkpoint state is not a JSON object")?.insert(DIGEST.into(), digest.into());
-    write_atomic(&tmp.join(STATE), serde_json::to_string_pretty(&env)?.as_bytes())?;
+    env.as_object_mut()
+        .context("checkpoint state is not a JSON object")?
+        .insert(DIGEST.into(), digest.into());
+    write_atomic(
+        &tmp.join(STATE),
+        serde_json::to_string_pretty(&env)?.as_bytes(),
+    )?;
     if fin.exists() {
-        std::fs::remove_dir_all(&fin).with_context(|| format!("cannot replace {}", fin.display()))?;
+        std::fs::remove_dir_all(&fin)
+            .with_context(|| format!("cannot replace {}", fin.display()))?;
     }
-    std::fs::rename(&tmp, &fin).with_context(|| format!("cannot publish checkpoint {}", fin.display()))?;
+    std::fs::rename(&tmp, &fin)
+        .with_context(|| format!("cannot publish checkpoint {}", fin.display()))?;
     write_atomic(&root.join(LATEST), name.as_bytes())?;
     prune(&root, &name)?;
     Ok(fin)
@@ -124,7 +158,8 @@ fn prune(root: &Path, latest: &str) -> Result<()> {
     steps.sort();
     let excess = steps.len().saturating_sub(KEEP);
     for n in steps.into_iter().take(excess).filter(|n| n != latest) {
-        std::fs::remove_dir_all(root.join(&n)).with_context(|| format!("cannot delete old checkpoint {n}"))?;
+        std::fs::remove_dir_all(root.join(&n))
+            .with_context(|| format!("cannot delete old checkpoint {n}"))?;
     }
     Ok(())
 }
@@ -137,7 +172,8 @@ pub fn load_latest<S: DeserializeOwned>(out: &Path) -> Result<Option<Loaded<S>>>
     if !latest.exists() {
         return Ok(None);
     }
-    let name = std::fs::read_to_string(&latest).with_context(|| format!("cannot read {}", latest.display()))?;
+    let name = std::fs::read_to_string(&latest)
+        .with_context(|| format!("cannot read {}", latest.display()))?;
     let name = name.trim();
     if !is_step_name(name) {
         bail!(
@@ -148,7 +184,11 @@ pub fn load_latest<S: DeserializeOwned>(out: &Path) -> Result<Option<Loaded<S>>>
     }
     let loaded = load_dir::<S>(&root.join(name))?;
     if format!("step-{:08}", loaded.step) != name {
-        bail!("{} is corrupted: it names {name} but that checkpoint is of step {}", latest.display(), loaded.step);
+        bail!(
+            "{} is corrupted: it names {name} but that checkpoint is of step {}",
+            latest.display(),
+            loaded.step
+        );
     }
     Ok(Some(loaded))
 }
@@ -156,9 +196,18 @@ pub fn load_latest<S: DeserializeOwned>(out: &Path) -> Result<Option<Loaded<S>>>
 /// Load and verify the checkpoint folder `dir`.
 pub fn load_dir<S: DeserializeOwned>(dir: &Path) -> Result<Loaded<S>> {
     let state_path = dir.join(STATE);
-    let text = std::fs::read_to_string(&state_path)
-        .with_context(|| format!("checkpoint {} is incomplete: cannot read {STATE}", dir.display()))?;
-    let corrupted = || format!("checkpoint {} is corrupted: {STATE} does not parse", dir.display());
+    let text = std::fs::read_to_string(&state_path).with_context(|| {
+        format!(
+            "checkpoint {} is incomplete: cannot read {STATE}",
+            dir.display()
+        )
+    })?;
+    let corrupted = || {
+        format!(
+            "checkpoint {} is corrupted: {STATE} does not parse",
+            dir.display()
+        )
+    };
     let mut value: serde_json::Value = serde_json::from_str(&text).with_context(corrupted)?;
     let digest = value.as_object_mut().and_then(|o| o.remove(DIGEST));
     match digest {
@@ -172,10 +221,17 @@ pub fn load_dir<S: DeserializeOwned>(dir: &Path) -> Result<Loaded<S>> {
     let env: Envelope<S> = serde_json::from_value(value).with_context(corrupted)?;
     for (file, want) in &env.checksums {
         if file.is_empty() || file == STATE || file.contains(['/', '\\']) || file.starts_with('.') {
-            bail!("checkpoint {} is corrupted: {STATE} lists the file {file:?}", dir.display());
+            bail!(
+                "checkpoint {} is corrupted: {STATE} lists the file {file:?}",
+                dir.display()
+            );
         }
-        let got = checksum(&dir.join(file))
-            .with_context(|| format!("checkpoint {} is corrupted: {file} is missing", dir.display()))?;
+        let got = checksum(&dir.join(file)).with_context(|| {
+            format!(
+                "checkpoint {} is corrupted: {file} is missing",
+                dir.display()
+            )
+        })?;
         if &got != want {
             bail!("checkpoint {} is corrupted: {file} does not match its checksum (truncated or modified)", dir.display());
         }
@@ -183,10 +239,17 @@ pub fn load_dir<S: DeserializeOwned>(dir: &Path) -> Result<Loaded<S>> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         if name != STATE && !env.checksums.contains_key(&name) {
-            bail!("checkpoint {} is corrupted: {name} is not listed in {STATE}", dir.display());
+            bail!(
+                "checkpoint {} is corrupted: {name} is not listed in {STATE}",
+                dir.display()
+            );
         }
     }
-    Ok(Loaded { dir: dir.to_path_buf(), step: env.step, state: env.state })
+    Ok(Loaded {
+        dir: dir.to_path_buf(),
+        step: env.step,
+        state: env.state,
+    })
 }
 
 /// Lock file of a run folder while a run writes into it.
@@ -203,12 +266,18 @@ impl RunLock {
     /// Take the lock of the run folder `out` (created when missing).
     pub fn acquire(out: &Path) -> Result<Self> {
         use std::io::Write;
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create output folder {}", out.display()))?;
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("cannot create output folder {}", out.display()))?;
         let path = out.join(LOCK);
         for _ in 0..3 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
-                    writeln!(f, "{}", std::process::id()).with_context(|| format!("cannot write {}", path.display()))?;
+                    writeln!(f, "{}", std::process::id())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                     return Ok(Self { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -226,7 +295,10 @@ impl RunLock {
                         ),
                     }
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot create lock file {}", path.display())),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create lock file {}", path.display()))
+                }
             }
         }
         bail!("{}: cannot take the lock {}", out.display(), path.display())
@@ -249,16 +321,26 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Files a training run writes into its folder (besides `train.log`, which is appended to).
-const RUN_FILES: [&str; 5] = ["final.safetensors", "history.csv", "val_loss_vs_wu.png", "val_loss_vs_time.png", "config.toml"];
+const RUN_FILES: [&str; 5] = [
+    "final.safetensors",
+    "history.csv",
+    "val_loss_vs_wu.png",
+    "val_loss_vs_time.png",
+    "config.toml",
+];
 /// Sub-folders a training run writes.
 const RUN_DIRS: [&str; 2] = ["checkpoints", "test"];
 
 /// What in `out` shows a run was (or is being) trained there: a checkpoint, the final weights
 /// or the history. `None` for a new or empty folder.
 pub fn existing_run(out: &Path) -> Option<PathBuf> {
-    [checkpoints_dir(out).join(LATEST), out.join("final.safetensors"), out.join("history.csv")]
-        .into_iter()
-        .find(|p| p.exists())
+    [
+        checkpoints_dir(out).join(LATEST),
+        out.join("final.safetensors"),
+        out.join("history.csv"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
 }
 
 /// Delete the outputs of a previous run in `out` (for `--overwrite`; `train.log` is kept).
@@ -272,7 +354,8 @@ pub fn clear_run(out: &Path) -> Result<()> {
     for d in RUN_DIRS {
         let p = out.join(d);
         if p.is_dir() {
-            std::fs::remove_dir_all(&p).with_context(|| format!("cannot delete {}", p.display()))?;
+            std::fs::remove_dir_all(&p)
+                .with_context(|| format!("cannot delete {}", p.display()))?;
         }
     }
     Ok(())
@@ -301,10 +384,19 @@ pub(crate) mod tests {
         }
         let l = load_latest::<u32>(&out).unwrap().unwrap();
         assert_eq!((l.step, l.state), (40, 4));
-        assert_eq!(std::fs::read_to_string(l.dir.join("model.bin")).unwrap(), "weights");
-        let kept = std::fs::read_dir(checkpoints_dir(&out)).unwrap().filter(|e| {
-            e.as_ref().unwrap().file_name().to_string_lossy().starts_with("step-")
-        });
+        assert_eq!(
+            std::fs::read_to_string(l.dir.join("model.bin")).unwrap(),
+            "weights"
+        );
+        let kept = std::fs::read_dir(checkpoints_dir(&out))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("step-")
+            });
         assert_eq!(kept.count(), KEEP);
         std::fs::remove_dir_all(&out).ok();
     }
@@ -335,7 +427,10 @@ pub(crate) mod tests {
         // Reformatting alone (same content) is not an edit.
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         std::fs::write(dir.join(STATE), serde_json::to_string(&v).unwrap()).unwrap();
-        assert_eq!(load_latest::<Vec<u64>>(&out).unwrap().unwrap().state, vec![12, 34]);
+        assert_eq!(
+            load_latest::<Vec<u64>>(&out).unwrap().unwrap().state,
+            vec![12, 34]
+        );
         // A file added to the checkpoint folder is not silently ignored.
         std::fs::write(dir.join("extra.bin"), "x").unwrap();
         let e = format!("{:#}", load_latest::<Vec<u64>>(&out).err().unwrap());
@@ -351,10 +446,17 @@ pub(crate) mod tests {
         save(&other, 5, &2u32, payload("theirs")).unwrap();
         let latest = checkpoints_dir(&out).join(LATEST);
         let elsewhere = checkpoints_dir(&other).join("step-00000005");
-        for bad in [elsewhere.to_string_lossy().into_owned(), "../../x/step-00000005".into(), "step-00000005".into()] {
+        for bad in [
+            elsewhere.to_string_lossy().into_owned(),
+            "../../x/step-00000005".into(),
+            "step-00000005".into(),
+        ] {
             std::fs::write(&latest, &bad).unwrap();
             let e = format!("{:#}", load_latest::<u32>(&out).err().unwrap());
-            assert!(e.contains("LATEST") || e.contains("incomplete"), "{bad}: {e}");
+            assert!(
+                e.contains("LATEST") || e.contains("incomplete"),
+                "{bad}: {e}"
+            );
         }
         std::fs::write(&latest, "step-00000003").unwrap();
         assert_eq!(load_latest::<u32>(&out).unwrap().unwrap().state, 1);
@@ -368,7 +470,10 @@ pub(crate) mod tests {
         let out = tmp("lock");
         let lock = RunLock::acquire(&out).unwrap();
         let e = format!("{:#}", RunLock::acquire(&out).err().unwrap());
-        assert!(e.contains("in use") && e.contains(&std::process::id().to_string()), "{e}");
+        assert!(
+            e.contains("in use") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
         drop(lock);
         assert!(!out.join(LOCK).exists());
         // The lock of a process that has exited (kill -9) does not block the folder.
@@ -377,15 +482,25 @@ pub(crate) mod tests {
         child.wait().unwrap();
         std::fs::write(out.join(LOCK), format!("{dead}\n")).unwrap();
         let lock = RunLock::acquire(&out).unwrap();
-        assert_eq!(std::fs::read_to_string(out.join(LOCK)).unwrap().trim(), std::process::id().to_string());
+        assert_eq!(
+            std::fs::read_to_string(out.join(LOCK)).unwrap().trim(),
+            std::process::id().to_string()
+        );
         drop(lock);
         std::fs::remove_dir_all(&out).ok();
     }
 
     /// Cases per property: `PROPTEST_CASES` when set, else 16 (CI).
     pub(crate) fn fuzz_config() -> proptest::prelude::ProptestConfig {
-        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
-        proptest::prelude::ProptestConfig { cases, failure_persistence: None, ..Default::default() }
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(16);
+        proptest::prelude::ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..Default::default()
+        }
     }
 
     proptest::proptest! {

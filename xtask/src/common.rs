@@ -19,7 +19,9 @@ pub struct Context {
 
 impl Context {
     pub fn new(args: &GlobalArgs) -> Result<Self> {
-        Ok(Self { device: parse_device(&args.device)? })
+        Ok(Self {
+            device: parse_device(&args.device)?,
+        })
     }
 }
 
@@ -29,7 +31,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         s if s == "cuda" || s.starts_with("cuda:") => {
             let ordinal = match s.strip_prefix("cuda:") {
-                Some(n) => n.parse::<usize>().with_context(|| format!("--device {s}: bad ordinal"))?,
+                Some(n) => n
+                    .parse::<usize>()
+                    .with_context(|| format!("--device {s}: bad ordinal"))?,
                 None => 0,
             };
             Device::new_cuda(ordinal).with_context(|| {
@@ -45,12 +49,15 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 #[cfg(test)]
 pub fn test_context() -> Context {
     let spec = std::env::var("MULTISCALE_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
-    Context { device: parse_device(&spec).expect("MULTISCALE_TEST_DEVICE") }
+    Context {
+        device: parse_device(&spec).expect("MULTISCALE_TEST_DEVICE"),
+    }
 }
 
 /// Create `dir` (and parents), naming it in the error.
 pub fn ensure_out_dir(dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output folder {}", dir.display()))?;
     Ok(dir.to_path_buf())
 }
 
@@ -59,7 +66,9 @@ pub fn out_dir_or_default(out: Option<&Path>, name: &str) -> Result<PathBuf> {
     let dir = match out {
         Some(d) => d.to_path_buf(),
         None => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
             PathBuf::from("runs").join(name).join(secs.to_string())
         }
     };
@@ -75,14 +84,23 @@ pub fn init_tracing(quiet: bool) -> Result<()> {
     use tracing_subscriber::{filter::LevelFilter, fmt, prelude::*, EnvFilter};
     let env = std::env::var("RUST_LOG").is_ok();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr_level = if quiet && !env { LevelFilter::WARN } else { LevelFilter::TRACE };
+    let stderr_level = if quiet && !env {
+        LevelFilter::WARN
+    } else {
+        LevelFilter::TRACE
+    };
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(stderr_level);
     let file = fmt::layer().with_ansi(false).with_writer(|| RunLogWriter);
-    tracing_subscriber::registry().with(filter).with(stderr).with(file).try_init().ok();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .try_init()
+        .ok();
     Ok(())
 }
 
@@ -103,7 +121,9 @@ impl RunLog {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open log file {}", path.display()))?;
-        Ok(Self { previous: RUN_LOG.with(|c| c.borrow_mut().replace(f)) })
+        Ok(Self {
+            previous: RUN_LOG.with(|c| c.borrow_mut().replace(f)),
+        })
     }
 }
 
@@ -149,7 +169,10 @@ mod tests {
         }
         let a = std::fs::read_to_string(dir.join("a.log")).unwrap();
         let b = std::fs::read_to_string(dir.join("b.log")).unwrap();
-        assert!(a.contains("line for a") && a.contains("again a") && !a.contains("line for b"), "{a}");
+        assert!(
+            a.contains("line for a") && a.contains("again a") && !a.contains("line for b"),
+            "{a}"
+        );
         assert!(b.contains("line for b") && !b.contains('\x1b'), "{b}");
         std::fs::remove_dir_all(&dir).ok();
     }

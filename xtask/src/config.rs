@@ -44,7 +44,9 @@ impl std::str::FromStr for Task {
         Task::ALL
             .into_iter()
             .find(|t| t.name() == s)
-            .with_context(|| format!("unknown task `{s}` (expected denoise, deblur, inpaint or superres)"))
+            .with_context(|| {
+                format!("unknown task `{s}` (expected denoise, deblur, inpaint or superres)")
+            })
     }
 }
 
@@ -128,7 +130,12 @@ impl LrSchedule {
             LrSchedule::CosinePerStage => (0.0, true),
             LrSchedule::Constant => (lr, false),
         };
-        fmg::DriverConfig { lr, lr_min, lr_restart_per_stage, ..Default::default() }
+        fmg::DriverConfig {
+            lr,
+            lr_min,
+            lr_restart_per_stage,
+            ..Default::default()
+        }
     }
 }
 
@@ -376,20 +383,25 @@ const HOT_STARTS: [&str; 2] = ["identity", "galerkin"];
 impl TrainConfig {
     /// Read, parse and validate `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
         Self::parse(&text, path)
     }
 
     /// Parse and validate TOML `text`; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let mut cfg: TrainConfig =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: invalid config: {e}", origin.display()))?;
+        let mut cfg: TrainConfig = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid config: {e}", origin.display()))?;
         if cfg.train.levels.is_none() {
             let model: models::ModelConfig = toml::Value::Table(cfg.model.clone())
                 .try_into()
                 .map_err(|e| anyhow::anyhow!("{}: [model]: {e}", origin.display()))?;
             let superres = cfg.task == Task::Superres;
-            cfg.train.levels = Some(guideline_levels(cfg.data.size, model.downsampling_factor(), superres));
+            cfg.train.levels = Some(guideline_levels(
+                cfg.data.size,
+                model.downsampling_factor(),
+                superres,
+            ));
             cfg.train.levels_auto = true;
         }
         cfg.validate(origin)?;
@@ -409,7 +421,9 @@ impl TrainConfig {
     /// Per-level MGE batch sizes, finest first: `train.batch` or `2^l N_0`.
     pub fn level_batches(&self) -> Vec<usize> {
         let t = &self.train;
-        t.batch.clone().unwrap_or_else(|| (0..self.levels()).map(|l| t.n0 << l).collect())
+        t.batch
+            .clone()
+            .unwrap_or_else(|| (0..self.levels()).map(|l| t.n0 << l).collect())
     }
 
     /// Check every value; errors name `origin` and the key.
@@ -437,7 +451,10 @@ impl TrainConfig {
         }
         if let Some(dir) = &d.dir {
             if !dir.is_dir() {
-                bail!("{f}: data.dir = {:?}: not a folder", dir.display().to_string());
+                bail!(
+                    "{f}: data.dir = {:?}: not a folder",
+                    dir.display().to_string()
+                );
             }
         }
         if d.channels != 1 && d.channels != 3 {
@@ -447,7 +464,12 @@ impl TrainConfig {
         positive(&f, "data.test_images", d.test_images)?;
         at_most(&f, "data.test_images", d.test_images, MAX_IMAGES)?;
         positive(&f, "data.validation_images", d.validation_images)?;
-        at_most(&f, "data.validation_images", d.validation_images, MAX_IMAGES)?;
+        at_most(
+            &f,
+            "data.validation_images",
+            d.validation_images,
+            MAX_IMAGES,
+        )?;
         positive(&f, "data.threads", d.threads)?;
         at_most(&f, "data.threads", d.threads, MAX_THREADS)?;
         positive_f(&f, "data.blur_sigma", d.blur_sigma)?;
@@ -494,7 +516,12 @@ impl TrainConfig {
             bail!("{f}: train.stats_every = 0: adaptive allocation needs the per-term statistics (at least 1)");
         }
         positive(&f, "train.checkpoint_every", t.checkpoint_every)?;
-        at_most(&f, "train.checkpoint_every", t.checkpoint_every, MAX_ITERATIONS)?;
+        at_most(
+            &f,
+            "train.checkpoint_every",
+            t.checkpoint_every,
+            MAX_ITERATIONS,
+        )?;
         positive(&f, "train.validate_every", t.validate_every)?;
         at_most(&f, "train.validate_every", t.validate_every, MAX_ITERATIONS)?;
         if !self.model.contains_key("kind") {
@@ -511,7 +538,8 @@ impl TrainConfig {
         let Some(opt) = self.train.optimizer.second_order() else {
             return Ok(());
         };
-        opt.validate().map_err(|e| anyhow::anyhow!("{f}: train.optimizer: {e}"))?;
+        opt.validate()
+            .map_err(|e| anyhow::anyhow!("{f}: train.optimizer: {e}"))?;
         if opt.closure_kind() != optim::ClosureKind::Residual {
             return Ok(());
         }
@@ -605,14 +633,19 @@ lr = 5e-4
         // Round trip through the TOML written beside each run.
         let again = parse(&c.to_toml().unwrap()).unwrap();
         assert_eq!(again.to_toml().unwrap(), c.to_toml().unwrap());
-        let per_stage = parse(&GOOD.replace("lr = 5e-4", "lr = 5e-4\nlr_schedule = \"cosine-per-stage\"")).unwrap();
+        let per_stage =
+            parse(&GOOD.replace("lr = 5e-4", "lr = 5e-4\nlr_schedule = \"cosine-per-stage\""))
+                .unwrap();
         assert_eq!(per_stage.train.lr_schedule, LrSchedule::CosinePerStage);
     }
 
     #[test]
     fn unknown_key_names_the_key_and_the_file() {
         let e = err(&GOOD.replace("lr = 5e-4", "lr = 5e-4\nlearning_rate = 1"));
-        assert!(e.contains("configs/test.toml") && e.contains("learning_rate"), "{e}");
+        assert!(
+            e.contains("configs/test.toml") && e.contains("learning_rate"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("size = 32", "size = 32\nsizee = 3"));
         assert!(e.contains("sizee"), "{e}");
     }
@@ -624,15 +657,30 @@ lr = 5e-4
             ("size = 32", "size = 30", "data.size"),
             ("n0 = 2", "n0 = 0", "train.n0"),
             ("lr = 5e-4", "lr = -1.0", "train.lr"),
-            ("lr = 5e-4", "lr = 5e-4\nsubsampling = \"zoom\"", "train.subsampling"),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\nsubsampling = \"zoom\"",
+                "train.subsampling",
+            ),
             ("lr = 5e-4", "lr = 5e-4\nbatch = [1, 2]", "train.batch"),
-            ("lr = 5e-4", "lr = 5e-4\ncheckpoint_every = 0", "train.checkpoint_every"),
-            ("source = \"dead-leaves\"", "source = \"folder\"", "data.dir"),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\ncheckpoint_every = 0",
+                "train.checkpoint_every",
+            ),
+            (
+                "source = \"dead-leaves\"",
+                "source = \"folder\"",
+                "data.dir",
+            ),
             ("kind = \"unet\"", "channels = 3", "model.kind"),
         ];
         for (from, to, key) in cases {
             let e = err(&GOOD.replace(from, to));
-            assert!(e.contains(key) && e.contains("configs/test.toml"), "{to}: {e}");
+            assert!(
+                e.contains(key) && e.contains("configs/test.toml"),
+                "{to}: {e}"
+            );
         }
         let e = err(&GOOD.replace("task = \"denoise\"", "task = \"colorize\""));
         assert!(e.contains("colorize") && e.contains("task"), "{e}");
@@ -669,15 +717,51 @@ lr = 5e-4
         let cases = [
             ("n0 = 2", "n0 = 100000000", "train.n0"),
             ("size = 32", "size = 32768", "data.size"),
-            ("lr = 5e-4", "lr = 5e-4\nbatch = [1, 2, 100000000]", "train.batch"),
-            ("lr = 5e-4", "lr = 5e-4\nsingle_batch = 100000000", "train.single_batch"),
-            ("iterations = 10", "iterations = 1000000000", "train.iterations"),
-            ("lr = 5e-4", "lr = 5e-4\nfmg_iterations = 1000000000", "train.fmg_iterations"),
-            ("lr = 5e-4", "lr = 5e-4\ncheckpoint_every = 1000000000", "train.checkpoint_every"),
-            ("lr = 5e-4", "lr = 5e-4\nvalidate_every = 1000000000", "train.validate_every"),
-            ("lr = 5e-4", "lr = 5e-4\nstats_every = 1000000000", "train.stats_every"),
-            ("size = 32", "size = 32\nvalidation_images = 10000000", "data.validation_images"),
-            ("size = 32", "size = 32\ntest_images = 10000000", "data.test_images"),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\nbatch = [1, 2, 100000000]",
+                "train.batch",
+            ),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\nsingle_batch = 100000000",
+                "train.single_batch",
+            ),
+            (
+                "iterations = 10",
+                "iterations = 1000000000",
+                "train.iterations",
+            ),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\nfmg_iterations = 1000000000",
+                "train.fmg_iterations",
+            ),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\ncheckpoint_every = 1000000000",
+                "train.checkpoint_every",
+            ),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\nvalidate_every = 1000000000",
+                "train.validate_every",
+            ),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\nstats_every = 1000000000",
+                "train.stats_every",
+            ),
+            (
+                "size = 32",
+                "size = 32\nvalidation_images = 10000000",
+                "data.validation_images",
+            ),
+            (
+                "size = 32",
+                "size = 32\ntest_images = 10000000",
+                "data.test_images",
+            ),
             ("size = 32", "size = 32\nthreads = 100000", "data.threads"),
         ];
         for (from, to, key) in cases {
@@ -693,15 +777,25 @@ lr = 5e-4
 
     #[test]
     fn optimizer_is_selected_and_checked() {
-        assert_eq!(parse(GOOD).unwrap().train.optimizer, OptimizerChoice::Adam {});
+        assert_eq!(
+            parse(GOOD).unwrap().train.optimizer,
+            OptimizerChoice::Adam {}
+        );
         let single = GOOD.replace("n0 = 2", "n0 = 2\nstrategy = \"single\"");
-        let c = parse(&with_optimizer(&single, "kind = \"steihaug\"\nradius_init = 0.5")).unwrap();
+        let c = parse(&with_optimizer(
+            &single,
+            "kind = \"steihaug\"\nradius_init = 0.5",
+        ))
+        .unwrap();
         let Some(optim::OptimizerConfig::Steihaug(s)) = c.train.optimizer.second_order() else {
             panic!("{:?}", c.train.optimizer)
         };
         assert_eq!(s.radius_init, 0.5);
         // The written config selects the same optimizer.
-        assert_eq!(parse(&c.to_toml().unwrap()).unwrap().train.optimizer, c.train.optimizer);
+        assert_eq!(
+            parse(&c.to_toml().unwrap()).unwrap().train.optimizer,
+            c.train.optimizer
+        );
         for kind in ["adam", "gauss-newton"] {
             parse(&with_optimizer(&single, &format!("kind = \"{kind}\""))).unwrap();
         }
@@ -709,21 +803,45 @@ lr = 5e-4
         let cases = [
             // Gauss-Newton's residual exists only for a single-scale MSE loss.
             (with_optimizer(GOOD, gn), "train.strategy"),
-            (with_optimizer(&single.replace("lr = 5e-4", "lr = 5e-4\nloss = \"ssim\""), gn), "train.loss"),
-            (with_optimizer(GOOD, "kind = \"steihaug\"\nobjective = \"residual\""), "train.optimizer.objective"),
+            (
+                with_optimizer(
+                    &single.replace("lr = 5e-4", "lr = 5e-4\nloss = \"ssim\""),
+                    gn,
+                ),
+                "train.loss",
+            ),
+            (
+                with_optimizer(GOOD, "kind = \"steihaug\"\nobjective = \"residual\""),
+                "train.optimizer.objective",
+            ),
             // Unknown keys and kinds, out-of-range values.
-            (with_optimizer(&single, "kind = \"steihaug\"\nradius = 1.0"), "radius"),
-            (with_optimizer(&single, "kind = \"adam\"\nbeta1 = 0.9"), "beta1"),
+            (
+                with_optimizer(&single, "kind = \"steihaug\"\nradius = 1.0"),
+                "radius",
+            ),
+            (
+                with_optimizer(&single, "kind = \"adam\"\nbeta1 = 0.9"),
+                "beta1",
+            ),
             (with_optimizer(&single, "kind = \"lbfgs\""), "lbfgs"),
-            (with_optimizer(&single, "kind = \"steihaug\"\nradius_init = -1.0"), "radius_init"),
+            (
+                with_optimizer(&single, "kind = \"steihaug\"\nradius_init = -1.0"),
+                "radius_init",
+            ),
         ];
         for (text, key) in cases {
             let e = err(&text);
-            assert!(e.contains(key) && e.contains("configs/test.toml"), "{key}: {e}");
+            assert!(
+                e.contains(key) && e.contains("configs/test.toml"),
+                "{key}: {e}"
+            );
         }
         // A multiscale Gauss-Newton config is refused with the reason.
         let e = err(&with_optimizer(GOOD, gn));
-        assert!(e.contains("gauss-newton") && e.contains("\"multiscale\""), "{e}");
+        assert!(
+            e.contains("gauss-newton") && e.contains("\"multiscale\""),
+            "{e}"
+        );
         // Steihaug on the MGE loss is fine with any strategy.
         parse(&with_optimizer(GOOD, "kind = \"steihaug\"")).unwrap();
     }
@@ -755,18 +873,28 @@ lr = 5e-4
                     n % c == 0 && n / c >= 8 && (n / c) % factor == 0
                 };
                 assert!(l == 1 || ok(l), "n {n} factor {factor} L {l}");
-                assert!(l == 8 || (l + 1..=8).all(|m| !ok(m)), "n {n} factor {factor} L {l}");
+                assert!(
+                    l == 8 || (l + 1..=8).all(|m| !ok(m)),
+                    "n {n} factor {factor} L {l}"
+                );
             }
         }
     }
 
     #[test]
     fn missing_levels_are_chosen_by_the_guideline() {
-        let c = parse(&GOOD.replace("levels = 3\n", "").replace("size = 32", "size = 64")).unwrap();
+        let c = parse(
+            &GOOD
+                .replace("levels = 3\n", "")
+                .replace("size = 32", "size = 64"),
+        )
+        .unwrap();
         // UNet (factor 4) at 64: L = 4 gives 8x8, divisible by 4.
         assert_eq!((c.levels(), c.train.levels_auto), (4, true));
         assert_eq!(c.level_batches(), vec![2, 4, 8, 16]);
-        let five = GOOD.replace("levels = 3\n", "").replace("kind = \"unet\"", "kind = \"unet5\"");
+        let five = GOOD
+            .replace("levels = 3\n", "")
+            .replace("kind = \"unet\"", "kind = \"unet5\"");
         let c = parse(&five.replace("size = 32", "size = 64")).unwrap();
         assert_eq!(c.levels(), 3, "unet5 down-samples by 16: coarsest 16x16");
         // The written config carries the choice explicitly.

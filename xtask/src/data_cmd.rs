@@ -4,7 +4,9 @@ use crate::common::{ensure_out_dir, Context};
 use crate::pictures::{save_grid, Scale};
 use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
-use data::{DeadLeaves, Degradation, GaussianRandomField, Loader, MarkovField, PhotoFolder, SharedSource};
+use data::{
+    DeadLeaves, Degradation, GaussianRandomField, Loader, MarkovField, PhotoFolder, SharedSource,
+};
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,9 +83,21 @@ fn preview(a: PreviewArgs, ctx: &Context) -> Result<()> {
         "--size {} must be between 4 and {MAX_PREVIEW_SIZE}",
         a.size
     );
-    anyhow::ensure!(a.size % 2 == 0, "--size {} must be even (super-resolution halves it)", a.size);
-    anyhow::ensure!((1..=MAX_PREVIEW_COUNT).contains(&a.count), "--count {} must be between 1 and {MAX_PREVIEW_COUNT}", a.count);
-    anyhow::ensure!(a.channels == 1 || a.channels == 3, "--channels {} must be 1 or 3", a.channels);
+    anyhow::ensure!(
+        a.size % 2 == 0,
+        "--size {} must be even (super-resolution halves it)",
+        a.size
+    );
+    anyhow::ensure!(
+        (1..=MAX_PREVIEW_COUNT).contains(&a.count),
+        "--count {} must be between 1 and {MAX_PREVIEW_COUNT}",
+        a.count
+    );
+    anyhow::ensure!(
+        a.channels == 1 || a.channels == 3,
+        "--channels {} must be 1 or 3",
+        a.channels
+    );
     let out = ensure_out_dir(&a.out)?;
     let source = open_source(&a.source, a.seed, a.channels)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -120,19 +134,37 @@ mod tests {
     use super::*;
 
     fn args(source: &str, size: usize, channels: usize, out: &Path) -> PreviewArgs {
-        PreviewArgs { source: source.into(), size, count: 2, seed: 0, channels, out: out.to_path_buf() }
+        PreviewArgs {
+            source: source.into(),
+            size,
+            count: 2,
+            seed: 0,
+            channels,
+            out: out.to_path_buf(),
+        }
     }
 
     /// Smaller cases: `--channels 0` no longer acts as 1, `--size 0` is not reported as odd.
     #[test]
     fn bad_sizes_and_channels_are_refused() {
         let out = std::env::temp_dir().join(format!("xtask-preview-bad-{}", std::process::id()));
-        let ctx = Context { device: Device::Cpu };
-        let e = format!("{:#}", preview(args("dead-leaves", 16, 0, &out), &ctx).unwrap_err());
+        let ctx = Context {
+            device: Device::Cpu,
+        };
+        let e = format!(
+            "{:#}",
+            preview(args("dead-leaves", 16, 0, &out), &ctx).unwrap_err()
+        );
         assert!(e.contains("--channels 0"), "{e}");
-        let e = format!("{:#}", preview(args("dead-leaves", 0, 1, &out), &ctx).unwrap_err());
+        let e = format!(
+            "{:#}",
+            preview(args("dead-leaves", 0, 1, &out), &ctx).unwrap_err()
+        );
         assert!(e.contains("--size 0") && e.contains("between"), "{e}");
-        let e = format!("{:#}", preview(args("dead-leaves", 15, 1, &out), &ctx).unwrap_err());
+        let e = format!(
+            "{:#}",
+            preview(args("dead-leaves", 15, 1, &out), &ctx).unwrap_err()
+        );
         assert!(e.contains("even"), "{e}");
         assert!(!out.exists());
     }
@@ -144,13 +176,31 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         crate::labelled::write_test_stl10(&dir, 3);
         crate::labelled::write_test_cifar100(&dir, 3);
-        let ctx = Context { device: Device::Cpu };
+        let ctx = Context {
+            device: Device::Cpu,
+        };
         for kind in ["stl10", "cifar100"] {
             let out = dir.join(format!("out-{kind}"));
-            preview(args(&format!("{kind}:{}", dir.display()), 16, 3, &out), &ctx).unwrap();
+            preview(
+                args(&format!("{kind}:{}", dir.display()), 16, 3, &out),
+                &ctx,
+            )
+            .unwrap();
             assert!(out.join("preview.png").is_file());
         }
-        let e = format!("{:#}", preview(args(&format!("stl10:{}", dir.join("nope").display()), 16, 3, &dir.join("o")), &ctx).unwrap_err());
+        let e = format!(
+            "{:#}",
+            preview(
+                args(
+                    &format!("stl10:{}", dir.join("nope").display()),
+                    16,
+                    3,
+                    &dir.join("o")
+                ),
+                &ctx
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("train_X.bin"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }

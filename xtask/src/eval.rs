@@ -65,7 +65,17 @@ impl TestSet {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        Self::load_first(dir, task, size, channels, patches, usize::MAX, blur_sigma, seed, device)
+        Self::load_first(
+            dir,
+            task,
+            size,
+            channels,
+            patches,
+            usize::MAX,
+            blur_sigma,
+            seed,
+            device,
+        )
     }
 
     /// [`TestSet::load`] keeping only the first `limit` images (only those are resized).
@@ -85,7 +95,10 @@ impl TestSet {
         let stems: Vec<String> = folder
             .paths()
             .iter()
-            .map(|p| p.file_stem().map_or("?".into(), |s| s.to_string_lossy().into_owned()))
+            .map(|p| {
+                p.file_stem()
+                    .map_or("?".into(), |s| s.to_string_lossy().into_owned())
+            })
             .collect();
         let (source, names): (Box<dyn ImageSource + Send + Sync>, Vec<String>) = match patches {
             None => (Box::new(folder), stems),
@@ -154,7 +167,11 @@ impl Scores {
 pub fn write_scores(path: &Path, names: &[String], s: &Scores) -> Result<()> {
     let mut text = String::from("image,mse,psnr,ssim\n");
     for (i, name) in names.iter().enumerate() {
-        writeln!(text, "{name},{:.6e},{:.4},{:.6}", s.mse[i], s.psnr[i], s.ssim[i])?;
+        writeln!(
+            text,
+            "{name},{:.6e},{:.4},{:.6}",
+            s.mse[i], s.psnr[i], s.ssim[i]
+        )?;
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -177,7 +194,13 @@ pub fn save_samples(path: &Path, test: &TestSet, outputs: &[(String, Tensor)]) -
     labels.extend(outputs.iter().map(|(name, _)| name.clone()));
     labels.push("target".into());
     let side = d.target.dims().last().copied().unwrap_or(1);
-    crate::pictures::save_labelled_grid(path, &labels, &rows, Scale::Unit, crate::pictures::magnification(side))
+    crate::pictures::save_labelled_grid(
+        path,
+        &labels,
+        &rows,
+        Scale::Unit,
+        crate::pictures::magnification(side),
+    )
 }
 
 /// Input channels of a model configuration (3 where it does not say).
@@ -200,33 +223,63 @@ pub const MAX_SIZE: usize = 16384;
 /// is no such file.
 fn trained_task(checkpoint: &Path) -> Option<(Task, PathBuf)> {
     let parent = checkpoint.parent()?;
-    let candidates = [Some(parent.to_path_buf()), parent.parent().and_then(|p| p.parent()).map(Path::to_path_buf)];
-    candidates.into_iter().flatten().map(|d| d.join("config.toml")).find(|p| p.is_file()).and_then(|p| {
-        let table: toml::Table = toml::from_str(&std::fs::read_to_string(&p).ok()?).ok()?;
-        Some((table.get("task")?.as_str()?.parse().ok()?, p))
-    })
+    let candidates = [
+        Some(parent.to_path_buf()),
+        parent
+            .parent()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("config.toml"))
+        .find(|p| p.is_file())
+        .and_then(|p| {
+            let table: toml::Table = toml::from_str(&std::fs::read_to_string(&p).ok()?).ok()?;
+            Some((table.get("task")?.as_str()?.parse().ok()?, p))
+        })
 }
 
 /// Load `checkpoint`, refusing non-finite weights.
-fn load_model(checkpoint: &Path, device: &Device) -> Result<(models::ModelConfig, candle_nn::VarMap, Box<dyn models::Model>)> {
+fn load_model(
+    checkpoint: &Path,
+    device: &Device,
+) -> Result<(
+    models::ModelConfig,
+    candle_nn::VarMap,
+    Box<dyn models::Model>,
+)> {
     let (cfg, varmap, _) = models::checkpoint::load(checkpoint, device)
         .with_context(|| format!("cannot load checkpoint {}", checkpoint.display()))?;
     if let Some(name) = crate::train::non_finite_parameter(&varmap)? {
         anyhow::bail!("checkpoint {}: parameter {name} holds NaN or infinite values (a diverged run): refusing to score it", checkpoint.display());
     }
-    let model = models::build(&cfg, candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device))?;
+    let model = models::build(
+        &cfg,
+        candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device),
+    )?;
     Ok((cfg, varmap, model))
 }
 
 /// Score the model of `checkpoint` on `test`, writing `results.csv` and `samples.png` to `out`.
 /// Refuses non-finite weights, outputs of the wrong shape (a model of another task) and
 /// non-finite scores.
-pub fn score_checkpoint(checkpoint: &Path, test: &TestSet, out: &Path, device: &Device) -> Result<Scores> {
+pub fn score_checkpoint(
+    checkpoint: &Path,
+    test: &TestSet,
+    out: &Path,
+    device: &Device,
+) -> Result<Scores> {
     let out = ensure_out_dir(out)?;
     let (cfg, _varmap, model) = load_model(checkpoint, device)?;
     let what = || format!("the model of {} ({})", checkpoint.display(), cfg.kind());
-    let pred = predict(model.as_ref(), test)
-        .with_context(|| format!("{} cannot be applied to these test inputs: was it trained for another task?", what()))?;
+    let pred = predict(model.as_ref(), test).with_context(|| {
+        format!(
+            "{} cannot be applied to these test inputs: was it trained for another task?",
+            what()
+        )
+    })?;
     let (want, got) = (test.degraded.target.dims(), pred.dims());
     if want != got {
         anyhow::bail!(
@@ -237,11 +290,24 @@ pub fn score_checkpoint(checkpoint: &Path, test: &TestSet, out: &Path, device: &
     }
     let scores = Scores::of(&pred, &test.degraded.target)?;
     // PSNR is +inf for a perfect output; MSE and SSIM are always finite for finite outputs.
-    if scores.mse.iter().chain(&scores.ssim).any(|v| !v.is_finite()) || scores.psnr.iter().any(|v| v.is_nan()) {
-        anyhow::bail!("{} gives non-finite outputs (NaN or infinite scores): the weights have diverged", what());
+    if scores
+        .mse
+        .iter()
+        .chain(&scores.ssim)
+        .any(|v| !v.is_finite())
+        || scores.psnr.iter().any(|v| v.is_nan())
+    {
+        anyhow::bail!(
+            "{} gives non-finite outputs (NaN or infinite scores): the weights have diverged",
+            what()
+        );
     }
     write_scores(&out.join("results.csv"), &test.names, &scores)?;
-    save_samples(&out.join("samples.png"), test, &[("prediction".to_string(), pred.clone())])?;
+    save_samples(
+        &out.join("samples.png"),
+        test,
+        &[("prediction".to_string(), pred.clone())],
+    )?;
     Ok(scores)
 }
 
@@ -251,7 +317,10 @@ pub fn evaluate(a: &Args, device: &Device) -> Result<Scores> {
         anyhow::bail!("--size {}: must be between 4 and {MAX_SIZE}", a.size);
     }
     if a.task == Task::Superres && a.size % 2 != 0 {
-        anyhow::bail!("--size {}: super-resolution needs an even size (the input is half of it)", a.size);
+        anyhow::bail!(
+            "--size {}: super-resolution needs an even size (the input is half of it)",
+            a.size
+        );
     }
     if let Some((trained, config)) = trained_task(&a.checkpoint) {
         if trained != a.task {
@@ -277,12 +346,27 @@ pub fn evaluate(a: &Args, device: &Device) -> Result<Scores> {
         .count();
     crate::resources::check_fits(
         &format!("eval --size {} on {files} images", a.size),
-        crate::resources::evaluation_bytes(crate::resources::ModelFootprint::of(&varmap)?, a.size as u64, channels as u64, files as u64, CHUNK as u64),
+        crate::resources::evaluation_bytes(
+            crate::resources::ModelFootprint::of(&varmap)?,
+            a.size as u64,
+            channels as u64,
+            files as u64,
+            CHUNK as u64,
+        ),
         crate::resources::available_memory(),
         "use a smaller --size or fewer images",
     )?;
     drop(varmap);
-    let test = TestSet::load(&a.images, a.task, a.size, channels, None, a.blur_sigma, a.seed, device)?;
+    let test = TestSet::load(
+        &a.images,
+        a.task,
+        a.size,
+        channels,
+        None,
+        a.blur_sigma,
+        a.seed,
+        device,
+    )?;
     score_checkpoint(&a.checkpoint, &test, &a.out, device)
 }
 
@@ -315,11 +399,14 @@ mod tests {
         let images = dir.join("images");
         std::fs::create_dir_all(&images).unwrap();
         for (name, v) in [("a", 40u8), ("b", 200u8)] {
-            let img = image::RgbImage::from_fn(20, 20, |x, y| image::Rgb([v, (x * 10) as u8, (y * 10) as u8]));
+            let img = image::RgbImage::from_fn(20, 20, |x, y| {
+                image::Rgb([v, (x * 10) as u8, (y * 10) as u8])
+            });
             img.save(images.join(format!("{name}.png"))).unwrap();
         }
         let cfg: models::ModelConfig =
-            toml::from_str("kind = \"resnet\"\nhidden = 4\nblocks = 1\nnoise_conditioning = false").unwrap();
+            toml::from_str("kind = \"resnet\"\nhidden = 4\nblocks = 1\nnoise_conditioning = false")
+                .unwrap();
         let varmap = VarMap::new();
         models::build(
             &cfg,
@@ -342,7 +429,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "image,mse,psnr,ssim");
         assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines[1].starts_with("a,") && lines[2].starts_with("b,"), "{text}");
+        assert!(
+            lines[1].starts_with("a,") && lines[2].starts_with("b,"),
+            "{text}"
+        );
         // PSNR is 10 log10(1 / MSE) per image, and the same seed gives the same inputs.
         for i in 0..2 {
             assert!((s.psnr[i] + 10.0 * s.mse[i].log10()).abs() < 1e-6, "{s:?}");
@@ -359,19 +449,35 @@ mod tests {
         let images = dir.join("images");
         std::fs::create_dir_all(&images).unwrap();
         for k in 0..n {
-            let img = image::RgbImage::from_fn(20, 20, |x, y| image::Rgb([(k * 50) as u8, (x * 10) as u8, (y * 10) as u8]));
+            let img = image::RgbImage::from_fn(20, 20, |x, y| {
+                image::Rgb([(k * 50) as u8, (x * 10) as u8, (y * 10) as u8])
+            });
             img.save(images.join(format!("{k}.png"))).unwrap();
         }
-        let cfg: models::ModelConfig = toml::from_str("kind = \"resnet\"\nhidden = 4\nblocks = 1\nnoise_conditioning = false").unwrap();
+        let cfg: models::ModelConfig =
+            toml::from_str("kind = \"resnet\"\nhidden = 4\nblocks = 1\nnoise_conditioning = false")
+                .unwrap();
         let varmap = VarMap::new();
-        models::build(&cfg, VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu)).unwrap();
+        models::build(
+            &cfg,
+            VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let ckpt = dir.join("final.safetensors");
         models::checkpoint::save(&ckpt, &cfg, &varmap, &Default::default()).unwrap();
         (images, ckpt, varmap, cfg)
     }
 
     fn args(images: &Path, ckpt: &Path, task: Task, size: usize, out: PathBuf) -> Args {
-        Args { checkpoint: ckpt.to_path_buf(), task, images: images.to_path_buf(), size, seed: 0, blur_sigma: 3.0, out }
+        Args {
+            checkpoint: ckpt.to_path_buf(),
+            task,
+            images: images.to_path_buf(),
+            size,
+            seed: 0,
+            blur_sigma: 3.0,
+            out,
+        }
     }
 
     /// runs: `eval` refuses a checkpoint holding NaN weights instead of printing `mse NaN`.
@@ -386,7 +492,14 @@ mod tests {
             v.set(&nan).unwrap();
         }
         models::checkpoint::save(&ckpt, &cfg, &varmap, &Default::default()).unwrap();
-        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, 16, dir.join("out")), &Device::Cpu).unwrap_err());
+        let e = format!(
+            "{:#}",
+            evaluate(
+                &args(&images, &ckpt, Task::Denoise, 16, dir.join("out")),
+                &Device::Cpu
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("NaN") && e.contains("diverged"), "{e}");
         assert!(!dir.join("out/results.csv").exists());
         std::fs::remove_dir_all(&dir).ok();
@@ -399,13 +512,37 @@ mod tests {
     fn eval_with_another_task_says_so() {
         let dir = std::env::temp_dir().join(format!("xtask-eval-task-{}", std::process::id()));
         let (images, ckpt, _, _) = fixture(&dir, 2);
-        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Superres, 16, dir.join("out")), &Device::Cpu).unwrap_err());
+        let e = format!(
+            "{:#}",
+            evaluate(
+                &args(&images, &ckpt, Task::Superres, 16, dir.join("out")),
+                &Device::Cpu
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("trained for another task"), "{e}");
         std::fs::write(dir.join("config.toml"), "task = \"denoise\"\n").unwrap();
-        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Superres, 16, dir.join("out")), &Device::Cpu).unwrap_err());
-        assert!(e.contains("trained for task denoise") && e.contains("--task denoise"), "{e}");
+        let e = format!(
+            "{:#}",
+            evaluate(
+                &args(&images, &ckpt, Task::Superres, 16, dir.join("out")),
+                &Device::Cpu
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("trained for task denoise") && e.contains("--task denoise"),
+            "{e}"
+        );
         for size in [0, 3, MAX_SIZE + 2] {
-            let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, size, dir.join("out")), &Device::Cpu).unwrap_err());
+            let e = format!(
+                "{:#}",
+                evaluate(
+                    &args(&images, &ckpt, Task::Denoise, size, dir.join("out")),
+                    &Device::Cpu
+                )
+                .unwrap_err()
+            );
             assert!(e.contains("--size"), "{e}");
         }
         std::fs::remove_dir_all(&dir).ok();
@@ -418,8 +555,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-eval-mem-{}", std::process::id()));
         let (images, ckpt, _, _) = fixture(&dir, 13);
         let t = std::time::Instant::now();
-        let e = format!("{:#}", evaluate(&args(&images, &ckpt, Task::Denoise, 16384, dir.join("out")), &Device::Cpu).unwrap_err());
-        assert!(e.contains("(estimate)") && e.contains("available") && e.contains("--size"), "{e}");
+        let e = format!(
+            "{:#}",
+            evaluate(
+                &args(&images, &ckpt, Task::Denoise, 16384, dir.join("out")),
+                &Device::Cpu
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("(estimate)") && e.contains("available") && e.contains("--size"),
+            "{e}"
+        );
         assert!(t.elapsed().as_secs() < 5);
         std::fs::remove_dir_all(&dir).ok();
     }

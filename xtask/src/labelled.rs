@@ -15,7 +15,8 @@ pub enum LabelledSource {
 }
 
 /// The `--dataset` forms accepted, for messages.
-pub const DATASET_FORMS: &str = "`fashion-mnist`, `mnist-idx DIR`, `cifar10 DIR`, `cifar100 DIR` or `stl10 DIR`";
+pub const DATASET_FORMS: &str =
+    "`fashion-mnist`, `mnist-idx DIR`, `cifar10 DIR`, `cifar100 DIR` or `stl10 DIR`";
 
 impl LabelledSource {
     /// Opens `spec`: `["fashion-mnist"]`, `["mnist-idx", DIR]` (a folder with
@@ -194,7 +195,11 @@ pub fn write_test_idx(dir: &Path, count: usize) {
         labels.push(class as u8);
         for _ in 0..28 {
             for c in 0..28 {
-                images.push(if (c < 14) == (class == 0) { 200 + (i % 7) as u8 } else { 10 });
+                images.push(if (c < 14) == (class == 0) {
+                    200 + (i % 7) as u8
+                } else {
+                    10
+                });
             }
         }
     }
@@ -238,7 +243,11 @@ pub fn write_test_stl10(dir: &Path, count: usize) {
         x.extend(std::iter::repeat_n(i as u8, 3 * 96 * 96));
     }
     std::fs::write(dir.join("train_X.bin"), x).unwrap();
-    std::fs::write(dir.join("train_y.bin"), (0..count).map(|i| (i % 10 + 1) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(
+        dir.join("train_y.bin"),
+        (0..count).map(|i| (i % 10 + 1) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
 }
 
 #[cfg(test)]
@@ -254,12 +263,31 @@ mod tests {
         write_test_stl10(&dir, 3);
         let d = dir.to_str().unwrap().to_string();
         let c = LabelledSource::open(&["cifar100".into(), d.clone()]).unwrap();
-        assert_eq!((c.stored().count(), c.stored().shape(), c.classes(), c.label(4).unwrap()), (5, (3, 32, 32), 100, 4));
+        assert_eq!(
+            (
+                c.stored().count(),
+                c.stored().shape(),
+                c.classes(),
+                c.label(4).unwrap()
+            ),
+            (5, (3, 32, 32), 100, 4)
+        );
         let s = LabelledSource::open(&["stl10".into(), d.clone()]).unwrap();
-        assert_eq!((s.stored().count(), s.stored().shape(), s.classes(), s.label(2).unwrap()), (3, (3, 96, 96), 10, 2));
+        assert_eq!(
+            (
+                s.stored().count(),
+                s.stored().shape(),
+                s.classes(),
+                s.label(2).unwrap()
+            ),
+            (3, (3, 96, 96), 10, 2)
+        );
         assert_eq!(s.into_shared().len(), Some(3));
         std::fs::remove_file(dir.join("train_y.bin")).unwrap();
-        let e = format!("{:#}", LabelledSource::open(&["stl10".into(), d]).err().unwrap());
+        let e = format!(
+            "{:#}",
+            LabelledSource::open(&["stl10".into(), d]).err().unwrap()
+        );
         assert!(e.contains("train_y.bin"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -272,19 +300,47 @@ mod tests {
         write_test_idx(&dir, 6);
         let d = dir.to_str().unwrap().to_string();
         let cifar = LabelledSource::open(&["cifar10".into(), d.clone()]).unwrap();
-        assert_eq!((cifar.stored().count(), cifar.stored().shape(), cifar.classes()), (15, (3, 32, 32), 10));
-        assert_eq!((cifar.label(7).unwrap(), cifar.stored().raw(7).unwrap()[100]), (7, 7));
+        assert_eq!(
+            (
+                cifar.stored().count(),
+                cifar.stored().shape(),
+                cifar.classes()
+            ),
+            (15, (3, 32, 32), 10)
+        );
+        assert_eq!(
+            (cifar.label(7).unwrap(), cifar.stored().raw(7).unwrap()[100]),
+            (7, 7)
+        );
         let idx = LabelledSource::open(&["mnist-idx".into(), d.clone()]).unwrap();
-        assert_eq!((idx.stored().count(), idx.stored().shape(), idx.label(3).unwrap()), (6, (1, 28, 28), 1));
+        assert_eq!(
+            (
+                idx.stored().count(),
+                idx.stored().shape(),
+                idx.label(3).unwrap()
+            ),
+            (6, (1, 28, 28), 1)
+        );
         let (train, val) = shuffled_split(&idx, 4, 2).unwrap();
         let mut all: Vec<u64> = train.iter().chain(&val).copied().collect();
         all.sort();
         assert_eq!(all, (0..6).collect::<Vec<_>>(), "disjoint and complete");
         assert!(format!("{:#}", shuffled_split(&idx, 5, 2).unwrap_err()).contains("holds 6"));
-        let e = format!("{:#}", LabelledSource::open(&["svhn".into()]).err().unwrap());
+        let e = format!(
+            "{:#}",
+            LabelledSource::open(&["svhn".into()]).err().unwrap()
+        );
         assert!(e.contains("svhn") && e.contains("cifar10 DIR"), "{e}");
-        let e = format!("{:#}", LabelledSource::open(&["mnist-idx".into(), "/nonexistent".into()]).err().unwrap());
-        assert!(e.contains("/nonexistent") && e.contains("train-images-idx3-ubyte"), "{e}");
+        let e = format!(
+            "{:#}",
+            LabelledSource::open(&["mnist-idx".into(), "/nonexistent".into()])
+                .err()
+                .unwrap()
+        );
+        assert!(
+            e.contains("/nonexistent") && e.contains("train-images-idx3-ubyte"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -154,7 +154,9 @@ fn plot(path: &Path, coords: &[f64], grid: &[Vec<f64>], title: &str) -> Result<(
         .map(|r| r.iter().map(|l| l.max(1e-30).log10()).collect())
         .collect();
     let finite = logs.iter().flatten().copied().filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
     if !lo.is_finite() {
         bail!("landscape: no finite loss on the grid");
     }
@@ -185,21 +187,25 @@ fn plot(path: &Path, coords: &[f64], grid: &[Vec<f64>], title: &str) -> Result<(
             .map_err(|e| draw_err(&e))?;
         let level = |v: f64| ((v - lo) / range * 8.0).floor().min(7.0) as i32;
         chart
-            .draw_series((0..n).flat_map(|i| (0..n).map(move |j| (i, j))).map(|(i, j)| {
-                let v = logs[i][j];
-                let c = if v.is_finite() {
-                    colour((v - lo) / range)
-                } else {
-                    RGBColor(255, 255, 255)
-                };
-                Rectangle::new(
-                    [
-                        (coords[i] - half, coords[j] - half),
-                        (coords[i] + half, coords[j] + half),
-                    ],
-                    c.filled(),
-                )
-            }))
+            .draw_series(
+                (0..n)
+                    .flat_map(|i| (0..n).map(move |j| (i, j)))
+                    .map(|(i, j)| {
+                        let v = logs[i][j];
+                        let c = if v.is_finite() {
+                            colour((v - lo) / range)
+                        } else {
+                            RGBColor(255, 255, 255)
+                        };
+                        Rectangle::new(
+                            [
+                                (coords[i] - half, coords[j] - half),
+                                (coords[i] + half, coords[j] + half),
+                            ],
+                            c.filled(),
+                        )
+                    }),
+            )
             .map_err(|e| draw_err(&e))?;
         // Iso-lines: borders between neighbouring cells in different level bands.
         let mut borders = Vec::new();
@@ -216,14 +222,23 @@ fn plot(path: &Path, coords: &[f64], grid: &[Vec<f64>], title: &str) -> Result<(
             }
         }
         chart
-            .draw_series(borders.into_iter().map(|b| PathElement::new(b, WHITE.stroke_width(1))))
+            .draw_series(
+                borders
+                    .into_iter()
+                    .map(|b| PathElement::new(b, WHITE.stroke_width(1))),
+            )
             .map_err(|e| draw_err(&e))?;
         chart
-            .draw_series(std::iter::once(Cross::new((0.0, 0.0), 6, RED.stroke_width(2))))
+            .draw_series(std::iter::once(Cross::new(
+                (0.0, 0.0),
+                6,
+                RED.stroke_width(2),
+            )))
             .map_err(|e| draw_err(&e))?;
         root.present().map_err(|e| draw_err(&e))?;
     }
-    let img = image::RgbImage::from_raw(SIZE.0, SIZE.1, buf).context("plot buffer has the wrong size")?;
+    let img =
+        image::RgbImage::from_raw(SIZE.0, SIZE.1, buf).context("plot buffer has the wrong size")?;
     img.save(path)
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -312,7 +327,9 @@ pub fn run(a: Args, ctx: &Context) -> Result<()> {
     let l = landscape(&a, &ctx.device)?;
     let c = l.coords.len() / 2;
     let all = l.grid.iter().flatten().copied().filter(|v| v.is_finite());
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(x, y), v| (x.min(v), y.max(v)));
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(x, y), v| {
+        (x.min(v), y.max(v))
+    });
     println!(
         "landscape of {}: {}x{} grid on [-{s}, {s}]^2, loss at the centre {:.5e} (grid point ({:.3}, {:.3})), min {lo:.5e}, max {hi:.5e}; {} and {}",
         a.checkpoint.display(),
@@ -388,11 +405,18 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
         let photos = dir.join("photos");
         std::fs::create_dir_all(&photos).unwrap();
-        let img = image::RgbImage::from_fn(48, 48, |x, y| image::Rgb([(x * 5) as u8, (y * 5) as u8, 90]));
+        let img = image::RgbImage::from_fn(48, 48, |x, y| {
+            image::Rgb([(x * 5) as u8, (y * 5) as u8, 90])
+        });
         img.save(photos.join("a.png")).unwrap();
-        let cfg: models::ModelConfig = toml::from_str("kind = \"resnet\"\nhidden = 4\nblocks = 1").unwrap();
+        let cfg: models::ModelConfig =
+            toml::from_str("kind = \"resnet\"\nhidden = 4\nblocks = 1").unwrap();
         let varmap = VarMap::new();
-        models::build(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        models::build(
+            &cfg,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let ck = dir.join("tiny.safetensors");
         models::checkpoint::save(&ck, &cfg, &varmap, &Default::default()).unwrap();
         let args = Args {
@@ -411,7 +435,17 @@ mod tests {
         assert_eq!((l.grid.len(), l.grid[0].len()), (5, 5));
         // The centre is the checkpoint itself: the loss of its own predictions.
         let (_, model, _, _) = models::checkpoint::load_model(&ck, &Device::Cpu).unwrap();
-        let test = TestSet::load(&args.photos, Task::Denoise, 8, 3, Some(2), 3.0, 3, &Device::Cpu).unwrap();
+        let test = TestSet::load(
+            &args.photos,
+            Task::Denoise,
+            8,
+            3,
+            Some(2),
+            3.0,
+            3,
+            &Device::Cpu,
+        )
+        .unwrap();
         let pred = predict(model.as_ref(), &test).unwrap();
         let centre = (pred - &test.degraded.target)
             .unwrap()
@@ -428,13 +462,21 @@ mod tests {
         );
         // Moving off the centre changes the loss (the directions are not zero).
         assert!(
-            l.grid.iter().flatten().any(|v| (v - centre).abs() > 1e-6 * centre),
+            l.grid
+                .iter()
+                .flatten()
+                .any(|v| (v - centre).abs() > 1e-6 * centre),
             "{:?}",
             l.grid
         );
         let csv = std::fs::read_to_string(dir.join("out/landscape.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 25);
-        assert!(std::fs::metadata(dir.join("out/landscape.png")).unwrap().len() > 1000);
+        assert!(
+            std::fs::metadata(dir.join("out/landscape.png"))
+                .unwrap()
+                .len()
+                > 1000
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -21,17 +21,43 @@ pub fn save_grid(path: &Path, rows: &[Vec<Tensor>], scale: Scale) -> Result<()> 
 
 /// [`save_grid`] with every tile magnified `magnify` times (nearest neighbour, so pixels stay
 /// visible) and a header naming the columns (`labels`, may be empty).
-pub fn save_labelled_grid(path: &Path, labels: &[String], rows: &[Vec<Tensor>], scale: Scale, magnify: usize) -> Result<()> {
-    let tiles: Vec<Vec<(usize, usize, Vec<[u8; 3]>)>> =
-        rows.iter().map(|r| r.iter().map(|t| to_rgb(t, scale)).collect::<Result<Vec<_>>>()).collect::<Result<_>>()?;
-    let cell = tiles.iter().flatten().map(|(h, w, _)| (*h).max(*w)).max().unwrap_or(0) * magnify.max(1);
+pub fn save_labelled_grid(
+    path: &Path,
+    labels: &[String],
+    rows: &[Vec<Tensor>],
+    scale: Scale,
+    magnify: usize,
+) -> Result<()> {
+    let tiles: Vec<Vec<(usize, usize, Vec<[u8; 3]>)>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|t| to_rgb(t, scale))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    let cell = tiles
+        .iter()
+        .flatten()
+        .map(|(h, w, _)| (*h).max(*w))
+        .max()
+        .unwrap_or(0)
+        * magnify.max(1);
     if cell == 0 {
         bail!("no images to write to {}", path.display());
     }
-    let cols = tiles.iter().map(|r| r.len()).max().unwrap_or(0).max(labels.len());
+    let cols = tiles
+        .iter()
+        .map(|r| r.len())
+        .max()
+        .unwrap_or(0)
+        .max(labels.len());
     let pad = 2;
     let header = if labels.is_empty() { 0 } else { 22 };
-    let (gw, gh) = (cols * (cell + pad) + pad, header + tiles.len() * (cell + pad) + pad);
+    let (gw, gh) = (
+        cols * (cell + pad) + pad,
+        header + tiles.len() * (cell + pad) + pad,
+    );
     let mut img = image::RgbImage::from_pixel(gw as u32, gh as u32, image::Rgb([255, 255, 255]));
     for (ri, row) in tiles.iter().enumerate() {
         for (ci, (h, w, px)) in row.iter().enumerate() {
@@ -39,7 +65,11 @@ pub fn save_labelled_grid(path: &Path, labels: &[String], rows: &[Vec<Tensor>], 
             for y in 0..cell {
                 for x in 0..cell {
                     let (sy, sx) = (y * h / cell, x * w / cell);
-                    img.put_pixel((x0 + x) as u32, (y0 + y) as u32, image::Rgb(px[sy * w + sx]));
+                    img.put_pixel(
+                        (x0 + x) as u32,
+                        (y0 + y) as u32,
+                        image::Rgb(px[sy * w + sx]),
+                    );
                 }
             }
         }
@@ -50,7 +80,8 @@ pub fn save_labelled_grid(path: &Path, labels: &[String], rows: &[Vec<Tensor>], 
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    img.save(path).with_context(|| format!("cannot write {}", path.display()))
+    img.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Column labels in the top strip of `img`, one per `step` pixels from `x0`, shrunk to fit.
@@ -65,7 +96,8 @@ fn draw_labels(img: &mut image::RgbImage, labels: &[String], step: usize, x0: us
         root.draw_text(label, &style, ((x0 + i * step) as i32, 4))
             .map_err(|e| anyhow::anyhow!("drawing the label {label:?}: {e:?}"))?;
     }
-    root.present().map_err(|e| anyhow::anyhow!("drawing labels: {e:?}"))
+    root.present()
+        .map_err(|e| anyhow::anyhow!("drawing labels: {e:?}"))
 }
 
 /// The magnification that makes tiles of side `side` at least 128 pixels (at least 4x).
@@ -89,7 +121,13 @@ fn to_rgb(t: &Tensor, scale: Scale) -> Result<(usize, usize, Vec<[u8; 3]>)> {
     };
     let q = |x: f32| (((x - lo) / (hi - lo)).clamp(0.0, 1.0) * 255.0).round() as u8;
     let px = (0..h * w)
-        .map(|i| if c == 1 { [q(v[i]); 3] } else { [q(v[i]), q(v[h * w + i]), q(v[2 * h * w + i])] })
+        .map(|i| {
+            if c == 1 {
+                [q(v[i]); 3]
+            } else {
+                [q(v[i]), q(v[h * w + i]), q(v[2 * h * w + i])]
+            }
+        })
         .collect();
     Ok((h, w, px))
 }
@@ -101,15 +139,30 @@ mod tests {
     #[test]
     fn labelled_grids_magnify_tiles_and_add_a_header() {
         let dir = std::env::temp_dir().join(format!("xtask-grid-{}", std::process::id()));
-        let tile = Tensor::arange(0f32, 64.0, &candle_core::Device::Cpu).unwrap().affine(1.0 / 64.0, 0.0).unwrap().reshape((1, 8, 8)).unwrap();
+        let tile = Tensor::arange(0f32, 64.0, &candle_core::Device::Cpu)
+            .unwrap()
+            .affine(1.0 / 64.0, 0.0)
+            .unwrap()
+            .reshape((1, 8, 8))
+            .unwrap();
         let rows = vec![vec![tile.clone(), tile.clone()]];
         let path = dir.join("grid.png");
         let k = magnification(8);
         assert_eq!((k, magnification(32), magnification(256)), (16, 4, 4));
-        save_labelled_grid(&path, &["input".into(), "output".into()], &rows, Scale::Unit, k).unwrap();
+        save_labelled_grid(
+            &path,
+            &["input".into(), "output".into()],
+            &rows,
+            Scale::Unit,
+            k,
+        )
+        .unwrap();
         let img = image::open(&path).unwrap().into_rgb8();
         let cell = 8 * k;
-        assert_eq!(img.dimensions(), ((2 * (cell + 2) + 2) as u32, (22 + cell + 4) as u32));
+        assert_eq!(
+            img.dimensions(),
+            ((2 * (cell + 2) + 2) as u32, (22 + cell + 4) as u32)
+        );
         // Nearest neighbour: a k x k block repeats one source pixel (pixel (0, 1) of the tile).
         let p = |x: usize, y: usize| img.get_pixel((2 + x) as u32, (24 + y) as u32).0;
         assert!((0..k).all(|d| p(k + d, k - 1) == p(k, 0)));

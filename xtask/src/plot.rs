@@ -41,20 +41,31 @@ pub(crate) fn register_font() -> Result<()> {
 
 /// Finite points of `s` (positive y only when `log_y`).
 fn usable(s: &Series, log_y: bool) -> Vec<(f64, f64)> {
-    s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0)).collect()
+    s.points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
+        .collect()
 }
 
 /// Draw `series` as lines with a legend into a PNG at `path`.
 pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<()> {
     register_font()?;
-    let curves: Vec<(String, Vec<(f64, f64)>)> =
-        series.iter().map(|s| (s.name.clone(), usable(s, axes.log_y))).filter(|(_, p)| !p.is_empty()).collect();
+    let curves: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|s| (s.name.clone(), usable(s, axes.log_y)))
+        .filter(|(_, p)| !p.is_empty())
+        .collect();
     let all = || curves.iter().flat_map(|(_, p)| p.iter());
     if curves.is_empty() {
         bail!("plot {}: no finite points to draw", path.display());
     }
-    let (mut x0, mut x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (mut y0, mut y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (mut x0, mut x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.0), b.max(p.0))
+    });
+    let (mut y0, mut y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.1), b.max(p.1))
+    });
     if x1 <= x0 {
         x1 = x0 + 1.0;
         x0 -= 1.0;
@@ -91,7 +102,9 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<()> {
                         .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                         .map_err(draw_err)?
                         .label(name.as_str())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                        });
                 }
                 chart
                     .configure_series_labels()
@@ -103,17 +116,21 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<()> {
             }};
         }
         if axes.log_y {
-            draw!(chart.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(draw_err)?);
+            draw!(chart
+                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                .map_err(draw_err)?);
         } else {
             draw!(chart.build_cartesian_2d(x0..x1, y0..y1).map_err(draw_err)?);
         }
         root.present().map_err(draw_err)?;
     }
-    let img = image::RgbImage::from_raw(SIZE.0, SIZE.1, buf).context("plot buffer has the wrong size")?;
+    let img =
+        image::RgbImage::from_raw(SIZE.0, SIZE.1, buf).context("plot buffer has the wrong size")?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    img.save(path).with_context(|| format!("cannot write {}", path.display()))
+    img.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -132,7 +149,12 @@ mod tests {
             name: name.into(),
             points: (1..50).map(|i| (i as f64 * 10.0, k / i as f64)).collect(),
         };
-        let axes = Axes { title: "validation loss", x_label: "#WU", y_label: "MSE", log_y: true };
+        let axes = Axes {
+            title: "validation loss",
+            x_label: "#WU",
+            y_label: "MSE",
+            log_y: true,
+        };
         line_plot(&path, &axes, &[s("single", 1.0), s("multiscale", 0.5)]).unwrap();
         let img = image::open(&path).unwrap().to_rgb8();
         assert_eq!((img.width(), img.height()), SIZE);
@@ -145,8 +167,16 @@ mod tests {
     #[test]
     fn refuses_a_plot_without_finite_points() {
         let path = std::env::temp_dir().join("xtask-plot-empty.png");
-        let axes = Axes { title: "t", x_label: "x", y_label: "y", log_y: true };
-        let s = Series { name: "bad".into(), points: vec![(1.0, f64::NAN), (2.0, -1.0)] };
+        let axes = Axes {
+            title: "t",
+            x_label: "x",
+            y_label: "y",
+            log_y: true,
+        };
+        let s = Series {
+            name: "bad".into(),
+            points: vec![(1.0, f64::NAN), (2.0, -1.0)],
+        };
         assert!(line_plot(&path, &axes, &[s]).is_err());
     }
 }

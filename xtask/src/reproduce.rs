@@ -76,9 +76,20 @@ impl Common {
 
     /// The seeds of the experiment; `--seeds 0` (or an overflowing range) is an error.
     pub fn seed_list(&self) -> Result<Vec<u64>> {
-        anyhow::ensure!(self.seeds >= 1, "--seeds {}: at least one seed is needed", self.seeds);
+        anyhow::ensure!(
+            self.seeds >= 1,
+            "--seeds {}: at least one seed is needed",
+            self.seeds
+        );
         (0..self.seeds as u64)
-            .map(|k| self.seed.checked_add(k).with_context(|| format!("--seed {} --seeds {}: seeds overflow u64", self.seed, self.seeds)))
+            .map(|k| {
+                self.seed.checked_add(k).with_context(|| {
+                    format!(
+                        "--seed {} --seeds {}: seeds overflow u64",
+                        self.seed, self.seeds
+                    )
+                })
+            })
             .collect()
     }
 }
@@ -94,7 +105,9 @@ pub fn code_version() -> &'static str {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     VERSION.get_or_init(|| {
         use std::hash::{Hash, Hasher};
-        let bytes = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
+        let bytes = std::env::current_exe()
+            .and_then(std::fs::read)
+            .unwrap_or_default();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bytes.hash(&mut h);
         format!("{:016x}", h.finish())
@@ -173,7 +186,9 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
 /// `results.csv`: `seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value`
 /// (one row per run and seed; `p_value` is the per-patch paired test against the baseline).
 pub fn write_csv(path: &Path, records: &[Record]) -> Result<()> {
-    let mut s = String::from("seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value\n");
+    let mut s = String::from(
+        "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value\n",
+    );
     for r in records {
         let p = r.p_value.map(|p| format!("{p:.6}")).unwrap_or_default();
         writeln!(
@@ -196,10 +211,21 @@ pub fn write_csv(path: &Path, records: &[Record]) -> Result<()> {
 }
 
 /// The runs of one table cell over seeds (same task, model, strategy and subsampling), by seed.
-pub fn over_seeds<'a>(records: &'a [Record], task: &str, model: &str, strategy: &str, subsampling: &str) -> Vec<&'a Record> {
+pub fn over_seeds<'a>(
+    records: &'a [Record],
+    task: &str,
+    model: &str,
+    strategy: &str,
+    subsampling: &str,
+) -> Vec<&'a Record> {
     let mut v: Vec<&Record> = records
         .iter()
-        .filter(|r| r.task == task && r.model == model && r.strategy == strategy && r.subsampling == subsampling)
+        .filter(|r| {
+            r.task == task
+                && r.model == model
+                && r.strategy == strategy
+                && r.subsampling == subsampling
+        })
         .collect();
     v.sort_by_key(|r| r.seed);
     v
@@ -230,8 +256,14 @@ pub fn compare_over_seeds(runs: &[&Record], base: &[&Record]) -> SeedComparison 
         .filter_map(|r| base.iter().find(|b| b.seed == r.seed).map(|b| (*r, *b)))
         .collect();
     let (a, b): (Vec<f64>, Vec<f64>) = pairs.iter().map(|(r, b)| (r.mean(), b.mean())).unzip();
-    let patches_a: Vec<f64> = pairs.iter().flat_map(|p| p.0.per_image.iter().copied()).collect();
-    let patches_b: Vec<f64> = pairs.iter().flat_map(|p| p.1.per_image.iter().copied()).collect();
+    let patches_a: Vec<f64> = pairs
+        .iter()
+        .flat_map(|p| p.0.per_image.iter().copied())
+        .collect();
+    let patches_b: Vec<f64> = pairs
+        .iter()
+        .flat_map(|p| p.1.per_image.iter().copied())
+        .collect();
     SeedComparison {
         seeds: data::paired_t_test(&a, &b).ok(),
         patches: data::paired_t_test(&patches_a, &patches_b).ok(),
@@ -297,8 +329,14 @@ mod tests {
         write_csv(&path, &[r.clone(), Record { p_value: None, ..r }]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<_> = text.lines().collect();
-        assert_eq!(lines[0], "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value");
-        assert_eq!(lines[1], "3,denoise,unet,multiscale,coarsen,74000.000,12.50,10.25,mse,0.200000,0.200000");
+        assert_eq!(
+            lines[0],
+            "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value"
+        );
+        assert_eq!(
+            lines[1],
+            "3,denoise,unet,multiscale,coarsen,74000.000,12.50,10.25,mse,0.200000,0.200000"
+        );
         assert!(lines[2].ends_with(",mse,0.200000,"));
         std::fs::remove_file(&path).ok();
     }
@@ -313,7 +351,13 @@ mod tests {
 
     #[test]
     fn seeds_are_consecutive_and_zero_seeds_is_an_error() {
-        let common = |seed, seeds| Common { quick: true, full: false, out: None, seed, seeds };
+        let common = |seed, seeds| Common {
+            quick: true,
+            full: false,
+            out: None,
+            seed,
+            seeds,
+        };
         assert_eq!(common(5, 3).seed_list().unwrap(), [5, 6, 7]);
         assert!(format!("{:#}", common(5, 0).seed_list().unwrap_err()).contains("--seeds 0"));
         assert!(common(u64::MAX, 2).seed_list().is_err());
@@ -350,7 +394,10 @@ mod tests {
         let c = compare_over_seeds(&a, &b);
         // Differences by seed: +0.10, -0.01, -0.09: no consistent effect.
         let seeds = c.seeds.unwrap();
-        assert!((seeds.mean_diff - 0.0).abs() < 1e-12 && seeds.p_value > 0.9, "{seeds:?}");
+        assert!(
+            (seeds.mean_diff - 0.0).abs() < 1e-12 && seeds.p_value > 0.9,
+            "{seeds:?}"
+        );
         assert_eq!(c.primary().unwrap().p_value, seeds.p_value);
         assert_eq!(c.patches.unwrap().df, 5.0);
         assert_eq!(seed_cell(&a), "0.2133 ± 0.0950");
@@ -366,6 +413,9 @@ mod tests {
         assert_eq!(fmt_wu(74_000.0), "74k");
         assert_eq!(fmt_wu(4_625.0), "4.6k");
         assert_eq!(fmt_wu(90.0), "90");
-        assert_eq!((marker(Some(0.01)), marker(Some(0.3)), marker(None)), ("**", "*", ""));
+        assert_eq!(
+            (marker(Some(0.01)), marker(Some(0.3)), marker(None)),
+            ("**", "*", "")
+        );
     }
 }

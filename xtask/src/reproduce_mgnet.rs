@@ -261,8 +261,13 @@ struct CurveHooks<'a> {
 
 impl fmg::Hooks for CurveHooks<'_> {
     fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
-        if let Some(name) = crate::train::non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))? {
-            return Err(format!("{:#}", crate::labelled::diverged(&format!("parameter {name} is not finite"))));
+        if let Some(name) =
+            crate::train::non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))?
+        {
+            return Err(format!(
+                "{:#}",
+                crate::labelled::diverged(&format!("parameter {name} is not finite"))
+            ));
         }
         let acc = accuracy(self.model, self.val, 0).map_err(|e| format!("{e:#}"))?;
         self.pending = Some(acc);
@@ -344,7 +349,9 @@ impl Trainer<'_> {
                 iters,
             )
         };
-        let fmg_strategy = fmg::Strategy::FullMultiscale { schedule: self.args.schedule };
+        let fmg_strategy = fmg::Strategy::FullMultiscale {
+            schedule: self.args.schedule,
+        };
         Ok(match strategy {
             "single" => single(self.iters)?,
             "full-multiscale" => fmg::stages(fmg_strategy, &base, self.iters)?,
@@ -468,7 +475,10 @@ pub fn run(args: Args) -> Result<()> {
     crate::labelled::check_count("--checkpoints", args.checkpoints, 10_000)?;
     crate::labelled::check_count("--seeds", seeds as usize, 1000)?;
     if args.smoothings.is_empty() || args.smoothings.iter().any(|&s| s == 0 || s > 64) {
-        bail!("--smoothings {:?}: one count per level, each between 1 and 64", args.smoothings);
+        bail!(
+            "--smoothings {:?}: one count per level, each between 1 and 64",
+            args.smoothings
+        );
     }
     let out = out_dir_or_default(args.data.out.as_deref(), "mgnet")?;
     let device = Device::Cpu;
@@ -505,14 +515,19 @@ pub fn run(args: Args) -> Result<()> {
          N0 = {}, I = {iters}, L = {}, {} stages; Adam lr {} ({}); {seeds} seed(s), mean ± sd; \
          {:.0} s wall.",
         data.name,
-        if data.channels == 1 { ", 28x28 zero-padded" } else { "" },
+        if data.channels == 1 {
+            ", 28x28 zero-padded"
+        } else {
+            ""
+        },
         args.smoothings,
         width(&args),
         args.n0,
         args.levels,
         format!("{:?}", args.schedule).to_lowercase(),
         args.lr,
-        clap::ValueEnum::to_possible_value(&args.lr_schedule).map_or_else(String::new, |v| v.get_name().to_string()),
+        clap::ValueEnum::to_possible_value(&args.lr_schedule)
+            .map_or_else(String::new, |v| v.get_name().to_string()),
         clock.elapsed().as_secs_f64()
     );
     let md = markdown(&runs, &args, &header);
@@ -657,7 +672,14 @@ mod tests {
     /// The first pixel of each drawn image (the test images are constant, valued by index).
     fn image_ids(d: &Degraded) -> Vec<u32> {
         let first = d.input.flatten_from(1).unwrap().narrow(1, 0, 1).unwrap();
-        first.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|&v| v as u32).collect()
+        first
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as u32)
+            .collect()
     }
 
     #[test]
@@ -717,8 +739,24 @@ mod tests {
     fn out_of_range_flags_are_refused() {
         let out = std::env::temp_dir().join(format!("xtask-mgnet-flags-{}", std::process::id()));
         let o = out.to_str().unwrap();
-        for (flag, value) in [("--lr", "1e30"), ("--lr", "-1"), ("--lr", "NaN"), ("--n0", "100000000"), ("--checkpoints", "0"), ("--smoothings", "0,1")] {
-            let a = Cli::parse_from(["x", "--dataset", "mnist-idx", "/nonexistent", "--out", o, &format!("{flag}={value}")]).args;
+        for (flag, value) in [
+            ("--lr", "1e30"),
+            ("--lr", "-1"),
+            ("--lr", "NaN"),
+            ("--n0", "100000000"),
+            ("--checkpoints", "0"),
+            ("--smoothings", "0,1"),
+        ] {
+            let a = Cli::parse_from([
+                "x",
+                "--dataset",
+                "mnist-idx",
+                "/nonexistent",
+                "--out",
+                o,
+                &format!("{flag}={value}"),
+            ])
+            .args;
             let e = format!("{:#}", run(a).unwrap_err());
             assert!(e.contains(flag), "{flag} {value}: {e}");
         }
@@ -733,11 +771,35 @@ mod tests {
         let out = dir.join("out");
         let (d, o) = (dir.to_str().unwrap(), out.to_str().unwrap());
         let args = |extra: &[&'static str]| {
-            let base = ["x", "--dataset", "mnist-idx", d, "--out", o, "--train", "64", "--val", "32"];
+            let base = [
+                "x",
+                "--dataset",
+                "mnist-idx",
+                d,
+                "--out",
+                o,
+                "--train",
+                "64",
+                "--val",
+                "32",
+            ];
             Cli::parse_from(base.iter().chain(extra)).args
         };
-        run(args(&["--channels", "4", "--smoothings", "1,1,1,1", "--iters", "8", "--n0", "4", "--checkpoints", "2", "--seeds", "1"]))
-            .unwrap();
+        run(args(&[
+            "--channels",
+            "4",
+            "--smoothings",
+            "1,1,1,1",
+            "--iters",
+            "8",
+            "--n0",
+            "4",
+            "--checkpoints",
+            "2",
+            "--seeds",
+            "1",
+        ]))
+        .unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 2 * STRATEGIES.len(), "{csv}");
         let wu: Vec<f64> = csv
@@ -755,14 +817,40 @@ mod tests {
         );
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
         assert!(
-            md.contains("| hat | full-multiscale |") && md.contains("96.00") && md.contains("halving stages; Adam lr 0.002 (cosine-per-stage)"),
+            md.contains("| hat | full-multiscale |")
+                && md.contains("96.00")
+                && md.contains("halving stages; Adam lr 0.002 (cosine-per-stage)"),
             "{md}"
         );
         assert!(out.join("accuracy_vs_wu.png").is_file());
-        assert!(format!("{:#}", run(args(&["--activations", "tanh"])).unwrap_err()).contains("tanh"));
+        assert!(
+            format!("{:#}", run(args(&["--activations", "tanh"])).unwrap_err()).contains("tanh")
+        );
         crate::labelled::write_test_cifar10(&dir, 20);
-        let rgb = Cli::parse_from(["x", "--dataset", "cifar10", d, "--out", o, "--train", "64", "--val", "32", "--channels", "4",
-            "--smoothings", "1,1", "--iters", "4", "--n0", "4", "--seeds", "1", "--activations", "relu"]);
+        let rgb = Cli::parse_from([
+            "x",
+            "--dataset",
+            "cifar10",
+            d,
+            "--out",
+            o,
+            "--train",
+            "64",
+            "--val",
+            "32",
+            "--channels",
+            "4",
+            "--smoothings",
+            "1,1",
+            "--iters",
+            "4",
+            "--n0",
+            "4",
+            "--seeds",
+            "1",
+            "--activations",
+            "relu",
+        ]);
         run(rgb.args).unwrap();
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
         assert!(md.contains("CIFAR-10") && md.contains("(32x32)"), "{md}");

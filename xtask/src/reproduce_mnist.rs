@@ -16,8 +16,8 @@
 use crate::adam::Adam;
 use crate::common::out_dir_or_default;
 use crate::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
-use crate::reproduce::mean_sd;
 use crate::plot::{line_plot, Axes, Series};
+use crate::reproduce::mean_sd;
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -565,8 +565,24 @@ mod tests {
     fn out_of_range_flags_are_refused() {
         let out = std::env::temp_dir().join(format!("xtask-mnist-flags-{}", std::process::id()));
         let o = out.to_str().unwrap();
-        for (flag, value) in [("--batch", "0"), ("--lr", "1e30"), ("--lr", "-1"), ("--lr", "inf"), ("--alpha", "NaN"), ("--batch", "100000000")] {
-            let a = Cli::parse_from(["x", "--dataset", "mnist-idx", "/nonexistent", "--out", o, &format!("{flag}={value}")]).args;
+        for (flag, value) in [
+            ("--batch", "0"),
+            ("--lr", "1e30"),
+            ("--lr", "-1"),
+            ("--lr", "inf"),
+            ("--alpha", "NaN"),
+            ("--batch", "100000000"),
+        ] {
+            let a = Cli::parse_from([
+                "x",
+                "--dataset",
+                "mnist-idx",
+                "/nonexistent",
+                "--out",
+                o,
+                &format!("{flag}={value}"),
+            ])
+            .args;
             let e = format!("{:#}", run(a).unwrap_err());
             assert!(e.contains(flag), "{flag} {value}: {e}");
         }

@@ -139,7 +139,11 @@ impl Preset {
         let p = Self::full();
         let mut s = String::new();
         let r = |a: usize, b: usize| a as f64 / b as f64;
-        let _ = writeln!(s, "protocol `{}` against the paper's (001 Tables 7-8):", self.name);
+        let _ = writeln!(
+            s,
+            "protocol `{}` against the paper's (001 Tables 7-8):",
+            self.name
+        );
         let _ = writeln!(
             s,
             "- mesh {}x{} (paper 64x64, x{:.2}); levels L = {} (paper 4)",
@@ -186,7 +190,9 @@ impl Preset {
     pub fn model_toml(&self, task: Task, model: &str) -> Result<String> {
         let cond = task == Task::Denoise;
         Ok(match (task, model) {
-            (Task::Superres, "espcn") => format!("kind = \"espcn\"\nhidden = {:?}", self.espcn_hidden),
+            (Task::Superres, "espcn") => {
+                format!("kind = \"espcn\"\nhidden = {:?}", self.espcn_hidden)
+            }
             (Task::Superres, "resnet") => {
                 format!(
                     "kind = \"srresnet\"\nhidden = {}\nblocks = {}",
@@ -201,7 +207,10 @@ impl Preset {
                 "kind = \"resnet\"\nhidden = {}\nnoise_conditioning = {cond}",
                 self.resnet_hidden
             ),
-            (t, m) => anyhow::bail!("model {m:?} is not one of Table 2's models for {}", t.name()),
+            (t, m) => anyhow::bail!(
+                "model {m:?} is not one of Table 2's models for {}",
+                t.name()
+            ),
         })
     }
 }
@@ -269,7 +278,14 @@ impl RunSpec {
 
     /// Single-scale with batch `N0`, multiscale or full-multiscale with coarsening (`label`
     /// names the strategy: `single-practical`, `multiscale`, `full-multiscale`).
-    pub fn denoise(model: &str, label: &str, levels: usize, n0: usize, iterations: usize, tag: String) -> Self {
+    pub fn denoise(
+        model: &str,
+        label: &str,
+        levels: usize,
+        n0: usize,
+        iterations: usize,
+        tag: String,
+    ) -> Self {
         let (strategy, subsampling, single_batch) = match label {
             "multiscale" => (Strategy::Multiscale, "coarsen", None),
             "full-multiscale" => (Strategy::FullMultiscale, "coarsen", None),
@@ -294,7 +310,9 @@ impl RunSpec {
         let n0 = preset.task_n0(self.task);
         let plan = mge::LevelPlan::multiscale(self.levels, n0)?;
         let strategy = match self.strategy {
-            Strategy::Single => fmg::Strategy::Single { batch: self.single_batch.unwrap_or(n0) },
+            Strategy::Single => fmg::Strategy::Single {
+                batch: self.single_batch.unwrap_or(n0),
+            },
             Strategy::Multiscale => fmg::Strategy::Multiscale,
             Strategy::FullMultiscale => fmg::Strategy::FullMultiscale {
                 schedule: if self.task == Task::Inpaint || self.task == Task::Superres {
@@ -325,7 +343,11 @@ impl RunSpec {
         };
         let every = (self.iterations / preset.validations.max(1)).max(1);
         // Per-term statistics (SPEC section 3) once per validation interval.
-        let stats_every = if self.strategy == Strategy::Single { 0 } else { every };
+        let stats_every = if self.strategy == Strategy::Single {
+            0
+        } else {
+            every
+        };
         let single_batch = self
             .single_batch
             .map_or(String::new(), |b| format!("single_batch = {b}\n"));
@@ -405,7 +427,8 @@ fn ensure_initial(cfg: &TrainConfig, origin: &Path, path: &Path, device: &Device
         cfg.train.seed,
         toml::to_string(&cfg.model)?
     );
-    if path.exists() && std::fs::read_to_string(&sidecar).ok().as_deref() == Some(expected.as_str()) {
+    if path.exists() && std::fs::read_to_string(&sidecar).ok().as_deref() == Some(expected.as_str())
+    {
         return Ok(());
     }
     save_initial(cfg, origin, path, device)?;
@@ -430,7 +453,9 @@ pub fn train_and_score(
     let cfg = spec.config(preset, seed)?;
     let expected = run_spec(spec, preset, &cfg)?;
     let previous: Option<Outcome> = match std::fs::read_to_string(&outcome_path) {
-        Ok(text) if final_ckpt.exists() => Some(serde_json::from_str(&text).with_context(|| format!("{}", outcome_path.display()))?),
+        Ok(text) if final_ckpt.exists() => Some(
+            serde_json::from_str(&text).with_context(|| format!("{}", outcome_path.display()))?,
+        ),
         _ => None,
     };
     let outcome = match previous {
@@ -440,13 +465,25 @@ pub fn train_and_score(
                 tracing::info!("{}: finished with another specification (code, protocol, seed or config); training it again", out.display());
             }
             if out.exists() {
-                std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear run {}", out.display()))?;
+                std::fs::remove_dir_all(&out)
+                    .with_context(|| format!("cannot clear run {}", out.display()))?;
             }
             let origin = PathBuf::from(spec.dir_name());
-            let init = dir.join(format!("{}-{}-init.safetensors", spec.task.name(), spec.model));
+            let init = dir.join(format!(
+                "{}-{}-init.safetensors",
+                spec.task.name(),
+                spec.model
+            ));
             ensure_initial(&cfg, &origin, &init, device)?;
-            let r = train_run(&cfg, &origin, spec.strategy, &out, Start::Init(&init), device)
-                .with_context(|| format!("run {}", spec.dir_name()))?;
+            let r = train_run(
+                &cfg,
+                &origin,
+                spec.strategy,
+                &out,
+                Start::Init(&init),
+                device,
+            )
+            .with_context(|| format!("run {}", spec.dir_name()))?;
             let o = Outcome {
                 spec: expected,
                 wu: r.wu,
@@ -454,7 +491,10 @@ pub fn train_and_score(
                 train_s: r.train_s,
                 history: r.history,
             };
-            crate::checkpointing::write_atomic(&outcome_path, serde_json::to_string(&o)?.as_bytes())?;
+            crate::checkpointing::write_atomic(
+                &outcome_path,
+                serde_json::to_string(&o)?.as_bytes(),
+            )?;
             o
         }
     };
@@ -558,38 +598,61 @@ pub fn write_variance(dir: &Path, runs: &[(u64, String, &[HistoryPoint])]) -> Re
     let mut series = Vec::new();
     let mut note = String::from("\nPer-term variance ratios `V_l / V_fine` (SPEC section 3), last measurement per run (`variance.csv`, `variance.png`); the iterations that measured them have the same #WU but 2-4x the backward work:\n\n| seed | run | ratios (finest term first) | measurements | their step time s | training s |\n|---|---|---|---|---|---|\n");
     for (seed, name, history) in runs {
-        let measured: Vec<&HistoryPoint> = history.iter().filter(|p| p.variance.is_some()).collect();
+        let measured: Vec<&HistoryPoint> =
+            history.iter().filter(|p| p.variance.is_some()).collect();
         if measured.is_empty() {
             continue;
         }
-        let terms = measured.iter().map(|p| p.variance.as_ref().map_or(0, Vec::len)).max().unwrap_or(0);
+        let terms = measured
+            .iter()
+            .map(|p| p.variance.as_ref().map_or(0, Vec::len))
+            .max()
+            .unwrap_or(0);
         for term in 0..terms {
             let mut points = Vec::new();
             for p in &measured {
                 if let Some(Some(r)) = p.variance.as_ref().and_then(|v| v.get(term).copied()) {
-                    writeln!(csv, "{seed},{name},{},{:.3},{term},{r:.6e}", p.iteration, p.wu)?;
+                    writeln!(
+                        csv,
+                        "{seed},{name},{},{:.3},{term},{r:.6e}",
+                        p.iteration, p.wu
+                    )?;
                     if r > 0.0 && r.is_finite() {
                         points.push((p.wu, r));
                     }
                 }
             }
             if !points.is_empty() && seed == &runs[0].0 {
-                series.push(crate::plot::Series { name: format!("{name} term {term}"), points });
+                series.push(crate::plot::Series {
+                    name: format!("{name} term {term}"),
+                    points,
+                });
             }
         }
-        let last = measured.last().and_then(|p| p.variance.clone()).unwrap_or_default();
+        let last = measured
+            .last()
+            .and_then(|p| p.variance.clone())
+            .unwrap_or_default();
         let stats_s: f64 = measured.iter().filter_map(|p| p.stats_step_s).sum();
         writeln!(
             note,
             "| {seed} | {name} | {} | {} | {stats_s:.1} | {:.1} |",
-            last.iter().map(|v| v.map_or("-".into(), |v| format!("{v:.3}"))).collect::<Vec<_>>().join(" / "),
+            last.iter()
+                .map(|v| v.map_or("-".into(), |v| format!("{v:.3}")))
+                .collect::<Vec<_>>()
+                .join(" / "),
             measured.len(),
             history.last().map_or(0.0, |p| p.train_s)
         )?;
     }
     crate::checkpointing::write_atomic(&dir.join("variance.csv"), csv.as_bytes())?;
     if !series.is_empty() {
-        let axes = crate::plot::Axes { title: "per-term variance ratio V_l / V_fine", x_label: "#WU", y_label: "V_l / V_fine", log_y: true };
+        let axes = crate::plot::Axes {
+            title: "per-term variance ratio V_l / V_fine",
+            x_label: "#WU",
+            y_label: "V_l / V_fine",
+            log_y: true,
+        };
         crate::plot::line_plot(&dir.join("variance.png"), &axes, &series)?;
     }
     Ok(note)

@@ -3,8 +3,13 @@
 
 use crate::config::{Strategy, Task};
 use crate::eval::save_samples;
-use crate::reproduce::{compare_over_seeds, fmt_wu, marker, mean, over_seeds, p_cell, seed_cell, seed_dir, write_csv, Common, Record, SeedComparison};
-use crate::reproduce_runs::{compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, Recipe, RunSpec};
+use crate::reproduce::{
+    compare_over_seeds, fmt_wu, marker, mean, over_seeds, p_cell, seed_cell, seed_dir, write_csv,
+    Common, Record, SeedComparison,
+};
+use crate::reproduce_runs::{
+    compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, Recipe, RunSpec,
+};
 use anyhow::{Context as _, Result};
 use candle_core::Tensor;
 use std::fmt::Write as _;
@@ -15,7 +20,11 @@ pub struct Args {
     #[command(flatten)]
     pub common: Common,
     /// Tasks to run (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "denoise,deblur,inpaint,superres")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "denoise,deblur,inpaint,superres"
+    )]
     pub tasks: Vec<Task>,
     /// Models to run (comma separated; default both of each task's pair: unet/resnet, or
     /// espcn/resnet for super-resolution).
@@ -60,12 +69,13 @@ fn display_model(m: &str) -> &str {
 
 /// 001 Table 2, as printed (single-scale there is our `single-paper`).
 pub fn paper(task: Task) -> [PaperRow; 5] {
-    let row = |strategy, subsampling, wu, a: (f64, &'static str), b: (f64, &'static str)| PaperRow {
-        strategy,
-        subsampling,
-        wu,
-        values: [a, b],
-    };
+    let row =
+        |strategy, subsampling, wu, a: (f64, &'static str), b: (f64, &'static str)| PaperRow {
+            strategy,
+            subsampling,
+            wu,
+            values: [a, b],
+        };
     let (sp, ms, fmg) = ("single-paper", "multiscale", "full-multiscale");
     match task {
         Task::Denoise => [
@@ -123,9 +133,16 @@ const RECIPE_ROWS: [(&str, Recipe); 6] = [
 /// Every row a table may show, in order: the paper's strategies, then the recipes (their
 /// strategy label carries the recipe's suffix).
 fn all_rows() -> Vec<(String, &'static str)> {
-    let mut rows: Vec<(String, &str)> = OUR_ROWS.iter().map(|(s, sub)| (s.to_string(), *sub)).collect();
+    let mut rows: Vec<(String, &str)> = OUR_ROWS
+        .iter()
+        .map(|(s, sub)| (s.to_string(), *sub))
+        .collect();
     for (strategy, recipe) in RECIPE_ROWS {
-        let sub = if strategy.starts_with("single") { "-" } else { "coarsen" };
+        let sub = if strategy.starts_with("single") {
+            "-"
+        } else {
+            "coarsen"
+        };
         rows.push((format!("{strategy}{}", recipe.suffix()), sub));
     }
     rows
@@ -137,32 +154,58 @@ fn all_rows() -> Vec<(String, &'static str)> {
 pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
     let ms = models(task);
     let metric = task.metric();
-    let arrow = if metric.higher_is_better() { "↑" } else { "↓" };
+    let arrow = if metric.higher_is_better() {
+        "↑"
+    } else {
+        "↓"
+    };
     let paper_rows = paper(task);
     let mut s = String::new();
-    writeln!(s, "### {} — {} ({arrow})\n", task.name(), metric.name().to_uppercase())?;
+    writeln!(
+        s,
+        "### {} — {} ({arrow})\n",
+        task.name(),
+        metric.name().to_uppercase()
+    )?;
     write!(s, "| Training strategy | Subsampling | #WU paper |")?;
     for m in ms {
         let m = display_model(m);
-        write!(s, " #WU {m} | train s {m} | {m} ours | p seeds {m} | p patches {m} | {m} paper |")?;
+        write!(
+            s,
+            " #WU {m} | train s {m} | {m} ours | p seeds {m} | p patches {m} | {m} paper |"
+        )?;
     }
     writeln!(s)?;
     writeln!(s, "|{}", "---|".repeat(3 + 6 * ms.len()))?;
     for (strategy, sub) in all_rows() {
         let (strategy, sub) = (strategy.as_str(), sub);
-        let paper_row = paper_rows.iter().find(|r| r.strategy == strategy && r.subsampling == sub);
-        let found: Vec<Vec<&Record>> = ms.iter().map(|m| over_seeds(records, task.name(), m, strategy, sub)).collect();
+        let paper_row = paper_rows
+            .iter()
+            .find(|r| r.strategy == strategy && r.subsampling == sub);
+        let found: Vec<Vec<&Record>> = ms
+            .iter()
+            .map(|m| over_seeds(records, task.name(), m, strategy, sub))
+            .collect();
         if paper_row.is_none() && found.iter().all(Vec::is_empty) {
             continue;
         }
-        write!(s, "| {strategy} | {sub} | {} |", paper_row.map_or("", |r| r.wu))?;
+        write!(
+            s,
+            "| {strategy} | {sub} | {} |",
+            paper_row.map_or("", |r| r.wu)
+        )?;
         for (i, runs) in found.iter().enumerate() {
             if runs.is_empty() {
                 write!(s, " | | | | |")?;
             } else {
                 let base = over_seeds(records, task.name(), ms[i], "single-paper", "-");
-                let c = if strategy == "single-paper" { SeedComparison::default() } else { compare_over_seeds(runs, &base) };
-                let avg = |f: fn(&Record) -> f64| mean(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
+                let c = if strategy == "single-paper" {
+                    SeedComparison::default()
+                } else {
+                    compare_over_seeds(runs, &base)
+                };
+                let avg =
+                    |f: fn(&Record) -> f64| mean(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
                 write!(
                     s,
                     " {} | {:.1} | {}{} | {} | {} |",
@@ -245,9 +288,18 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     let pairs: Vec<(Task, &str)> = args
         .tasks
         .iter()
-        .flat_map(|&t| models(t).into_iter().filter(|m| args.models.is_empty() || args.models.iter().any(|x| x == m)).map(move |m| (t, m)))
+        .flat_map(|&t| {
+            models(t)
+                .into_iter()
+                .filter(|m| args.models.is_empty() || args.models.iter().any(|x| x == m))
+                .map(move |m| (t, m))
+        })
         .collect();
-    let total: usize = pairs.iter().map(|(t, m)| specs(*t, m, &preset, args.recipes).len()).sum::<usize>() * seeds.len();
+    let total: usize = pairs
+        .iter()
+        .map(|(t, m)| specs(*t, m, &preset, args.recipes).len())
+        .sum::<usize>()
+        * seeds.len();
     let mut histories = Vec::new();
     for &seed in &seeds {
         let seed_dir = seed_dir(&dir, seed)?;
@@ -258,46 +310,95 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
                 let mut runs = Vec::new();
                 for mut spec in specs(task, model, &preset, args.recipes) {
                     if spec.label == "single-equal-wu" {
-                        let fmg = records.iter().rev().find(|r: &&Record| r.seed == seed && r.task == task.name() && r.model == *model && r.strategy == "full-multiscale" && r.subsampling == "coarsen");
+                        let fmg = records.iter().rev().find(|r: &&Record| {
+                            r.seed == seed
+                                && r.task == task.name()
+                                && r.model == *model
+                                && r.strategy == "full-multiscale"
+                                && r.subsampling == "coarsen"
+                        });
                         let wu = fmg.map_or(0.0, |r| r.wu);
-                        spec.iterations = ((wu / preset.task_n0(task) as f64).round() as usize).max(1);
+                        spec.iterations =
+                            ((wu / preset.task_n0(task) as f64).round() as usize).max(1);
                     }
-                    progress.line(&format!("[{}/{total}] seed {seed}: training {} ({} iterations)", records.len() + 1, spec.dir_name(), spec.iterations));
+                    progress.line(&format!(
+                        "[{}/{total}] seed {seed}: training {} ({} iterations)",
+                        records.len() + 1,
+                        spec.dir_name(),
+                        spec.iterations
+                    ));
                     let f = train_and_score(&spec, &preset, seed, &seed_dir, &test, &ctx.device)?;
                     progress.line(&summary(&f));
                     histories.push((seed, spec.dir_name(), f.history.clone()));
                     outputs.push((spec.label.clone(), spec.subsampling.clone(), f.prediction));
-                    runs.push((format!("{} {}", spec.label, spec.subsampling).replace(" -", ""), f.history));
+                    runs.push((
+                        format!("{} {}", spec.label, spec.subsampling).replace(" -", ""),
+                        f.history,
+                    ));
                     records.push(f.record);
                 }
                 // Pictures of the first seed beside the tables, of the others in their folders.
-                let pictures = if seed == seeds[0] { dir.clone() } else { seed_dir.clone() };
+                let pictures = if seed == seeds[0] {
+                    dir.clone()
+                } else {
+                    seed_dir.clone()
+                };
                 plot_runs(&pictures, &format!("{}-{model}", task.name()), &runs)?;
                 // Sample grid columns in the table's order: input, each strategy, target.
                 let order: Vec<(String, Tensor)> = OUR_ROWS
                     .iter()
-                    .filter_map(|(s, sub)| outputs.iter().find(|o| o.0 == *s && o.1 == *sub).map(|o| (format!("{s} {sub}").replace(" -", ""), o.2.clone())))
+                    .filter_map(|(s, sub)| {
+                        outputs
+                            .iter()
+                            .find(|o| o.0 == *s && o.1 == *sub)
+                            .map(|o| (format!("{s} {sub}").replace(" -", ""), o.2.clone()))
+                    })
                     .collect();
-                save_samples(&pictures.join(format!("samples-{}-{model}.png", task.name())), &test, &order)?;
+                save_samples(
+                    &pictures.join(format!("samples-{}-{model}.png", task.name())),
+                    &test,
+                    &order,
+                )?;
             }
             finish(&dir, &preset, &seeds, &mut records, &progress)?;
         }
     }
-    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories.iter().map(|(s, n, h)| (*s, n.clone(), h.as_slice())).collect();
+    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories
+        .iter()
+        .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
+        .collect();
     let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
     let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
     md.push_str(&note);
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
-    progress.line(&format!("done: {} runs in {:.1} s; results in {}", records.len(), progress.elapsed_s(), dir.display()));
+    progress.line(&format!(
+        "done: {} runs in {:.1} s; results in {}",
+        records.len(),
+        progress.elapsed_s(),
+        dir.display()
+    ));
     Ok(())
 }
 
 /// Fill in the per-patch p-values against `single-paper` of the same seed and (re)write
 /// `results.csv` and `results.md`.
-fn finish(dir: &Path, preset: &Preset, seeds: &[u64], records: &mut [Record], progress: &Progress) -> Result<()> {
-    let bases: Vec<Record> = records.iter().filter(|r| r.strategy == "single-paper").cloned().collect();
+fn finish(
+    dir: &Path,
+    preset: &Preset,
+    seeds: &[u64],
+    records: &mut [Record],
+    progress: &Progress,
+) -> Result<()> {
+    let bases: Vec<Record> = records
+        .iter()
+        .filter(|r| r.strategy == "single-paper")
+        .cloned()
+        .collect();
     for r in records.iter_mut().filter(|r| r.strategy != "single-paper") {
-        if let Some(b) = bases.iter().find(|b| b.seed == r.seed && b.task == r.task && b.model == r.model) {
+        if let Some(b) = bases
+            .iter()
+            .find(|b| b.seed == r.seed && b.task == r.task && b.model == r.model)
+        {
             r.p_value = compare(r, b).map(|t| t.p_value);
         }
     }
@@ -324,7 +425,10 @@ fn finish(dir: &Path, preset: &Preset, seeds: &[u64], records: &mut [Record], pr
 fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
     let mut s = String::new();
     writeln!(s, "Against each single-scale baseline ({}): #WU ratio, training-time ratio (validation excluded), mean difference of the metric (run - baseline), Cohen's d_z and p of the paired test (over seeds when there are two or more).\n", task.name())?;
-    writeln!(s, "| model | run | vs single-paper | vs single-practical | vs single-equal-wu |")?;
+    writeln!(
+        s,
+        "| model | run | vs single-paper | vs single-practical | vs single-equal-wu |"
+    )?;
     writeln!(s, "|---|---|---|---|---|")?;
     for model in models(task) {
         for (strategy, sub) in all_rows().iter().filter(|(st, _)| st != "single-paper") {
@@ -340,7 +444,9 @@ fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
                     write!(s, " |")?;
                     continue;
                 }
-                let avg = |v: &[&Record], f: fn(&Record) -> f64| mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
+                let avg = |v: &[&Record], f: fn(&Record) -> f64| {
+                    mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>())
+                };
                 let t = compare_over_seeds(&runs, &b).primary();
                 write!(
                     s,
@@ -387,25 +493,48 @@ mod tests {
         let md = markdown_task(Task::Denoise, &records).unwrap();
         let lines: Vec<&str> = md.lines().collect();
         assert!(lines[2].starts_with("| Training strategy | Subsampling | #WU paper | #WU UNet | train s UNet | UNet ours | p seeds UNet |"), "{md}");
-        let ms = lines.iter().find(|l| l.starts_with("| multiscale |")).unwrap();
+        let ms = lines
+            .iter()
+            .find(|l| l.starts_with("| multiscale |"))
+            .unwrap();
         // Differences over seeds 0.05, 0.06, 0.055: t = 19.05, df 2, p = 0.0027.
-        assert!(ms.contains("| 1k | 3.0 | 0.2550 ± 0.0050** | 0.003 |"), "{ms}");
+        assert!(
+            ms.contains("| 1k | 3.0 | 0.2550 ± 0.0050** | 0.003 |"),
+            "{ms}"
+        );
         assert!(ms.ends_with("| 0.1417* | | | | | | 0.0943* |"), "{ms}");
-        let sp = lines.iter().find(|l| l.starts_with("| single-paper |")).unwrap();
+        let sp = lines
+            .iter()
+            .find(|l| l.starts_with("| single-paper |"))
+            .unwrap();
         assert!(sp.contains("| 0.2000 ± 0.0000 | - | - |"), "{sp}");
         // Paper rows without our runs still show the paper's numbers.
         assert!(md.contains("| full-multiscale | crop | 28.7k |"), "{md}");
         // Every row has the same number of cells as the header.
         let cells = |l: &str| l.matches('|').count();
-        assert!(lines[2..].iter().filter(|l| l.starts_with('|')).all(|l| cells(l) == cells(lines[2])), "{md}");
+        assert!(
+            lines[2..]
+                .iter()
+                .filter(|l| l.starts_with('|'))
+                .all(|l| cells(l) == cells(lines[2])),
+            "{md}"
+        );
     }
 
     #[test]
     fn full_protocol_prints_and_plans_the_papers_super_resolution_batches() {
         let full = Preset::full();
-        assert!(full.scale_factors().contains("super-resolution N0 = 8 (paper 8, x1.000)"), "{}", full.scale_factors());
+        assert!(
+            full.scale_factors()
+                .contains("super-resolution N0 = 8 (paper 8, x1.000)"),
+            "{}",
+            full.scale_factors()
+        );
         let wu = |label: &str, sub: &str, task| {
-            let s = specs(task, "espcn", &full, false).into_iter().find(|s| s.label == label && s.subsampling == sub).unwrap();
+            let s = specs(task, "espcn", &full, false)
+                .into_iter()
+                .find(|s| s.label == label && s.subsampling == sub)
+                .unwrap();
             s.planned_wu(&full).unwrap()
         };
         // 001 Table 2, super-resolution: 30k / 4.6k / 7.9k (N0 = 8, 250 iterations, equal stages).
@@ -424,7 +553,13 @@ mod tests {
         let out = std::env::temp_dir().join(format!("xtask-table2-recipes-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
         let args = Args {
-            common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 },
+            common: Common {
+                quick: false,
+                full: false,
+                out: Some(out.clone()),
+                seed: 0,
+                seeds: 1,
+            },
             tasks: vec![Task::Denoise],
             models: vec!["resnet".into()],
             recipes: true,
@@ -433,10 +568,23 @@ mod tests {
         run(args, &crate::common::test_context()).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 7 + 6, "{csv}");
-        for row in ["multiscale+noise-consistent,coarsen", "multiscale+adaptive,coarsen", "full-multiscale+adaptive,coarsen", "single-practical+mfc,-", "multiscale+mfc,coarsen", "full-multiscale+mfc,coarsen"] {
-            assert!(csv.contains(&format!(",denoise,resnet,{row},")), "{row}: {csv}");
+        for row in [
+            "multiscale+noise-consistent,coarsen",
+            "multiscale+adaptive,coarsen",
+            "full-multiscale+adaptive,coarsen",
+            "single-practical+mfc,-",
+            "multiscale+mfc,coarsen",
+            "full-multiscale+mfc,coarsen",
+        ] {
+            assert!(
+                csv.contains(&format!(",denoise,resnet,{row},")),
+                "{row}: {csv}"
+            );
         }
-        let cfg = std::fs::read_to_string(out.join("seed-0/denoise-resnet-multiscale+mfc-coarsen/config.toml")).unwrap();
+        let cfg = std::fs::read_to_string(
+            out.join("seed-0/denoise-resnet-multiscale+mfc-coarsen/config.toml"),
+        )
+        .unwrap();
         assert!(cfg.contains("conv = \"mfc\""), "{cfg}");
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
         assert!(md.contains("| multiscale+adaptive | coarsen |"), "{md}");
@@ -448,7 +596,13 @@ mod tests {
         let out = std::env::temp_dir().join(format!("xtask-table2-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
         let args = || Args {
-            common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 },
+            common: Common {
+                quick: false,
+                full: false,
+                out: Some(out.clone()),
+                seed: 0,
+                seeds: 1,
+            },
             tasks: Task::ALL.to_vec(),
             models: vec![],
             recipes: false,
@@ -458,34 +612,72 @@ mod tests {
         run(args(), &ctx).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value");
+        assert_eq!(
+            lines[0],
+            "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value"
+        );
         assert_eq!(lines.len(), 1 + 4 * 2 * 7, "{csv}");
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
         for task in Task::ALL {
             for m in models(task) {
                 for (strategy, sub) in OUR_ROWS {
                     let row = format!("0,{},{m},{strategy},{sub},", task.name());
-                    let line = lines.iter().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("no {row} in {csv}"));
+                    let line = lines
+                        .iter()
+                        .find(|l| l.starts_with(&row))
+                        .unwrap_or_else(|| panic!("no {row} in {csv}"));
                     let cells: Vec<&str> = line.split(',').collect();
                     assert_eq!(cells.len(), 11, "{line}");
-                    assert!(cells[5].parse::<f64>().unwrap() > 0.0 && cells[9].parse::<f64>().unwrap().is_finite(), "{line}");
-                    let (wall, train): (f64, f64) = (cells[6].parse().unwrap(), cells[7].parse().unwrap());
+                    assert!(
+                        cells[5].parse::<f64>().unwrap() > 0.0
+                            && cells[9].parse::<f64>().unwrap().is_finite(),
+                        "{line}"
+                    );
+                    let (wall, train): (f64, f64) =
+                        (cells[6].parse().unwrap(), cells[7].parse().unwrap());
                     assert!(train > 0.0 && train <= wall, "{line}");
                     // p-values against single-paper on every other row.
                     assert_eq!(cells[10].is_empty(), strategy == "single-paper", "{line}");
-                    let run = RunSpec { task, model: m.into(), label: strategy.into(), subsampling: sub.into(), strategy: Strategy::Single, levels: 2, single_batch: None, iterations: 1, tag: String::new(), recipe: Recipe::Plain };
-                    assert!(out.join("seed-0").join(run.dir_name()).join("final.safetensors").exists(), "{}", run.dir_name());
+                    let run = RunSpec {
+                        task,
+                        model: m.into(),
+                        label: strategy.into(),
+                        subsampling: sub.into(),
+                        strategy: Strategy::Single,
+                        levels: 2,
+                        single_batch: None,
+                        iterations: 1,
+                        tag: String::new(),
+                        recipe: Recipe::Plain,
+                    };
+                    assert!(
+                        out.join("seed-0")
+                            .join(run.dir_name())
+                            .join("final.safetensors")
+                            .exists(),
+                        "{}",
+                        run.dir_name()
+                    );
                 }
-                assert!(out.join(format!("samples-{}-{m}.png", task.name())).exists());
-                assert!(out.join(format!("{}-{m}-val_loss_vs_wu.png", task.name())).exists());
-                assert!(out.join(format!("{}-{m}-val_loss_vs_time.png", task.name())).exists());
+                assert!(out
+                    .join(format!("samples-{}-{m}.png", task.name()))
+                    .exists());
+                assert!(out
+                    .join(format!("{}-{m}-val_loss_vs_wu.png", task.name()))
+                    .exists());
+                assert!(out
+                    .join(format!("{}-{m}-val_loss_vs_time.png", task.name()))
+                    .exists());
             }
             assert!(md.contains(&format!("### {}", task.name())), "{md}");
         }
         assert_eq!(md.matches("| full-multiscale | both |").count(), 4, "{md}");
         // A rerun reuses every finished run: the same numbers.
         run(args(), &ctx).unwrap();
-        assert_eq!(std::fs::read_to_string(out.join("results.csv")).unwrap(), csv);
+        assert_eq!(
+            std::fs::read_to_string(out.join("results.csv")).unwrap(),
+            csv
+        );
         // A run finished under another specification is trained again, not mixed in.
         let outcome = out.join("seed-0/denoise-unet-multiscale-coarsen/outcome.json");
         let text = std::fs::read_to_string(&outcome).unwrap();
@@ -493,9 +685,24 @@ mod tests {
         let mut stale = stale.as_object().unwrap().clone();
         stale.insert("spec".into(), "code 0\nseed 7".into());
         std::fs::write(&outcome, serde_json::to_string(&stale).unwrap()).unwrap();
-        run(Args { tasks: vec![Task::Denoise], models: vec!["unet".into()], ..args() }, &ctx).unwrap();
-        let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&outcome).unwrap()).unwrap();
-        assert!(again["spec"].as_str().unwrap().contains(crate::reproduce::code_version()), "{again}");
+        run(
+            Args {
+                tasks: vec![Task::Denoise],
+                models: vec!["unet".into()],
+                ..args()
+            },
+            &ctx,
+        )
+        .unwrap();
+        let again: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&outcome).unwrap()).unwrap();
+        assert!(
+            again["spec"]
+                .as_str()
+                .unwrap()
+                .contains(crate::reproduce::code_version()),
+            "{again}"
+        );
         std::fs::remove_dir_all(&out).ok();
     }
 }

@@ -4,8 +4,12 @@
 //! same initial weights and scored on the same degraded test images.
 
 use crate::plot::{line_plot, Axes, Series};
-use crate::reproduce::{compare_over_seeds, fmt_wu, marker, mean, p_cell, seed_cell, seed_dir, Common, Record};
-use crate::reproduce_runs::{compare, summary, test_set, train_and_score, Preset, Progress, RunSpec};
+use crate::reproduce::{
+    compare_over_seeds, fmt_wu, marker, mean, p_cell, seed_cell, seed_dir, Common, Record,
+};
+use crate::reproduce_runs::{
+    compare, summary, test_set, train_and_score, Preset, Progress, RunSpec,
+};
 use anyhow::{Context as _, Result};
 use std::fmt::Write as _;
 
@@ -46,7 +50,10 @@ fn budgets(preset: &Preset) -> Vec<f64> {
 
 /// The most iterations of `label` whose planned #WU stays within `budget` (at least 1).
 fn iterations_for(label: &str, preset: &Preset, budget: f64) -> Result<usize> {
-    let wu = |i| RunSpec::denoise("unet", label, preset.levels, preset.n0, i, String::new()).planned_wu(preset);
+    let wu = |i| {
+        RunSpec::denoise("unet", label, preset.levels, preset.n0, i, String::new())
+            .planned_wu(preset)
+    };
     let (mut lo, mut hi) = (1usize, 2usize);
     while wu(hi)? <= budget {
         (lo, hi) = (hi, hi * 2);
@@ -68,12 +75,23 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     let dir = args.common.out_dir("table5")?;
     let mut progress = Progress::new(&dir)?;
     println!("{}", preset.scale_factors());
-    let budgets = if args.budgets.is_empty() { budgets(&preset) } else { args.budgets.clone() };
-    anyhow::ensure!(budgets.iter().all(|b| b.is_finite() && *b > 0.0), "--budgets {budgets:?}: every budget must be a positive number of #WU");
+    let budgets = if args.budgets.is_empty() {
+        budgets(&preset)
+    } else {
+        args.budgets.clone()
+    };
+    anyhow::ensure!(
+        budgets.iter().all(|b| b.is_finite() && *b > 0.0),
+        "--budgets {budgets:?}: every budget must be a positive number of #WU"
+    );
     for &budget in &budgets {
         for label in STRATEGIES {
-            let one = RunSpec::denoise("unet", label, preset.levels, preset.n0, 1, String::new()).planned_wu(&preset)?;
-            anyhow::ensure!(one <= budget, "--budgets: {budget} #WU is less than one {label} iteration ({one} #WU)");
+            let one = RunSpec::denoise("unet", label, preset.levels, preset.n0, 1, String::new())
+                .planned_wu(&preset)?;
+            anyhow::ensure!(
+                one <= budget,
+                "--budgets: {budget} #WU is less than one {label} iteration ({one} #WU)"
+            );
         }
     }
     let mut done: Vec<(f64, Record)> = Vec::new();
@@ -84,8 +102,18 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         for &budget in &budgets {
             for label in STRATEGIES {
                 let it = iterations_for(label, &preset, budget)?;
-                let spec = RunSpec::denoise("unet", label, preset.levels, preset.n0, it, format!("b{budget}"));
-                progress.line(&format!("seed {seed}, budget {budget} #WU: training {} ({it} iterations)", spec.dir_name()));
+                let spec = RunSpec::denoise(
+                    "unet",
+                    label,
+                    preset.levels,
+                    preset.n0,
+                    it,
+                    format!("b{budget}"),
+                );
+                progress.line(&format!(
+                    "seed {seed}, budget {budget} #WU: training {} ({it} iterations)",
+                    spec.dir_name()
+                ));
                 let f = train_and_score(&spec, &preset, seed, &seed_dir, &test, &ctx.device)?;
                 progress.line(&summary(&f));
                 histories.push((seed, spec.dir_name(), f.history.clone()));
@@ -94,12 +122,19 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         }
         write_results(&dir, &preset, &seeds, &budgets, &done)?;
     }
-    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories.iter().map(|(s, n, h)| (*s, n.clone(), h.as_slice())).collect();
+    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories
+        .iter()
+        .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
+        .collect();
     let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
     let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
     md.push_str(&note);
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
-    progress.line(&format!("done in {:.1} s; results in {}", progress.elapsed_s(), dir.display()));
+    progress.line(&format!(
+        "done in {:.1} s; results in {}",
+        progress.elapsed_s(),
+        dir.display()
+    ));
     Ok(())
 }
 
@@ -107,7 +142,13 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
 /// per-patch test against single-scale at the same budget and seed), `results.md` (mean ± sd
 /// over seeds, markers from the paired test over seeds when there are two or more) and
 /// `mse_vs_wu.png`.
-fn write_results(dir: &std::path::Path, preset: &Preset, seeds: &[u64], budgets: &[f64], done: &[(f64, Record)]) -> Result<()> {
+fn write_results(
+    dir: &std::path::Path,
+    preset: &Preset,
+    seeds: &[u64],
+    budgets: &[f64],
+    done: &[(f64, Record)],
+) -> Result<()> {
     let mut csv = String::from("seed,budget,strategy,wu,wall_s,train_s,metric,value,p_value\n");
     let mut md = format!(
         "# 001 Table 5, reproduced ({} protocol, seeds {}): denoising, UNet, test MSE at fixed #WU budgets\n\n{}\n\
@@ -118,12 +159,23 @@ fn write_results(dir: &std::path::Path, preset: &Preset, seeds: &[u64], budgets:
         preset.scale_factors()
     );
     let runs = |budget: f64, label: &str| -> Vec<&Record> {
-        let mut v: Vec<&Record> = done.iter().filter(|(b, r)| *b == budget && r.strategy == label).map(|(_, r)| r).collect();
+        let mut v: Vec<&Record> = done
+            .iter()
+            .filter(|(b, r)| *b == budget && r.strategy == label)
+            .map(|(_, r)| r)
+            .collect();
         v.sort_by_key(|r| r.seed);
         v
     };
-    let avg = |v: &[&Record], f: fn(&Record) -> f64| mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
-    let mut series: Vec<Series> = STRATEGIES.iter().map(|s| Series { name: s.to_string(), points: vec![] }).collect();
+    let avg =
+        |v: &[&Record], f: fn(&Record) -> f64| mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
+    let mut series: Vec<Series> = STRATEGIES
+        .iter()
+        .map(|s| Series {
+            name: s.to_string(),
+            points: vec![],
+        })
+        .collect();
     let (mut wins, mut fmg_wins, mut rows) = (0, 0, 0);
     for (k, &budget) in budgets.iter().enumerate() {
         let base = runs(budget, STRATEGIES[0]);
@@ -140,7 +192,11 @@ fn write_results(dir: &std::path::Path, preset: &Preset, seeds: &[u64], budgets:
             }
             for r in &rs {
                 let b = base.iter().find(|b| b.seed == r.seed);
-                let t = if i == 0 { None } else { b.and_then(|b| compare(r, b)) };
+                let t = if i == 0 {
+                    None
+                } else {
+                    b.and_then(|b| compare(r, b))
+                };
                 writeln!(
                     csv,
                     "{},{budget},{},{:.3},{:.2},{:.2},{},{:.6},{}",
@@ -158,7 +214,14 @@ fn write_results(dir: &std::path::Path, preset: &Preset, seeds: &[u64], budgets:
                 write!(md, " {} | {} |", fmt_wu(avg(&rs, |r| r.wu)), seed_cell(&rs))?;
             } else {
                 let c = compare_over_seeds(&rs, &base).primary();
-                write!(md, " {} | {}{} | {} |", fmt_wu(avg(&rs, |r| r.wu)), seed_cell(&rs), marker(c.map(|t| t.p_value)), p_cell(c))?;
+                write!(
+                    md,
+                    " {} | {}{} | {} |",
+                    fmt_wu(avg(&rs, |r| r.wu)),
+                    seed_cell(&rs),
+                    marker(c.map(|t| t.p_value)),
+                    p_cell(c)
+                )?;
                 let better = avg(&rs, |r| r.mean()) < avg(&base, |r| r.mean());
                 if better && i == 1 {
                     wins += 1;
@@ -166,7 +229,9 @@ fn write_results(dir: &std::path::Path, preset: &Preset, seeds: &[u64], budgets:
                     fmg_wins += 1;
                 }
             }
-            series[i].points.push((avg(&rs, |r| r.wu), avg(&rs, |r| r.mean())));
+            series[i]
+                .points
+                .push((avg(&rs, |r| r.wu), avg(&rs, |r| r.mean())));
         }
         match PAPER.get(k) {
             Some(p) => writeln!(md, " {} | {:.4} | {:.4} |", p.0, p.1, p.2)?,
@@ -180,7 +245,12 @@ fn write_results(dir: &std::path::Path, preset: &Preset, seeds: &[u64], budgets:
     )?;
     std::fs::write(dir.join("results.csv"), csv).context("results.csv")?;
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
-    let axes = Axes { title: "test MSE at fixed #WU budgets (denoising, UNet)", x_label: "#WU", y_label: "test MSE", log_y: true };
+    let axes = Axes {
+        title: "test MSE at fixed #WU budgets (denoising, UNet)",
+        x_label: "#WU",
+        y_label: "test MSE",
+        log_y: true,
+    };
     line_plot(&dir.join("mse_vs_wu.png"), &axes, &series)
 }
 
@@ -193,20 +263,50 @@ mod tests {
         let preset = Preset::smoke();
         for label in STRATEGIES {
             let it = iterations_for(label, &preset, 12.0).unwrap();
-            let wu = |i| RunSpec::denoise("unet", label, preset.levels, preset.n0, i, String::new()).planned_wu(&preset).unwrap();
+            let wu = |i| {
+                RunSpec::denoise("unet", label, preset.levels, preset.n0, i, String::new())
+                    .planned_wu(&preset)
+                    .unwrap()
+            };
             assert!(wu(it) <= 12.0 && wu(it + 1) > 12.0, "{label}: {it}");
         }
         let out = std::env::temp_dir().join(format!("xtask-table5-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
-        let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 }, budgets: vec![], smoke: true };
+        let args = Args {
+            common: Common {
+                quick: false,
+                full: false,
+                out: Some(out.clone()),
+                seed: 0,
+                seeds: 1,
+            },
+            budgets: vec![],
+            smoke: true,
+        };
         run(args, &crate::common::test_context()).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
-        assert!(csv.starts_with("seed,budget,strategy,wu,wall_s,train_s,metric,value,p_value\n0,6,"), "{csv}");
+        assert!(
+            csv.starts_with("seed,budget,strategy,wu,wall_s,train_s,metric,value,p_value\n0,6,"),
+            "{csv}"
+        );
         assert!(out.join("mse_vs_wu.png").exists());
         // A budget below one iteration is refused before any training.
-        let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 1 }, budgets: vec![0.01], smoke: true };
-        let e = format!("{:#}", run(args, &crate::common::test_context()).unwrap_err());
+        let args = Args {
+            common: Common {
+                quick: false,
+                full: false,
+                out: Some(out.clone()),
+                seed: 0,
+                seeds: 1,
+            },
+            budgets: vec![0.01],
+            smoke: true,
+        };
+        let e = format!(
+            "{:#}",
+            run(args, &crate::common::test_context()).unwrap_err()
+        );
         assert!(e.contains("less than one"), "{e}");
         std::fs::remove_dir_all(&out).ok();
     }

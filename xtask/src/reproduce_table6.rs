@@ -56,9 +56,20 @@ fn specs(preset: &Preset) -> Vec<RunSpec> {
     let finest = (preset.iterations >> (deepest - 1)).max(1);
     let mut out = Vec::new();
     for (strategy, levels, ..) in PAPER.iter().filter(|p| p.1 <= deepest) {
-        let iterations = if *strategy == "full-multiscale" { finest << (levels - 1) } else { preset.iterations };
+        let iterations = if *strategy == "full-multiscale" {
+            finest << (levels - 1)
+        } else {
+            preset.iterations
+        };
         for model in MODELS {
-            out.push(RunSpec::denoise(model, strategy, *levels, preset.n0, iterations, format!("L{levels}")));
+            out.push(RunSpec::denoise(
+                model,
+                strategy,
+                *levels,
+                preset.n0,
+                iterations,
+                format!("L{levels}"),
+            ));
         }
     }
     out
@@ -77,14 +88,25 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         let test = test_set(Task::Denoise, &preset, seed, &ctx.device)?;
         let mut curves = Vec::new();
         for spec in specs(&preset) {
-            progress.line(&format!("seed {seed}: training {} ({} iterations)", spec.dir_name(), spec.iterations));
+            progress.line(&format!(
+                "seed {seed}: training {} ({} iterations)",
+                spec.dir_name(),
+                spec.iterations
+            ));
             let f = train_and_score(&spec, &preset, seed, &seed_dir, &test, &ctx.device)?;
             progress.line(&summary(&f));
             histories.push((seed, spec.dir_name(), f.history.clone()));
-            curves.push((format!("{} {} L={}", spec.model, spec.label, spec.levels), f.history));
+            curves.push((
+                format!("{} {} L={}", spec.model, spec.label, spec.levels),
+                f.history,
+            ));
             done.push((spec.levels, f.record));
         }
-        let pictures = if seed == seeds[0] { dir.clone() } else { seed_dir };
+        let pictures = if seed == seeds[0] {
+            dir.clone()
+        } else {
+            seed_dir
+        };
         crate::reproduce_runs::plot_runs(&pictures, "denoise", &curves)?;
     }
     let mut csv = String::from("seed,levels,model,strategy,wu,wall_s,train_s,metric,value\n");
@@ -98,25 +120,63 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     );
     for (strategy, levels, wu, unet, resnet) in PAPER {
         let runs = |m: &str| -> Vec<&Record> {
-            done.iter().filter(|(l, r)| *l == levels && r.strategy == strategy && r.model == m).map(|(_, r)| r).collect()
+            done.iter()
+                .filter(|(l, r)| *l == levels && r.strategy == strategy && r.model == m)
+                .map(|(_, r)| r)
+                .collect()
         };
         let (u, r) = (runs("unet"), runs("resnet"));
-        let avg = |v: &[&Record], f: fn(&Record) -> f64| mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
-        let ours = |v: &[&Record]| if v.is_empty() { " | ".to_string() } else { format!("{:.1} | {}", avg(v, |r| r.train_s), seed_cell(v)) };
-        let our_wu = if u.is_empty() { String::new() } else { fmt_wu(avg(&u, |r| r.wu)) };
-        writeln!(md, "| {strategy} | {levels} | {wu} | {our_wu} | {} | {unet:.4} | {} | {resnet:.4} |", ours(&u), ours(&r))?;
+        let avg = |v: &[&Record], f: fn(&Record) -> f64| {
+            mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>())
+        };
+        let ours = |v: &[&Record]| {
+            if v.is_empty() {
+                " | ".to_string()
+            } else {
+                format!("{:.1} | {}", avg(v, |r| r.train_s), seed_cell(v))
+            }
+        };
+        let our_wu = if u.is_empty() {
+            String::new()
+        } else {
+            fmt_wu(avg(&u, |r| r.wu))
+        };
+        writeln!(
+            md,
+            "| {strategy} | {levels} | {wu} | {our_wu} | {} | {unet:.4} | {} | {resnet:.4} |",
+            ours(&u),
+            ours(&r)
+        )?;
     }
     for (levels, r) in &done {
-        writeln!(csv, "{},{levels},{},{},{:.3},{:.2},{:.2},{},{:.6}", r.seed, r.model, r.strategy, r.wu, r.wall_s, r.train_s, r.metric.name(), r.mean())?;
+        writeln!(
+            csv,
+            "{},{levels},{},{},{:.3},{:.2},{:.2},{},{:.6}",
+            r.seed,
+            r.model,
+            r.strategy,
+            r.wu,
+            r.wall_s,
+            r.train_s,
+            r.metric.name(),
+            r.mean()
+        )?;
     }
     std::fs::write(dir.join("results.csv"), csv).context("results.csv")?;
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
-    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories.iter().map(|(s, n, h)| (*s, n.clone(), h.as_slice())).collect();
+    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories
+        .iter()
+        .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
+        .collect();
     let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
     let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
     md.push_str(&note);
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
-    progress.line(&format!("done in {:.1} s; results in {}", progress.elapsed_s(), dir.display()));
+    progress.line(&format!(
+        "done in {:.1} s; results in {}",
+        progress.elapsed_s(),
+        dir.display()
+    ));
     Ok(())
 }
 
@@ -130,7 +190,14 @@ mod tests {
         let planned: Vec<(String, usize, usize, f64)> = specs(&full)
             .iter()
             .filter(|s| s.model == "unet")
-            .map(|s| (s.label.clone(), s.levels, s.iterations, s.planned_wu(&full).unwrap()))
+            .map(|s| {
+                (
+                    s.label.clone(),
+                    s.levels,
+                    s.iterations,
+                    s.planned_wu(&full).unwrap(),
+                )
+            })
             .collect();
         let expect = [
             ("multiscale", 4, 2000, 74000.0),
@@ -153,12 +220,28 @@ mod tests {
 
     #[test]
     fn quick_protocol_gives_every_full_multiscale_run_the_same_finest_stage() {
-        let quick = preset(&Common { quick: true, full: false, out: None, seed: 0, seeds: 1 }, false);
-        for s in specs(&quick).iter().filter(|s| s.label == "full-multiscale") {
+        let quick = preset(
+            &Common {
+                quick: true,
+                full: false,
+                out: None,
+                seed: 0,
+                seeds: 1,
+            },
+            false,
+        );
+        for s in specs(&quick)
+            .iter()
+            .filter(|s| s.label == "full-multiscale")
+        {
             assert_eq!(s.iterations >> (s.levels - 1), 15, "{}", s.dir_name());
         }
         // Fewer levels now spend less, as in the paper (the old protocol spent more).
-        let wu: Vec<f64> = specs(&quick).iter().filter(|s| s.label == "full-multiscale" && s.model == "unet").map(|s| s.planned_wu(&quick).unwrap()).collect();
+        let wu: Vec<f64> = specs(&quick)
+            .iter()
+            .filter(|s| s.label == "full-multiscale" && s.model == "unet")
+            .map(|s| s.planned_wu(&quick).unwrap())
+            .collect();
         assert!(wu.windows(2).all(|w| w[0] > w[1]), "{wu:?}");
     }
 
@@ -166,19 +249,45 @@ mod tests {
     fn smoke_preset_writes_a_row_per_level_strategy_and_model() {
         let out = std::env::temp_dir().join(format!("xtask-table6-{}", std::process::id()));
         std::fs::remove_dir_all(&out).ok();
-        let args = Args { common: Common { quick: false, full: false, out: Some(out.clone()), seed: 0, seeds: 2 }, smoke: true };
+        let args = Args {
+            common: Common {
+                quick: false,
+                full: false,
+                out: Some(out.clone()),
+                seed: 0,
+                seeds: 2,
+            },
+            smoke: true,
+        };
         run(args, &crate::common::test_context()).unwrap();
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
         // Smoke meshes (16x16) allow L = 2 and 3: 2 levels x 2 strategies x 2 models x 2 seeds.
         assert_eq!(csv.lines().count(), 1 + 16, "{csv}");
-        assert_eq!(csv.lines().filter(|l| l.starts_with("1,")).count(), 8, "{csv}");
+        assert_eq!(
+            csv.lines().filter(|l| l.starts_with("1,")).count(),
+            8,
+            "{csv}"
+        );
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| multiscale") || l.starts_with("| full-multiscale")).collect();
+        let rows: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("| multiscale") || l.starts_with("| full-multiscale"))
+            .collect();
         assert_eq!(rows.len(), 6);
         // Rows we ran show mean ± sd over the two seeds.
-        assert_eq!(rows.iter().filter(|l| l.matches(" ± ").count() == 2).count(), 4, "{md}");
-        assert!(out.join("seed-1/denoise-unet-multiscale-coarsen-L2/final.safetensors").exists());
-        assert!(std::fs::read_to_string(out.join("variance.csv")).unwrap().starts_with("seed,run,iteration,wu,term,ratio\n"));
+        assert_eq!(
+            rows.iter()
+                .filter(|l| l.matches(" ± ").count() == 2)
+                .count(),
+            4,
+            "{md}"
+        );
+        assert!(out
+            .join("seed-1/denoise-unet-multiscale-coarsen-L2/final.safetensors")
+            .exists());
+        assert!(std::fs::read_to_string(out.join("variance.csv"))
+            .unwrap()
+            .starts_with("seed,run,iteration,wu,term,ratio\n"));
         assert!(md.contains("Per-term variance ratios"), "{md}");
         std::fs::remove_dir_all(&out).ok();
     }

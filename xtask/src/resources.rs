@@ -59,7 +59,10 @@ pub struct ModelFootprint {
 
 impl ModelFootprint {
     pub fn of(varmap: &VarMap) -> Result<Self> {
-        let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
+        let vars = varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
         let (mut params, mut channels_sum, mut widest) = (0u64, 0u64, 1u64);
         for v in vars.values() {
             let dims = v.as_tensor().dims();
@@ -69,7 +72,11 @@ impl ModelFootprint {
                 widest = widest.max(dims[0] as u64);
             }
         }
-        Ok(Self { params, channels_sum: channels_sum.max(1), widest })
+        Ok(Self {
+            params,
+            channels_sum: channels_sum.max(1),
+            widest,
+        })
     }
 }
 
@@ -88,20 +95,38 @@ pub fn training_bytes(
     let per_pixel_train = F32.saturating_mul(model.channels_sum + 4 * channels);
     let mut total = 0u64;
     for (l, &n) in batches.iter().enumerate() {
-        total = total.saturating_add((n as u64).saturating_mul(pixels(l)).saturating_mul(per_pixel_train));
+        total = total.saturating_add(
+            (n as u64)
+                .saturating_mul(pixels(l))
+                .saturating_mul(per_pixel_train),
+        );
     }
-    let validation = validation_images.saturating_mul(pixels(0)).saturating_mul(F32 * (3 * channels + 2 * model.widest));
+    let validation = validation_images
+        .saturating_mul(pixels(0))
+        .saturating_mul(F32 * (3 * channels + 2 * model.widest));
     let params = model.params.saturating_mul(4 * F32);
     total.saturating_add(validation).saturating_add(params)
 }
 
 /// Evaluation: every test image (clean, degraded input, prediction) at `size`, and one chunk
 /// of `chunk` images through the model (a few feature maps of the widest layer alive at once).
-pub fn evaluation_bytes(model: ModelFootprint, size: u64, channels: u64, images: u64, chunk: u64) -> u64 {
+pub fn evaluation_bytes(
+    model: ModelFootprint,
+    size: u64,
+    channels: u64,
+    images: u64,
+    chunk: u64,
+) -> u64 {
     let pixels = size.saturating_mul(size);
-    let data = images.saturating_mul(pixels).saturating_mul(F32 * 3 * channels);
-    let forward = chunk.min(images).saturating_mul(pixels).saturating_mul(F32 * 3 * model.widest);
-    data.saturating_add(forward).saturating_add(model.params.saturating_mul(F32))
+    let data = images
+        .saturating_mul(pixels)
+        .saturating_mul(F32 * 3 * channels);
+    let forward = chunk
+        .min(images)
+        .saturating_mul(pixels)
+        .saturating_mul(F32 * 3 * model.widest);
+    data.saturating_add(forward)
+        .saturating_add(model.params.saturating_mul(F32))
 }
 
 #[cfg(test)]
@@ -121,12 +146,25 @@ mod tests {
     /// resources: an estimate above the available memory is refused, naming both.
     #[test]
     fn a_run_that_does_not_fit_is_refused_with_the_estimate() {
-        let e = check_fits("eval --size 16384", 3 << 30, Some(1 << 30), "use a smaller --size").unwrap_err();
+        let e = check_fits(
+            "eval --size 16384",
+            3 << 30,
+            Some(1 << 30),
+            "use a smaller --size",
+        )
+        .unwrap_err();
         let e = format!("{e:#}");
-        assert!(e.contains("3.00 GiB") && e.contains("1.00 GiB available") && e.contains("--size"), "{e}");
+        assert!(
+            e.contains("3.00 GiB") && e.contains("1.00 GiB available") && e.contains("--size"),
+            "{e}"
+        );
         check_fits("small", 1 << 20, Some(1 << 30), "").unwrap();
         check_fits("unknown machine", u64::MAX, None, "").unwrap();
-        let m = ModelFootprint { params: 10_000, channels_sum: 100, widest: 32 };
+        let m = ModelFootprint {
+            params: 10_000,
+            channels_sum: 100,
+            widest: 32,
+        };
         // 13 photos at 16384^2: 3 GiB each for the clean images alone.
         assert!(evaluation_bytes(m, 16384, 3, 13, 16) > 13 * (3u64 << 30));
         assert!(evaluation_bytes(m, 64, 3, 13, 16) < 64 << 20);

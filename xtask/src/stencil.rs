@@ -61,10 +61,15 @@ fn parse_stencil(text: &str) -> Result<Matrix> {
     for (i, field) in text.split(',').enumerate() {
         let tokens: Vec<&str> = field.split_whitespace().collect();
         if tokens.is_empty() {
-            bail!("empty field {} in {text:?} (two commas in a row, or a comma at an end)", i + 1);
+            bail!(
+                "empty field {} in {text:?} (two commas in a row, or a comma at an end)",
+                i + 1
+            );
         }
         for t in tokens {
-            let v = t.parse::<f64>().with_context(|| format!("not a number: {t:?}"))?;
+            let v = t
+                .parse::<f64>()
+                .with_context(|| format!("not a number: {t:?}"))?;
             if !v.is_finite() {
                 bail!("not a finite number: {t:?}");
             }
@@ -116,11 +121,15 @@ mod tests {
     /// Smaller cases: an empty field and NaN/inf are refused, not dropped or accepted.
     #[test]
     fn empty_fields_and_non_finite_numbers_are_refused() {
-        let e = parse_stencil("0,,1,0,1,-4,1,0,1,0").unwrap_err().to_string();
+        let e = parse_stencil("0,,1,0,1,-4,1,0,1,0")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty field 2"), "{e}");
         assert!(parse_stencil("0,1,0,1,-4,1,0,1,0,").is_err());
         for bad in ["NaN", "inf", "-inf", "1e999"] {
-            let e = parse_stencil(&format!("0,1,0,1,{bad},1,0,1,0")).unwrap_err().to_string();
+            let e = parse_stencil(&format!("0,1,0,1,{bad},1,0,1,0"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("finite"), "{bad}: {e}");
         }
     }

@@ -126,10 +126,15 @@ pub fn sources(cfg: &TrainConfig) -> Result<(SharedSource, SharedSource)> {
     let c = d.channels;
     let procedural: SharedSource = match d.source {
         SourceKind::DeadLeaves => Arc::new(data::DeadLeaves::new(seed).with_channels(c)),
-        SourceKind::Grf => Arc::new(data::GaussianRandomField::new(seed, d.grf_beta).with_channels(c)),
+        SourceKind::Grf => {
+            Arc::new(data::GaussianRandomField::new(seed, d.grf_beta).with_channels(c))
+        }
         SourceKind::Markov => Arc::new(data::MarkovField::new(seed).with_channels(c)),
         SourceKind::Folder => {
-            let dir = d.dir.as_ref().context("data.dir is required for data.source = \"folder\"")?;
+            let dir = d
+                .dir
+                .as_ref()
+                .context("data.dir is required for data.source = \"folder\"")?;
             let (train, validation) = photos(dir, c)?
                 .split_validation(d.validation_images, seed)
                 .with_context(|| format!("data.validation_images = {}", d.validation_images))?;
@@ -141,7 +146,9 @@ pub fn sources(cfg: &TrainConfig) -> Result<(SharedSource, SharedSource)> {
 
 /// A folder of photos with `channels` channels (grey when 1).
 pub fn photos(dir: &Path, channels: usize) -> Result<data::PhotoFolder> {
-    Ok(data::PhotoFolder::open(dir).with_context(|| format!("image folder {}", dir.display()))?.grayscale(channels == 1))
+    Ok(data::PhotoFolder::open(dir)
+        .with_context(|| format!("image folder {}", dir.display()))?
+        .grayscale(channels == 1))
 }
 
 /// The degradation of `task` (001 section 4, Appendix D).
@@ -183,12 +190,19 @@ fn loss_fn(cfg: &TrainConfig) -> Result<Box<mge::LossFn<'static>>> {
         LossKind::Mse => Box::new(|p: &Tensor, t: &Tensor| (p - t)?.sqr()),
         LossKind::Ssim => {
             let (finest, levels) = (cfg.data.size, cfg.levels());
-            let subsampling: grids::Subsampling =
-                cfg.train.subsampling.parse().map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?;
+            let subsampling: grids::Subsampling = cfg
+                .train
+                .subsampling
+                .parse()
+                .map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?;
             Box::new(move |p: &Tensor, t: &Tensor| {
                 let level = (finest / t.dim(3)?.max(1)).max(1).trailing_zeros() as usize;
                 let factor = subsampling.mesh_factor(level, levels) as f64;
-                data::metrics::ssim_loss_with(p, t, data::metrics::SsimWindow::STANDARD.coarsened(factor))
+                data::metrics::ssim_loss_with(
+                    p,
+                    t,
+                    data::metrics::SsimWindow::STANDARD.coarsened(factor),
+                )
             })
         }
     })
@@ -198,7 +212,12 @@ fn loss_fn(cfg: &TrainConfig) -> Result<Box<mge::LossFn<'static>>> {
 /// training stream never reaches), degraded once with a fixed seed.
 fn validation_set(cfg: &TrainConfig, source: SharedSource, device: &Device) -> Result<Degraded> {
     const VALIDATION_SALT: u64 = 0x7A11_DA7E_0000_0001;
-    let mut loader = Loader::new(source, cfg.data.size, cfg.train.seed ^ VALIDATION_SALT, cfg.data.threads);
+    let mut loader = Loader::new(
+        source,
+        cfg.data.size,
+        cfg.train.seed ^ VALIDATION_SALT,
+        cfg.data.threads,
+    );
     let clean = loader.next_batch(cfg.data.validation_images, device)?;
     let mut rng = StdRng::seed_from_u64(data::mix_seed(cfg.train.seed, VALIDATION_SALT));
     Ok(degradation(cfg.task, cfg.data.blur_sigma).apply(&clean, &mut rng)?)
@@ -207,7 +226,10 @@ fn validation_set(cfg: &TrainConfig, source: SharedSource, device: &Device) -> R
 /// Mean training loss of `model` on the validation batch (finest mesh).
 fn validation_loss(model: &dyn models::Model, loss: &mge::LossFn, v: &Degraded) -> Result<f64> {
     let pred = model.forward(&v.input, v.t.as_ref())?;
-    Ok(loss(&pred, &v.target)?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+    Ok(loss(&pred, &v.target)?
+        .mean_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?)
 }
 
 /// Progress, validation, history and checkpoints, called by the `fmg` driver.
@@ -244,11 +266,18 @@ struct RunHooks<'a> {
 
 /// The name of the first parameter of `varmap` holding a NaN or an infinity.
 pub fn non_finite_parameter(varmap: &VarMap) -> Result<Option<String>> {
-    let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
     for name in names {
-        let values = vars[name].as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let values = vars[name]
+            .as_tensor()
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
         if values.iter().any(|v| !v.is_finite()) {
             return Ok(Some(name.clone()));
         }
@@ -267,11 +296,14 @@ impl RunHooks<'_> {
     /// iteration did not validate) are finite after `done` iterations.
     fn check_finite(&mut self, done: u64, val: Option<f64>) -> std::result::Result<(), String> {
         if let Some(name) = non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))? {
-            return self.diverge(format!("parameter {name} is not finite after iteration {done}"));
+            return self.diverge(format!(
+                "parameter {name} is not finite after iteration {done}"
+            ));
         }
         let v = match val {
             Some(v) => v,
-            None => validation_loss(self.model, self.loss, &self.validation).map_err(|e| format!("{e:#}"))?,
+            None => validation_loss(self.model, self.loss, &self.validation)
+                .map_err(|e| format!("{e:#}"))?,
         };
         if !v.is_finite() {
             return self.diverge(format!("validation loss = {v} after iteration {done}"));
@@ -281,8 +313,16 @@ impl RunHooks<'_> {
 
     /// Write the checkpoint after `iterations_done` iterations, once the parameters and the
     /// validation loss are checked finite (so `LATEST` never names a diverged state).
-    fn save(&mut self, iterations_done: u64, wu: mge::Fraction, wall_s: f64, val: Option<f64>, finished: bool) -> Result<PathBuf> {
-        self.check_finite(iterations_done, val).map_err(|e| anyhow::anyhow!(e))?;
+    fn save(
+        &mut self,
+        iterations_done: u64,
+        wu: mge::Fraction,
+        wall_s: f64,
+        val: Option<f64>,
+        finished: bool,
+    ) -> Result<PathBuf> {
+        self.check_finite(iterations_done, val)
+            .map_err(|e| anyhow::anyhow!(e))?;
         let state = State {
             iterations_done,
             wu_numer: wu.numer(),
@@ -313,13 +353,27 @@ impl fmg::Hooks for RunHooks<'_> {
     /// Galerkin hot start (SPEC section 4, 002 eq. 4.14): every 3x3 stencil trained on mesh
     /// `2^from h` is replaced in place by its prolongation to mesh `2^to h`.
     fn prolong(&mut self, from: usize, to: usize) -> std::result::Result<(), String> {
-        let fine = models::transfer::prolong_network(self.varmap, self.restriction, grids::Prolongation::default())
-            .map_err(|e| format!("Galerkin hot start from mesh 2^{from}h to 2^{to}h: {e}"))?;
-        let fine = fine.data().lock().map_err(|_| "poisoned VarMap".to_string())?;
-        let vars = self.varmap.data().lock().map_err(|_| "poisoned VarMap".to_string())?;
+        let fine = models::transfer::prolong_network(
+            self.varmap,
+            self.restriction,
+            grids::Prolongation::default(),
+        )
+        .map_err(|e| format!("Galerkin hot start from mesh 2^{from}h to 2^{to}h: {e}"))?;
+        let fine = fine
+            .data()
+            .lock()
+            .map_err(|_| "poisoned VarMap".to_string())?;
+        let vars = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| "poisoned VarMap".to_string())?;
         for (name, var) in vars.iter() {
-            let new = fine.get(name).ok_or_else(|| format!("Galerkin hot start lost variable {name}"))?;
-            var.set(new.as_tensor()).map_err(|e| format!("Galerkin hot start, {name}: {e}"))?;
+            let new = fine
+                .get(name)
+                .ok_or_else(|| format!("Galerkin hot start lost variable {name}"))?;
+            var.set(new.as_tensor())
+                .map_err(|e| format!("Galerkin hot start, {name}: {e}"))?;
         }
         tracing::info!(from, to, "Galerkin hot start: prolonged every 3x3 stencil");
         Ok(())
@@ -327,7 +381,9 @@ impl fmg::Hooks for RunHooks<'_> {
 
     fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
         let clock = std::time::Instant::now();
-        let v = validation_loss(self.model, self.loss, &self.validation).map(Some).map_err(|e| format!("{e:#}"));
+        let v = validation_loss(self.model, self.loss, &self.validation)
+            .map(Some)
+            .map_err(|e| format!("{e:#}"));
         self.overhead_s += clock.elapsed().as_secs_f64();
         v
     }
@@ -353,7 +409,8 @@ impl fmg::Hooks for RunHooks<'_> {
         }
         let ratios = fmt_ratios(&self.ratios);
         let mut step = String::new();
-        if let (OptimizerState::SecondOrder(c), Some(r)) = (&mut self.optimizer, &rec.second_order) {
+        if let (OptimizerState::SecondOrder(c), Some(r)) = (&mut self.optimizer, &rec.second_order)
+        {
             *c = c.continued(r);
             let (name, value) = match (r.radius, r.damping) {
                 (Some(radius), _) => ("radius", radius),
@@ -371,7 +428,11 @@ impl fmg::Hooks for RunHooks<'_> {
                 forward_passes = r.forward_passes,
                 "second-order step"
             );
-            step = format!(" {} rho {:.2} {name} {value:.1e}", if r.accepted { "accepted" } else { "rejected" }, r.ratio);
+            step = format!(
+                " {} rho {:.2} {name} {value:.1e}",
+                if r.accepted { "accepted" } else { "rejected" },
+                r.ratio
+            );
         }
         self.bar.set_position(rec.iteration + 1);
         self.bar.set_message(format!(
@@ -382,15 +443,23 @@ impl fmg::Hooks for RunHooks<'_> {
             rec.loss,
             wu,
             rec.wu.to_f64() / rec.step_s.max(1e-9),
-            if ratios.is_empty() { String::new() } else { format!(" var ratios {ratios}") },
-            rec.val_loss.map_or(String::new(), |v| format!(" val {v:.4e}")),
+            if ratios.is_empty() {
+                String::new()
+            } else {
+                format!(" var ratios {ratios}")
+            },
+            rec.val_loss
+                .map_or(String::new(), |v| format!(" val {v:.4e}")),
         ));
         if let Some(v) = rec.val_loss {
             tracing::info!(iteration = rec.iteration, stage = rec.stage, loss = rec.loss, val_loss = v, wu, wall_s, ratios = %ratios, "validation");
         }
         let done = rec.iteration + 1;
         if let Some(v) = rec.val_loss.filter(|v| !v.is_finite()) {
-            self.diverge(format!("validation loss = {v} after iteration {done} (mesh 2^{}h)", rec.level))?;
+            self.diverge(format!(
+                "validation loss = {v} after iteration {done} (mesh 2^{}h)",
+                rec.level
+            ))?;
         }
         if done % self.checkpoint_every == 0 || done == self.total_iters {
             let finished = done == self.total_iters;
@@ -408,7 +477,10 @@ impl fmg::Hooks for RunHooks<'_> {
 }
 
 fn fmt_ratios(r: &[Option<f64>]) -> String {
-    r.iter().map(|v| v.map_or("-".into(), |v| format!("{v:.2}"))).collect::<Vec<_>>().join("/")
+    r.iter()
+        .map(|v| v.map_or("-".into(), |v| format!("{v:.2}")))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Save model weights and config with the models crate's checkpoint format.
@@ -421,14 +493,22 @@ fn save_model(path: &Path, cfg: &models::ModelConfig, varmap: &VarMap) -> Result
 fn fmg_strategy(cfg: &TrainConfig, strategy: Strategy) -> (fmg::Strategy, usize) {
     let t = &cfg.train;
     match strategy {
-        Strategy::Single => (fmg::Strategy::Single { batch: t.single_batch.unwrap_or(t.n0) }, t.iterations),
+        Strategy::Single => (
+            fmg::Strategy::Single {
+                batch: t.single_batch.unwrap_or(t.n0),
+            },
+            t.iterations,
+        ),
         Strategy::Multiscale => (fmg::Strategy::Multiscale, t.iterations),
         Strategy::FullMultiscale => {
             let schedule = match t.fmg_schedule {
                 FmgSchedule::Halving => mge::StageSchedule::Halving,
                 FmgSchedule::Equal => mge::StageSchedule::Equal,
             };
-            (fmg::Strategy::FullMultiscale { schedule }, t.fmg_iterations.unwrap_or(t.iterations))
+            (
+                fmg::Strategy::FullMultiscale { schedule },
+                t.fmg_iterations.unwrap_or(t.iterations),
+            )
         }
     }
 }
@@ -437,8 +517,11 @@ fn fmg_strategy(cfg: &TrainConfig, strategy: Strategy) -> (fmg::Strategy, usize)
 pub fn save_initial(cfg: &TrainConfig, origin: &Path, path: &Path, device: &Device) -> Result<()> {
     let model_cfg = model_config(cfg, origin)?;
     let varmap = VarMap::new();
-    models::build(&model_cfg, models::init::seeded_var_builder(&varmap, cfg.train.seed, DType::F32, device))
-        .with_context(|| format!("{}: [model]", origin.display()))?;
+    models::build(
+        &model_cfg,
+        models::init::seeded_var_builder(&varmap, cfg.train.seed, DType::F32, device),
+    )
+    .with_context(|| format!("{}: [model]", origin.display()))?;
     save_model(path, &model_cfg, &varmap)
 }
 
@@ -470,8 +553,11 @@ pub fn train_run(
     let used_toml = used.to_toml()?;
     let model_cfg = model_config(cfg, origin)?;
     let mut varmap = VarMap::new();
-    let model = models::build(&model_cfg, models::init::seeded_var_builder(&varmap, cfg.train.seed, DType::F32, device))
-        .with_context(|| format!("{}: [model]", origin.display()))?;
+    let model = models::build(
+        &model_cfg,
+        models::init::seeded_var_builder(&varmap, cfg.train.seed, DType::F32, device),
+    )
+    .with_context(|| format!("{}: [model]", origin.display()))?;
     if let Start::Init(path) = start {
         models::checkpoint::load_into(path, &model_cfg, &varmap)
             .with_context(|| format!("initial weights {}", path.display()))?;
@@ -500,8 +586,14 @@ pub fn train_run(
         levels,
         first_level: 0,
         batch: cfg.level_batches(),
-        subsampling: t.subsampling.parse().map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?,
-        restriction: t.restriction.parse().map_err(|e| anyhow::anyhow!("train.restriction: {e:?}"))?,
+        subsampling: t
+            .subsampling
+            .parse()
+            .map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?,
+        restriction: t
+            .restriction
+            .parse()
+            .map_err(|e| anyhow::anyhow!("train.restriction: {e:?}"))?,
         noise_consistent: t.noise_consistent,
     };
     let (fstrategy, iters) = fmg_strategy(cfg, strategy);
@@ -511,7 +603,11 @@ pub fn train_run(
         validate_every: t.validate_every,
         patience: t.early_stopping_patience,
         min_delta: 0.0,
-        stats_every: if strategy == Strategy::Single { 0 } else { t.stats_every },
+        stats_every: if strategy == Strategy::Single {
+            0
+        } else {
+            t.stats_every
+        },
         adaptive: (t.allocation == Allocation::Adaptive).then_some(t.stats_every.max(1)),
         seed: t.seed,
         // Per-sample models (group/layer norm) give the same gradient fused; MgNet's
@@ -521,7 +617,13 @@ pub fn train_run(
     };
     let driver = fmg::Driver::new(stages, driver_cfg)?;
     let total_iters = driver.total_iters();
-    check_memory(cfg, origin, strategy, crate::resources::ModelFootprint::of(&varmap)?, false)?;
+    check_memory(
+        cfg,
+        origin,
+        strategy,
+        crate::resources::ModelFootprint::of(&varmap)?,
+        false,
+    )?;
 
     let (source, validation_source) = sources(cfg)?;
     let validation = validation_set(cfg, validation_source, device)?;
@@ -559,7 +661,11 @@ pub fn train_run(
                             );
                         }
                     }
-                    None => tracing::warn!("checkpoint {} records no configuration: it cannot be checked against {}", ck.dir.display(), origin.display()),
+                    None => tracing::warn!(
+                        "checkpoint {} records no configuration: it cannot be checked against {}",
+                        ck.dir.display(),
+                        origin.display()
+                    ),
                 }
                 varmap
                     .load(ck.dir.join("model.safetensors"))
@@ -582,9 +688,17 @@ pub fn train_run(
                 position.set(s.loader_position);
                 (start, wall_offset, history) = (s.iterations_done, s.wall_s, s.history);
                 finished = s.finished || start >= total_iters;
-                tracing::info!("resuming {} from iteration {start} (checkpoint of step {}: {})", out.display(), ck.step, ck.dir.display());
+                tracing::info!(
+                    "resuming {} from iteration {start} (checkpoint of step {}: {})",
+                    out.display(),
+                    ck.step,
+                    ck.dir.display()
+                );
             }
-            None => tracing::warn!("--resume: no checkpoint in {}, starting from scratch", out.display()),
+            None => tracing::warn!(
+                "--resume: no checkpoint in {}, starting from scratch",
+                out.display()
+            ),
         }
     }
     if finished && out.join("final.safetensors").exists() {
@@ -596,7 +710,10 @@ pub fn train_run(
     std::fs::write(out.join("config.toml"), &used_toml)
         .with_context(|| format!("cannot write {}", out.join("config.toml").display()))?;
     let (history, ratios) = if finished {
-        tracing::info!("{}: training had finished at iteration {start}; writing the final outputs", out.display());
+        tracing::info!(
+            "{}: training had finished at iteration {start}; writing the final outputs",
+            out.display()
+        );
         (history, Vec::new())
     } else {
         run_driver(RunParts {
@@ -642,11 +759,19 @@ pub fn train_run(
 /// (`data.threads`, `data.test_dir` and `data.test_images` do not change training and are
 /// not compared).
 pub fn config_differences(recorded: &str, given: &str) -> Result<Vec<(String, String, String)>> {
-    fn flatten(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+    fn flatten(
+        prefix: &str,
+        v: &toml::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
         match v {
             toml::Value::Table(t) => {
                 for (k, v) in t {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     flatten(&key, v, out);
                 }
             }
@@ -656,7 +781,8 @@ pub fn config_differences(recorded: &str, given: &str) -> Result<Vec<(String, St
         }
     }
     let parse = |text: &str| -> Result<std::collections::BTreeMap<String, String>> {
-        let table: toml::Table = toml::from_str(text).context("recorded configuration does not parse")?;
+        let table: toml::Table =
+            toml::from_str(text).context("recorded configuration does not parse")?;
         let mut flat = std::collections::BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut flat);
         for k in ["data.threads", "data.test_dir", "data.test_images"] {
@@ -670,7 +796,13 @@ pub fn config_differences(recorded: &str, given: &str) -> Result<Vec<(String, St
     Ok(keys
         .into_iter()
         .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| (k.clone(), a.get(k).cloned().unwrap_or_else(absent), b.get(k).cloned().unwrap_or_else(absent)))
+        .map(|k| {
+            (
+                k.clone(),
+                a.get(k).cloned().unwrap_or_else(absent),
+                b.get(k).cloned().unwrap_or_else(absent),
+            )
+        })
         .collect())
 }
 
@@ -700,7 +832,26 @@ struct RunParts<'a, 'm> {
 /// ratios. A divergence (non-finite loss, validation loss or parameter) stops the run with
 /// no checkpoint written after it.
 fn run_driver(p: RunParts) -> Result<(Vec<HistoryPoint>, Vec<Option<f64>>)> {
-    let RunParts { cfg, strategy, out, model, varmap, model_cfg, driver, sampler, validation, vars, optimizer, position, acct, start, wall_offset, history, restriction, config_toml } = p;
+    let RunParts {
+        cfg,
+        strategy,
+        out,
+        model,
+        varmap,
+        model_cfg,
+        driver,
+        sampler,
+        validation,
+        vars,
+        optimizer,
+        position,
+        acct,
+        start,
+        wall_offset,
+        history,
+        restriction,
+        config_toml,
+    } = p;
     let t = &cfg.train;
     let total_iters = driver.total_iters();
     let loss = loss_fn(cfg)?;
@@ -737,7 +888,10 @@ fn run_driver(p: RunParts) -> Result<(Vec<HistoryPoint>, Vec<Option<f64>>)> {
     let (mut adam, mut first, mut second);
     let update: &mut dyn fmg::Update = match &hooks.optimizer {
         OptimizerState::Adam(a) => {
-            adam = SharedAdam { adam: a.clone(), lr: t.lr };
+            adam = SharedAdam {
+                adam: a.clone(),
+                lr: t.lr,
+            };
             first = fmg::FirstOrder(&mut adam);
             &mut first
         }
@@ -747,7 +901,16 @@ fn run_driver(p: RunParts) -> Result<(Vec<HistoryPoint>, Vec<Option<f64>>)> {
         }
     };
     let fwd = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
-    let result = driver.run_with(&fwd, loss.as_ref(), sampler, vars, update, acct, start, &mut hooks);
+    let result = driver.run_with(
+        &fwd,
+        loss.as_ref(),
+        sampler,
+        vars,
+        update,
+        acct,
+        start,
+        &mut hooks,
+    );
     hooks.bar.finish();
     let kept = |hooks: &RunHooks| match hooks.last_saved {
         Some(step) => format!(
@@ -758,9 +921,17 @@ fn run_driver(p: RunParts) -> Result<(Vec<HistoryPoint>, Vec<Option<f64>>)> {
     };
     if let Err(e) = result {
         if let Some(why) = &hooks.diverged {
-            bail!("training diverged: {why}; {} (try a smaller train.lr)", kept(&hooks));
+            bail!(
+                "training diverged: {why}; {} (try a smaller train.lr)",
+                kept(&hooks)
+            );
         }
-        if let fmg::Error::NonFinite { iteration, level, loss } = &e {
+        if let fmg::Error::NonFinite {
+            iteration,
+            level,
+            loss,
+        } = &e
+        {
             bail!("training diverged: loss = {loss} at iteration {iteration} (mesh 2^{level}h); {} (try a smaller train.lr)", kept(&hooks));
         }
         return Err(e.into());
@@ -768,10 +939,16 @@ fn run_driver(p: RunParts) -> Result<(Vec<HistoryPoint>, Vec<Option<f64>>)> {
     // The checkpoint of the finished run (also after early stopping), from which a
     // `--resume` can write the final outputs should writing them fail.
     if !hooks.saved_finished {
-        let (done, wall_s) = hooks.history.last().map_or((start, wall_offset), |h| (h.iteration + 1, h.wall_s));
+        let (done, wall_s) = hooks
+            .history
+            .last()
+            .map_or((start, wall_offset), |h| (h.iteration + 1, h.wall_s));
         if let Err(e) = hooks.save(done, acct.total(), wall_s, None, true) {
             match &hooks.diverged {
-                Some(why) => bail!("training diverged: {why}; {} (try a smaller train.lr)", kept(&hooks)),
+                Some(why) => bail!(
+                    "training diverged: {why}; {} (try a smaller train.lr)",
+                    kept(&hooks)
+                ),
                 None => return Err(e),
             }
         }
@@ -784,7 +961,10 @@ pub fn write_history(path: &Path, h: &[HistoryPoint]) -> Result<()> {
     let mut s = String::from("iteration,stage,level,loss,wu,wall_s,train_s,val_loss\n");
     for p in h {
         let v = p.val_loss.map(|v| format!("{v:.6e}")).unwrap_or_default();
-        s.push_str(&format!("{},{},{},{:.6e},{:.3},{:.3},{:.3},{v}\n", p.iteration, p.stage, p.level, p.loss, p.wu, p.wall_s, p.train_s));
+        s.push_str(&format!(
+            "{},{},{},{:.6e},{:.3},{:.3},{:.3},{v}\n",
+            p.iteration, p.stage, p.level, p.loss, p.wu, p.wall_s, p.train_s
+        ));
     }
     std::fs::write(path, s).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -792,20 +972,36 @@ pub fn write_history(path: &Path, h: &[HistoryPoint]) -> Result<()> {
 /// `val_loss_vs_wu.png` and `val_loss_vs_time.png` in `dir`, one curve per named history.
 pub fn plot_history(dir: &Path, runs: &[(String, Vec<HistoryPoint>)]) -> Result<()> {
     for (file, x_label, x) in [
-        ("val_loss_vs_wu.png", "#WU", (|p: &HistoryPoint| p.wu) as fn(&HistoryPoint) -> f64),
-        ("val_loss_vs_time.png", "training time (s, validation excluded)", |p: &HistoryPoint| p.train_s),
+        (
+            "val_loss_vs_wu.png",
+            "#WU",
+            (|p: &HistoryPoint| p.wu) as fn(&HistoryPoint) -> f64,
+        ),
+        (
+            "val_loss_vs_time.png",
+            "training time (s, validation excluded)",
+            |p: &HistoryPoint| p.train_s,
+        ),
     ] {
         let series: Vec<Series> = runs
             .iter()
             .map(|(name, h)| Series {
                 name: name.clone(),
-                points: h.iter().filter_map(|p| p.val_loss.map(|v| (x(p), v))).collect(),
+                points: h
+                    .iter()
+                    .filter_map(|p| p.val_loss.map(|v| (x(p), v)))
+                    .collect(),
             })
             .collect();
         if series.iter().all(|s| s.points.is_empty()) {
             continue;
         }
-        let axes = Axes { title: "validation loss", x_label, y_label: "validation loss", log_y: true };
+        let axes = Axes {
+            title: "validation loss",
+            x_label,
+            y_label: "validation loss",
+            log_y: true,
+        };
         line_plot(&dir.join(file), &axes, &series)?;
     }
     Ok(())
@@ -837,23 +1033,54 @@ pub fn check_fresh_out(out: &Path, resume: bool, overwrite: bool) -> Result<()> 
 pub fn config_test_set(cfg: &TrainConfig, device: &Device) -> Result<crate::eval::TestSet> {
     let d = &cfg.data;
     if !d.test_dir.is_dir() {
-        bail!("data.test_dir = {:?}: not a folder (the test images scored at the end of training)", d.test_dir.display().to_string());
+        bail!(
+            "data.test_dir = {:?}: not a folder (the test images scored at the end of training)",
+            d.test_dir.display().to_string()
+        );
     }
-    crate::eval::TestSet::load_first(&d.test_dir, cfg.task, d.size, d.channels, None, d.test_images, d.blur_sigma, cfg.train.seed, device)
-        .context("data.test_dir")
+    crate::eval::TestSet::load_first(
+        &d.test_dir,
+        cfg.task,
+        d.size,
+        d.channels,
+        None,
+        d.test_images,
+        d.blur_sigma,
+        cfg.train.seed,
+        device,
+    )
+    .context("data.test_dir")
 }
 
 /// Refuse a run of `cfg` with `strategy` whose memory estimate (training batches, validation
 /// and, with `test`, the test images) exceeds the machine's available memory.
-pub fn check_memory(cfg: &TrainConfig, origin: &Path, strategy: Strategy, footprint: crate::resources::ModelFootprint, test: bool) -> Result<()> {
+pub fn check_memory(
+    cfg: &TrainConfig,
+    origin: &Path,
+    strategy: Strategy,
+    footprint: crate::resources::ModelFootprint,
+    test: bool,
+) -> Result<()> {
     let d = &cfg.data;
     let batches = match fmg_strategy(cfg, strategy).0 {
         fmg::Strategy::Single { batch } => vec![batch],
         _ => cfg.level_batches(),
     };
-    let mut bytes = crate::resources::training_bytes(footprint, d.size as u64, d.channels as u64, &batches, d.validation_images as u64);
+    let mut bytes = crate::resources::training_bytes(
+        footprint,
+        d.size as u64,
+        d.channels as u64,
+        &batches,
+        d.validation_images as u64,
+    );
     if test {
-        bytes = bytes.saturating_add(crate::resources::evaluation_bytes(footprint, d.size as u64, d.channels as u64, d.test_images as u64, 16));
+        bytes = bytes.saturating_add(crate::resources::evaluation_bytes(
+            footprint,
+            d.size as u64,
+            d.channels as u64,
+            d.test_images as u64,
+            16,
+        ));
     }
     crate::resources::check_fits(
         &format!("training {} ({})", origin.display(), strategy.name()),
@@ -866,17 +1093,35 @@ pub fn check_memory(cfg: &TrainConfig, origin: &Path, strategy: Strategy, footpr
 pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
     let cfg = TrainConfig::load(&a.config)?;
     let strategy = a.strategy.unwrap_or(cfg.train.strategy);
-    let start = if a.resume { Start::Resume } else { Start::Fresh };
+    let start = if a.resume {
+        Start::Resume
+    } else {
+        Start::Fresh
+    };
     check_fresh_out(&a.out, a.resume, a.overwrite)?;
     let varmap = VarMap::new();
-    models::build(&model_config(&cfg, &a.config)?, VarBuilder::from_varmap(&varmap, DType::F32, &ctx.device))
-        .with_context(|| format!("{}: [model]", a.config.display()))?;
-    check_memory(&cfg, &a.config, strategy, crate::resources::ModelFootprint::of(&varmap)?, true)?;
+    models::build(
+        &model_config(&cfg, &a.config)?,
+        VarBuilder::from_varmap(&varmap, DType::F32, &ctx.device),
+    )
+    .with_context(|| format!("{}: [model]", a.config.display()))?;
+    check_memory(
+        &cfg,
+        &a.config,
+        strategy,
+        crate::resources::ModelFootprint::of(&varmap)?,
+        true,
+    )?;
     drop(varmap);
     // Loaded (and checked) before training, scored after it.
     let test = config_test_set(&cfg, &ctx.device)?;
     let r = train_run(&cfg, &a.config, strategy, &a.out, start, &ctx.device)?;
-    let scores = crate::eval::score_checkpoint(&r.final_checkpoint, &test, &a.out.join("test"), &ctx.device)?;
+    let scores = crate::eval::score_checkpoint(
+        &r.final_checkpoint,
+        &test,
+        &a.out.join("test"),
+        &ctx.device,
+    )?;
     let last_val = r.history.iter().rev().find_map(|p| p.val_loss);
     println!(
         "{} {}: {} iterations, #WU {:.1}, wall {:.1} s, final validation loss {}, checkpoint {}",
@@ -889,7 +1134,10 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
         r.final_checkpoint.display()
     );
     if !r.variance_ratios.is_empty() {
-        println!("last per-term variance ratios V_l / V_fine: {}", fmt_ratios(&r.variance_ratios));
+        println!(
+            "last per-term variance ratios V_l / V_fine: {}",
+            fmt_ratios(&r.variance_ratios)
+        );
     }
     println!(
         "test ({} images of {}): mean mse {:.6e} psnr {:.3} dB ssim {:.4}, per image in {}",
@@ -938,7 +1186,10 @@ stats_every = 0
         let origin = Path::new("tiny.toml");
         let text = TINY.replace("checkpoint_every = 6", "checkpoint_every = 5");
         // Adam (moments in optim.safetensors) and CG-Steihaug (radius in the trainer state).
-        for text in [text.clone(), with_optimizer(&text, "kind = \"steihaug\"\ncg_max_iters = 3")] {
+        for text in [
+            text.clone(),
+            with_optimizer(&text, "kind = \"steihaug\"\ncg_max_iters = 3"),
+        ] {
             resume_reproduces(&TrainConfig::parse(&text, origin).unwrap());
         }
     }
@@ -946,7 +1197,15 @@ stats_every = 0
     fn resume_reproduces(cfg: &TrainConfig) {
         let (origin, cfg) = (Path::new("tiny.toml"), cfg.clone());
         let (full, part) = (tmp("full"), tmp("part"));
-        let a = train_run(&cfg, origin, Strategy::FullMultiscale, &full, Start::Fresh, &Device::Cpu).unwrap();
+        let a = train_run(
+            &cfg,
+            origin,
+            Strategy::FullMultiscale,
+            &full,
+            Start::Fresh,
+            &Device::Cpu,
+        )
+        .unwrap();
         // Stages of 12 and 6 iterations, checkpoints every 5: an interrupted run whose last
         // checkpoint is the one after 15 iterations (inside the second stage).
         let (ck, name) = (checkpointing::checkpoints_dir(&part), "step-00000015");
@@ -956,14 +1215,35 @@ stats_every = 0
             std::fs::copy(&f, ck.join(name).join(f.file_name().unwrap())).unwrap();
         }
         std::fs::write(ck.join("LATEST"), name).unwrap();
-        let b = train_run(&cfg, origin, Strategy::FullMultiscale, &part, Start::Resume, &Device::Cpu).unwrap();
-        let curve = |h: &[HistoryPoint]| h.iter().map(|p| (p.iteration, p.loss, p.wu, p.val_loss)).collect::<Vec<_>>();
+        let b = train_run(
+            &cfg,
+            origin,
+            Strategy::FullMultiscale,
+            &part,
+            Start::Resume,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let curve = |h: &[HistoryPoint]| {
+            h.iter()
+                .map(|p| (p.iteration, p.loss, p.wu, p.val_loss))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(a.history.len(), 18);
         assert_eq!(curve(&a.history), curve(&b.history));
         // A damaged checkpoint is a clear error, not a silent restart.
         std::fs::write(ck.join(name).join("model.safetensors"), b"garbage").unwrap();
         std::fs::write(ck.join("LATEST"), name).unwrap();
-        let e = train_run(&cfg, origin, Strategy::FullMultiscale, &part, Start::Resume, &Device::Cpu).err().unwrap();
+        let e = train_run(
+            &cfg,
+            origin,
+            Strategy::FullMultiscale,
+            &part,
+            Start::Resume,
+            &Device::Cpu,
+        )
+        .err()
+        .unwrap();
         assert!(format!("{e:#}").contains("corrupted"), "{e:#}");
         std::fs::remove_dir_all(&full).ok();
         std::fs::remove_dir_all(&part).ok();
@@ -972,32 +1252,64 @@ stats_every = 0
     #[test]
     fn history_records_the_variance_ratios_where_measured() {
         let origin = Path::new("tiny.toml");
-        let cfg = TrainConfig::parse(&TINY.replace("stats_every = 0", "stats_every = 4"), origin).unwrap();
+        let cfg = TrainConfig::parse(&TINY.replace("stats_every = 0", "stats_every = 4"), origin)
+            .unwrap();
         let out = tmp("variance");
-        let r = train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Fresh, &Device::Cpu).unwrap();
-        let measured: Vec<&HistoryPoint> = r.history.iter().filter(|p| p.variance.is_some()).collect();
-        assert_eq!(measured.iter().map(|p| p.iteration).collect::<Vec<_>>(), [0, 4, 8]);
+        let r = train_run(
+            &cfg,
+            origin,
+            Strategy::Multiscale,
+            &out,
+            Start::Fresh,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let measured: Vec<&HistoryPoint> =
+            r.history.iter().filter(|p| p.variance.is_some()).collect();
+        assert_eq!(
+            measured.iter().map(|p| p.iteration).collect::<Vec<_>>(),
+            [0, 4, 8]
+        );
         for p in measured {
             let v = p.variance.as_ref().unwrap();
             assert_eq!(v.len(), 2);
-            assert!(v.iter().all(|r| r.is_some_and(|r| r.is_finite() && r > 0.0)), "{v:?}");
+            assert!(
+                v.iter()
+                    .all(|r| r.is_some_and(|r| r.is_finite() && r > 0.0)),
+                "{v:?}"
+            );
             assert!(p.stats_step_s.is_some_and(|s| s > 0.0));
         }
-        assert!(r.train_s > 0.0 && r.train_s <= r.wall_s, "{} vs {}", r.train_s, r.wall_s);
+        assert!(
+            r.train_s > 0.0 && r.train_s <= r.wall_s,
+            "{} vs {}",
+            r.train_s,
+            r.wall_s
+        );
         std::fs::remove_dir_all(&out).ok();
     }
 
     #[test]
     fn folder_source_keeps_validation_photos_out_of_training() {
         let dir = data::photos_dir();
-        let text = TINY.replace("source = \"dead-leaves\"", &format!("source = \"folder\"\ndir = {dir:?}"));
+        let text = TINY.replace(
+            "source = \"dead-leaves\"",
+            &format!("source = \"folder\"\ndir = {dir:?}"),
+        );
         let cfg = TrainConfig::parse(&text, Path::new("tiny.toml")).unwrap();
         let (train, validation) = sources(&cfg).unwrap();
         let n = data::ImageSource::len(&data::PhotoFolder::open(&dir).unwrap()).unwrap();
         assert_eq!((train.len(), validation.len()), (Some(n - 4), Some(4)));
-        let too_many = TrainConfig::parse(&text.replace("validation_images = 4", &format!("validation_images = {n}")), Path::new("tiny.toml")).unwrap();
+        let too_many = TrainConfig::parse(
+            &text.replace("validation_images = 4", &format!("validation_images = {n}")),
+            Path::new("tiny.toml"),
+        )
+        .unwrap();
         let e = format!("{:#}", sources(&too_many).err().unwrap());
-        assert!(e.contains("data.validation_images") && e.contains("photos"), "{e}");
+        assert!(
+            e.contains("data.validation_images") && e.contains("photos"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1010,23 +1322,51 @@ stats_every = 0
         let weights = |path: &Path| {
             let (_, varmap, _) = models::checkpoint::load(path, &Device::Cpu).unwrap();
             let vars = varmap.data().lock().unwrap();
-            let mut named: Vec<(String, Vec<f32>)> =
-                vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())).collect();
+            let mut named: Vec<(String, Vec<f32>)> = vars
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.clone(),
+                        v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+                    )
+                })
+                .collect();
             named.sort_by(|a, b| a.0.cmp(&b.0));
             named
         };
         let dir = tmp("seeds");
         std::fs::create_dir_all(&dir).unwrap();
-        let (a, b, c) = (dir.join("a.safetensors"), dir.join("b.safetensors"), dir.join("c.safetensors"));
+        let (a, b, c) = (
+            dir.join("a.safetensors"),
+            dir.join("b.safetensors"),
+            dir.join("c.safetensors"),
+        );
         save_initial(&cfg(5), origin, &a, &Device::Cpu).unwrap();
         save_initial(&cfg(5), origin, &b, &Device::Cpu).unwrap();
         save_initial(&cfg(6), origin, &c, &Device::Cpu).unwrap();
-        assert!(weights(&a) == weights(&b), "same seed, other initial weights");
-        assert!(weights(&a) != weights(&c), "other seed, same initial weights");
+        assert!(
+            weights(&a) == weights(&b),
+            "same seed, other initial weights"
+        );
+        assert!(
+            weights(&a) != weights(&c),
+            "other seed, same initial weights"
+        );
         // Two fresh runs with one seed give the same curve; another seed another one.
         let run = |seed: u64, name: &str| {
-            let r = train_run(&cfg(seed), origin, Strategy::Multiscale, &dir.join(name), Start::Fresh, &Device::Cpu).unwrap();
-            r.history.iter().map(|p| (p.loss, p.val_loss)).collect::<Vec<_>>()
+            let r = train_run(
+                &cfg(seed),
+                origin,
+                Strategy::Multiscale,
+                &dir.join(name),
+                Start::Fresh,
+                &Device::Cpu,
+            )
+            .unwrap();
+            r.history
+                .iter()
+                .map(|p| (p.loss, p.val_loss))
+                .collect::<Vec<_>>()
         };
         let (x, y, z) = (run(5, "x"), run(5, "y"), run(6, "z"));
         assert_eq!(x, y);
@@ -1037,13 +1377,24 @@ stats_every = 0
     #[test]
     fn every_strategy_lowers_the_validation_loss() {
         let origin = Path::new("tiny.toml");
-        let cfg = TrainConfig::parse(&TINY.replace("iterations = 12", "iterations = 24"), origin).unwrap();
-        for s in [Strategy::Single, Strategy::Multiscale, Strategy::FullMultiscale] {
+        let cfg = TrainConfig::parse(&TINY.replace("iterations = 12", "iterations = 24"), origin)
+            .unwrap();
+        for s in [
+            Strategy::Single,
+            Strategy::Multiscale,
+            Strategy::FullMultiscale,
+        ] {
             let out = tmp(s.name());
             let r = train_run(&cfg, origin, s, &out, Start::Fresh, &Device::Cpu).unwrap();
             let v: Vec<f64> = r.history.iter().filter_map(|p| p.val_loss).collect();
-            assert!(v.last().unwrap() < v.first().unwrap(), "{}: {v:?}", s.name());
-            assert!(out.join("final.safetensors").exists() && out.join("val_loss_vs_wu.png").exists());
+            assert!(
+                v.last().unwrap() < v.first().unwrap(),
+                "{}: {v:?}",
+                s.name()
+            );
+            assert!(
+                out.join("final.safetensors").exists() && out.join("val_loss_vs_wu.png").exists()
+            );
             std::fs::remove_dir_all(&out).ok();
         }
     }
@@ -1051,7 +1402,11 @@ stats_every = 0
     /// Validation loss of the weights in `init` (a [`save_initial`] file of `cfg`).
     fn initial_validation_loss(cfg: &TrainConfig, init: &Path) -> f64 {
         let (model_cfg, varmap, _) = models::checkpoint::load(init, &Device::Cpu).unwrap();
-        let model = models::build(&model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        let model = models::build(
+            &model_cfg,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let val = validation_set(cfg, sources(cfg).unwrap().1, &Device::Cpu).unwrap();
         validation_loss(model.as_ref(), loss_fn(cfg).unwrap().as_ref(), &val).unwrap()
     }
@@ -1062,17 +1417,40 @@ stats_every = 0
         let steihaug = "kind = \"steihaug\"\ncg_max_iters = 5";
         let gauss_newton = "kind = \"gauss-newton\"\ncg_max_iters = 5";
         let single = TINY.replace("levels = 2", "levels = 2\nstrategy = \"single\"");
-        for (strategy, body) in [(Strategy::Multiscale, steihaug), (Strategy::Single, gauss_newton)] {
-            let text = if strategy == Strategy::Single { &single } else { TINY };
+        for (strategy, body) in [
+            (Strategy::Multiscale, steihaug),
+            (Strategy::Single, gauss_newton),
+        ] {
+            let text = if strategy == Strategy::Single {
+                &single
+            } else {
+                TINY
+            };
             let cfg = TrainConfig::parse(&with_optimizer(text, body), origin).unwrap();
             let out = tmp(strategy.name());
             let init = out.with_extension("init.safetensors");
             save_initial(&cfg, origin, &init, &Device::Cpu).unwrap();
             let before = initial_validation_loss(&cfg, &init);
-            let r = train_run(&cfg, origin, strategy, &out, Start::Init(&init), &Device::Cpu).unwrap();
+            let r = train_run(
+                &cfg,
+                origin,
+                strategy,
+                &out,
+                Start::Init(&init),
+                &Device::Cpu,
+            )
+            .unwrap();
             let v: Vec<f64> = r.history.iter().filter_map(|p| p.val_loss).collect();
-            println!("{} {body:?}: validation loss {before:.4} -> {v:.4?}, #WU {}", strategy.name(), r.wu);
-            assert!(*v.last().unwrap() < before, "{}: {before} -> {v:?}", strategy.name());
+            println!(
+                "{} {body:?}: validation loss {before:.4} -> {v:.4?}, #WU {}",
+                strategy.name(),
+                r.wu
+            );
+            assert!(
+                *v.last().unwrap() < before,
+                "{}: {before} -> {v:?}",
+                strategy.name()
+            );
             std::fs::remove_file(&init).ok();
             // The checkpoint carries the adapted damping or radius, not Adam moments.
             let ck = checkpointing::load_latest::<State>(&out).unwrap().unwrap();
@@ -1084,7 +1462,16 @@ stats_every = 0
         assert!(format!("{cfg:#}").contains("train.strategy"), "{cfg:#}");
         let cfg = TrainConfig::parse(&with_optimizer(&single, gauss_newton), origin).unwrap();
         let out = tmp("gn-multiscale");
-        let e = train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Fresh, &Device::Cpu).err().unwrap();
+        let e = train_run(
+            &cfg,
+            origin,
+            Strategy::Multiscale,
+            &out,
+            Start::Fresh,
+            &Device::Cpu,
+        )
+        .err()
+        .unwrap();
         assert!(format!("{e:#}").contains("\"multiscale\""), "{e:#}");
         std::fs::remove_dir_all(&out).ok();
     }
@@ -1092,18 +1479,45 @@ stats_every = 0
     #[test]
     fn galerkin_hot_start_prolongs_the_weights_between_stages() {
         let origin = Path::new("tiny.toml");
-        let text = TINY.replace("stats_every = 0", "stats_every = 0\nhot_start = \"galerkin\"");
+        let text = TINY.replace(
+            "stats_every = 0",
+            "stats_every = 0\nhot_start = \"galerkin\"",
+        );
         let cfg = TrainConfig::parse(&text, origin).unwrap();
         let (g, i) = (tmp("galerkin"), tmp("identity"));
-        let init = std::env::temp_dir().join(format!("xtask-train-init-{}.safetensors", std::process::id()));
+        let init = std::env::temp_dir().join(format!(
+            "xtask-train-init-{}.safetensors",
+            std::process::id()
+        ));
         save_initial(&cfg, origin, &init, &Device::Cpu).unwrap();
-        let a = train_run(&cfg, origin, Strategy::FullMultiscale, &g, Start::Init(&init), &Device::Cpu).unwrap();
+        let a = train_run(
+            &cfg,
+            origin,
+            Strategy::FullMultiscale,
+            &g,
+            Start::Init(&init),
+            &Device::Cpu,
+        )
+        .unwrap();
         let mut id = cfg.clone();
         id.train.hot_start = "identity".into();
-        let b = train_run(&id, origin, Strategy::FullMultiscale, &i, Start::Init(&init), &Device::Cpu).unwrap();
+        let b = train_run(
+            &id,
+            origin,
+            Strategy::FullMultiscale,
+            &i,
+            Start::Init(&init),
+            &Device::Cpu,
+        )
+        .unwrap();
         assert!(a.history.iter().all(|p| p.loss.is_finite()));
         // Same first stage; the second stage starts from different (prolonged) weights.
-        let stage = |h: &[HistoryPoint], s| h.iter().filter(|p| p.stage == s).map(|p| p.loss).collect::<Vec<_>>();
+        let stage = |h: &[HistoryPoint], s| {
+            h.iter()
+                .filter(|p| p.stage == s)
+                .map(|p| p.loss)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(stage(&a.history, 0), stage(&b.history, 0));
         assert_ne!(stage(&a.history, 1)[0], stage(&b.history, 1)[0]);
         std::fs::remove_file(&init).ok();
@@ -1118,11 +1532,30 @@ stats_every = 0
     fn a_diverging_run_stops_and_latest_never_names_a_non_finite_checkpoint() {
         let origin = Path::new("tiny.toml");
         for (lr, every) in [(1e30, 1), (1e30, 6)] {
-            let mut cfg = TrainConfig::parse(&TINY.replace("checkpoint_every = 6", &format!("checkpoint_every = {every}")), origin).unwrap();
+            let mut cfg = TrainConfig::parse(
+                &TINY.replace(
+                    "checkpoint_every = 6",
+                    &format!("checkpoint_every = {every}"),
+                ),
+                origin,
+            )
+            .unwrap();
             // Past validation on purpose: the first step throws every weight to ~1e30.
             cfg.train.lr = lr;
             let out = tmp(&format!("nan-{every}-{lr}"));
-            let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+            let e = format!(
+                "{:#}",
+                train_run(
+                    &cfg,
+                    origin,
+                    Strategy::Single,
+                    &out,
+                    Start::Fresh,
+                    &Device::Cpu
+                )
+                .err()
+                .unwrap()
+            );
             assert!(e.contains("diverged") && e.contains("iteration"), "{e}");
             assert!(!out.join("final.safetensors").exists());
             if let Some(ck) = checkpointing::load_latest::<State>(&out).unwrap() {
@@ -1130,7 +1563,10 @@ stats_every = 0
                 let init = ck.dir.join("model.safetensors");
                 let (_, varmap, _) = models::checkpoint::load(&init, &Device::Cpu).unwrap();
                 assert_eq!(non_finite_parameter(&varmap).unwrap(), None);
-                assert!(initial_validation_loss(&cfg, &init).is_finite(), "{lr} {every}: {e}");
+                assert!(
+                    initial_validation_loss(&cfg, &init).is_finite(),
+                    "{lr} {every}: {e}"
+                );
             } else {
                 assert!(e.contains("no checkpoint"), "{e}");
             }
@@ -1140,7 +1576,9 @@ stats_every = 0
 
     fn small_run(name: &str) -> (TrainConfig, PathBuf) {
         let origin = Path::new("tiny.toml");
-        let text = TINY.replace("iterations = 12", "iterations = 4").replace("checkpoint_every = 6", "checkpoint_every = 2");
+        let text = TINY
+            .replace("iterations = 12", "iterations = 4")
+            .replace("checkpoint_every = 6", "checkpoint_every = 2");
         (TrainConfig::parse(&text, origin).unwrap(), tmp(name))
     }
 
@@ -1151,20 +1589,47 @@ stats_every = 0
         let origin = Path::new("tiny.toml");
         let (cfg, out) = small_run("overwrite");
         check_fresh_out(&out, false, false).unwrap();
-        train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).unwrap();
+        train_run(
+            &cfg,
+            origin,
+            Strategy::Single,
+            &out,
+            Start::Fresh,
+            &Device::Cpu,
+        )
+        .unwrap();
         let e = format!("{:#}", check_fresh_out(&out, false, false).unwrap_err());
-        assert!(e.contains("already holds a training run") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+        assert!(
+            e.contains("already holds a training run")
+                && e.contains("--resume")
+                && e.contains("--overwrite"),
+            "{e}"
+        );
         // An interrupted run (checkpoints, no final weights) is protected too.
         std::fs::remove_file(out.join("final.safetensors")).unwrap();
         std::fs::remove_file(out.join("history.csv")).unwrap();
         assert!(check_fresh_out(&out, false, false).is_err());
         check_fresh_out(&out, true, false).unwrap();
         check_fresh_out(&out, false, true).unwrap();
-        assert!(!checkpointing::checkpoints_dir(&out).exists() && !out.join("config.toml").exists());
+        assert!(
+            !checkpointing::checkpoints_dir(&out).exists() && !out.join("config.toml").exists()
+        );
         check_fresh_out(&out, false, false).unwrap();
         // Two runs on one folder: the second stops at once with "in use".
         let lock = checkpointing::RunLock::acquire(&out).unwrap();
-        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+        let e = format!(
+            "{:#}",
+            train_run(
+                &cfg,
+                origin,
+                Strategy::Single,
+                &out,
+                Start::Fresh,
+                &Device::Cpu
+            )
+            .err()
+            .unwrap()
+        );
         assert!(e.contains("in use"), "{e}");
         assert!(check_fresh_out(&tmp("overwrite"), false, false).is_ok());
         drop(lock);
@@ -1177,17 +1642,58 @@ stats_every = 0
     fn resume_with_another_config_names_the_differing_keys() {
         let origin = Path::new("tiny.toml");
         let (cfg, out) = small_run("resume-other");
-        train_run(&cfg, origin, Strategy::FullMultiscale, &out, Start::Fresh, &Device::Cpu).unwrap();
+        train_run(
+            &cfg,
+            origin,
+            Strategy::FullMultiscale,
+            &out,
+            Start::Fresh,
+            &Device::Cpu,
+        )
+        .unwrap();
         std::fs::remove_file(out.join("final.safetensors")).unwrap();
         let before = std::fs::read_to_string(out.join("config.toml")).unwrap();
-        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Resume, &Device::Cpu).err().unwrap());
-        assert!(e.contains("another configuration") && e.contains("train.strategy"), "{e}");
+        let e = format!(
+            "{:#}",
+            train_run(
+                &cfg,
+                origin,
+                Strategy::Single,
+                &out,
+                Start::Resume,
+                &Device::Cpu
+            )
+            .err()
+            .unwrap()
+        );
+        assert!(
+            e.contains("another configuration") && e.contains("train.strategy"),
+            "{e}"
+        );
         let mut other = cfg.clone();
         other.train.lr = 1e-3;
         other.data.threads = 1;
-        let e = format!("{:#}", train_run(&other, origin, Strategy::FullMultiscale, &out, Start::Resume, &Device::Cpu).err().unwrap());
-        assert!(e.contains("train.lr") && !e.contains("train.strategy") && !e.contains("data.threads"), "{e}");
-        assert_eq!(std::fs::read_to_string(out.join("config.toml")).unwrap(), before);
+        let e = format!(
+            "{:#}",
+            train_run(
+                &other,
+                origin,
+                Strategy::FullMultiscale,
+                &out,
+                Start::Resume,
+                &Device::Cpu
+            )
+            .err()
+            .unwrap()
+        );
+        assert!(
+            e.contains("train.lr") && !e.contains("train.strategy") && !e.contains("data.threads"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("config.toml")).unwrap(),
+            before
+        );
         std::fs::remove_dir_all(&out).ok();
     }
 
@@ -1199,14 +1705,46 @@ stats_every = 0
         let origin = Path::new("tiny.toml");
         let (cfg, out) = small_run("final-fails");
         std::fs::create_dir_all(out.join("final.safetensors")).unwrap();
-        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Fresh, &Device::Cpu).err().unwrap());
+        let e = format!(
+            "{:#}",
+            train_run(
+                &cfg,
+                origin,
+                Strategy::Multiscale,
+                &out,
+                Start::Fresh,
+                &Device::Cpu
+            )
+            .err()
+            .unwrap()
+        );
         assert!(e.contains("final.safetensors"), "{e}");
         std::fs::remove_dir_all(out.join("final.safetensors")).unwrap();
-        let r = train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Resume, &Device::Cpu).unwrap();
+        let r = train_run(
+            &cfg,
+            origin,
+            Strategy::Multiscale,
+            &out,
+            Start::Resume,
+            &Device::Cpu,
+        )
+        .unwrap();
         assert_eq!(r.history.len(), 4);
         models::checkpoint::load(&out.join("final.safetensors"), &Device::Cpu).unwrap();
         assert!(out.join("history.csv").is_file());
-        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Multiscale, &out, Start::Resume, &Device::Cpu).err().unwrap());
+        let e = format!(
+            "{:#}",
+            train_run(
+                &cfg,
+                origin,
+                Strategy::Multiscale,
+                &out,
+                Start::Resume,
+                &Device::Cpu
+            )
+            .err()
+            .unwrap()
+        );
         assert!(e.contains("already finished"), "{e}");
         std::fs::remove_dir_all(&out).ok();
     }
@@ -1216,21 +1754,57 @@ stats_every = 0
     #[test]
     fn a_run_too_large_for_memory_is_refused_with_the_estimate() {
         let origin = Path::new("tiny.toml");
-        let text = TINY.replace("size = 16", "size = 16384").replace("n0 = 2", "n0 = 65536");
+        let text = TINY
+            .replace("size = 16", "size = 16384")
+            .replace("n0 = 2", "n0 = 65536");
         let cfg = TrainConfig::parse(&text, origin).unwrap();
         let out = tmp("too-large");
-        let e = format!("{:#}", train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).err().unwrap());
-        assert!(e.contains("GiB of memory (estimate)") && e.contains("available") && e.contains("train.n0"), "{e}");
+        let e = format!(
+            "{:#}",
+            train_run(
+                &cfg,
+                origin,
+                Strategy::Single,
+                &out,
+                Start::Fresh,
+                &Device::Cpu
+            )
+            .err()
+            .unwrap()
+        );
+        assert!(
+            e.contains("GiB of memory (estimate)")
+                && e.contains("available")
+                && e.contains("train.n0"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&out).ok();
         // `train` checks before loading the test images too (65536 of them at 16384^2).
-        let text = TINY.replace("size = 16", "size = 16384").replace("validation_images = 4", "validation_images = 1\ntest_images = 65536");
+        let text = TINY.replace("size = 16", "size = 16384").replace(
+            "validation_images = 4",
+            "validation_images = 1\ntest_images = 65536",
+        );
         let cfg = TrainConfig::parse(&text, origin).unwrap();
         let varmap = VarMap::new();
-        models::build(&model_config(&cfg, origin).unwrap(), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        models::build(
+            &model_config(&cfg, origin).unwrap(),
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let fp = crate::resources::ModelFootprint::of(&varmap).unwrap();
-        let e = format!("{:#}", check_memory(&cfg, origin, Strategy::Single, fp, true).unwrap_err());
+        let e = format!(
+            "{:#}",
+            check_memory(&cfg, origin, Strategy::Single, fp, true).unwrap_err()
+        );
         assert!(e.contains("data.test_images"), "{e}");
-        check_memory(&TrainConfig::parse(TINY, origin).unwrap(), origin, Strategy::Single, fp, true).unwrap();
+        check_memory(
+            &TrainConfig::parse(TINY, origin).unwrap(),
+            origin,
+            Strategy::Single,
+            fp,
+            true,
+        )
+        .unwrap();
     }
 
     /// resources: the estimate does not refuse the shipped configs on a small machine (each
@@ -1245,9 +1819,17 @@ stats_every = 0
             }
             let cfg = TrainConfig::load(&path).unwrap();
             let varmap = VarMap::new();
-            models::build(&model_config(&cfg, &path).unwrap(), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+            models::build(
+                &model_config(&cfg, &path).unwrap(),
+                VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            )
+            .unwrap();
             let fp = crate::resources::ModelFootprint::of(&varmap).unwrap();
-            for s in [Strategy::Single, Strategy::Multiscale, Strategy::FullMultiscale] {
+            for s in [
+                Strategy::Single,
+                Strategy::Multiscale,
+                Strategy::FullMultiscale,
+            ] {
                 if cfg.check_optimizer(&path, s).is_err() {
                     continue;
                 }
@@ -1258,11 +1840,32 @@ stats_every = 0
                         _ => cfg.level_batches(),
                     };
                     let d = &cfg.data;
-                    crate::resources::training_bytes(fp, d.size as u64, d.channels as u64, &batches, d.validation_images as u64)
-                        + crate::resources::evaluation_bytes(fp, d.size as u64, d.channels as u64, d.test_images as u64, 16)
+                    crate::resources::training_bytes(
+                        fp,
+                        d.size as u64,
+                        d.channels as u64,
+                        &batches,
+                        d.validation_images as u64,
+                    ) + crate::resources::evaluation_bytes(
+                        fp,
+                        d.size as u64,
+                        d.channels as u64,
+                        d.test_images as u64,
+                        16,
+                    )
                 };
-                println!("{} {}: {:.2} GiB", path.display(), s.name(), bytes as f64 / (1u64 << 30) as f64);
-                assert!(bytes < 8 << 30, "{} {}: {bytes} bytes ({e})", path.display(), s.name());
+                println!(
+                    "{} {}: {:.2} GiB",
+                    path.display(),
+                    s.name(),
+                    bytes as f64 / (1u64 << 30) as f64
+                );
+                assert!(
+                    bytes < 8 << 30,
+                    "{} {}: {bytes} bytes ({e})",
+                    path.display(),
+                    s.name()
+                );
             }
         }
     }
@@ -1273,16 +1876,33 @@ stats_every = 0
         let dir = tmp("test-dir");
         std::fs::create_dir_all(&dir).unwrap();
         for (name, v) in [("a", 40u8), ("b", 120), ("c", 200)] {
-            image::RgbImage::from_fn(20, 20, |x, y| image::Rgb([v, (x * 10) as u8, (y * 10) as u8])).save(dir.join(format!("{name}.png"))).unwrap();
+            image::RgbImage::from_fn(20, 20, |x, y| {
+                image::Rgb([v, (x * 10) as u8, (y * 10) as u8])
+            })
+            .save(dir.join(format!("{name}.png")))
+            .unwrap();
         }
         let origin = Path::new("tiny.toml");
-        let text = TINY.replace("validation_images = 4", &format!("validation_images = 4\ntest_dir = {:?}\ntest_images = 2", dir.display().to_string()));
+        let text = TINY.replace(
+            "validation_images = 4",
+            &format!(
+                "validation_images = 4\ntest_dir = {:?}\ntest_images = 2",
+                dir.display().to_string()
+            ),
+        );
         let cfg = TrainConfig::parse(&text, origin).unwrap();
         let test = config_test_set(&cfg, &Device::Cpu).unwrap();
-        assert_eq!((test.names.clone(), test.degraded.input.dims().to_vec()), (vec!["a".to_string(), "b".to_string()], vec![2, 3, 16, 16]));
+        assert_eq!(
+            (test.names.clone(), test.degraded.input.dims().to_vec()),
+            (vec!["a".to_string(), "b".to_string()], vec![2, 3, 16, 16])
+        );
         let mut missing = cfg.clone();
         missing.data.test_dir = dir.join("nope");
-        assert!(format!("{:#}", config_test_set(&missing, &Device::Cpu).err().unwrap()).contains("data.test_dir"));
+        assert!(format!(
+            "{:#}",
+            config_test_set(&missing, &Device::Cpu).err().unwrap()
+        )
+        .contains("data.test_dir"));
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -1303,17 +1923,37 @@ stats_every = 0
     #[test]
     fn a_chosen_level_count_is_logged() {
         let origin = Path::new("tiny.toml");
-        let cfg = TrainConfig::parse(&TINY.replace("levels = 2\n", "").replace("iterations = 12", "iterations = 2"), origin).unwrap();
+        let cfg = TrainConfig::parse(
+            &TINY
+                .replace("levels = 2\n", "")
+                .replace("iterations = 12", "iterations = 2"),
+            origin,
+        )
+        .unwrap();
         let log = Captured::default();
         let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
         let out = tmp("auto-levels");
         tracing::subscriber::with_default(subscriber, || {
-            train_run(&cfg, origin, Strategy::Single, &out, Start::Fresh, &Device::Cpu).unwrap();
+            train_run(
+                &cfg,
+                origin,
+                Strategy::Single,
+                &out,
+                Start::Fresh,
+                &Device::Cpu,
+            )
+            .unwrap();
         });
         let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         // 16x16 UNet (factor 4): L = 2 keeps an 8x8 coarsest mesh.
-        assert!(text.contains("chose L = 2") && text.contains("coarsest mesh 8x8"), "{text}");
+        assert!(
+            text.contains("chose L = 2") && text.contains("coarsest mesh 8x8"),
+            "{text}"
+        );
         std::fs::remove_dir_all(&out).ok();
     }
 }

@@ -53,7 +53,10 @@ pub fn workunits(a: &Args) -> Result<Fraction> {
         a.levels
     );
     anyhow::ensure!(a.n0 >= 1, "--n0 must be at least 1");
-    anyhow::ensure!(a.iters >= 1, "--iters must be at least 1 (0 iterations train nothing)");
+    anyhow::ensure!(
+        a.iters >= 1,
+        "--iters must be at least 1 (0 iterations train nothing)"
+    );
     let iters = Fraction::from_int(a.iters as u128);
     Ok(match a.strategy {
         Strategy::Single => single_wu_per_iter(a.levels, a.n0)?.checked_mul(iters)?,
@@ -100,8 +103,18 @@ mod tests {
     /// full-multiscale and 0 for the others).
     #[test]
     fn zero_iterations_are_refused() {
-        for strategy in [Strategy::Single, Strategy::Multiscale, Strategy::FullMultiscale] {
-            let a = Args { strategy, levels: 4, n0: 16, iters: 0, schedule: Schedule::Halving };
+        for strategy in [
+            Strategy::Single,
+            Strategy::Multiscale,
+            Strategy::FullMultiscale,
+        ] {
+            let a = Args {
+                strategy,
+                levels: 4,
+                n0: 16,
+                iters: 0,
+                schedule: Schedule::Halving,
+            };
             assert!(workunits(&a).unwrap_err().to_string().contains("--iters"));
         }
     }

@@ -60,7 +60,11 @@ impl Cifar {
                 ));
             }
             for (r, rec) in bytes.chunks_exact(record).enumerate() {
-                let label = rec[if kind == CifarKind::Cifar100Fine { 1 } else { 0 }];
+                let label = rec[if kind == CifarKind::Cifar100Fine {
+                    1
+                } else {
+                    0
+                }];
                 let coarse_ok = kind != CifarKind::Cifar100Fine || (rec[0] as usize) < 20;
                 if label as usize >= kind.classes() || !coarse_ok {
                     return Err(Error::format(
@@ -73,7 +77,9 @@ impl Cifar {
             }
         }
         if files.is_empty() {
-            return Err(Error::InvalidArgument("Cifar::open needs at least one file".into()));
+            return Err(Error::InvalidArgument(
+                "Cifar::open needs at least one file".into(),
+            ));
         }
         let images = StoredImages {
             channels: 3,
@@ -90,7 +96,9 @@ impl Cifar {
     /// or `test_batch.bin`; CIFAR-100 `train.bin` or `test.bin`.
     pub fn open_dir(dir: &Path, kind: CifarKind, train: bool) -> Result<Self> {
         let files: Vec<PathBuf> = match (kind, train) {
-            (CifarKind::Cifar10, true) => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
+            (CifarKind::Cifar10, true) => (1..=5)
+                .map(|i| dir.join(format!("data_batch_{i}.bin")))
+                .collect(),
             (CifarKind::Cifar10, false) => vec![dir.join("test_batch.bin")],
             (_, true) => vec![dir.join("train.bin")],
             (_, false) => vec![dir.join("test.bin")],

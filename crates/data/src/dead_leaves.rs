@@ -106,7 +106,9 @@ impl DeadLeaves {
                 if hi - lo + 1 >= BUCKETS as i64 {
                     (0..BUCKETS).collect()
                 } else {
-                    (lo..=hi).map(|k| k.rem_euclid(BUCKETS as i64) as usize).collect()
+                    (lo..=hi)
+                        .map(|k| k.rem_euclid(BUCKETS as i64) as usize)
+                        .collect()
                 }
             };
             let xs = span(x);

@@ -70,7 +70,14 @@ pub struct Degraded {
 impl Degraded {
     /// A plain `(input, target)` pair: no noise level, noise, clean input or mask.
     pub fn pair(input: Tensor, target: Tensor) -> Self {
-        Degraded { input, target, t: None, noise: None, clean_input: None, mask: None }
+        Degraded {
+            input,
+            target,
+            t: None,
+            noise: None,
+            clean_input: None,
+            mask: None,
+        }
     }
 }
 
@@ -95,7 +102,8 @@ impl Degradation {
             .flatten_all()?
             .to_vec1()?;
         let plane = h * w;
-        let tensor = |v: Vec<f32>, shape: (usize, usize, usize, usize)| Tensor::from_vec(v, shape, device);
+        let tensor =
+            |v: Vec<f32>, shape: (usize, usize, usize, usize)| Tensor::from_vec(v, shape, device);
         let noisy = |clean_input: Vec<f32>, shape, rng: &mut _| -> Result<Degraded> {
             let z = normal(clean_input.len(), rng);
             Ok(Degraded {
@@ -172,7 +180,12 @@ pub fn rectangles(h: usize, w: usize, rng: &mut impl Rng) -> Vec<(usize, usize, 
     (0..count)
         .map(|_| {
             let (rh, rw) = (side(h, rng), side(w, rng));
-            (rng.random_range(0..=h - rh), rng.random_range(0..=w - rw), rh, rw)
+            (
+                rng.random_range(0..=h - rh),
+                rng.random_range(0..=w - rw),
+                rh,
+                rw,
+            )
         })
         .collect()
 }
@@ -208,9 +221,15 @@ fn fft2(data: &mut [Complex<f64>], h: usize, w: usize, inverse: bool) {
     row.process(data);
     let mut column = vec![Complex::default(); h];
     for j in 0..w {
-        column.iter_mut().enumerate().for_each(|(i, v)| *v = data[i * w + j]);
+        column
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = data[i * w + j]);
         col.process(&mut column);
-        column.iter().enumerate().for_each(|(i, v)| data[i * w + j] = *v);
+        column
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| data[i * w + j] = *v);
     }
 }
 
@@ -221,7 +240,8 @@ pub fn blur_periodic(y: &[f32], h: usize, w: usize, kernel: &[f64]) -> Vec<f32> 
     let scale = 1.0 / (h * w) as f64;
     let mut out = Vec::with_capacity(y.len());
     for plane in y.chunks_exact(h * w) {
-        let mut buf: Vec<Complex<f64>> = plane.iter().map(|&v| Complex::new(v as f64, 0.0)).collect();
+        let mut buf: Vec<Complex<f64>> =
+            plane.iter().map(|&v| Complex::new(v as f64, 0.0)).collect();
         fft2(&mut buf, h, w, false);
         buf.iter_mut().zip(&khat).for_each(|(b, k)| *b *= k);
         fft2(&mut buf, h, w, true);

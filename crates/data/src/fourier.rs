@@ -29,7 +29,10 @@ impl FourierField {
         let m = 2 * kmax + 1;
         let variances = (0..m * m)
             .map(|idx| {
-                let (k1, k2) = ((idx / m) as f64 - kmax as f64, (idx % m) as f64 - kmax as f64);
+                let (k1, k2) = (
+                    (idx / m) as f64 - kmax as f64,
+                    (idx % m) as f64 - kmax as f64,
+                );
                 let norm = (k1 * k1 + k2 * k2).sqrt();
                 if norm == 0.0 {
                     0.0
@@ -50,7 +53,12 @@ impl FourierField {
     pub fn image(&self, index: u64, n: usize) -> Result<Tensor> {
         check_size(n)?;
         let m = 2 * self.kmax + 1;
-        let sigma = self.variances.iter().sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        let sigma = self
+            .variances
+            .iter()
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
         let mut rng = StdRng::seed_from_u64(mix_seed(self.seed, index));
         // cos / sin of 2 pi k x_j at the pixel centres, shared by both axes.
         let (mut cs, mut sn) = (vec![0f64; n * m], vec![0f64; n * m]);
@@ -68,7 +76,10 @@ impl FourierField {
             let draw = |rng: &mut StdRng| -> Vec<f64> {
                 self.variances
                     .iter()
-                    .map(|v| v.sqrt() * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng))
+                    .map(|v| {
+                        v.sqrt()
+                            * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng)
+                    })
                     .collect()
             };
             let (a, b) = (draw(&mut rng), draw(&mut rng));

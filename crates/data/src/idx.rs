@@ -110,7 +110,10 @@ impl Idx {
                 if lab.dims != [count] {
                     return Err(Error::format(
                         path,
-                        format!("expected {count} labels of rank 1, found dimensions {:?}", lab.dims),
+                        format!(
+                            "expected {count} labels of rank 1, found dimensions {:?}",
+                            lab.dims
+                        ),
                     ));
                 }
                 Some(lab.data.into_iter().map(u16::from).collect::<Vec<_>>())

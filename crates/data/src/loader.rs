@@ -76,7 +76,8 @@ impl Loader {
                 Some(l) => {
                     let (e, k) = (p / l as u64, (p % l as u64) as usize);
                     if self.epoch.as_ref().map(|(cached, _)| *cached) != Some(e) {
-                        self.epoch = Some((e, permutation(l, mix_seed(self.seed ^ SHUFFLE_SALT, e))));
+                        self.epoch =
+                            Some((e, permutation(l, mix_seed(self.seed ^ SHUFFLE_SALT, e))));
                     }
                     self.epoch.as_ref().map_or(0, |(_, perm)| perm[k])
                 }
@@ -93,15 +94,18 @@ impl Loader {
     }
 
     /// The next `count` images and their labels (`[count]`, u32); an error for unlabelled sources.
-    pub fn next_labeled_batch(&mut self, count: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    pub fn next_labeled_batch(
+        &mut self,
+        count: usize,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
         let indices = self.next_indices(count)?;
         let labels = indices
             .iter()
             .map(|&i| {
-                self.source
-                    .label(i)?
-                    .map(|l| l as u32)
-                    .ok_or_else(|| Error::InvalidArgument(format!("image {i} of this source has no label")))
+                self.source.label(i)?.map(|l| l as u32).ok_or_else(|| {
+                    Error::InvalidArgument(format!("image {i} of this source has no label"))
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let images = load_batch(self.source.as_ref(), &indices, self.n, self.threads, device)?;
@@ -129,19 +133,28 @@ pub fn load_batch(
     device: &Device,
 ) -> Result<Tensor> {
     if indices.is_empty() {
-        return Err(Error::InvalidArgument("a batch needs at least one image".into()));
+        return Err(Error::InvalidArgument(
+            "a batch needs at least one image".into(),
+        ));
     }
     let chunk = indices.len().div_ceil(threads.max(1));
     let images: Vec<Tensor> = std::thread::scope(|scope| {
         let handles: Vec<_> = indices
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|&i| source.image(i, n)).collect::<Result<Vec<_>>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&i| source.image(i, n))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
             .collect();
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::InvalidArgument("an image worker panicked".into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument("an image worker panicked".into()))
+                })
             })
             .collect::<Result<Vec<Vec<Tensor>>>>()
     })?

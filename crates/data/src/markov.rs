@@ -37,7 +37,12 @@ impl MarkovField {
 
     /// Sets `kappa` (inverse correlation length, `rho = sqrt(8) / kappa`).
     pub fn with_kappa(self, kappa: f64) -> Self {
-        Self::build(self.field.seed, kappa.abs(), self.field.channels, self.field.kmax)
+        Self::build(
+            self.field.seed,
+            kappa.abs(),
+            self.field.channels,
+            self.field.kmax,
+        )
     }
 
     /// Sets the number of channels (independent fields); 0 is taken as 1.

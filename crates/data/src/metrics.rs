@@ -68,7 +68,9 @@ pub struct SsimWindow {
 
 impl SsimWindow {
     /// Sigma 1.5 px, 11 taps.
-    pub const STANDARD: SsimWindow = SsimWindow { sigma: WINDOW_SIGMA };
+    pub const STANDARD: SsimWindow = SsimWindow {
+        sigma: WINDOW_SIGMA,
+    };
 
     /// The same physical window on a mesh `factor` times coarser: `sigma / factor` pixels.
     pub fn coarsened(self, factor: f64) -> Self {
@@ -95,13 +97,21 @@ fn filter_valid(p: &[f64], h: usize, w: usize, g: &[f64]) -> Vec<f64> {
     let mut rows = vec![0f64; h * ow];
     for i in 0..h {
         for j in 0..ow {
-            rows[i * ow + j] = g.iter().enumerate().map(|(t, gt)| gt * p[i * w + j + t]).sum();
+            rows[i * ow + j] = g
+                .iter()
+                .enumerate()
+                .map(|(t, gt)| gt * p[i * w + j + t])
+                .sum();
         }
     }
     let mut out = vec![0f64; oh * ow];
     for i in 0..oh {
         for j in 0..ow {
-            out[i * ow + j] = g.iter().enumerate().map(|(t, gt)| gt * rows[(i + t) * ow + j]).sum();
+            out[i * ow + j] = g
+                .iter()
+                .enumerate()
+                .map(|(t, gt)| gt * rows[(i + t) * ow + j])
+                .sum();
         }
     }
     out
@@ -127,13 +137,18 @@ pub fn ssim(x: &[f32], y: &[f32], channels: usize, h: usize, w: usize) -> Result
     for (px, py) in x.chunks_exact(h * w).zip(y.chunks_exact(h * w)) {
         let a: Vec<f64> = px.iter().map(|&v| v as f64).collect();
         let b: Vec<f64> = py.iter().map(|&v| v as f64).collect();
-        let prod = |u: &[f64], v: &[f64]| -> Vec<f64> { u.iter().zip(v).map(|(p, q)| p * q).collect() };
+        let prod =
+            |u: &[f64], v: &[f64]| -> Vec<f64> { u.iter().zip(v).map(|(p, q)| p * q).collect() };
         let f = |p: &[f64]| filter_valid(p, h, w, &g);
         let (mx, my) = (f(&a), f(&b));
         let (xx, yy, xy) = (f(&prod(&a, &a)), f(&prod(&b, &b)), f(&prod(&a, &b)));
         let map: Vec<f64> = (0..mx.len())
             .map(|k| {
-                let (sx, sy, sxy) = (xx[k] - mx[k] * mx[k], yy[k] - my[k] * my[k], xy[k] - mx[k] * my[k]);
+                let (sx, sy, sxy) = (
+                    xx[k] - mx[k] * mx[k],
+                    yy[k] - my[k] * my[k],
+                    xy[k] - mx[k] * my[k],
+                );
                 ((2.0 * mx[k] * my[k] + c1) * (2.0 * sxy + c2))
                     / ((mx[k] * mx[k] + my[k] * my[k] + c1) * (sx + sy + c2))
             })

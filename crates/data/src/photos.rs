@@ -142,9 +142,15 @@ impl PhotoFolder {
         }
         paths.sort();
         if paths.is_empty() {
-            return Err(Error::format(dir, "no .png, .jpg or .jpeg files in this folder"));
+            return Err(Error::format(
+                dir,
+                "no .png, .jpg or .jpeg files in this folder",
+            ));
         }
-        let photos = paths.iter().map(|p| decode(p)).collect::<Result<Vec<_>>>()?;
+        let photos = paths
+            .iter()
+            .map(|p| decode(p))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             photos,
             grayscale: false,
@@ -172,7 +178,11 @@ impl PhotoFolder {
     pub fn split_validation(self, count: usize, seed: u64) -> Result<(Self, Self)> {
         let n = self.photos.len();
         if count >= n {
-            let dir = self.photos[0].path.parent().unwrap_or(Path::new("")).to_path_buf();
+            let dir = self.photos[0]
+                .path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .to_path_buf();
             return Err(Error::format(
                 dir,
                 format!("{n} photos cannot give {count} validation photos and at least one for training"),
@@ -217,7 +227,12 @@ impl PhotoFolder {
                 let side = patch.min(photo.side);
                 let r = mix_seed(seed, index);
                 let room = (photo.side - side + 1) as u64;
-                Ok((photo, side, (r % room) as usize, ((r >> 32) % room) as usize))
+                Ok((
+                    photo,
+                    side,
+                    (r % room) as usize,
+                    ((r >> 32) % room) as usize,
+                ))
             }
         }
     }
@@ -240,8 +255,10 @@ impl ImageSource for PhotoFolder {
         check_size(n)?;
         let (photo, side, x0, y0) = self.window(index)?;
         let plane = |c: usize| {
-            (0..side * side)
-                .map(move |k| photo.rgb[(c * photo.side + y0 + k / side) * photo.side + x0 + k % side] as f32 / 255.0)
+            (0..side * side).map(move |k| {
+                photo.rgb[(c * photo.side + y0 + k / side) * photo.side + x0 + k % side] as f32
+                    / 255.0
+            })
         };
         let px: Vec<f32> = if self.grayscale {
             plane(0)
@@ -262,5 +279,9 @@ impl ImageSource for PhotoFolder {
 /// `CARGO_MANIFEST_DIR`, i.e. `<workspace>/crates/data/../../datasets/photos`).
 pub fn photos_dir() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.ancestors().nth(2).unwrap_or(manifest).join("datasets/photos")
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .join("datasets/photos")
 }

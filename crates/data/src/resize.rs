@@ -47,17 +47,32 @@ fn taps(len_in: usize, len_out: usize, filter: Filter) -> Vec<Vec<(usize, f32)>>
                 let lo = (x - 2.0 * f).floor() as i64 + 1;
                 let hi = (x + 2.0 * f).floor() as i64;
                 let raw: Vec<(usize, f64)> = (lo..=hi)
-                    .map(|j| (j.clamp(0, len_in as i64 - 1) as usize, keys((x - j as f64) / f)))
+                    .map(|j| {
+                        (
+                            j.clamp(0, len_in as i64 - 1) as usize,
+                            keys((x - j as f64) / f),
+                        )
+                    })
                     .collect();
                 let total: f64 = raw.iter().map(|t| t.1).sum();
-                raw.into_iter().map(|(j, w)| (j, (w / total) as f32)).collect()
+                raw.into_iter()
+                    .map(|(j, w)| (j, (w / total) as f32))
+                    .collect()
             }
         })
         .collect()
 }
 
 /// Resamples a planar `[c, h, w]` image to `[c, oh, ow]` with `filter` on both axes.
-pub fn resample(src: &[f32], c: usize, h: usize, w: usize, oh: usize, ow: usize, filter: Filter) -> Vec<f32> {
+pub fn resample(
+    src: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    filter: Filter,
+) -> Vec<f32> {
     let (tx, ty) = (taps(w, ow, filter), taps(h, oh, filter));
     let mut rows = vec![0f32; c * h * ow];
     for (plane, out) in src.chunks_exact(h * w).zip(rows.chunks_exact_mut(h * ow)) {
@@ -83,7 +98,13 @@ pub fn resample(src: &[f32], c: usize, h: usize, w: usize, oh: usize, ow: usize,
 /// Resizes a planar `[c, h, w]` image to `[c, n, n]`: area filter where an axis shrinks, bicubic
 /// where it grows (SPEC section 6), identity where it keeps its length.
 pub fn resize_square(src: &[f32], c: usize, h: usize, w: usize, n: usize) -> Vec<f32> {
-    let pick = |from: usize| if n < from { Filter::Area } else { Filter::Bicubic };
+    let pick = |from: usize| {
+        if n < from {
+            Filter::Area
+        } else {
+            Filter::Bicubic
+        }
+    };
     if (h, w) == (n, n) {
         return src.to_vec();
     }
@@ -113,7 +134,11 @@ mod tests {
         let up = resample(&ramp, 1, 8, 8, 16, 16, Filter::Bicubic);
         for x in 4..12 {
             let expect = (x as f32 + 0.5) / 2.0 - 0.5;
-            assert!((up[5 * 16 + x] - expect).abs() < 1e-5, "{x}: {}", up[5 * 16 + x]);
+            assert!(
+                (up[5 * 16 + x] - expect).abs() < 1e-5,
+                "{x}: {}",
+                up[5 * 16 + x]
+            );
         }
     }
 

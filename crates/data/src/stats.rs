@@ -50,7 +50,8 @@ pub fn paired_t_test(a: &[f64], b: &[f64]) -> Result<TTest> {
         });
     }
     let t = mean / (sd / n.sqrt());
-    let dist = StudentsT::new(0.0, 1.0, df).map_err(|e| Error::InvalidArgument(format!("Student t: {e}")))?;
+    let dist = StudentsT::new(0.0, 1.0, df)
+        .map_err(|e| Error::InvalidArgument(format!("Student t: {e}")))?;
     let p_value = (2.0 * (1.0 - dist.cdf(t.abs()))).clamp(0.0, 1.0);
     Ok(TTest {
         t,

@@ -46,7 +46,10 @@ impl Stl10 {
             Some(path) => {
                 let lab = std::fs::read(path).map_err(|e| Error::io(path, e))?;
                 if lab.len() != count {
-                    return Err(Error::format(path, format!("{} labels for {count} images", lab.len())));
+                    return Err(Error::format(
+                        path,
+                        format!("{} labels for {count} images", lab.len()),
+                    ));
                 }
                 if let Some(pos) = lab.iter().position(|&l| !(1..=10).contains(&l)) {
                     return Err(Error::format(

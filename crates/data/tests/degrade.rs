@@ -19,7 +19,9 @@ fn vec(t: &Tensor) -> Vec<f32> {
 #[test]
 fn denoise_is_the_mixture_of_its_parts() {
     let y = clean(16, 5);
-    let d = Degradation::Denoise.apply(&y, &mut StdRng::seed_from_u64(1)).unwrap();
+    let d = Degradation::Denoise
+        .apply(&y, &mut StdRng::seed_from_u64(1))
+        .unwrap();
     let (u, z, t) = (
         vec(&d.input),
         vec(d.noise.as_ref().unwrap()),
@@ -36,9 +38,14 @@ fn denoise_is_the_mixture_of_its_parts() {
     assert_eq!(vec(d.clean_input.as_ref().unwrap()), yv);
     let mean = z.iter().map(|&v| v as f64).sum::<f64>() / z.len() as f64;
     let var = z.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / z.len() as f64;
-    assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.06, "z mean {mean} var {var}");
+    assert!(
+        mean.abs() < 0.05 && (var - 1.0).abs() < 0.06,
+        "z mean {mean} var {var}"
+    );
     // Seeded: the same rng seed gives the same degradation.
-    let again = Degradation::Denoise.apply(&y, &mut StdRng::seed_from_u64(1)).unwrap();
+    let again = Degradation::Denoise
+        .apply(&y, &mut StdRng::seed_from_u64(1))
+        .unwrap();
     assert_eq!(vec(&again.input), u);
 }
 
@@ -47,7 +54,9 @@ fn blur_kernel_sums_to_one_and_fft_matches_direct_periodic_convolution() {
     let k = gaussian_psf(8, 6, 3.0).unwrap();
     assert!((k.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     assert!((k[1] / k[0] - (-1.0f64 / 9.0).exp()).abs() < 1e-12);
-    let y: Vec<f32> = (0..2 * 8 * 6).map(|i| ((i * 37) % 17) as f32 / 17.0).collect();
+    let y: Vec<f32> = (0..2 * 8 * 6)
+        .map(|i| ((i * 37) % 17) as f32 / 17.0)
+        .collect();
     let fast = blur_periodic(&y, 8, 6, &k);
     for p in 0..2 {
         for i in 0..8 {
@@ -80,7 +89,10 @@ fn deblur_inpaint_superres_add_measurement_noise_to_the_clean_part() {
             vec(d.noise.as_ref().unwrap()),
         );
         for k in 0..u.len() {
-            assert!((u[k] - (c[k] + MEASUREMENT_NOISE * z[k])).abs() < 1e-6, "{deg:?}");
+            assert!(
+                (u[k] - (c[k] + MEASUREMENT_NOISE * z[k])).abs() < 1e-6,
+                "{deg:?}"
+            );
         }
         assert_eq!(d.target.dims(), y.dims());
         assert!(d.t.is_none());
@@ -90,7 +102,12 @@ fn deblur_inpaint_superres_add_measurement_noise_to_the_clean_part() {
         .apply(&y, &mut StdRng::seed_from_u64(2))
         .unwrap();
     let (m0, m1): (Vec<f32>, Vec<f32>) = (
-        y.mean((2, 3)).unwrap().flatten_all().unwrap().to_vec1().unwrap(),
+        y.mean((2, 3))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap(),
         d.clean_input
             .unwrap()
             .mean((2, 3))
@@ -100,7 +117,9 @@ fn deblur_inpaint_superres_add_measurement_noise_to_the_clean_part() {
             .to_vec1()
             .unwrap(),
     );
-    m0.iter().zip(&m1).for_each(|(a, b)| assert!((a - b).abs() < 1e-5));
+    m0.iter()
+        .zip(&m1)
+        .for_each(|(a, b)| assert!((a - b).abs() < 1e-5));
     let flat = Tensor::full(0.3f32, (1, 1, 8, 8), &Device::Cpu).unwrap();
     let sr = Degradation::SuperRes
         .apply(&flat, &mut StdRng::seed_from_u64(0))
@@ -125,7 +144,10 @@ fn inpaint_rectangles_have_sides_in_range() {
             counts[rects.len()] += 1;
             for (top, left, h, w) in rects {
                 let (lo, hi) = (s.div_ceil(12), s / 6);
-                assert!((lo..=hi).contains(&h) && (lo..=hi).contains(&w), "{h}x{w} for s={s}");
+                assert!(
+                    (lo..=hi).contains(&h) && (lo..=hi).contains(&w),
+                    "{h}x{w} for s={s}"
+                );
                 assert!(top + h <= s && left + w <= s);
             }
         }
@@ -134,12 +156,19 @@ fn inpaint_rectangles_have_sides_in_range() {
     assert!(counts[1..].iter().all(|&c| c > 150), "{counts:?}");
     // The mask zeroes the clean input and nothing else.
     let y = clean(36, 4);
-    let d = Degradation::Inpaint.apply(&y, &mut StdRng::seed_from_u64(9)).unwrap();
+    let d = Degradation::Inpaint
+        .apply(&y, &mut StdRng::seed_from_u64(9))
+        .unwrap();
     let mask = d.mask.as_ref().unwrap();
     assert_eq!(mask.dims(), &[4, 1, 36, 36]);
     let expect = y.broadcast_mul(mask).unwrap();
     assert_eq!(vec(d.clean_input.as_ref().unwrap()), vec(&expect));
-    let holes: f32 = (1.0 - mask).unwrap().sum_all().unwrap().to_scalar().unwrap();
+    let holes: f32 = (1.0 - mask)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     assert!((4.0 * 9.0..=4.0 * 3.0 * 36.0).contains(&holes), "{holes}");
 }
 

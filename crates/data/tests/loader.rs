@@ -55,7 +55,14 @@ fn infinite_sources_give_fresh_images_every_call() {
     let a = loader.next_batch(3, &Device::Cpu).unwrap();
     let b = loader.next_batch(3, &Device::Cpu).unwrap();
     assert_eq!(a.dims(), &[3, 1, 16, 16]);
-    let diff: f32 = (a - b).unwrap().abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+    let diff: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     assert!(diff > 1.0);
     let idx = loader.next_indices(50).unwrap();
     assert_eq!(idx.iter().collect::<BTreeSet<_>>().len(), 50);

@@ -40,7 +40,8 @@ fn ssim_reference(x: &[f64], y: &[f64], h: usize, w: usize) -> f64 {
                     cxy += wts[a * k + b] * dx * dy;
                 }
             }
-            sum += ((2.0 * mx * my + c1) * (2.0 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2));
+            sum += ((2.0 * mx * my + c1) * (2.0 * cxy + c2))
+                / ((mx * mx + my * my + c1) * (vx + vy + c2));
             count += 1;
         }
     }
@@ -90,7 +91,11 @@ fn ssim_loss_equals_one_minus_ssim_and_has_correct_gradient() {
     let tx = Tensor::from_vec(x.clone(), (n, c, h, w), &Device::Cpu).unwrap();
     let ty = Tensor::from_vec(y.clone(), (n, c, h, w), &Device::Cpu).unwrap();
     let loss: f32 = ssim_loss(&tx, &ty).unwrap().to_scalar().unwrap();
-    let mean_ssim = per_image(Metric::Ssim, &tx, &ty).unwrap().iter().sum::<f64>() / n as f64;
+    let mean_ssim = per_image(Metric::Ssim, &tx, &ty)
+        .unwrap()
+        .iter()
+        .sum::<f64>()
+        / n as f64;
     assert!(
         (loss as f64 - (1.0 - mean_ssim)).abs() < 1e-5,
         "{loss} vs {}",
@@ -101,7 +106,10 @@ fn ssim_loss_equals_one_minus_ssim_and_has_correct_gradient() {
     // Gradient against central finite differences in f64.
     let vx = Var::from_tensor(&tx.to_dtype(DType::F64).unwrap()).unwrap();
     let ty64 = ty.to_dtype(DType::F64).unwrap();
-    let grads = ssim_loss(vx.as_tensor(), &ty64).unwrap().backward().unwrap();
+    let grads = ssim_loss(vx.as_tensor(), &ty64)
+        .unwrap()
+        .backward()
+        .unwrap();
     let g: Vec<f64> = grads
         .get(vx.as_tensor())
         .unwrap()
@@ -170,7 +178,10 @@ fn loss_at(x: &Tensor, y: &Tensor, window: SsimWindow) -> f64 {
 #[test]
 fn standard_window_has_eleven_taps_and_scales_with_the_mesh() {
     assert_eq!(SsimWindow::STANDARD.taps(), 11);
-    assert_eq!(SsimWindow::STANDARD.coarsened(2.0), SsimWindow { sigma: 0.75 });
+    assert_eq!(
+        SsimWindow::STANDARD.coarsened(2.0),
+        SsimWindow { sigma: 0.75 }
+    );
     assert_eq!(SsimWindow::STANDARD.coarsened(2.0).taps(), 7);
     assert_eq!(SsimWindow::STANDARD.coarsened(4.0).taps(), 3);
     let g = SsimWindow::STANDARD.weights(64, 64);
@@ -184,7 +195,8 @@ fn standard_window_has_eleven_taps_and_scales_with_the_mesh() {
 #[test]
 fn physical_ssim_window_makes_coarse_and_fine_losses_converge() {
     let x = |a: f64, b: f64| 0.5 + 0.3 * (2.0 * PI * a).sin() * (2.0 * PI * b).cos();
-    let y = |a: f64, b: f64| x(a, b) + 0.15 * (4.0 * PI * (a + b)).sin() + 0.1 * (6.0 * PI * a).cos();
+    let y =
+        |a: f64, b: f64| x(a, b) + 0.15 * (4.0 * PI * (a + b)).sin() + 0.1 * (6.0 * PI * a).cos();
     use std::f64::consts::PI;
     // The window is 1.5 px wide on the 32 x 32 mesh: sigma = 1.5 / 32 of the image side.
     let mut physical = Vec::new();
@@ -195,9 +207,18 @@ fn physical_ssim_window_makes_coarse_and_fine_losses_converge() {
         let fine = SsimWindow::STANDARD.coarsened(32.0 / n as f64);
         let coarse = fine.coarsened(2.0);
         physical.push((loss_at(&xn, &yn, fine) - loss_at(&rx, &ry, coarse)).abs());
-        pixel.push((loss_at(&xn, &yn, SsimWindow::STANDARD) - loss_at(&rx, &ry, SsimWindow::STANDARD)).abs());
+        pixel.push(
+            (loss_at(&xn, &yn, SsimWindow::STANDARD) - loss_at(&rx, &ry, SsimWindow::STANDARD))
+                .abs(),
+        );
     }
     eprintln!("|L_h - L_2h|: physical window {physical:?}, pixel window {pixel:?}");
-    assert!(physical[1] < 0.6 * physical[0] && physical[2] < 0.6 * physical[1], "physical {physical:?}");
-    assert!(physical[2] < 0.2 * pixel[2], "physical {physical:?} vs pixel {pixel:?}");
+    assert!(
+        physical[1] < 0.6 * physical[0] && physical[2] < 0.6 * physical[1],
+        "physical {physical:?}"
+    );
+    assert!(
+        physical[2] < 0.2 * pixel[2],
+        "physical {physical:?} vs pixel {pixel:?}"
+    );
 }

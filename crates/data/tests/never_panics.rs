@@ -8,8 +8,15 @@ use std::path::PathBuf;
 
 /// Cases per property: `PROPTEST_CASES` when set, else 16 (CI).
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(16);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -21,15 +28,23 @@ fn tmp(name: &str) -> PathBuf {
 
 /// Arbitrary bytes, often starting with a real magic so the parser gets past the first check.
 fn bytes_with_magic(magics: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<u8>> {
-    (prop::sample::select(magics), prop::collection::vec(any::<u8>(), 0..600))
+    (
+        prop::sample::select(magics),
+        prop::collection::vec(any::<u8>(), 0..600),
+    )
         .prop_map(|(m, rest)| [m, &rest[..]].concat())
 }
 
 /// A small valid image file of `format`, with a few bytes overwritten and a random cut.
 fn damaged_image(format: image::ImageFormat) -> impl Strategy<Value = Vec<u8>> {
-    (prop::collection::vec((any::<usize>(), any::<u8>()), 0..4), any::<prop::sample::Index>()).prop_map(
-        move |(flips, cut)| {
-            let img = image::RgbImage::from_fn(24, 20, |x, y| image::Rgb([(x * 9) as u8, (y * 11) as u8, (x ^ y) as u8]));
+    (
+        prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(move |(flips, cut)| {
+            let img = image::RgbImage::from_fn(24, 20, |x, y| {
+                image::Rgb([(x * 9) as u8, (y * 11) as u8, (x ^ y) as u8])
+            });
             let mut out = std::io::Cursor::new(Vec::new());
             img.write_to(&mut out, format).expect("encode");
             let mut b = out.into_inner();
@@ -40,8 +55,7 @@ fn damaged_image(format: image::ImageFormat) -> impl Strategy<Value = Vec<u8>> {
             let keep = 1 + cut.index(b.len());
             b.truncate(keep);
             b
-        },
-    )
+        })
 }
 
 /// Read every image of an opened source (a decoded reader must also serve its images).

@@ -4,7 +4,12 @@
 use data::{DeadLeaves, GaussianRandomField, ImageSource, MarkovField};
 
 fn values(src: &dyn ImageSource, index: u64, n: usize) -> Vec<f32> {
-    src.image(index, n).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    src.image(index, n)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 /// 2x2 averaging of `c` planes of `n x n` (an independent reference, not the grids crate).
@@ -70,7 +75,10 @@ fn fourier_fields_restriction_is_second_order() {
         ("markov", Box::new(MarkovField::new(5))),
     ];
     for (name, src) in sources {
-        let max: Vec<f64> = restriction_errors(src.as_ref(), &sizes).iter().map(|e| e.1).collect();
+        let max: Vec<f64> = restriction_errors(src.as_ref(), &sizes)
+            .iter()
+            .map(|e| e.1)
+            .collect();
         let r = rates(&max);
         println!("{name} max |R f_n - f_n/2| at n={sizes:?}: {max:?}, rates {r:?}");
         // Pre-asymptotic while the top mode (K = 32) is near the Nyquist frequency n/2.

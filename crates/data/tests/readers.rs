@@ -44,12 +44,20 @@ fn assert_names_file<T: std::fmt::Debug>(r: data::Result<T>, path: &Path) {
                 path.display()
             )
         }
-        other => panic!("expected a file error for {}, got {other:?}", path.display()),
+        other => panic!(
+            "expected a file error for {}, got {other:?}",
+            path.display()
+        ),
     }
 }
 
 fn image_values(src: &dyn ImageSource, index: u64, n: usize) -> Vec<f32> {
-    src.image(index, n).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    src.image(index, n)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 #[test]
@@ -63,7 +71,10 @@ fn idx_plain_and_gzip_read_exactly() {
         write(&ip, &if gz { gzip(&ib) } else { ib });
         write(&lp, &if gz { gzip(&lb) } else { lb });
         let idx = Idx::open(&ip, Some(&lp)).unwrap();
-        assert_eq!((idx.len(), idx.channels(), idx.classes()), (Some(5), 1, Some(10)));
+        assert_eq!(
+            (idx.len(), idx.channels(), idx.classes()),
+            (Some(5), 1, Some(10))
+        );
         for i in 0..5u64 {
             let expect: Vec<f32> = pixels[i as usize * 16..(i as usize + 1) * 16]
                 .iter()
@@ -143,25 +154,52 @@ fn cifar_record(labels: &[u8], seed: u8) -> Vec<u8> {
 fn cifar_10_and_100_records() {
     let dir = tmp("cifar");
     let p10 = dir.join("data_batch_1.bin");
-    write(&p10, &[cifar_record(&[7], 3), cifar_record(&[2], 5)].concat());
+    write(
+        &p10,
+        &[cifar_record(&[7], 3), cifar_record(&[2], 5)].concat(),
+    );
     let c10 = Cifar::open(&[p10.clone(), p10.clone()], CifarKind::Cifar10).unwrap();
-    assert_eq!((c10.len(), c10.channels(), c10.classes()), (Some(4), 3, Some(10)));
+    assert_eq!(
+        (c10.len(), c10.channels(), c10.classes()),
+        (Some(4), 3, Some(10))
+    );
     assert_eq!(c10.label(3).unwrap(), Some(2));
-    let expect: Vec<f32> = cifar_record(&[], 5).iter().map(|&b| b as f32 / 255.0).collect();
+    let expect: Vec<f32> = cifar_record(&[], 5)
+        .iter()
+        .map(|&b| b as f32 / 255.0)
+        .collect();
     assert_eq!(image_values(&c10, 1, 32), expect);
     let p100 = dir.join("train.bin");
-    write(&p100, &[cifar_record(&[19, 99], 1), cifar_record(&[4, 42], 2)].concat());
+    write(
+        &p100,
+        &[cifar_record(&[19, 99], 1), cifar_record(&[4, 42], 2)].concat(),
+    );
     let fine = Cifar::open_dir(&dir, CifarKind::Cifar100Fine, true).unwrap();
     let coarse = Cifar::open_dir(&dir, CifarKind::Cifar100Coarse, true).unwrap();
-    assert_eq!((fine.label(0).unwrap(), fine.label(1).unwrap()), (Some(99), Some(42)));
-    assert_eq!((coarse.label(0).unwrap(), coarse.classes()), (Some(19), Some(20)));
+    assert_eq!(
+        (fine.label(0).unwrap(), fine.label(1).unwrap()),
+        (Some(99), Some(42))
+    );
+    assert_eq!(
+        (coarse.label(0).unwrap(), coarse.classes()),
+        (Some(19), Some(20))
+    );
     // Truncated, label out of range, CIFAR-100 read as CIFAR-10 (length mismatch).
     let bad = dir.join("bad.bin");
     write(&bad, &cifar_record(&[1], 1)[..3000]);
-    assert_names_file(Cifar::open(std::slice::from_ref(&bad), CifarKind::Cifar10), &bad);
+    assert_names_file(
+        Cifar::open(std::slice::from_ref(&bad), CifarKind::Cifar10),
+        &bad,
+    );
     write(&bad, &cifar_record(&[10], 1));
-    assert_names_file(Cifar::open(std::slice::from_ref(&bad), CifarKind::Cifar10), &bad);
-    assert_names_file(Cifar::open(std::slice::from_ref(&p100), CifarKind::Cifar10), &p100);
+    assert_names_file(
+        Cifar::open(std::slice::from_ref(&bad), CifarKind::Cifar10),
+        &bad,
+    );
+    assert_names_file(
+        Cifar::open(std::slice::from_ref(&p100), CifarKind::Cifar10),
+        &p100,
+    );
     let missing = dir.join("data_batch_2.bin");
     assert_names_file(Cifar::open_dir(&dir, CifarKind::Cifar10, true), &missing);
 }
@@ -169,7 +207,9 @@ fn cifar_10_and_100_records() {
 #[test]
 fn stl10_column_major_and_labels() {
     let dir = tmp("stl");
-    let value = |img: usize, c: usize, row: usize, col: usize| ((img * 31 + c * 7 + row * 3 + col * 5) % 256) as u8;
+    let value = |img: usize, c: usize, row: usize, col: usize| {
+        ((img * 31 + c * 7 + row * 3 + col * 5) % 256) as u8
+    };
     let mut bytes = Vec::new();
     for img in 0..2 {
         for c in 0..3 {
@@ -190,7 +230,10 @@ fn stl10_column_major_and_labels() {
     );
     let img = image_values(&stl, 1, 96);
     for (c, row, col) in [(0, 0, 1), (1, 5, 70), (2, 95, 3)] {
-        assert_eq!(img[(c * 96 + row) * 96 + col], value(1, c, row, col) as f32 / 255.0);
+        assert_eq!(
+            img[(c * 96 + row) * 96 + col],
+            value(1, c, row, col) as f32 / 255.0
+        );
     }
     assert_eq!(stl.image(0, 48).unwrap().dims(), &[3, 48, 48]);
     let bad = dir.join("bad_X.bin");
@@ -206,7 +249,9 @@ fn stl10_column_major_and_labels() {
 fn photo_folder_crops_resizes_and_reports_bad_files() {
     let dir = tmp("photos");
     // 6x4 RGB PNG: the centre square is columns 1..5.
-    let img = image::RgbImage::from_fn(6, 4, |x, y| image::Rgb([(x * 40) as u8, (y * 60) as u8, 200]));
+    let img = image::RgbImage::from_fn(6, 4, |x, y| {
+        image::Rgb([(x * 40) as u8, (y * 60) as u8, 200])
+    });
     img.save(dir.join("a.png")).unwrap();
     image::RgbImage::from_pixel(20, 30, image::Rgb([10, 20, 30]))
         .save(dir.join("b.JPG"))
@@ -248,7 +293,8 @@ fn fashion_mnist_absent_says_how_to_install() {
     let err = data::fashion_mnist_in(Path::new("/nonexistent/fashion"), true).unwrap_err();
     assert!(matches!(err, Error::NotInstalled { .. }));
     assert!(
-        err.to_string().contains("apt-get install dataset-fashion-mnist"),
+        err.to_string()
+            .contains("apt-get install dataset-fashion-mnist"),
         "{err}"
     );
     if Path::new(data::FASHION_MNIST_DIR).is_dir() {
@@ -261,7 +307,9 @@ fn fashion_mnist_absent_says_how_to_install() {
 
 /// A 48x40 JPEG with some structure (so its scan data is long enough to cut).
 fn jpeg_bytes() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(48, 40, |x, y| image::Rgb([(x * 5) as u8, (y * 6) as u8, ((x * y) % 256) as u8]));
+    let img = image::RgbImage::from_fn(48, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, ((x * y) % 256) as u8])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
     out.into_inner()
@@ -276,7 +324,10 @@ fn a_jpeg_cut_to_half_its_bytes_is_refused_naming_the_file() {
     for cut in [whole.len() / 2, whole.len() - 2, 300] {
         write(&dir.join("a.jpg"), &whole[..cut]);
         let e = PhotoFolder::open(&dir).unwrap_err();
-        assert_names_file(Err::<(), _>(PhotoFolder::open(&dir).unwrap_err()), &dir.join("a.jpg"));
+        assert_names_file(
+            Err::<(), _>(PhotoFolder::open(&dir).unwrap_err()),
+            &dir.join("a.jpg"),
+        );
         assert!(e.to_string().contains("truncated JPEG"), "{e}");
     }
     // A thumbnail's end marker in an APP1 segment before the scan does not hide the cut.
@@ -298,11 +349,21 @@ fn a_multi_member_gzip_idx_is_read_whole_and_trailing_garbage_refused() {
     let good = idx_bytes(&[2, 2, 5], &(0..20).collect::<Vec<u8>>());
     let p = dir.join("images-idx3-ubyte.gz");
     // `cat a.gz b.gz`: the header in one member, the data split over two more.
-    write(&p, &[gzip(&good[..10]), gzip(&good[10..21]), gzip(&good[21..])].concat());
+    write(
+        &p,
+        &[gzip(&good[..10]), gzip(&good[10..21]), gzip(&good[21..])].concat(),
+    );
     let arr = data::read_idx(&p).unwrap();
-    assert_eq!((arr.dims, arr.data), (vec![2, 2, 5], (0..20).collect::<Vec<u8>>()));
+    assert_eq!(
+        (arr.dims, arr.data),
+        (vec![2, 2, 5], (0..20).collect::<Vec<u8>>())
+    );
     // Garbage after the member (or a truncated second member) is an error naming the file.
-    for tail in [b"garbage!".to_vec(), vec![0u8; 4], gzip(b"more")[..6].to_vec()] {
+    for tail in [
+        b"garbage!".to_vec(),
+        vec![0u8; 4],
+        gzip(b"more")[..6].to_vec(),
+    ] {
         write(&p, &[gzip(&good), tail].concat());
         let e = data::read_idx(&p).unwrap_err();
         assert_names_file(Err::<(), _>(data::read_idx(&p).unwrap_err()), &p);

@@ -21,7 +21,9 @@ fn validation_photos_are_held_out_of_training() {
     // The split depends on the seed only.
     let again = all.clone().split_validation(4, 7).unwrap().1;
     assert_eq!(names(&again), v);
-    let other: Vec<_> = (8..16).map(|s| names(&all.clone().split_validation(4, s).unwrap().1)).collect();
+    let other: Vec<_> = (8..16)
+        .map(|s| names(&all.clone().split_validation(4, s).unwrap().1))
+        .collect();
     assert!(other.iter().any(|o| *o != v));
     // Nothing left for training is an error naming the folder.
     let e = all.clone().split_validation(n, 7).unwrap_err().to_string();

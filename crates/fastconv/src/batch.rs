@@ -30,9 +30,13 @@ pub(crate) fn for_each_image<T: Elem>(
     }
     let (workers, par) = plan(out.len() / per_image);
     if workers > 1 {
-        out.par_chunks_mut(per_image).enumerate().for_each(|(n, o)| f(n, o, par));
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(n, o)| f(n, o, par));
     } else {
-        out.chunks_mut(per_image).enumerate().for_each(|(n, o)| f(n, o, par));
+        out.chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(n, o)| f(n, o, par));
     }
 }
 

@@ -8,19 +8,37 @@ pub enum ConvError {
     Rank { x: Vec<usize>, w: Vec<usize> },
     /// `groups` is zero or does not divide the channel counts, or the weight's second axis is wrong.
     #[error("conv2d groups={groups}: input channels {c_in}, output channels {c_out}, weight channels {w_c}")]
-    Groups { groups: usize, c_in: usize, c_out: usize, w_c: usize },
+    Groups {
+        groups: usize,
+        c_in: usize,
+        c_out: usize,
+        w_c: usize,
+    },
     /// Stride zero.
     #[error("conv2d stride must be at least 1")]
     Stride,
     /// The padded input is smaller than the kernel.
     #[error("conv2d kernel {kh}x{kw} larger than padded input {h}x{w} (padding {padding})")]
-    KernelTooLarge { kh: usize, kw: usize, h: usize, w: usize, padding: usize },
+    KernelTooLarge {
+        kh: usize,
+        kw: usize,
+        h: usize,
+        w: usize,
+        padding: usize,
+    },
     /// A tensor handed to one of the ops does not have the shape the op was built for.
     #[error("conv2d op {op}: expected shape {expected:?}, got {got:?}")]
-    Shape { op: &'static str, expected: Vec<usize>, got: Vec<usize> },
+    Shape {
+        op: &'static str,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
     /// The storage is not contiguous or not of the supported dtypes (f32, f64), or dtypes differ.
     #[error("conv2d op {op}: {what}")]
-    Storage { op: &'static str, what: &'static str },
+    Storage {
+        op: &'static str,
+        what: &'static str,
+    },
 }
 
 impl From<ConvError> for candle_core::Error {

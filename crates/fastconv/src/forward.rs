@@ -12,7 +12,9 @@ use gemm::Parallelism;
 pub(crate) fn forward<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T]) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let mut y = vec![T::ZERO; g.batch * ys];
-    for_each_image(&mut y, ys, |n, yn, par| forward_image(g, &x[n * xs..][..xs], w, yn, par));
+    for_each_image(&mut y, ys, |n, yn, par| {
+        forward_image(g, &x[n * xs..][..xs], w, yn, par)
+    });
     y
 }
 
@@ -24,7 +26,13 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
         let wg = Mat::rm(&w[grp * og * kr..][..og * kr], og, kr, kr);
         let yg = &mut y[grp * og * hw_out..][..og * hw_out];
         if g.is_pointwise() {
-            matmul(MatMut::rm(yg, og, hw_out, hw_out), wg, Mat::rm(xg, cg, hw_out, hw_out), false, par);
+            matmul(
+                MatMut::rm(yg, og, hw_out, hw_out),
+                wg,
+                Mat::rm(xg, cg, hw_out, hw_out),
+                false,
+                par,
+            );
             continue;
         }
         T::with_scratch(kr * rows * wo, |cols| {
@@ -33,7 +41,13 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
                 let tw = (i1 - i0) * wo;
                 let cols = &mut cols[..kr * tw];
                 im2col(g, xg, i0, i1, cols);
-                matmul(MatMut::rm(&mut yg[i0 * wo..], og, tw, hw_out), wg, Mat::rm(cols, kr, tw, tw), false, par);
+                matmul(
+                    MatMut::rm(&mut yg[i0 * wo..], og, tw, hw_out),
+                    wg,
+                    Mat::rm(cols, kr, tw, tw),
+                    false,
+                    par,
+                );
             }
         });
     }

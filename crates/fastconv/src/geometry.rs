@@ -35,20 +35,47 @@ impl ConvGeometry {
         groups: usize,
     ) -> Result<Self, ConvError> {
         let (&[batch, c_in, h, wi], &[c_out, w_c, kh, kw]) = (x, w) else {
-            return Err(ConvError::Rank { x: x.to_vec(), w: w.to_vec() });
+            return Err(ConvError::Rank {
+                x: x.to_vec(),
+                w: w.to_vec(),
+            });
         };
         if groups == 0 || c_in % groups != 0 || c_out % groups != 0 || w_c * groups != c_in {
-            return Err(ConvError::Groups { groups, c_in, c_out, w_c });
+            return Err(ConvError::Groups {
+                groups,
+                c_in,
+                c_out,
+                w_c,
+            });
         }
         if stride == 0 {
             return Err(ConvError::Stride);
         }
         if kh == 0 || kw == 0 || h + 2 * padding < kh || wi + 2 * padding < kw {
-            return Err(ConvError::KernelTooLarge { kh, kw, h, w: wi, padding });
+            return Err(ConvError::KernelTooLarge {
+                kh,
+                kw,
+                h,
+                w: wi,
+                padding,
+            });
         }
         let ho = (h + 2 * padding - kh) / stride + 1;
         let wo = (wi + 2 * padding - kw) / stride + 1;
-        Ok(Self { batch, c_in, h, w: wi, c_out, kh, kw, padding, stride, groups, ho, wo })
+        Ok(Self {
+            batch,
+            c_in,
+            h,
+            w: wi,
+            c_out,
+            kh,
+            kw,
+            padding,
+            stride,
+            groups,
+            ho,
+            wo,
+        })
     }
 
     /// Input channels per group.

@@ -12,7 +12,9 @@ use gemm::Parallelism;
 pub(crate) fn grad_input<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T]) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let mut dx = vec![T::ZERO; g.batch * xs];
-    for_each_image(&mut dx, xs, |n, dxn, par| grad_input_image(g, &dy[n * ys..][..ys], w, dxn, par));
+    for_each_image(&mut dx, xs, |n, dxn, par| {
+        grad_input_image(g, &dy[n * ys..][..ys], w, dxn, par)
+    });
     dx
 }
 
@@ -24,7 +26,13 @@ fn grad_input_image<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
         let dyg = &dy[grp * og * hw_out..][..og * hw_out];
         let dxg = &mut dx[grp * cg * hw_in..][..cg * hw_in];
         if g.is_pointwise() {
-            matmul(MatMut::rm(dxg, cg, hw_in, hw_in), wgt, Mat::rm(dyg, og, hw_out, hw_out), false, par);
+            matmul(
+                MatMut::rm(dxg, cg, hw_in, hw_in),
+                wgt,
+                Mat::rm(dyg, og, hw_out, hw_out),
+                false,
+                par,
+            );
             continue;
         }
         T::with_scratch(kr * rows * wo, |dcols| {
@@ -32,7 +40,13 @@ fn grad_input_image<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
                 let i1 = (i0 + rows).min(g.ho);
                 let tw = (i1 - i0) * wo;
                 let dcols = &mut dcols[..kr * tw];
-                matmul(MatMut::rm(dcols, kr, tw, tw), wgt, Mat::rm(&dyg[i0 * wo..], og, tw, hw_out), false, par);
+                matmul(
+                    MatMut::rm(dcols, kr, tw, tw),
+                    wgt,
+                    Mat::rm(&dyg[i0 * wo..], og, tw, hw_out),
+                    false,
+                    par,
+                );
                 col2im(g, dcols, i0, i1, dxg);
             }
         });

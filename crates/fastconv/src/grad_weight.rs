@@ -25,7 +25,13 @@ fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T],
         let dwg = &mut dw[grp * og * kr..][..og * kr];
         if g.is_pointwise() {
             let xt = Mat::rm(xg, cg, hw_in, hw_in).t();
-            matmul(MatMut::rm(dwg, og, kr, kr), Mat::rm(dyg, og, hw_out, hw_out), xt, true, par);
+            matmul(
+                MatMut::rm(dwg, og, kr, kr),
+                Mat::rm(dyg, og, hw_out, hw_out),
+                xt,
+                true,
+                par,
+            );
             continue;
         }
         T::with_scratch(kr * rows * wo, |cols| {
@@ -35,7 +41,13 @@ fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T],
                 let cols = &mut cols[..kr * tw];
                 im2col(g, xg, i0, i1, cols);
                 let dy_band = Mat::rm(&dyg[i0 * wo..], og, tw, hw_out);
-                matmul(MatMut::rm(&mut *dwg, og, kr, kr), dy_band, Mat::rm(cols, kr, tw, tw).t(), true, par);
+                matmul(
+                    MatMut::rm(&mut *dwg, og, kr, kr),
+                    dy_band,
+                    Mat::rm(cols, kr, tw, tw).t(),
+                    true,
+                    par,
+                );
             }
         });
     }

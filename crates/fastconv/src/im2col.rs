@@ -9,7 +9,11 @@ use crate::geometry::ConvGeometry;
 /// Output indices `j` in `0..n_out` whose input index `s j + b - p` lies in `0..n_in`, as `j0..j1`.
 fn valid_range(b: usize, p: usize, s: usize, n_in: usize, n_out: usize) -> (usize, usize) {
     let j0 = if b >= p { 0 } else { (p - b).div_ceil(s) };
-    let j1 = if n_in + p > b { ((n_in - 1 + p - b) / s + 1).min(n_out) } else { 0 };
+    let j1 = if n_in + p > b {
+        ((n_in - 1 + p - b) / s + 1).min(n_out)
+    } else {
+        0
+    };
     (j0.min(j1), j1)
 }
 
@@ -89,9 +93,17 @@ mod tests {
     /// defining formula evaluated pixel by pixel.
     #[test]
     fn im2col_matches_formula_and_col2im_is_adjoint() {
-        for &(h, w, k, p, s) in &[(5, 7, 3, 1, 1), (6, 5, 3, 1, 2), (9, 9, 5, 2, 2), (4, 4, 1, 0, 2), (3, 8, 9, 4, 1)] {
+        for &(h, w, k, p, s) in &[
+            (5, 7, 3, 1, 1),
+            (6, 5, 3, 1, 2),
+            (9, 9, 5, 2, 2),
+            (4, 4, 1, 0, 2),
+            (3, 8, 9, 4, 1),
+        ] {
             let g = ConvGeometry::new(&[1, 2, h, w], &[1, 2, k, k], p, s, 1).unwrap();
-            let x: Vec<f64> = (0..2 * h * w).map(|i| ((i * 37 % 101) as f64).sin()).collect();
+            let x: Vec<f64> = (0..2 * h * w)
+                .map(|i| ((i * 37 % 101) as f64).sin())
+                .collect();
             let (i0, i1) = (g.ho / 3, g.ho);
             let tw = (i1 - i0) * g.wo;
             let mut cols = vec![f64::NAN; g.k_rows() * tw];
@@ -101,21 +113,37 @@ mod tests {
                     for b in 0..k {
                         for i in i0..i1 {
                             for j in 0..g.wo {
-                                let (ii, jj) = ((s * i + a) as isize - p as isize, (s * j + b) as isize - p as isize);
-                                let inside = ii >= 0 && jj >= 0 && (ii as usize) < h && (jj as usize) < w;
-                                let want = if inside { x[c * h * w + ii as usize * w + jj as usize] } else { 0.0 };
-                                assert_eq!(cols[((c * k + a) * k + b) * tw + (i - i0) * g.wo + j], want);
+                                let (ii, jj) = (
+                                    (s * i + a) as isize - p as isize,
+                                    (s * j + b) as isize - p as isize,
+                                );
+                                let inside =
+                                    ii >= 0 && jj >= 0 && (ii as usize) < h && (jj as usize) < w;
+                                let want = if inside {
+                                    x[c * h * w + ii as usize * w + jj as usize]
+                                } else {
+                                    0.0
+                                };
+                                assert_eq!(
+                                    cols[((c * k + a) * k + b) * tw + (i - i0) * g.wo + j],
+                                    want
+                                );
                             }
                         }
                     }
                 }
             }
-            let r: Vec<f64> = (0..cols.len()).map(|i| ((i * 13 % 29) as f64).cos()).collect();
+            let r: Vec<f64> = (0..cols.len())
+                .map(|i| ((i * 13 % 29) as f64).cos())
+                .collect();
             let mut xr = vec![0.0; x.len()];
             col2im(&g, &r, i0, i1, &mut xr);
             let lhs: f64 = cols.iter().zip(&r).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&xr).map(|(a, b)| a * b).sum();
-            assert!((lhs - rhs).abs() < 1e-9 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+            assert!(
+                (lhs - rhs).abs() < 1e-9 * (1.0 + lhs.abs()),
+                "{lhs} vs {rhs}"
+            );
         }
     }
 }

@@ -41,7 +41,13 @@ use candle_core::{DType, Result, Tensor};
 /// `Tensor::conv2d(w, padding, stride, 1, groups)` (001 eq. 1), differentiable in `x` and `w`.
 /// Bias: [`conv2d_bias`]. On the CPU in f32/f64 it runs our im2col + GEMM kernels; otherwise it
 /// forwards to candle.
-pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize, groups: usize) -> Result<Tensor> {
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    padding: usize,
+    stride: usize,
+    groups: usize,
+) -> Result<Tensor> {
     let native = x.device().is_cpu()
         && w.device().is_cpu()
         && x.dtype() == w.dtype()
@@ -50,7 +56,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize, groups: usi
         return x.conv2d(w, padding, stride, 1, groups);
     }
     let geom = ConvGeometry::new(x.dims(), w.dims(), padding, stride, groups)?;
-    x.contiguous()?.apply_op2(&w.contiguous()?, op::Conv2dOp(geom))
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, op::Conv2dOp(geom))
 }
 
 /// [`conv2d`] plus a per-output-channel bias: `y[n, o, i, j] = conv2d(x, w)[n, o, i, j] + b[o]`,
@@ -73,8 +80,11 @@ pub fn conv2d_bias(
         && x.dtype() == b.dtype()
         && matches!(x.dtype(), DType::F32 | DType::F64);
     if !native {
-        return x.conv2d(w, padding, stride, 1, groups)?.broadcast_add(&b.reshape((1, (), 1, 1))?);
+        return x
+            .conv2d(w, padding, stride, 1, groups)?
+            .broadcast_add(&b.reshape((1, (), 1, 1))?);
     }
     let geom = ConvGeometry::new(x.dims(), w.dims(), padding, stride, groups)?;
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op::Conv2dBiasOp(geom))
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, op::Conv2dBiasOp(geom))
 }

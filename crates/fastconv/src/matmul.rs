@@ -25,12 +25,24 @@ pub(crate) struct MatMut<'a, T> {
 impl<'a, T> Mat<'a, T> {
     /// Row-major `rows x cols` with leading dimension `ld`.
     pub fn rm(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
-        Self { data, rows, cols, rs: ld, cs: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            rs: ld,
+            cs: 1,
+        }
     }
 
     /// The transpose (no copy).
     pub fn t(self) -> Self {
-        Self { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
 
     fn extent(&self) -> usize {
@@ -41,7 +53,13 @@ impl<'a, T> Mat<'a, T> {
 impl<'a, T> MatMut<'a, T> {
     /// Row-major `rows x cols` with leading dimension `ld`.
     pub fn rm(data: &'a mut [T], rows: usize, cols: usize, ld: usize) -> Self {
-        Self { data, rows, cols, rs: ld, cs: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            rs: ld,
+            cs: 1,
+        }
     }
 }
 
@@ -55,11 +73,26 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 
 /// `dst = lhs rhs` (or `dst += lhs rhs` when `accumulate`), via `gemm::gemm`, whose contract is
 /// `dst := alpha dst + beta lhs rhs`.
-pub(crate) fn matmul<T: Elem>(dst: MatMut<'_, T>, lhs: Mat<'_, T>, rhs: Mat<'_, T>, accumulate: bool, par: Parallelism) {
+pub(crate) fn matmul<T: Elem>(
+    dst: MatMut<'_, T>,
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    accumulate: bool,
+    par: Parallelism,
+) {
     let (m, n, k) = (dst.rows, dst.cols, lhs.cols);
-    assert!(lhs.rows == m && rhs.rows == k && rhs.cols == n, "matmul shape mismatch");
-    assert!(lhs.extent() <= lhs.data.len() && rhs.extent() <= rhs.data.len(), "matmul operand out of bounds");
-    assert!(extent(m, n, dst.rs, dst.cs) <= dst.data.len(), "matmul destination out of bounds");
+    assert!(
+        lhs.rows == m && rhs.rows == k && rhs.cols == n,
+        "matmul shape mismatch"
+    );
+    assert!(
+        lhs.extent() <= lhs.data.len() && rhs.extent() <= rhs.data.len(),
+        "matmul operand out of bounds"
+    );
+    assert!(
+        extent(m, n, dst.rs, dst.cs) <= dst.data.len(),
+        "matmul destination out of bounds"
+    );
     if m == 0 || n == 0 {
         return;
     }

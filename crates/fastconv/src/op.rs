@@ -14,21 +14,44 @@ trait Kernel {
 }
 
 fn contiguous<'a, T: Elem>(op: &'static str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let data = T::slice(s).ok_or(ConvError::Storage { op, what: "operands must both be f32 or both f64" })?;
-    let (start, end) = l.contiguous_offsets().ok_or(ConvError::Storage { op, what: "operand not contiguous" })?;
+    let data = T::slice(s).ok_or(ConvError::Storage {
+        op,
+        what: "operands must both be f32 or both f64",
+    })?;
+    let (start, end) = l.contiguous_offsets().ok_or(ConvError::Storage {
+        op,
+        what: "operand not contiguous",
+    })?;
     Ok(&data[start..end])
 }
 
-fn cpu_fwd_of<K: Kernel>(k: &K, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+fn cpu_fwd_of<K: Kernel>(
+    k: &K,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
     let [a_dims, b_dims, out_dims] = k.dims();
     for (l, expected) in [(l1, a_dims), (l2, b_dims)] {
         if l.dims() != expected.as_slice() {
-            return Err(ConvError::Shape { op: K::NAME, expected, got: l.dims().to_vec() }.into());
+            return Err(ConvError::Shape {
+                op: K::NAME,
+                expected,
+                got: l.dims().to_vec(),
+            }
+            .into());
         }
     }
     let out = match s1 {
-        CpuStorage::F64(_) => f64::storage(k.run(contiguous::<f64>(K::NAME, s1, l1)?, contiguous(K::NAME, s2, l2)?)),
-        _ => f32::storage(k.run(contiguous::<f32>(K::NAME, s1, l1)?, contiguous(K::NAME, s2, l2)?)),
+        CpuStorage::F64(_) => f64::storage(k.run(
+            contiguous::<f64>(K::NAME, s1, l1)?,
+            contiguous(K::NAME, s2, l2)?,
+        )),
+        _ => f32::storage(k.run(
+            contiguous::<f32>(K::NAME, s1, l1)?,
+            contiguous(K::NAME, s2, l2)?,
+        )),
     };
     Ok((out, Shape::from(out_dims)))
 }
@@ -80,10 +103,22 @@ impl CustomOp2 for Conv2dOp {
     fn name(&self) -> &'static str {
         Self::NAME
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         cpu_fwd_of(self, s1, l1, s2, l2)
     }
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
         let dx = dy.apply_op2_no_bwd(w, &GradInputOp(self.0))?;
         let dw = x.apply_op2_no_bwd(&dy, &GradWeightOp(self.0))?;
@@ -95,7 +130,13 @@ impl CustomOp2 for GradInputOp {
     fn name(&self) -> &'static str {
         Self::NAME
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         cpu_fwd_of(self, s1, l1, s2, l2)
     }
 }
@@ -104,7 +145,13 @@ impl CustomOp2 for GradWeightOp {
     fn name(&self) -> &'static str {
         Self::NAME
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         cpu_fwd_of(self, s1, l1, s2, l2)
     }
 }
@@ -125,7 +172,12 @@ impl CustomOp3 for Conv2dBiasOp {
         let op = self.name();
         let expected = vec![self.0.c_out];
         if l3.dims() != expected.as_slice() {
-            return Err(ConvError::Shape { op, expected, got: l3.dims().to_vec() }.into());
+            return Err(ConvError::Shape {
+                op,
+                expected,
+                got: l3.dims().to_vec(),
+            }
+            .into());
         }
         let (storage, shape) = cpu_fwd_of(&Conv2dOp(self.0), s1, l1, s2, l2)?;
         let hw = self.0.hw_out();
@@ -138,7 +190,13 @@ impl CustomOp3 for Conv2dBiasOp {
                 crate::bias::add_bias(&mut y, contiguous::<f32>(op, s3, l3)?, hw);
                 CpuStorage::F32(y)
             }
-            _ => return Err(ConvError::Storage { op, what: "operands must all be f32 or all f64" }.into()),
+            _ => {
+                return Err(ConvError::Storage {
+                    op,
+                    what: "operands must all be f32 or all f64",
+                }
+                .into())
+            }
         };
         Ok((out, shape))
     }
@@ -166,11 +224,18 @@ impl CustomOp1 for GradBiasOp {
         let op = self.name();
         let expected = self.0.y_dims();
         if l.dims() != expected.as_slice() {
-            return Err(ConvError::Shape { op, expected, got: l.dims().to_vec() }.into());
+            return Err(ConvError::Shape {
+                op,
+                expected,
+                got: l.dims().to_vec(),
+            }
+            .into());
         }
         let (c, hw) = (self.0.c_out, self.0.hw_out());
         let out = match s {
-            CpuStorage::F64(_) => f64::storage(crate::bias::grad_bias(contiguous::<f64>(op, s, l)?, c, hw)),
+            CpuStorage::F64(_) => {
+                f64::storage(crate::bias::grad_bias(contiguous::<f64>(op, s, l)?, c, hw))
+            }
             _ => f32::storage(crate::bias::grad_bias(contiguous::<f32>(op, s, l)?, c, hw)),
         };
         Ok((out, Shape::from(c)))

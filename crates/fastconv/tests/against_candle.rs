@@ -27,8 +27,16 @@ fn tensor(seed: u64, dims: &[usize], dtype: DType) -> Result<Tensor> {
 /// `max |a - b| / (1 + max |b|)`.
 fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
     assert_eq!(a.dims(), b.dims());
-    let diff = (a - b)?.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    let scale = b.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let diff = (a - b)?
+        .abs()?
+        .max_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
+    let scale = b
+        .abs()?
+        .max_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
     Ok(diff / (1.0 + scale))
 }
 
@@ -64,15 +72,36 @@ fn cases(square: bool) -> impl Strategy<Value = Case> {
         (1usize..=2, 2usize..=8).prop_map(|(og, g)| (1usize, og, g)),
     ];
     let kernel = prop::sample::select(vec![1usize, 3, 3, 5, 9]);
-    (channels, kernel, 1usize..=3, 1usize..=2, 0usize..=12, 0usize..=12, 0usize..=2, any::<u64>()).prop_map(
-        move |((cg, og, groups), k, n, stride, h, w, pad_extra, seed)| {
-            let pad = (k / 2 + pad_extra).saturating_sub(1).min(k / 2 + 1);
-            let min = k.saturating_sub(2 * pad).max(1);
-            let h = h.max(min);
-            let w = if square { h } else { w.max(min) };
-            Case { n, cg, og, groups, h, w, k, pad, stride, seed }
-        },
+    (
+        channels,
+        kernel,
+        1usize..=3,
+        1usize..=2,
+        0usize..=12,
+        0usize..=12,
+        0usize..=2,
+        any::<u64>(),
     )
+        .prop_map(
+            move |((cg, og, groups), k, n, stride, h, w, pad_extra, seed)| {
+                let pad = (k / 2 + pad_extra).saturating_sub(1).min(k / 2 + 1);
+                let min = k.saturating_sub(2 * pad).max(1);
+                let h = h.max(min);
+                let w = if square { h } else { w.max(min) };
+                Case {
+                    n,
+                    cg,
+                    og,
+                    groups,
+                    h,
+                    w,
+                    k,
+                    pad,
+                    stride,
+                    seed,
+                }
+            },
+        )
 }
 
 fn check_forward(c: &Case, dtype: DType) -> Result<f64> {
@@ -90,8 +119,14 @@ fn grads(c: &Case, conv: impl Fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<
     let y = conv(&x, &w)?;
     let r = tensor(c.seed ^ 2, y.dims(), DType::F32)?;
     let g = (y * r)?.sum_all()?.backward()?;
-    let gx = g.get(&x).cloned().ok_or_else(|| candle_core::Error::Msg("no grad x".into()))?;
-    let gw = g.get(&w).cloned().ok_or_else(|| candle_core::Error::Msg("no grad w".into()))?;
+    let gx = g
+        .get(&x)
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg("no grad x".into()))?;
+    let gw = g
+        .get(&w)
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg("no grad w".into()))?;
     Ok((gx, gw))
 }
 
@@ -117,7 +152,18 @@ proptest! {
 /// backward; rectangular images, stride 2, two groups. L is bilinear, so the difference
 /// quotient is exact up to rounding.
 fn finite_differences(dtype: DType, eps: f64, tol: f64) -> Result<()> {
-    let c = Case { n: 2, cg: 2, og: 2, groups: 2, h: 5, w: 6, k: 3, pad: 1, stride: 2, seed: 7 };
+    let c = Case {
+        n: 2,
+        cg: 2,
+        og: 2,
+        groups: 2,
+        h: 5,
+        w: 6,
+        k: 3,
+        pad: 1,
+        stride: 2,
+        seed: 7,
+    };
     let x = Var::from_tensor(&tensor(c.seed, &c.x_dims(), dtype)?)?;
     let w = Var::from_tensor(&tensor(c.seed ^ 1, &c.w_dims(), dtype)?)?;
     let loss = |x: &Tensor, w: &Tensor, r: &Tensor| -> Result<f64> {
@@ -129,16 +175,29 @@ fn finite_differences(dtype: DType, eps: f64, tol: f64) -> Result<()> {
     let g = (y * &r)?.sum_all()?.backward()?;
     for (var, other, is_x) in [(&x, &w, true), (&w, &x, false)] {
         let base = var.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let grad = g.get(var).expect("grad").flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let grad = g
+            .get(var)
+            .expect("grad")
+            .flatten_all()?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?;
         for i in 0..base.len() {
             let shifted = |d: f64| -> Result<f64> {
                 let mut v = base.clone();
                 v[i] += d;
                 let t = Tensor::from_vec(v, var.dims(), &Device::Cpu)?.to_dtype(dtype)?;
-                if is_x { loss(&t, other, &r) } else { loss(other, &t, &r) }
+                if is_x {
+                    loss(&t, other, &r)
+                } else {
+                    loss(other, &t, &r)
+                }
             };
             let fd = (shifted(eps)? - shifted(-eps)?) / (2.0 * eps);
-            assert!((fd - grad[i]).abs() <= tol * (1.0 + fd.abs()), "{dtype:?} x={is_x} i={i}: fd {fd} vs {}", grad[i]);
+            assert!(
+                (fd - grad[i]).abs() <= tol * (1.0 + fd.abs()),
+                "{dtype:?} x={is_x} i={i}: fd {fd} vs {}",
+                grad[i]
+            );
         }
     }
     Ok(())
@@ -159,7 +218,18 @@ fn gradients_match_finite_differences_f32() -> Result<()> {
 #[test]
 fn banded_large_images_match_candle() -> Result<()> {
     for (n, stride) in [(1, 1), (4, 2)] {
-        let c = Case { n, cg: 32, og: 8, groups: 1, h: 64, w: 64, k: 3, pad: 1, stride, seed: 11 };
+        let c = Case {
+            n,
+            cg: 32,
+            og: 8,
+            groups: 1,
+            h: 64,
+            w: 64,
+            k: 3,
+            pad: 1,
+            stride,
+            seed: 11,
+        };
         assert!(check_forward(&c, DType::F32)? < 1e-5);
         let (ox, ow) = grads(&c, |x, w| fastconv::conv2d(x, w, c.pad, c.stride, 1))?;
         let (rx, rw) = grads(&c, |x, w| x.conv2d(w, c.pad, c.stride, 1, 1))?;
@@ -187,6 +257,13 @@ fn bad_shapes_are_errors() -> Result<()> {
     assert!(fastconv::conv2d(&x, &tensor(2, &[2, 2, 3, 3], DType::F32)?, 1, 1, 3).is_err());
     assert!(fastconv::conv2d(&x, &tensor(2, &[2, 4, 9, 9], DType::F32)?, 0, 1, 1).is_err());
     assert!(fastconv::conv2d(&x, &tensor(2, &[2, 4, 3, 3], DType::F32)?, 1, 0, 1).is_err());
-    assert!(fastconv::conv2d(&x.flatten_all()?, &tensor(2, &[2, 4, 3, 3], DType::F32)?, 1, 1, 1).is_err());
+    assert!(fastconv::conv2d(
+        &x.flatten_all()?,
+        &tensor(2, &[2, 4, 3, 3], DType::F32)?,
+        1,
+        1,
+        1
+    )
+    .is_err());
     Ok(())
 }

@@ -282,7 +282,11 @@ impl Driver {
                 }
                 est.set_mode(mode);
                 let rate = match self.cfg.lr_restart_per_stage {
-                    true => CosineLr { total: stage.iters as u64, ..lr }.at(k - first_global),
+                    true => CosineLr {
+                        total: stage.iters as u64,
+                        ..lr
+                    }
+                    .at(k - first_global),
                     false => lr.at(k),
                 };
                 update.set_learning_rate(rate);

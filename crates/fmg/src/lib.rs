@@ -25,4 +25,4 @@ pub use error::{Error, Result};
 pub use lr::CosineLr;
 pub use mge::StageSchedule;
 pub use schedule::{stages, stages_wu, Stage, Strategy};
-pub use update::{FirstOrder, Recorder, Replay, Reevaluate, SecondOrderUpdate, Update};
+pub use update::{FirstOrder, Recorder, Reevaluate, Replay, SecondOrderUpdate, Update};

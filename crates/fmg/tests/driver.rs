@@ -304,7 +304,9 @@ fn non_finite_loss_is_an_error_naming_the_iteration() {
 
 #[test]
 fn cosine_runs_once_over_all_stages_or_restarts_per_stage() {
-    let fmg = Strategy::FullMultiscale { schedule: StageSchedule::Halving };
+    let fmg = Strategy::FullMultiscale {
+        schedule: StageSchedule::Halving,
+    };
     let cfg = |restart| DriverConfig {
         lr: 1e-3,
         lr_min: 0.0,
@@ -316,14 +318,28 @@ fn cosine_runs_once_over_all_stages_or_restarts_per_stage() {
     let (_, _, restart) = train(fmg, 8, cfg(true));
     let cos = |k: f64, t: f64| 1e-3 * 0.5 * (1.0 + (std::f64::consts::PI * k / t).cos());
     for (k, r) in global.iter().enumerate() {
-        assert!((r.lr - cos(k as f64, 14.0)).abs() < 1e-12, "global {k}: {}", r.lr);
+        assert!(
+            (r.lr - cos(k as f64, 14.0)).abs() < 1e-12,
+            "global {k}: {}",
+            r.lr
+        );
     }
     let firsts = [0usize, 8, 12];
     for (k, r) in restart.iter().enumerate() {
-        let (s, start) = firsts.iter().enumerate().rev().find(|(_, &f)| f <= k).map(|(s, &f)| (s, f)).unwrap();
+        let (s, start) = firsts
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, &f)| f <= k)
+            .map(|(s, &f)| (s, f))
+            .unwrap();
         let len = [8.0, 4.0, 2.0][s];
         assert_eq!(r.stage, s);
-        assert!((r.lr - cos((k - start) as f64, len)).abs() < 1e-12, "restart {k}: {}", r.lr);
+        assert!(
+            (r.lr - cos((k - start) as f64, len)).abs() < 1e-12,
+            "restart {k}: {}",
+            r.lr
+        );
     }
     // The finest stage (L = 3): below 5% of lr with one cosine, from the full rate with restarts.
     assert!(global[12].lr < 0.05e-3 && restart[12].lr == 1e-3);

@@ -200,7 +200,14 @@ fn five_by_five_weights_for_the_default_pair() {
         assert!(stencil(&got[25 * o..25 * o + 25]).max_abs_diff(&c) < 1e-12);
     }
     let back = prolong_weights(&down, r, p).unwrap();
-    let err = (back - &w).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    let err = (back - &w)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
     assert!(err < 1e-9, "{err}");
     assert!(matches!(
         restrict_weights(&w, Restriction::Average, Prolongation::Constant),

@@ -15,7 +15,12 @@ use rand_distr::{Distribution, Normal, Uniform};
 /// A `VarBuilder` that creates each variable missing from `varmap` from its layer's `Init`
 /// hint (constant, normal, uniform or Kaiming, as candle's `Init::var`), the values drawn in
 /// f64 from `StdRng` seeded with `seed ^ fnv1a(name)`, then stored in `varmap`.
-pub fn seeded_var_builder(varmap: &VarMap, seed: u64, dtype: DType, device: &Device) -> VarBuilder<'static> {
+pub fn seeded_var_builder(
+    varmap: &VarMap,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> VarBuilder<'static> {
     let backend = Seeded {
         varmap: varmap.clone(),
         seed,
@@ -30,14 +35,17 @@ struct Seeded {
 
 /// 64-bit FNV-1a of a variable name.
 fn fnv1a(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Values of `init` for `shape` drawn from `rng`.
 fn draw(init: Init, shape: &Shape, rng: &mut StdRng) -> candle_core::Result<Vec<f64>> {
     let n = shape.elem_count();
     let normal = |mean: f64, std: f64, rng: &mut StdRng| -> candle_core::Result<Vec<f64>> {
-        let d = Normal::new(mean, std).map_err(|e| candle_core::Error::Msg(format!("init: {e}")))?;
+        let d =
+            Normal::new(mean, std).map_err(|e| candle_core::Error::Msg(format!("init: {e}")))?;
         Ok((0..n).map(|_| d.sample(rng)).collect())
     };
     let uniform = |lo: f64, up: f64, rng: &mut StdRng| -> candle_core::Result<Vec<f64>> {
@@ -51,18 +59,31 @@ fn draw(init: Init, shape: &Shape, rng: &mut StdRng) -> candle_core::Result<Vec<
         Init::Const(v) => Ok(vec![v; n]),
         Init::Randn { mean, stdev } => normal(mean, stdev, rng),
         Init::Uniform { lo, up } => uniform(lo, up, rng),
-        Init::Kaiming { dist, fan, non_linearity } => {
+        Init::Kaiming {
+            dist,
+            fan,
+            non_linearity,
+        } => {
             let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
             match dist {
                 candle_nn::init::NormalOrUniform::Normal => normal(0.0, std, rng),
-                candle_nn::init::NormalOrUniform::Uniform => uniform(-(3f64.sqrt()) * std, 3f64.sqrt() * std, rng),
+                candle_nn::init::NormalOrUniform::Uniform => {
+                    uniform(-(3f64.sqrt()) * std, 3f64.sqrt() * std, rng)
+                }
             }
         }
     }
 }
 
 impl SimpleBackend for Seeded {
-    fn get(&self, shape: Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let mut vars = self
             .varmap
             .data()
@@ -82,12 +103,21 @@ impl SimpleBackend for Seeded {
         Ok(tensor)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         candle_core::bail!("{name}: a seeded initialisation needs the variable's shape and hint")
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.varmap.data().lock().map(|v| v.contains_key(name)).unwrap_or(false)
+        self.varmap
+            .data()
+            .lock()
+            .map(|v| v.contains_key(name))
+            .unwrap_or(false)
     }
 }
 
@@ -160,9 +190,14 @@ mod tests {
 
     fn unet(seed: u64) -> VarMap {
         let cfg: ModelConfig =
-            serde_json::from_str(r#"{"kind":"unet","channels":[4,8,8],"noise_conditioning":true}"#).unwrap();
+            serde_json::from_str(r#"{"kind":"unet","channels":[4,8,8],"noise_conditioning":true}"#)
+                .unwrap();
         let vm = VarMap::new();
-        build(&cfg, seeded_var_builder(&vm, seed, DType::F32, &Device::Cpu)).unwrap();
+        build(
+            &cfg,
+            seeded_var_builder(&vm, seed, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         vm
     }
 

@@ -16,7 +16,10 @@ fn is_stencil(name: &str, t: &Tensor) -> bool {
 }
 
 /// A copy of `varmap` with every stencil `w` replaced by `map(w)` and every other variable copied.
-pub(crate) fn map_stencils(varmap: &VarMap, map: impl Fn(&Tensor) -> grids::Result<Tensor>) -> Result<VarMap> {
+pub(crate) fn map_stencils(
+    varmap: &VarMap,
+    map: impl Fn(&Tensor) -> grids::Result<Tensor>,
+) -> Result<VarMap> {
     let out = VarMap::new();
     let src = varmap
         .data()

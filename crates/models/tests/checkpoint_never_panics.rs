@@ -11,8 +11,15 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(16);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 fn dir() -> PathBuf {
@@ -25,9 +32,16 @@ fn dir() -> PathBuf {
 fn valid() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
-        let cfg: ModelConfig = serde_json::from_str(r#"{"kind":"resnet","hidden":2,"blocks":1,"noise_conditioning":false}"#).unwrap();
+        let cfg: ModelConfig = serde_json::from_str(
+            r#"{"kind":"resnet","hidden":2,"blocks":1,"noise_conditioning":false}"#,
+        )
+        .unwrap();
         let varmap = VarMap::new();
-        models::build(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        models::build(
+            &cfg,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let p = dir().join("valid.safetensors");
         save(&p, &cfg, &varmap, &Default::default()).unwrap();
         std::fs::read(&p).unwrap()

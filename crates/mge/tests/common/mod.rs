@@ -137,11 +137,14 @@ pub fn seed_vars(vm: &VarMap, scale: usize) {
     for (_, var) in named {
         let v: Vec<f32> = (0..var.elem_count())
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound) as f32
             })
             .collect();
-        var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+        var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
     }
 }
 
