@@ -6,12 +6,12 @@
 //! Writes `results.csv` (`size,batch,fwd_ms,fwdbwd_ms,adam_ms,step_ms,step_ratio`) and
 //! `results.md`, with the load average of the machine at the start and the end.
 
-use crate::adam::Adam;
 use crate::common::{ensure_out_dir, Context};
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use models::{ConvKind, Model, ModelConfig, UnetConfig};
+use optim::Adam;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -120,10 +120,10 @@ fn round(model: &dyn Model, adam: &mut Adam, batch: &(Tensor, Tensor, Tensor)) -
         Ok(())
     })?;
     let grads = grads.context("no gradient")?;
-    let adam_s = seconds(|| adam.step(&grads, 1e-6))?;
+    let adam_s = seconds(|| Ok(adam.step(&grads, 1e-6)?))?;
     let step = seconds(|| {
         let g = mse(&model.forward(x, Some(t))?, y)?.backward()?;
-        adam.step(&g, 1e-6)
+        Ok(adam.step(&g, 1e-6)?)
     })?;
     Ok(Times {
         fwd,

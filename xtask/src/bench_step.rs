@@ -11,13 +11,13 @@
 //! Writes `results.csv` (`model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu`) and
 //! `results.md`, with the load average of the machine at the start and the end.
 
-use crate::adam::Adam;
 use crate::bench_levels::{denoising_batch, load_average, mse, seconds};
 use crate::common::{ensure_out_dir, Context};
 use anyhow::{bail, ensure, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use models::{ConvKind, Model, ModelConfig, ResnetConfig, UnetConfig};
+use optim::Adam;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -138,11 +138,11 @@ fn measure(
             Ok(())
         })?;
         let grads = grads.context("no gradient")?;
-        let opt = seconds(|| adam.step(&grads, 1e-6))?;
+        let opt = seconds(|| Ok(adam.step(&grads, 1e-6)?))?;
         drop(grads);
         let step = seconds(|| {
             let g = mse(&net.forward(x, Some(t))?, y)?.backward()?;
-            adam.step(&g, 1e-6)
+            Ok(adam.step(&g, 1e-6)?)
         })?;
         if rep > 0 {
             total += fwd + fwdbwd + opt + step;

@@ -177,3 +177,9 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+/// [`models::atomic::write_atomic`] with the path in the error.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    models::atomic::write_atomic(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}

@@ -103,13 +103,7 @@ pub enum SourceKind {
     Folder,
 }
 
-/// Training loss: MSE (Table 7) or negative SSIM (Table 8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossKind {
-    Mse,
-    Ssim,
-}
+pub use train::LossKind;
 
 /// Learning-rate schedule: cosine annealing (Table 7) or constant (Table 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -265,8 +259,8 @@ pub struct TrainSection {
     #[serde(default = "default_fmg_schedule")]
     pub fmg_schedule: FmgSchedule,
     /// Hot start between full-multiscale stages: "identity" or "galerkin".
-    #[serde(default = "default_hot_start")]
-    pub hot_start: String,
+    #[serde(default)]
+    pub hot_start: fmg::HotStart,
     /// Stop a stage when the validation loss has not improved for this many validations.
     #[serde(default)]
     pub early_stopping_patience: Option<usize>,
@@ -276,11 +270,11 @@ pub struct TrainSection {
     #[serde(default = "default_loss")]
     pub loss: LossKind,
     /// "coarsen", "crop" or "both".
-    #[serde(default = "default_subsampling")]
-    pub subsampling: String,
+    #[serde(default)]
+    pub subsampling: grids::Subsampling,
     /// "average", "injection" or "full-weighting".
-    #[serde(default = "default_restriction")]
-    pub restriction: String,
+    #[serde(default)]
+    pub restriction: grids::Restriction,
     /// Noise-consistent restriction of the denoising input (SPEC section 3).
     #[serde(default)]
     pub noise_consistent: bool,
@@ -329,20 +323,11 @@ fn default_strategy() -> Strategy {
 fn default_fmg_schedule() -> FmgSchedule {
     FmgSchedule::Halving
 }
-fn default_hot_start() -> String {
-    "identity".into()
-}
 fn default_lr_schedule() -> LrSchedule {
     LrSchedule::Cosine
 }
 fn default_loss() -> LossKind {
     LossKind::Mse
-}
-fn default_subsampling() -> String {
-    "coarsen".into()
-}
-fn default_restriction() -> String {
-    "average".into()
 }
 fn default_allocation() -> Allocation {
     Allocation::Fixed
@@ -357,7 +342,6 @@ fn default_validate_every() -> usize {
     100
 }
 
-const SUBSAMPLINGS: [&str; 3] = ["coarsen", "crop", "both"];
 /// Smallest coarsest mesh the level-count guideline keeps (001 section 4: "typically >= 8x8").
 pub const MIN_COARSEST_MESH: usize = 8;
 
@@ -369,16 +353,13 @@ pub fn guideline_levels(n: usize, factor: usize, superres: bool) -> usize {
         .rev()
         .find(|&l| {
             let c = 1usize << (l - 1);
-            n % c == 0
+            n.is_multiple_of(c)
                 && n / c >= MIN_COARSEST_MESH
-                && (n / c) % factor.max(1) == 0
-                && (!superres || (n / c) % 2 == 0)
+                && (n / c).is_multiple_of(factor.max(1))
+                && (!superres || (n / c).is_multiple_of(2))
         })
         .unwrap_or(1)
 }
-
-const RESTRICTIONS: [&str; 3] = ["average", "injection", "full-weighting"];
-const HOT_STARTS: [&str; 2] = ["identity", "galerkin"];
 
 impl TrainConfig {
     /// Read, parse and validate `path`.
@@ -436,14 +417,14 @@ impl TrainConfig {
             bail!("{f}: train.levels = {levels}: must be between 1 and 8");
         }
         let coarsest = 1usize << (levels - 1);
-        if d.size < 4 * coarsest || d.size % coarsest != 0 {
+        if d.size < 4 * coarsest || !d.size.is_multiple_of(coarsest) {
             bail!(
                 "{f}: data.size = {}: must be a multiple of 2^(levels-1) = {coarsest} and at least {} so the coarsest mesh has 4 pixels a side",
                 d.size,
                 4 * coarsest
             );
         }
-        if self.task == Task::Superres && (d.size / coarsest) % 2 != 0 {
+        if self.task == Task::Superres && !(d.size / coarsest).is_multiple_of(2) {
             bail!("{f}: data.size = {}: super-resolution needs an even coarsest mesh (size / 2^(levels-1) even)", d.size);
         }
         if d.source == SourceKind::Folder && d.dir.is_none() {
@@ -506,9 +487,6 @@ impl TrainConfig {
         if t.lr > 1.0 {
             bail!("{f}: train.lr = {}: must be at most 1", t.lr);
         }
-        one_of(&f, "train.subsampling", &t.subsampling, &SUBSAMPLINGS)?;
-        one_of(&f, "train.restriction", &t.restriction, &RESTRICTIONS)?;
-        one_of(&f, "train.hot_start", &t.hot_start, &HOT_STARTS)?;
         if t.noise_consistent && self.task != Task::Denoise {
             bail!("{f}: train.noise_consistent = true: only meaningful for task = \"denoise\"");
         }
@@ -584,13 +562,6 @@ fn positive(f: &impl std::fmt::Display, key: &str, v: usize) -> Result<()> {
 fn positive_f(f: &impl std::fmt::Display, key: &str, v: f64) -> Result<()> {
     if !(v.is_finite() && v > 0.0) {
         bail!("{f}: {key} = {v}: must be a positive number");
-    }
-    Ok(())
-}
-
-fn one_of(f: &impl std::fmt::Display, key: &str, v: &str, allowed: &[&str]) -> Result<()> {
-    if !allowed.contains(&v) {
-        bail!("{f}: {key} = {v:?}: expected one of {}", allowed.join(", "));
     }
     Ok(())
 }
@@ -687,7 +658,7 @@ lr = 5e-4
     }
 
     proptest::proptest! {
-        #![proptest_config(crate::checkpointing::tests::fuzz_config())]
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, failure_persistence: None, ..Default::default() })]
 
         /// Proptest over bytes: any text, or the good config with a few bytes changed, parses
         /// or is an error naming the file, never a panic.
@@ -870,7 +841,7 @@ lr = 5e-4
                 let l = guideline_levels(n, factor, false);
                 let ok = |l: usize| {
                     let c = 1usize << (l - 1);
-                    n % c == 0 && n / c >= 8 && (n / c) % factor == 0
+                    n % c == 0 && n / c >= 8 && (n / c).is_multiple_of(factor)
                 };
                 assert!(l == 1 || ok(l), "n {n} factor {factor} L {l}");
                 assert!(

@@ -84,7 +84,7 @@ fn preview(a: PreviewArgs, ctx: &Context) -> Result<()> {
         a.size
     );
     anyhow::ensure!(
-        a.size % 2 == 0,
+        a.size.is_multiple_of(2),
         "--size {} must be even (super-resolution halves it)",
         a.size
     );

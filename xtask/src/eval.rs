@@ -5,7 +5,8 @@
 use crate::common::{ensure_out_dir, Context};
 use crate::config::Task;
 use crate::pictures::Scale;
-use crate::train::degradation;
+use crate::reproduce::mean;
+use crate::train_cmd::degradation;
 use anyhow::{Context as _, Result};
 use candle_core::{Device, IndexOp, Tensor};
 use data::metrics::{per_image, Metric};
@@ -55,6 +56,7 @@ impl TestSet {
     /// (centre-cropped square, area-resized) when `patches` is `None`, else `patches` random
     /// square patches of side `4 size` cycling over the photos. Degraded for `task` with
     /// `seed` (the same seed gives the same inputs, noise levels and masks).
+    #[allow(clippy::too_many_arguments)]
     pub fn load(
         dir: &Path,
         task: Task,
@@ -91,7 +93,7 @@ impl TestSet {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let folder = crate::train::photos(dir, channels)?;
+        let folder = crate::train_cmd::photos(dir, channels)?;
         let stems: Vec<String> = folder
             .paths()
             .iter()
@@ -211,10 +213,6 @@ pub fn in_channels(cfg: &models::ModelConfig) -> usize {
         .map_or(3, |c| c as usize)
 }
 
-pub fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
 /// Largest `--size` (and `data.size`) accepted.
 pub const MAX_SIZE: usize = 16384;
 
@@ -252,7 +250,7 @@ fn load_model(
 )> {
     let (cfg, varmap, _) = models::checkpoint::load(checkpoint, device)
         .with_context(|| format!("cannot load checkpoint {}", checkpoint.display()))?;
-    if let Some(name) = crate::train::non_finite_parameter(&varmap)? {
+    if let Some(name) = train::validation::non_finite_parameter(&varmap)? {
         anyhow::bail!("checkpoint {}: parameter {name} holds NaN or infinite values (a diverged run): refusing to score it", checkpoint.display());
     }
     let model = models::build(
@@ -316,7 +314,7 @@ pub fn evaluate(a: &Args, device: &Device) -> Result<Scores> {
     if a.size < 4 || a.size > MAX_SIZE {
         anyhow::bail!("--size {}: must be between 4 and {MAX_SIZE}", a.size);
     }
-    if a.task == Task::Superres && a.size % 2 != 0 {
+    if a.task == Task::Superres && !a.size.is_multiple_of(2) {
         anyhow::bail!(
             "--size {}: super-resolution needs an even size (the input is half of it)",
             a.size

@@ -47,10 +47,9 @@ pub struct Args {
     pub blur_sigma: f64,
 }
 
-/// A standard normal sample (Box-Muller).
+/// A standard normal sample.
 fn normal(rng: &mut StdRng) -> f64 {
-    let u: f64 = 1.0 - rng.random::<f64>();
-    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * rng.random::<f64>()).cos()
+    rng.sample(rand_distr::StandardNormal)
 }
 
 /// A random direction with the shapes of `theta`, filter-normalised (Li et al. 2018, eq. 2):
@@ -264,7 +263,7 @@ pub fn landscape(a: &Args, device: &Device) -> Result<Landscape> {
     let (cfg, model, varmap, _) = models::checkpoint::load_model(&a.checkpoint, device)
         .with_context(|| format!("cannot load checkpoint {}", a.checkpoint.display()))?;
     let factor = model.downsampling_factor();
-    if a.size % factor != 0 {
+    if !a.size.is_multiple_of(factor) {
         bail!(
             "--size {}: must be a multiple of the model's down-sampling factor {factor}",
             a.size

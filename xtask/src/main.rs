@@ -2,13 +2,11 @@
 //!
 //! One module per subcommand; `common` holds the shared CLI pieces (device, output folder).
 
-mod adam;
 mod bench;
 mod bench_conv;
 mod bench_levels;
 mod bench_mfc;
 mod bench_step;
-mod checkpointing;
 mod common;
 mod config;
 mod data_cmd;
@@ -32,8 +30,7 @@ mod reproduce_table5;
 mod reproduce_table6;
 mod resources;
 mod stencil;
-mod threads;
-mod train;
+mod train_cmd;
 mod workunits_cmd;
 
 use clap::{Parser, Subcommand};
@@ -60,7 +57,7 @@ enum Command {
     /// Benchmarks that print ratios measured side by side.
     Bench(bench::Args),
     /// Train one model from a TOML config.
-    Train(train::TrainArgs),
+    Train(train_cmd::TrainArgs),
     /// Score a checkpoint on a folder of images.
     Eval(eval::Args),
     /// Loss on the plane of two random filter-normalised directions around a checkpoint.
@@ -72,7 +69,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    threads::configure();
+    train::threads::configure();
     let cli = Cli::parse();
     common::init_tracing(matches!(cli.command, Command::Reproduce(_)))?;
     let ctx = common::Context::new(&cli.global)?;
@@ -82,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         Command::Models(a) => models_cmd::run(a, &ctx),
         Command::Mfc(a) => mfc_cmd::run(a, &ctx),
         Command::Bench(a) => bench::run(a, &ctx),
-        Command::Train(a) => train::run_train(a, &ctx),
+        Command::Train(a) => train_cmd::run_train(a, &ctx),
         Command::Eval(a) => eval::run(a, &ctx),
         Command::Landscape(a) => landscape::run(a, &ctx),
         Command::Workunits(a) => workunits_cmd::run(a, &ctx),

@@ -28,7 +28,7 @@ pub fn save_labelled_grid(
     scale: Scale,
     magnify: usize,
 ) -> Result<()> {
-    let tiles: Vec<Vec<(usize, usize, Vec<[u8; 3]>)>> = rows
+    let tiles: Vec<Vec<Rgb>> = rows
         .iter()
         .map(|r| {
             r.iter()
@@ -105,7 +105,10 @@ pub fn magnification(side: usize) -> usize {
     (128usize.div_ceil(side.max(1))).max(4)
 }
 
-fn to_rgb(t: &Tensor, scale: Scale) -> Result<(usize, usize, Vec<[u8; 3]>)> {
+/// An image as `(height, width, pixels)`.
+type Rgb = (usize, usize, Vec<[u8; 3]>);
+
+fn to_rgb(t: &Tensor, scale: Scale) -> Result<Rgb> {
     let (c, h, w) = t.dims3().context("image tiles must be [C, H, W]")?;
     if c != 1 && c != 3 {
         bail!("image tiles need 1 or 3 channels, got {c}");

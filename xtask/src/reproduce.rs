@@ -122,6 +122,20 @@ pub enum Protocol {
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
+    let cpu_only = match &args.experiment {
+        Experiment::Example1(_) => Some("example1"),
+        Experiment::CoarsenVsCrop(_) => Some("coarsen-vs-crop"),
+        Experiment::MnistMultilevel(_) => Some("mnist-multilevel"),
+        Experiment::Mgnet(_) => Some("mgnet"),
+        Experiment::Blur(_) => Some("blur"),
+        _ => None,
+    };
+    if let Some(name) = cpu_only.filter(|_| !ctx.device.is_cpu()) {
+        anyhow::bail!(
+            "reproduce {name} runs on the CPU only (--device {:?} is not supported by this experiment; table1, table2, table5 and table6 accept it)",
+            ctx.device
+        );
+    }
     match args.experiment {
         Experiment::Table1(a) => crate::reproduce_table1::run(a, ctx),
         Experiment::Table2(a) => crate::reproduce_table2::run(a, ctx),
@@ -164,6 +178,7 @@ impl Record {
     }
 }
 
+/// The mean of `v`; NaN for no values (an empty column is never read as 0).
 pub fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
         f64::NAN

@@ -214,12 +214,9 @@ impl Sampler for PairSampler {
             ys.push(roll(&self.ku)?);
         }
         let (u, ku) = (Tensor::cat(&us, 0)?, Tensor::cat(&ys, 0)?);
-        // Box-Muller: `sqrt(-2 ln a) cos(2 pi b)` is standard normal for `a, b ~ U(0, 1]`.
-        let mut normal = || {
-            let (a, b) = (1.0 - self.rng.random::<f64>(), self.rng.random::<f64>());
-            ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
-        };
-        let z: Vec<f32> = (0..ku.elem_count()).map(|_| normal()).collect();
+        let z: Vec<f32> = (0..ku.elem_count())
+            .map(|_| self.rng.sample(rand_distr::StandardNormal))
+            .collect();
         let target = (ku.clone() + (Tensor::from_vec(z, ku.shape(), ku.device())? * self.noise)?)?;
         Ok(Degraded {
             input: u,
@@ -394,7 +391,7 @@ struct CurveHooks<'a> {
 impl fmg::Hooks for CurveHooks<'_> {
     fn on_iteration(&mut self, rec: &fmg::IterRecord) -> std::result::Result<fmg::Control, String> {
         let done = rec.iteration + 1;
-        if done % self.every == 0 || done == self.total {
+        if done.is_multiple_of(self.every) || done == self.total {
             let loss = self.test.loss(self.model, 0).map_err(|e| e.to_string())?;
             self.curve.push((done, rec.wu_total.to_f64(), loss));
         }
@@ -402,6 +399,7 @@ impl fmg::Hooks for CurveHooks<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train(
     layer: Layer,
     method: Method,
@@ -452,10 +450,12 @@ fn train(
     let loss = |p: &Tensor, t: &Tensor| (p - t)?.sqr();
     let clock = std::time::Instant::now();
     driver.run(
-        &f,
-        &loss,
-        &mut sampler,
-        &vars,
+        fmg::Problem {
+            model: &f,
+            loss: &loss,
+            sampler: &mut sampler,
+            vars: &vars,
+        },
         &mut opt,
         &mut acct,
         0,
@@ -654,7 +654,7 @@ pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.kernel % 2 == 0 || args.kernel < 3 {
+    if args.kernel.is_multiple_of(2) || args.kernel < 3 {
         anyhow::bail!("--kernel must be odd and at least 3, got {}", args.kernel);
     }
     let mut s = if args.quick {

@@ -16,7 +16,6 @@
 //! mean. Adam, cosine learning rate (restarted per stage by default); batch norm uses batch
 //! statistics (no running means), also when evaluating (batches of [`EVAL_BATCH`] images).
 
-use crate::adam::{Adam, SharedAdam};
 use crate::common::out_dir_or_default;
 use crate::config::LrSchedule;
 use crate::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
@@ -28,6 +27,7 @@ use candle_nn::{VarBuilder, VarMap};
 use data::Degraded;
 use models::config::{Activation, HatConfig, MgnetConfig};
 use models::{Model, ModelConfig};
+use optim::{Adam, SharedAdam};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -262,7 +262,7 @@ struct CurveHooks<'a> {
 impl fmg::Hooks for CurveHooks<'_> {
     fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
         if let Some(name) =
-            crate::train::non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))?
+            train::validation::non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))?
         {
             return Err(format!(
                 "{:#}",
@@ -389,7 +389,7 @@ impl Trainer<'_> {
                 ..self.args.lr_schedule.driver_config(self.args.lr)
             },
         )?;
-        let vars = crate::adam::sorted_vars(&varmap)?;
+        let vars = optim::sorted_vars(&varmap)?;
         let mut opt = SharedAdam {
             adam: Rc::new(RefCell::new(Adam::from_varmap(&varmap)?)),
             lr: self.args.lr,
@@ -408,10 +408,12 @@ impl Trainer<'_> {
         tracing::info!("{strategy} / {activation} / seed {seed}: {total} iterations");
         let records = driver
             .run(
-                &fwd,
-                &loss,
-                &mut sampler,
-                &vars,
+                fmg::Problem {
+                    model: &fwd,
+                    loss: &loss,
+                    sampler: &mut sampler,
+                    vars: &vars,
+                },
                 &mut opt,
                 &mut acct,
                 0,
@@ -422,7 +424,7 @@ impl Trainer<'_> {
                 e => e.into(),
             })
             .with_context(|| format!("training {strategy} / {activation} / seed {seed}"))?;
-        if let Some(name) = crate::train::non_finite_parameter(&varmap)? {
+        if let Some(name) = train::validation::non_finite_parameter(&varmap)? {
             return Err(crate::labelled::diverged(&format!("parameter {name} is not finite after training {strategy} / {activation} / seed {seed}")));
         }
         let train_eval = Labelled {
@@ -433,7 +435,7 @@ impl Trainer<'_> {
                 .narrow(0, 0, self.data.train.labels.len().min(2000))?,
             labels: self.data.train.labels[..self.data.train.labels.len().min(2000)].to_vec(),
         };
-        let hat_supports = crate::adam::named_vars(&varmap)?
+        let hat_supports = optim::named_vars(&varmap)?
             .iter()
             .filter(|(k, _)| k.ends_with("hat_support"))
             .map(|(_, v)| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?[0] as f64))

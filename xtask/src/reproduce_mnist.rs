@@ -13,7 +13,6 @@
 //! Optimiser: Adam (lr 1e-3), cross-entropy, optional head smoothness penalty (003 section
 //! 3.2.1) — the papers used Gauss-Newton (002) and SGD (003).
 
-use crate::adam::Adam;
 use crate::common::out_dir_or_default;
 use crate::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
 use crate::plot::{line_plot, Axes, Series};
@@ -25,6 +24,7 @@ use models::classifier::{
     accuracy, cross_entropy, head_smoothness, prolong_classifier, restrict_classifier, Classifier,
     ClassifierConfig, StencilTransfer, HEAD_WEIGHT,
 };
+use optim::Adam;
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -201,7 +201,7 @@ impl Trainer<'_> {
                 }
                 adam.step(&loss.backward()?, self.args.lr)?;
             }
-            if let Some(name) = crate::train::non_finite_parameter(varmap)? {
+            if let Some(name) = train::validation::non_finite_parameter(varmap)? {
                 return Err(crate::labelled::diverged(&format!(
                     "parameter {name} is not finite after {}x{} epoch {} (seed {seed})",
                     cfg.size,

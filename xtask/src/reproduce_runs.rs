@@ -6,7 +6,7 @@
 use crate::config::{Strategy, Task, TrainConfig};
 use crate::eval::{predict, write_scores, Scores, TestSet};
 use crate::reproduce::{Protocol, Record};
-use crate::train::{save_initial, train_run, HistoryPoint, Start};
+use crate::train_cmd::{save_initial, train_run, HistoryPoint, Start};
 use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -432,7 +432,7 @@ fn ensure_initial(cfg: &TrainConfig, origin: &Path, path: &Path, device: &Device
         return Ok(());
     }
     save_initial(cfg, origin, path, device)?;
-    crate::checkpointing::write_atomic(&sidecar, expected.as_bytes())
+    crate::common::write_atomic(&sidecar, expected.as_bytes())
 }
 
 /// Train `spec` under `dir/<run>/` from the initial weights `dir/<task>-<model>-init.safetensors`
@@ -491,10 +491,7 @@ pub fn train_and_score(
                 train_s: r.train_s,
                 history: r.history,
             };
-            crate::checkpointing::write_atomic(
-                &outcome_path,
-                serde_json::to_string(&o)?.as_bytes(),
-            )?;
+            crate::common::write_atomic(&outcome_path, serde_json::to_string(&o)?.as_bytes())?;
             o
         }
     };
@@ -544,7 +541,7 @@ pub fn test_set(task: Task, preset: &Preset, seed: u64, device: &Device) -> Resu
         3,
         preset.test_patches,
         preset.blur_sigma(),
-        seed ^ 0x7E57_5E7,
+        seed ^ 0x07E5_75E7,
         device,
     )
 }
@@ -579,7 +576,7 @@ impl Progress {
 /// Validation curves of `runs` against #WU and wall time, as `DIR/<stem>-val_loss_vs_{wu,time}.png`.
 pub fn plot_runs(dir: &Path, stem: &str, runs: &[(String, Vec<HistoryPoint>)]) -> Result<()> {
     let tmp = dir.join(format!(".plot-{stem}"));
-    crate::train::plot_history(&tmp, runs)?;
+    crate::train_cmd::plot_history(&tmp, runs)?;
     for f in ["val_loss_vs_wu.png", "val_loss_vs_time.png"] {
         let from = tmp.join(f);
         if from.exists() {
@@ -645,7 +642,7 @@ pub fn write_variance(dir: &Path, runs: &[(u64, String, &[HistoryPoint])]) -> Re
             history.last().map_or(0.0, |p| p.train_s)
         )?;
     }
-    crate::checkpointing::write_atomic(&dir.join("variance.csv"), csv.as_bytes())?;
+    crate::common::write_atomic(&dir.join("variance.csv"), csv.as_bytes())?;
     if !series.is_empty() {
         let axes = crate::plot::Axes {
             title: "per-term variance ratio V_l / V_fine",
@@ -673,7 +670,7 @@ pub fn summary(f: &Finished) -> String {
         last_val.map_or("-".into(), |v| format!("{v:.4e}")),
         r.metric.name(),
         r.mean(),
-        crate::eval::mean(&f.scores.psnr),
-        crate::eval::mean(&f.scores.ssim),
+        crate::reproduce::mean(&f.scores.psnr),
+        crate::reproduce::mean(&f.scores.ssim),
     )
 }

@@ -363,7 +363,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
             finish(&dir, &preset, &seeds, &mut records, &progress)?;
         }
     }
-    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories
+    let variance: Vec<(u64, String, &[crate::train_cmd::HistoryPoint])> = histories
         .iter()
         .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
         .collect();

@@ -122,7 +122,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         }
         write_results(&dir, &preset, &seeds, &budgets, &done)?;
     }
-    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories
+    let variance: Vec<(u64, String, &[crate::train_cmd::HistoryPoint])> = histories
         .iter()
         .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
         .collect();

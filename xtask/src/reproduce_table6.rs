@@ -164,7 +164,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     }
     std::fs::write(dir.join("results.csv"), csv).context("results.csv")?;
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
-    let variance: Vec<(u64, String, &[crate::train::HistoryPoint])> = histories
+    let variance: Vec<(u64, String, &[crate::train_cmd::HistoryPoint])> = histories
         .iter()
         .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
         .collect();

@@ -77,7 +77,7 @@ fn parse_stencil(text: &str) -> Result<Matrix> {
         }
     }
     let k = (values.len() as f64).sqrt().round() as usize;
-    if k * k != values.len() || k % 2 == 0 {
+    if k * k != values.len() || k.is_multiple_of(2) {
         bail!(
             "expected k*k numbers with k odd (9 for a 3x3 stencil), got {}",
             values.len()

@@ -15,7 +15,8 @@ use mge::{
 use std::time::Instant;
 
 /// How a stage starts from the previous (coarser) stage's parameters (SPEC section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum HotStart {
     /// Reuse the weights as they are (003 found this generalises best).
     #[default]
@@ -155,6 +156,20 @@ pub trait Hooks {
 pub struct NoHooks;
 impl Hooks for NoHooks {}
 
+/// What a [`Driver`] trains: `model(input, t)`, its per-sample mean `loss(pred, target)`, the
+/// sampler of fresh finest-mesh batches (001 eq. 6: every term its own batch) and the
+/// variables the gradient is taken for.
+pub struct Problem<'p> {
+    /// The network (e.g. `&|x, t| net.forward(x, t)`).
+    pub model: &'p ModelFn<'p>,
+    /// The training loss.
+    pub loss: &'p LossFn<'p>,
+    /// Fresh degraded batches on the finest mesh.
+    pub sampler: &'p mut dyn Sampler,
+    /// The trained variables.
+    pub vars: &'p [Var],
+}
+
 /// Runs a list of stages (single-scale, MGE or Full-Multiscale; see [`crate::schedule`]).
 #[derive(Debug, Clone)]
 pub struct Driver {
@@ -185,6 +200,11 @@ impl Driver {
         Ok(Driver { stages, cfg })
     }
 
+    /// The settings (learning rate, validation, statistics, hot start).
+    pub fn config(&self) -> &DriverConfig {
+        &self.cfg
+    }
+
     /// The stages.
     pub fn stages(&self) -> &[Stage] {
         &self.stages
@@ -195,24 +215,20 @@ impl Driver {
         self.stages.iter().map(|s| s.iters as u64).sum()
     }
 
-    /// Trains from global iteration `start` (0 for a fresh run; a resumed run passes the
-    /// number of iterations already done, with parameters, optimizer, accountant and sampler
-    /// restored by the caller) with a candle-nn optimizer stepping on the MGE gradient.
-    /// Returns one record per iteration run.
-    #[allow(clippy::too_many_arguments)]
+    /// Trains `problem` from global iteration `start` (0 for a fresh run; a resumed run
+    /// passes the number of iterations already done, with parameters, optimizer, accountant
+    /// and sampler restored by the caller) with a candle-nn optimizer stepping on the MGE
+    /// gradient. Returns one record per iteration run.
     pub fn run<O: Optimizer>(
         &self,
-        model: &ModelFn,
-        loss: &LossFn,
-        sampler: &mut dyn Sampler,
-        vars: &[Var],
+        problem: Problem,
         opt: &mut O,
         acct: &mut Accountant,
         start: u64,
         hooks: &mut dyn Hooks,
     ) -> Result<Vec<IterRecord>> {
         let mut update = FirstOrder(opt);
-        self.run_with(model, loss, sampler, vars, &mut update, acct, start, hooks)
+        self.run_with(problem, &mut update, acct, start, hooks)
     }
 
     /// [`Driver::run`] with any [`Update`], e.g. a [`crate::SecondOrderUpdate`]. Each
@@ -220,18 +236,20 @@ impl Driver {
     /// re-evaluates the same MGE loss on them at the current parameters; every model
     /// application of a re-evaluation is recorded in `acct` as a full application (forward
     /// and backward), an upper bound for the forward-only ones.
-    #[allow(clippy::too_many_arguments)]
     pub fn run_with(
         &self,
-        model: &ModelFn,
-        loss: &LossFn,
-        sampler: &mut dyn Sampler,
-        vars: &[Var],
+        problem: Problem,
         update: &mut dyn Update,
         acct: &mut Accountant,
         start: u64,
         hooks: &mut dyn Hooks,
     ) -> Result<Vec<IterRecord>> {
+        let Problem {
+            model,
+            loss,
+            sampler,
+            vars,
+        } = problem;
         let lr = CosineLr {
             lr0: self.cfg.lr,
             lr_min: self.cfg.lr_min,
@@ -273,7 +291,7 @@ impl Driver {
                 let t0 = Instant::now();
                 let mut mode = match self.cfg.stats_every {
                     0 => GradientMode::Total,
-                    e if (k - first_global) % e as u64 == 0 => GradientMode::PerTerm,
+                    e if (k - first_global).is_multiple_of(e as u64) => GradientMode::PerTerm,
                     _ => GradientMode::Total,
                 };
                 if let Some(a) = &adaptive {
@@ -309,7 +327,9 @@ impl Driver {
                     a.observe(&step.terms);
                 }
                 let val_loss = match self.cfg.validate_every {
-                    e if e > 0 && ((k - first_global + 1) % e as u64 == 0 || k + 1 == end) => {
+                    e if e > 0
+                        && ((k - first_global + 1).is_multiple_of(e as u64) || k + 1 == end) =>
+                    {
                         hook(hooks.validate(level))?
                     }
                     _ => None,
@@ -352,4 +372,22 @@ impl Driver {
 /// A hook's error as a typed [`Error::Hook`].
 fn hook<T>(r: std::result::Result<T, String>) -> Result<T> {
     r.map_err(Error::Hook)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Configuration files and `FromStr` spell the hot starts the same way.
+    #[test]
+    fn hot_start_serde_and_from_str_agree() {
+        for (v, name) in [
+            (HotStart::Identity, "identity"),
+            (HotStart::Galerkin, "galerkin"),
+        ] {
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{name}\""));
+            assert_eq!(name.parse::<HotStart>().unwrap(), v);
+        }
+        assert!("warm".parse::<HotStart>().is_err());
+    }
 }

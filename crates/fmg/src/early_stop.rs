@@ -24,7 +24,11 @@ impl EarlyStopping {
     /// as an improvement.
     pub fn update(&mut self, loss: f64) -> bool {
         match self.best {
-            Some(b) if !(loss < b - self.min_delta) => self.since_best += 1,
+            Some(b)
+                if loss.partial_cmp(&(b - self.min_delta)) != Some(std::cmp::Ordering::Less) =>
+            {
+                self.since_best += 1
+            }
             _ if loss.is_nan() => self.since_best += 1,
             _ => {
                 self.best = Some(loss);

@@ -19,7 +19,7 @@ pub mod lr;
 pub mod schedule;
 pub mod update;
 
-pub use driver::{Control, Driver, DriverConfig, Hooks, HotStart, IterRecord, NoHooks};
+pub use driver::{Control, Driver, DriverConfig, Hooks, HotStart, IterRecord, NoHooks, Problem};
 pub use early_stop::EarlyStopping;
 pub use error::{Error, Result};
 pub use lr::CosineLr;

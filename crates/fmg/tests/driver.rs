@@ -40,10 +40,12 @@ fn train(strategy: Strategy, iters: usize, cfg: DriverConfig) -> (f64, f64, Vec<
     s.noise_scale = 0.5;
     let recs = driver
         .run(
-            &model,
-            &mse,
-            &mut s,
-            &vm.all_vars(),
+            fmg::Problem {
+                model: &model,
+                loss: &mse,
+                sampler: &mut s,
+                vars: &vm.all_vars(),
+            },
             &mut opt,
             &mut Accountant::new(),
             0,
@@ -123,10 +125,12 @@ fn fmg_work_units_of_real_runs_equal_eqs_47_48() {
         let mut s = SmoothSampler::new(1, 16, 2);
         driver
             .run(
-                &model,
-                &mse,
-                &mut s,
-                &vm.all_vars(),
+                fmg::Problem {
+                    model: &model,
+                    loss: &mse,
+                    sampler: &mut s,
+                    vars: &vm.all_vars(),
+                },
                 &mut opt,
                 &mut acct,
                 0,
@@ -204,10 +208,12 @@ fn hooks_galerkin_early_stopping_resume_and_stop() {
     let mut s = SmoothSampler::new(1, 8, 3);
     let recs = driver
         .run(
-            &model,
-            &mse,
-            &mut s,
-            &vm.all_vars(),
+            fmg::Problem {
+                model: &model,
+                loss: &mse,
+                sampler: &mut s,
+                vars: &vm.all_vars(),
+            },
             &mut opt,
             &mut Accountant::new(),
             0,
@@ -225,10 +231,12 @@ fn hooks_galerkin_early_stopping_resume_and_stop() {
     let mut h = Recorder::default();
     let recs = driver
         .run(
-            &model,
-            &mse,
-            &mut s,
-            &vm.all_vars(),
+            fmg::Problem {
+                model: &model,
+                loss: &mse,
+                sampler: &mut s,
+                vars: &vm.all_vars(),
+            },
             &mut opt,
             &mut Accountant::new(),
             15,
@@ -244,10 +252,12 @@ fn hooks_galerkin_early_stopping_resume_and_stop() {
     };
     let recs = driver
         .run(
-            &model,
-            &mse,
-            &mut s,
-            &vm.all_vars(),
+            fmg::Problem {
+                model: &model,
+                loss: &mse,
+                sampler: &mut s,
+                vars: &vm.all_vars(),
+            },
             &mut opt,
             &mut Accountant::new(),
             0,
@@ -257,10 +267,12 @@ fn hooks_galerkin_early_stopping_resume_and_stop() {
     assert_eq!(recs.len(), 3);
     // Galerkin without a prolong hook is an error naming the levels.
     let err = driver.run(
-        &model,
-        &mse,
-        &mut s,
-        &vm.all_vars(),
+        fmg::Problem {
+            model: &model,
+            loss: &mse,
+            sampler: &mut s,
+            vars: &vm.all_vars(),
+        },
         &mut opt,
         &mut Accountant::new(),
         0,
@@ -285,10 +297,12 @@ fn non_finite_loss_is_an_error_naming_the_iteration() {
     let mut s = SmoothSampler::new(1, 8, 3);
     let err = driver
         .run(
-            &model,
-            &mse,
-            &mut s,
-            &vm.all_vars(),
+            fmg::Problem {
+                model: &model,
+                loss: &mse,
+                sampler: &mut s,
+                vars: &vm.all_vars(),
+            },
             &mut opt,
             &mut Accountant::new(),
             0,

@@ -15,15 +15,14 @@ use fmg::{
 use mge::{Accountant, Fraction, LevelPlan, Sampler, Step};
 use optim::{GaussNewtonConfig, OptimizerConfig, SteihaugConfig, StepReport};
 
+/// Per-term `(fine, coarse)` losses of one evaluation.
+type TermLosses = Vec<(f64, Option<f64>)>;
+
 /// Re-evaluates `times` times without changing the parameters and keeps what it saw.
 struct Probe {
     times: usize,
     /// Per iteration: the step's per-term losses, #WU, and those of every re-evaluation.
-    seen: Vec<(
-        Vec<(f64, Option<f64>)>,
-        Fraction,
-        Vec<Vec<(f64, Option<f64>)>>,
-    )>,
+    seen: Vec<(TermLosses, Fraction, Vec<TermLosses>)>,
 }
 
 fn value(x: &Tensor) -> f64 {
@@ -86,10 +85,12 @@ fn reevaluation_reproduces_the_iteration_loss_and_is_counted() {
         let mut s = SmoothSampler::new(1, 16, 5);
         let recs: Vec<IterRecord> = driver
             .run_with(
-                &model,
-                &mse,
-                &mut s,
-                &vm.all_vars(),
+                fmg::Problem {
+                    model: &model,
+                    loss: &mse,
+                    sampler: &mut s,
+                    vars: &vm.all_vars(),
+                },
                 &mut probe,
                 &mut acct,
                 0,
@@ -154,10 +155,12 @@ fn train(
     let mut s = SmoothSampler::new(1, 16, 1);
     s.noise_scale = 0.5;
     let recs = driver.run_with(
-        &model,
-        loss,
-        &mut s,
-        &vm.all_vars(),
+        fmg::Problem {
+            model: &model,
+            loss: loss,
+            sampler: &mut s,
+            vars: &vm.all_vars(),
+        },
         &mut update,
         &mut Accountant::new(),
         0,

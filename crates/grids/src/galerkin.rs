@@ -17,7 +17,7 @@ use candle_core::Tensor;
 /// `q` is the smallest half-width holding every non-zero coarse entry: `q = w` for 3x3 with
 /// every pair except full weighting + bilinear, whose coarse stencil grows to 5x5.
 pub fn transfer_matrix(r: Restriction, p: Prolongation, fine_size: usize) -> Result<Matrix> {
-    if fine_size % 2 == 0 {
+    if fine_size.is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "stencil size must be odd, got {fine_size}"
         )));
@@ -131,7 +131,7 @@ fn kernel_size(w: &Tensor) -> Result<usize> {
 }
 
 fn check_stencil(s: &Matrix) -> Result<()> {
-    if s.rows() != s.cols() || s.rows() % 2 == 0 {
+    if s.rows() != s.cols() || s.rows().is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "stencil must be odd and square, got {}x{}",
             s.rows(),

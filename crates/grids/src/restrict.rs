@@ -7,7 +7,8 @@ use candle_core::{DType, Device, Result, Tensor};
 ///
 /// Every variant is a tensor product `R = R_1 ⊗ R_1` of a 1-D rule
 /// `(R_1 x)_I = sum_i r(i) x_{2I+i}` with the taps of [`Restriction::taps`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Restriction {
     /// 2x2 block average, `r = [1/2, 1/2]` on offsets `0, 1` (cell-centred; the pooling of
     /// 001's Lemma 1 proof).
@@ -125,4 +126,21 @@ pub(crate) fn outer_kernel(
         })
         .collect();
     Tensor::from_vec(values, (pairs.len(), 1, a, b), device)?.to_dtype(dtype)
+}
+
+#[cfg(test)]
+mod serde_names {
+    use super::*;
+
+    /// Configuration files and `FromStr` spell every variant the same way.
+    #[test]
+    fn serde_and_from_str_agree() {
+        for v in Restriction::ALL {
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{}\"", v.name()));
+            assert_eq!(serde_json::from_str::<Restriction>(&json).unwrap(), v);
+            assert_eq!(v.name().parse::<Restriction>().unwrap(), v);
+        }
+        assert!(serde_json::from_str::<Restriction>("\"bicubic\"").is_err());
+    }
 }

@@ -152,7 +152,7 @@ impl SparseMatrix {
 /// The 1-D restriction `R_1` (`n/2 x n`): `(R_1 x)_I = sum_i r(i) x_{b(2I+i)}`, `b` the
 /// boundary index map.
 pub fn restriction_matrix_1d(r: Restriction, n: usize, boundary: Boundary) -> Result<SparseMatrix> {
-    if n == 0 || n % 2 != 0 {
+    if n == 0 || !n.is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "restriction needs an even grid, got {n}"
         )));
@@ -211,7 +211,7 @@ pub fn prolongation_matrix(p: Prolongation, m: usize, boundary: Boundary) -> Res
 /// `(K y)_{i,j} = sum_{a,b} s[a,b] y_{(i+a) mod n, (j+b) mod n}` for a square odd stencil.
 pub fn convolution_matrix(stencil: &Matrix, n: usize) -> Result<SparseMatrix> {
     let size = stencil.rows();
-    if size != stencil.cols() || size % 2 == 0 || n == 0 {
+    if size != stencil.cols() || size.is_multiple_of(2) || n == 0 {
         return Err(Error::Shape(format!(
             "convolution needs an odd square stencil and a non-empty grid, got {}x{} on {n}",
             stencil.rows(),

@@ -6,7 +6,8 @@ use crate::{restrict, Error, Restriction};
 use candle_core::{Result, Tensor};
 
 /// The strategy that maps a sample to the next coarser level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Subsampling {
     /// Apply the restriction `R` (a 2x coarser mesh of the whole image).
     #[default]
@@ -14,6 +15,7 @@ pub enum Subsampling {
     /// A random half-size crop at the same mesh.
     Crop,
     /// Coarsen for the first `levels / 2` steps (`level + 1 <= levels / 2`), crop after.
+    #[serde(rename = "both")]
     CoarsenAndCrop,
 }
 
@@ -134,4 +136,21 @@ fn crop_half(xs: &[Tensor], rng: &mut impl rand::Rng) -> Result<Vec<Tensor>> {
             Tensor::cat(&parts, 0)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod serde_names {
+    use super::*;
+
+    /// Configuration files and `FromStr` spell every variant the same way.
+    #[test]
+    fn serde_and_from_str_agree() {
+        for v in Subsampling::ALL {
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{}\"", v.name()));
+            assert_eq!(serde_json::from_str::<Subsampling>(&json).unwrap(), v);
+            assert_eq!(v.name().parse::<Subsampling>().unwrap(), v);
+        }
+        assert!(serde_json::from_str::<Subsampling>("\"zoom\"").is_err());
+    }
 }

@@ -108,7 +108,7 @@ fn deterministic_given_the_rng() {
     let run = |seed| {
         let mut rng = StdRng::seed_from_u64(seed);
         next_level(
-            &[x.clone()],
+            std::slice::from_ref(&x),
             1,
             3,
             Subsampling::Crop,
@@ -139,7 +139,7 @@ fn coarsen_and_crop_splits_at_half_the_levels() {
     let x = labelled(2, 16);
     let mut rng = StdRng::seed_from_u64(0);
     let l1 = next_level(
-        &[x.clone()],
+        std::slice::from_ref(&x),
         0,
         levels,
         Subsampling::CoarsenAndCrop,
@@ -179,7 +179,7 @@ fn bad_inputs_are_errors() {
     let y = Tensor::zeros((3, 1, 8, 8), DType::F32, &Device::Cpu).unwrap();
     let z = Tensor::zeros((2, 1, 12, 12), DType::F32, &Device::Cpu).unwrap();
     assert!(next_level(
-        &[x.clone()],
+        std::slice::from_ref(&x),
         2,
         3,
         Subsampling::Coarsen,

@@ -476,7 +476,7 @@ fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize, scales
                 }
                 // The complex-to-real inverse reads only the real part of these columns.
                 spec[0].im = T::zero();
-                if w % 2 == 0 {
+                if w.is_multiple_of(2) {
                     spec[wh - 1].im = T::zero();
                 }
                 let row = &mut yp[y * w..(y + 1) * w];

@@ -195,8 +195,8 @@ proptest! {
         let (noisy, clean) = (sample(seed, sigma), sample(seed, 0.0));
         let w = Var::from_tensor(&Tensor::zeros((1, 1, 3, 3), DType::F64, &Device::Cpu).unwrap()).unwrap();
         let conv = |x: &Tensor| periodic_conv(x, w.as_tensor());
-        let d_noisy = differences(&gradients(&conv, &[w.clone()], &noisy, Setting::Shared));
-        let d_clean = differences(&gradients(&conv, &[w.clone()], &clean, Setting::Shared));
+        let d_noisy = differences(&gradients(&conv, std::slice::from_ref(&w), &noisy, Setting::Shared));
+        let d_clean = differences(&gradients(&conv, std::slice::from_ref(&w), &clean, Setting::Shared));
         // The noise's part of the finest difference: 3/4 sigma^2 on the centre weight (within
         // the sampling error of the noise power, ~sigma^2 / n, and the smooth-noise cross terms).
         let noise_part: Vec<f64> = d_noisy[2].iter().zip(&d_clean[2]).map(|(a, b)| a - b).collect();
@@ -228,7 +228,7 @@ proptest! {
         };
         let w = Var::from_tensor(&Tensor::zeros((1, 1, 3, 3), DType::F64, &Device::Cpu).unwrap()).unwrap();
         let conv = |x: &Tensor| periodic_conv(x, w.as_tensor());
-        let d = rms(&conv, &[w.clone()]);
+        let d = rms(&conv, std::slice::from_ref(&w));
         let rate = d[2] / d[0];
         eprintln!("sigma {sigma:.2}: conv rms diffs {} | rate {rate:.3}", sci(&d));
         prop_assert!(rate < 0.5, "3x3 conv, independent target: rate {rate}");

@@ -126,7 +126,7 @@ impl Adaptive {
                 ..self.base.clone()
             }),
             Some(Allocation::Single { batch, .. }) => {
-                if iteration % self.probe_every as u64 == 0 {
+                if iteration.is_multiple_of(self.probe_every as u64) {
                     return Ok(self.base.clone());
                 }
                 let s = self.base.first_level;

@@ -14,11 +14,13 @@ pub trait Sampler {
 }
 
 /// The default sampler: clean images from a [`data::Loader`] degraded by a
-/// [`data::Degradation`] with its own seeded random stream.
+/// [`data::Degradation`]. The degradation's randomness of a draw is seeded by
+/// `mix_seed(seed, position)` (the loader's stream position before the draw), so a run
+/// resumed with [`LoaderSampler::set_position`] draws exactly what the uninterrupted run drew.
 pub struct LoaderSampler {
     loader: Loader,
     degradation: Degradation,
-    rng: StdRng,
+    seed: u64,
     device: Device,
 }
 
@@ -28,16 +30,27 @@ impl LoaderSampler {
         LoaderSampler {
             loader,
             degradation,
-            rng: StdRng::seed_from_u64(seed),
+            seed,
             device,
         }
+    }
+
+    /// Images drawn so far (the loader's stream position; save it to resume).
+    pub fn position(&self) -> u64 {
+        self.loader.position()
+    }
+
+    /// Moves the stream to `position` (a saved [`LoaderSampler::position`]).
+    pub fn set_position(&mut self, position: u64) {
+        self.loader.set_position(position);
     }
 }
 
 impl Sampler for LoaderSampler {
     fn draw(&mut self, count: usize) -> Result<Degraded> {
+        let mut rng = StdRng::seed_from_u64(data::mix_seed(self.seed, self.loader.position()));
         let clean = self.loader.next_batch(count, &self.device)?;
-        let d = self.degradation.apply(&clean, &mut self.rng)?;
+        let d = self.degradation.apply(&clean, &mut rng)?;
         if d.input.dim(0)? != count {
             return Err(Error::Sampler(format!(
                 "asked {count} samples, got {}",

@@ -60,7 +60,14 @@ fn variance(plan: LevelPlan, seed: u64, w: &Var) -> (f64, f64) {
     let grads: Vec<Vec<f64>> = (0..DRAWS)
         .map(|it| {
             let step = est
-                .step(&model, &mse, &mut sampler, &[w.clone()], it, &mut acct)
+                .step(
+                    &model,
+                    &mse,
+                    &mut sampler,
+                    std::slice::from_ref(w),
+                    it,
+                    &mut acct,
+                )
                 .unwrap();
             let g = step.grads.get(w.as_tensor()).unwrap();
             g.to_dtype(DType::F64)

@@ -9,8 +9,7 @@ use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Metadata key and value identifying the file format.
 const FORMAT_KEY: &str = "format";
@@ -35,20 +34,15 @@ pub struct Checkpoint {
 fn checksum<'a>(
     items: impl Iterator<Item = (&'a str, &'a [usize], std::borrow::Cow<'a, [u8]>)>,
 ) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut h = crate::atomic::Fnv1a::default();
     for (name, shape, data) in items {
-        eat(name.as_bytes());
+        h.eat(name.as_bytes());
         for &d in shape {
-            eat(&(d as u64).to_le_bytes());
+            h.eat(&(d as u64).to_le_bytes());
         }
-        eat(&data);
+        h.eat(&data);
     }
-    format!("{h:016x}")
+    h.hex()
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -88,32 +82,7 @@ pub fn save(
     ]);
     let bytes = safetensors::serialize(tensors.iter(), Some(metadata))
         .map_err(|e| Error::InvalidConfig(format!("cannot serialise checkpoint: {e}")))?;
-    let file_name = path.file_name().ok_or_else(|| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "checkpoint path has no file name",
-        ),
-    })?;
-    let tmp: PathBuf = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(path)(e)
-    })
+    crate::atomic::write_atomic(path, &bytes).map_err(io_err(path))
 }
 
 /// JSON of a metadata value (the configuration, the extra map).

@@ -78,7 +78,7 @@ impl ClassifierConfig {
                 "classifier needs non-zero sizes, got {self:?}"
             )));
         }
-        if self.size % factor != 0 {
+        if !self.size.is_multiple_of(factor) {
             return Err(Error::MeshNotDivisible {
                 h: self.size,
                 w: self.size,
@@ -168,7 +168,7 @@ fn head_image(w: &Tensor, channels: usize, m: usize) -> Result<Tensor> {
 /// Fine-to-coarse head weights `w^{2h} = 4 R w^h` (003 section 3.1.3, Riemann-sum factor 4;
 /// `R` the 2x2 average): `[classes, c m^2] -> [classes, c m^2 / 4]`, `m` the fine side (even).
 pub fn restrict_head(w: &Tensor, channels: usize, m: usize) -> Result<Tensor> {
-    if m % 2 != 0 {
+    if !m.is_multiple_of(2) {
         return Err(Error::MeshNotDivisible {
             h: m,
             w: m,

@@ -138,7 +138,7 @@ pub struct Conv {
 impl Conv {
     /// Build the layer described by `spec` with operator `kind` from `vb`.
     pub fn new(spec: ConvSpec, kind: ConvKind, vb: VarBuilder) -> Result<Self> {
-        if spec.k == 0 || spec.k % 2 == 0 || spec.c_in == 0 || spec.c_out == 0 {
+        if spec.k == 0 || spec.k.is_multiple_of(2) || spec.c_in == 0 || spec.c_out == 0 {
             return Err(Error::InvalidConfig(format!(
                 "convolution needs an odd kernel size and non-zero channels, got {spec:?}"
             )));

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder, VarMap};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use rand_distr::{Distribution, Normal, Uniform};
+use rand_distr::{Distribution, Normal, StandardNormal, Uniform};
 
 /// A `VarBuilder` that creates each variable missing from `varmap` from its layer's `Init`
 /// hint (constant, normal, uniform or Kaiming, as candle's `Init::var`), the values drawn in
@@ -145,18 +145,12 @@ pub fn seed_weights(varmap: &VarMap, seed: u64) -> Result<()> {
             _ => continue,
         };
         let values: Vec<f32> = (0..var.elem_count())
-            .map(|_| (std * standard_normal(&mut rng)) as f32)
+            .map(|_| (std * rng.sample::<f64, _>(StandardNormal)) as f32)
             .collect();
         let t = Tensor::from_vec(values, dims, var.device())?.to_dtype(var.dtype())?;
         var.set(&t)?;
     }
     Ok(())
-}
-
-/// One `N(0, 1)` sample by Box-Muller.
-fn standard_normal(rng: &mut StdRng) -> f64 {
-    let (a, b): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
-    (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod activation;
+pub mod atomic;
 pub mod attention;
 pub mod checkpoint;
 pub mod classifier;

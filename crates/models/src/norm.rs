@@ -19,7 +19,7 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// Group norm over `channels` in `groups` groups, with learnable `gamma`/`beta` when `affine`.
     pub fn new(channels: usize, groups: usize, affine: bool, vb: VarBuilder) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             return Err(Error::InvalidConfig(format!(
                 "{channels} channels cannot form {groups} groups"
             )));

@@ -69,6 +69,28 @@ pub fn prolong_network(varmap: &VarMap, r: Restriction, p: Prolongation) -> Resu
     prolong_network_with(varmap, r, p, HOT_START_DAMPING)
 }
 
+/// The Galerkin hot start in place (SPEC section 4, 002 eq. 4.14): every stencil of `varmap`
+/// is replaced by its prolongation [`prolong_network`], so models and optimizers holding the
+/// variables see the fine-mesh weights.
+pub fn prolong_in_place(varmap: &VarMap, r: Restriction, p: Prolongation) -> Result<()> {
+    let fine = prolong_network(varmap, r, p)?;
+    let fine = fine
+        .data()
+        .lock()
+        .map_err(|_| Error::InvalidConfig("poisoned VarMap".into()))?;
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::InvalidConfig("poisoned VarMap".into()))?;
+    for (name, var) in vars.iter() {
+        let new = fine.get(name).ok_or_else(|| {
+            Error::InvalidConfig(format!("the prolongation lost variable {name}"))
+        })?;
+        var.set(new.as_tensor())?;
+    }
+    Ok(())
+}
+
 /// The fine-mesh copy of a coarse network: every stencil `s_H` becomes the damped Galerkin
 /// prolongation `s_h = argmin |A s_h - s_H|^2 + λ |s_h - s_H|^2`, i.e.
 /// `s_h = (AᵀA + λI)^{-1} (Aᵀ + λI) s_H` with `A = M ⊗ M` the system of 002 eq. 4.14

@@ -4,18 +4,15 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use grids::{Prolongation, Restriction};
-use models::transfer::{prolong_network, prolong_network_with, restrict_network};
+use models::transfer::{prolong_in_place, prolong_network, prolong_network_with, restrict_network};
 use models::{build, ConvKind, EspcnConfig, ModelConfig, ResnetConfig, UnetConfig};
 
 /// The network's variables with seeded values: gains `1 + 0.3 z`, biases `0.3 z`, weights
-/// Kaiming-normal `z sqrt(2 / fan_in)` (z standard normal, Box-Muller), in name order.
+/// Kaiming-normal `z sqrt(2 / fan_in)` (z standard normal), in name order.
 fn seeded(cfg: &ModelConfig, seed: u64) -> VarMap {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut normal = move || {
-        let (a, b): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
-        ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
-    };
+    let mut normal = move || rng.sample::<f32, _>(rand_distr::StandardNormal);
     let varmap = VarMap::new();
     build(
         cfg,
@@ -339,11 +336,12 @@ fn fit_stencil(pairs: &[(Vec<f64>, Vec<f64>)], n: usize) -> [f64; 9] {
             .max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))
             .unwrap();
         a.swap(c, piv);
-        for r in 0..9 {
+        let pivot_row = a[c];
+        for (r, row) in a.iter_mut().enumerate() {
             if r != c {
-                let f = a[r][c] / a[c][c];
-                for k in c..10 {
-                    a[r][k] -= f * a[c][k];
+                let f = row[c] / pivot_row[c];
+                for (x, p) in row[c..].iter_mut().zip(&pivot_row[c..]) {
+                    *x -= f * p;
                 }
             }
         }
@@ -399,4 +397,23 @@ fn damped_galerkin_hot_start_of_a_coarse_trained_denoiser_is_close_to_identity()
         damped < 1.5 * identity,
         "damped {damped} vs identity {identity}"
     );
+}
+
+/// The in-place hot start writes exactly what [`prolong_network`] returns into the same
+/// variables (so a model and an optimizer holding them see the fine-mesh weights).
+#[test]
+fn prolong_in_place_equals_prolong_network() {
+    let (r, p) = (Restriction::Average, Prolongation::Bilinear);
+    let net = stencil_net(&[0.1, -0.2, 0.3, 0.0, 1.0, 0.5, -0.4, 0.2, 0.05]);
+    let held = net.data().lock().unwrap()["w"].clone();
+    let expected = stencil_of(&prolong_network(&net, r, p).unwrap());
+    prolong_in_place(&net, r, p).unwrap();
+    assert_eq!(stencil_of(&net), expected);
+    let via_held = held
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(via_held[4] as f64, expected[4]);
 }

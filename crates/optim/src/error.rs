@@ -23,6 +23,17 @@ pub enum Error {
     /// A loss, gradient or operator product contained NaN or infinity.
     #[error("non-finite value in {0}")]
     NonFinite(&'static str),
+    /// A saved optimizer state does not fit the optimizer (missing, extra or misshapen entry).
+    #[error("optimizer state {0}")]
+    State(String),
+    /// An optimizer state file cannot be written or read.
+    #[error("{path}: {why}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        why: String,
+    },
     /// The optimizer was built over no trainable floating-point variables.
     #[error("no trainable floating-point variables")]
     NoVariables,

@@ -1,5 +1,8 @@
-//! Matrix-free second-order optimizers over candle [`Var`]s.
+//! Optimizers over candle [`Var`]s: a resumable first-order [`Adam`] and matrix-free
+//! second-order methods.
 //!
+//! * [`Adam`] (`adam.rs`): Kingma & Ba's Adam, Algorithm 1, with in-place CPU updates and a
+//!   state that saves and loads, so a resumed run continues exactly.
 //! * [`GaussNewton`]: Gauss-Newton-CG with Levenberg-Marquardt damping for least-squares losses
 //!   `L = 1/(2m) ||f(theta) - y||^2` (002 section 3: "Gauss-Newton-CG ... only matrix-vector
 //!   products are needed").
@@ -32,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod adam;
 pub mod cg;
 mod config;
 mod error;
@@ -45,6 +49,7 @@ pub mod vector;
 
 use candle_core::{Tensor, Var};
 
+pub use adam::{named_vars, sorted_vars, Adam, SharedAdam};
 pub use cg::Termination;
 pub use config::OptimizerConfig;
 pub use error::{Error, Result};

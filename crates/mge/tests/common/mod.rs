@@ -6,6 +6,7 @@ use candle_nn::{Conv2d, Conv2dConfig, Module, VarBuilder, VarMap};
 use data::Degraded;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::Distribution;
 
 /// A smooth `[C, n, n]` image: `id + sum_k a_k sin(2 pi (f_k . x) + p_k)`, `f_x` in 1..=2,
 /// plus `id * tag`: with `tag = 1e-3` its mean encodes the sample id (to check which sample a
@@ -17,7 +18,7 @@ pub fn smooth_image(id: u64, c: usize, n: usize, tag: f32) -> Vec<f32> {
             (
                 rng.random_range(1..=2) as f32,
                 rng.random_range(-2..=2) as f32,
-                rng.random::<f32>() * 6.28,
+                rng.random::<f32>() * std::f32::consts::TAU,
                 rng.random::<f32>() * 0.3,
             )
         })
@@ -29,7 +30,9 @@ pub fn smooth_image(id: u64, c: usize, n: usize, tag: f32) -> Vec<f32> {
                 let (x, y) = ((j as f32 + 0.5) / n as f32, (i as f32 + 0.5) / n as f32);
                 let s: f32 = waves
                     .iter()
-                    .map(|&(fx, fy, p, a)| a * (6.2832 * (fx * x + fy * y) + p + ch as f32).sin())
+                    .map(|&(fx, fy, p, a)| {
+                        a * (std::f32::consts::TAU * (fx * x + fy * y) + p + ch as f32).sin()
+                    })
                     .sum();
                 v.push(0.5 + s + id as f32 * tag);
             }
@@ -91,8 +94,8 @@ impl mge::Sampler for SmoothSampler {
         let t: Vec<f32> = (0..count).map(|_| self.rng.random::<f32>()).collect();
         let z: Vec<f32> = (0..count * self.c * self.n * self.n)
             .map(|_| {
-                let (u1, u2): (f32, f32) = (self.rng.random::<f32>().max(1e-7), self.rng.random());
-                (-2.0 * u1.ln()).sqrt() * (6.2832 * u2).cos() * self.noise_scale
+                let z: f32 = rand_distr::StandardNormal.sample(&mut self.rng);
+                z * self.noise_scale
             })
             .collect();
         let z = Tensor::from_vec(z, clean.shape(), &Device::Cpu)?;

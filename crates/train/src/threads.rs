@@ -1,5 +1,5 @@
-//! Thread-pool settings applied at start-up, before the first tensor operation (issue 5,
-//! item 2; measured in `docs/performance.md`, "Per-level cost").
+//! Thread-pool settings to apply at start-up, before the first tensor operation (measured in
+//! `docs/performance.md`, "Per-level cost"): call [`configure`] first thing in `main`.
 //!
 //! - `RAYON_NUM_THREADS`: candle 0.11's `get_num_threads()` re-reads it on every matmul and,
 //!   when unset, counts the physical cores by parsing `/proc/cpuinfo` (`num_cpus`), which took

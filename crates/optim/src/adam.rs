@@ -10,7 +10,7 @@
 //! parameter's buffers (candle in-place custom ops: no allocation, no temporary tensors);
 //! elsewhere the same formulas run as tensor operations.
 
-use anyhow::{bail, Context as _, Result};
+use crate::{Error, Result};
 use candle_core::{
     backprop::GradStore, CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, Var,
 };
@@ -36,7 +36,7 @@ pub fn named_vars(varmap: &candle_nn::VarMap) -> Result<Vec<(String, Var)>> {
     let data = varmap
         .data()
         .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned VarMap lock"))?;
+        .map_err(|_| Error::InvalidConfig("poisoned VarMap lock".into()))?;
     let mut named: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(named)
@@ -76,7 +76,6 @@ impl Adam {
     }
 
     /// Steps taken so far.
-    #[cfg(test)]
     pub fn steps(&self) -> u64 {
         self.step
     }
@@ -155,13 +154,13 @@ impl Adam {
     pub fn load_state(&mut self, mut state: HashMap<String, Tensor>) -> Result<()> {
         let step = state
             .remove("step")
-            .context("optimizer state lacks `step`")?;
+            .ok_or_else(|| Error::State("lacks `step`".into()))?;
         self.step = step
             .flatten_all()?
             .to_vec1::<f64>()?
             .first()
             .copied()
-            .context("empty `step`")? as u64;
+            .ok_or_else(|| Error::State("empty `step`".into()))? as u64;
         for (i, (name, var)) in self.vars.iter().enumerate() {
             for (key, slot) in [
                 (format!("m.{name}"), &mut self.m[i]),
@@ -169,28 +168,32 @@ impl Adam {
             ] {
                 let t = state
                     .remove(&key)
-                    .with_context(|| format!("optimizer state lacks `{key}`"))?;
+                    .ok_or_else(|| Error::State(format!("lacks `{key}`")))?;
                 if t.dims() != var.dims() {
-                    bail!(
-                        "optimizer state `{key}` has shape {:?}, the parameter {:?}",
+                    return Err(Error::State(format!(
+                        "`{key}` has shape {:?}, the parameter {:?}",
                         t.dims(),
                         var.dims()
-                    );
+                    )));
                 }
                 // A copy of its own: the CPU step writes the moments in place.
                 *slot = t.to_device(var.device())?.to_dtype(var.dtype())?.copy()?;
             }
         }
         if let Some(extra) = state.keys().next() {
-            bail!("optimizer state has `{extra}`, which is no parameter of this model");
+            return Err(Error::State(format!(
+                "has `{extra}`, which is no parameter of this model"
+            )));
         }
         Ok(())
     }
 
     /// Save the state to a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        candle_core::safetensors::save(&self.state()?, path)
-            .with_context(|| format!("cannot write optimizer state {}", path.display()))
+        candle_core::safetensors::save(&self.state()?, path).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            why: format!("cannot write optimizer state: {e}"),
+        })
     }
 
     /// Load the state from a safetensors file written by [`Adam::save`].
@@ -200,10 +203,14 @@ impl Adam {
             .first()
             .map(|t| t.device().clone())
             .unwrap_or(Device::Cpu);
-        let state = candle_core::safetensors::load(path, &dev)
-            .with_context(|| format!("cannot read optimizer state {}", path.display()))?;
-        self.load_state(state)
-            .with_context(|| format!("optimizer state {}", path.display()))
+        let state = candle_core::safetensors::load(path, &dev).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            why: format!("cannot read optimizer state: {e}"),
+        })?;
+        self.load_state(state).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            why: format!("optimizer state: {e}"),
+        })
     }
 }
 

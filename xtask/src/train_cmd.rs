@@ -6,10 +6,8 @@
 //! runner or a second-order `optim` optimizer (`[train.optimizer]`). Progress, checkpoints,
 //! validation, the loss history and its plots live here.
 
-use crate::adam::{Adam, SharedAdam};
-use crate::checkpointing;
 use crate::common::Context;
-use crate::config::{Allocation, FmgSchedule, LossKind, SourceKind, Strategy, Task, TrainConfig};
+use crate::config::{Allocation, FmgSchedule, SourceKind, Strategy, Task, TrainConfig};
 use crate::plot::{line_plot, Axes, Series};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
@@ -17,11 +15,10 @@ use candle_nn::{VarBuilder, VarMap};
 use data::{Degradation, Degraded, Loader, SharedSource};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{rngs::StdRng, SeedableRng};
-use serde::{Deserialize, Serialize};
-use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
+use train::checkpoint;
+pub use train::HistoryPoint;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -43,29 +40,6 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
-/// One point of the loss history (every iteration; `val_loss` where validated).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HistoryPoint {
-    pub iteration: u64,
-    pub stage: usize,
-    pub level: usize,
-    pub loss: f64,
-    pub wu: f64,
-    pub wall_s: f64,
-    /// Wall time of the training steps alone: `wall_s` less validation and checkpoints.
-    #[serde(default)]
-    pub train_s: f64,
-    pub val_loss: Option<f64>,
-    /// Per-term variance ratios `V_l / V_fine` (SPEC section 3, smoothed), finest term first, on
-    /// the iterations that measured per-term statistics (`train.stats_every`, or every
-    /// iteration under adaptive allocation): same #WU, 2-4x the backward work.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variance: Option<Vec<Option<f64>>>,
-    /// Wall time of this iteration's step when it measured statistics.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats_step_s: Option<f64>,
-}
-
 /// What a finished run returns.
 pub struct RunOutcome {
     pub history: Vec<HistoryPoint>,
@@ -76,37 +50,6 @@ pub struct RunOutcome {
     pub final_checkpoint: PathBuf,
     /// Last per-term variance ratios `V_l / V_fine` (empty for single-scale).
     pub variance_ratios: Vec<Option<f64>>,
-}
-
-/// Trainer state saved in every checkpoint beside the weights and the optimizer moments.
-#[derive(Serialize, Deserialize)]
-struct State {
-    iterations_done: u64,
-    wu_numer: u128,
-    wu_denom: u128,
-    wall_s: f64,
-    loader_position: u64,
-    history: Vec<HistoryPoint>,
-    /// Second-order runs: the optimizer config continuing from the last step (adapted damping
-    /// or trust radius); Adam's moments are in `optim.safetensors` instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    optimizer: Option<optim::OptimizerConfig>,
-    /// The configuration (TOML, with the strategy run) the checkpoint was trained with;
-    /// `--resume` refuses a different one.
-    #[serde(default)]
-    config: Option<String>,
-    /// True in the checkpoint written when training ended (a `--resume` then only writes the
-    /// final outputs, e.g. after writing `final.safetensors` failed).
-    #[serde(default)]
-    finished: bool,
-}
-
-/// The optimizer state a checkpoint saves.
-enum OptimizerState {
-    /// Adam's moments and step count (`optim.safetensors`).
-    Adam(Rc<RefCell<Adam>>),
-    /// The second-order config continued after the last step ([`State::optimizer`]).
-    SecondOrder(optim::OptimizerConfig),
 }
 
 /// The config's `[model]` table as a `models::ModelConfig`.
@@ -161,51 +104,14 @@ pub fn degradation(task: Task, blur_sigma: f64) -> Degradation {
     }
 }
 
-/// Fresh degraded batches whose randomness depends only on the stream position, so a resumed
-/// run draws exactly what the uninterrupted one drew (`position` is shared with the hooks
-/// that checkpoint it).
-struct ResumableSampler {
-    loader: Loader,
-    degradation: Degradation,
-    seed: u64,
-    device: Device,
-    position: Rc<Cell<u64>>,
-}
-
-impl mge::Sampler for ResumableSampler {
-    fn draw(&mut self, count: usize) -> mge::Result<Degraded> {
-        let mut rng = StdRng::seed_from_u64(data::mix_seed(self.seed, self.loader.position()));
-        let clean = self.loader.next_batch(count, &self.device)?;
-        self.position.set(self.loader.position());
-        Ok(self.degradation.apply(&clean, &mut rng)?)
-    }
-}
-
-/// Mean-over-pixels training loss (SPEC section 0): MSE, or negative SSIM (Table 8) whose
-/// window is physical (SPEC section 6): standard on the finest mesh `cfg.data.size`, and
-/// `mesh_factor` times narrower in pixels on a coarser level, so the two sides of a telescoping
-/// term are the same functional.
-fn loss_fn(cfg: &TrainConfig) -> Result<Box<mge::LossFn<'static>>> {
-    Ok(match cfg.train.loss {
-        LossKind::Mse => Box::new(|p: &Tensor, t: &Tensor| (p - t)?.sqr()),
-        LossKind::Ssim => {
-            let (finest, levels) = (cfg.data.size, cfg.levels());
-            let subsampling: grids::Subsampling = cfg
-                .train
-                .subsampling
-                .parse()
-                .map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?;
-            Box::new(move |p: &Tensor, t: &Tensor| {
-                let level = (finest / t.dim(3)?.max(1)).max(1).trailing_zeros() as usize;
-                let factor = subsampling.mesh_factor(level, levels) as f64;
-                data::metrics::ssim_loss_with(
-                    p,
-                    t,
-                    data::metrics::SsimWindow::STANDARD.coarsened(factor),
-                )
-            })
-        }
-    })
+/// The training loss of `cfg` ([`train::loss_fn`]: MSE, or SSIM with a physical window).
+fn loss_fn(cfg: &TrainConfig) -> Box<mge::LossFn<'static>> {
+    train::loss_fn(
+        cfg.train.loss,
+        cfg.data.size,
+        cfg.levels(),
+        cfg.train.subsampling,
+    )
 }
 
 /// A fixed validation batch drawn from the validation source of [`sources`] (a stream the
@@ -221,259 +127,6 @@ fn validation_set(cfg: &TrainConfig, source: SharedSource, device: &Device) -> R
     let clean = loader.next_batch(cfg.data.validation_images, device)?;
     let mut rng = StdRng::seed_from_u64(data::mix_seed(cfg.train.seed, VALIDATION_SALT));
     Ok(degradation(cfg.task, cfg.data.blur_sigma).apply(&clean, &mut rng)?)
-}
-
-/// Mean training loss of `model` on the validation batch (finest mesh).
-fn validation_loss(model: &dyn models::Model, loss: &mge::LossFn, v: &Degraded) -> Result<f64> {
-    let pred = model.forward(&v.input, v.t.as_ref())?;
-    Ok(loss(&pred, &v.target)?
-        .mean_all()?
-        .to_dtype(DType::F64)?
-        .to_scalar::<f64>()?)
-}
-
-/// Progress, validation, history and checkpoints, called by the `fmg` driver.
-struct RunHooks<'a> {
-    model: &'a dyn models::Model,
-    loss: &'a mge::LossFn<'a>,
-    validation: Degraded,
-    varmap: &'a VarMap,
-    model_cfg: &'a models::ModelConfig,
-    optimizer: OptimizerState,
-    position: Rc<Cell<u64>>,
-    out: &'a Path,
-    checkpoint_every: u64,
-    total_iters: u64,
-    stages: usize,
-    wall_offset: f64,
-    /// Training time before this session (resume), and validation + checkpoint time in it.
-    train_offset: f64,
-    overhead_s: f64,
-    history: Vec<HistoryPoint>,
-    ratios: Vec<Option<f64>>,
-    bar: ProgressBar,
-    /// Restriction of the run, defining the Galerkin hot start's stencil prolongation.
-    restriction: grids::Restriction,
-    /// The configuration run, recorded in every checkpoint.
-    config_toml: String,
-    /// Why the run stopped as diverged (a non-finite validation loss or parameter).
-    diverged: Option<String>,
-    /// Iterations done at the last checkpoint written.
-    last_saved: Option<u64>,
-    /// Whether the last checkpoint written is the finished run's.
-    saved_finished: bool,
-}
-
-/// The name of the first parameter of `varmap` holding a NaN or an infinity.
-pub fn non_finite_parameter(varmap: &VarMap) -> Result<Option<String>> {
-    let vars = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
-    let mut names: Vec<&String> = vars.keys().collect();
-    names.sort();
-    for name in names {
-        let values = vars[name]
-            .as_tensor()
-            .flatten_all()?
-            .to_dtype(DType::F32)?
-            .to_vec1::<f32>()?;
-        if values.iter().any(|v| !v.is_finite()) {
-            return Ok(Some(name.clone()));
-        }
-    }
-    Ok(None)
-}
-
-impl RunHooks<'_> {
-    /// Record a divergence (the run stops with this reason) and return it as the hook error.
-    fn diverge(&mut self, why: String) -> std::result::Result<(), String> {
-        self.diverged = Some(why.clone());
-        Err(why)
-    }
-
-    /// Stop unless the parameters and the validation loss (`val`, computed here when the
-    /// iteration did not validate) are finite after `done` iterations.
-    fn check_finite(&mut self, done: u64, val: Option<f64>) -> std::result::Result<(), String> {
-        if let Some(name) = non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))? {
-            return self.diverge(format!(
-                "parameter {name} is not finite after iteration {done}"
-            ));
-        }
-        let v = match val {
-            Some(v) => v,
-            None => validation_loss(self.model, self.loss, &self.validation)
-                .map_err(|e| format!("{e:#}"))?,
-        };
-        if !v.is_finite() {
-            return self.diverge(format!("validation loss = {v} after iteration {done}"));
-        }
-        Ok(())
-    }
-
-    /// Write the checkpoint after `iterations_done` iterations, once the parameters and the
-    /// validation loss are checked finite (so `LATEST` never names a diverged state).
-    fn save(
-        &mut self,
-        iterations_done: u64,
-        wu: mge::Fraction,
-        wall_s: f64,
-        val: Option<f64>,
-        finished: bool,
-    ) -> Result<PathBuf> {
-        self.check_finite(iterations_done, val)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let state = State {
-            iterations_done,
-            wu_numer: wu.numer(),
-            wu_denom: wu.denom(),
-            wall_s,
-            loader_position: self.position.get(),
-            history: self.history.clone(),
-            optimizer: match &self.optimizer {
-                OptimizerState::Adam(_) => None,
-                OptimizerState::SecondOrder(c) => Some(*c),
-            },
-            config: Some(self.config_toml.clone()),
-            finished,
-        };
-        let dir = checkpointing::save(self.out, iterations_done, &state, |dir| {
-            save_model(&dir.join("model.safetensors"), self.model_cfg, self.varmap)?;
-            match &self.optimizer {
-                OptimizerState::Adam(adam) => adam.borrow().save(&dir.join("optim.safetensors")),
-                OptimizerState::SecondOrder(_) => Ok(()),
-            }
-        })?;
-        (self.last_saved, self.saved_finished) = (Some(iterations_done), finished);
-        Ok(dir)
-    }
-}
-
-impl fmg::Hooks for RunHooks<'_> {
-    /// Galerkin hot start (SPEC section 4, 002 eq. 4.14): every 3x3 stencil trained on mesh
-    /// `2^from h` is replaced in place by its prolongation to mesh `2^to h`.
-    fn prolong(&mut self, from: usize, to: usize) -> std::result::Result<(), String> {
-        let fine = models::transfer::prolong_network(
-            self.varmap,
-            self.restriction,
-            grids::Prolongation::default(),
-        )
-        .map_err(|e| format!("Galerkin hot start from mesh 2^{from}h to 2^{to}h: {e}"))?;
-        let fine = fine
-            .data()
-            .lock()
-            .map_err(|_| "poisoned VarMap".to_string())?;
-        let vars = self
-            .varmap
-            .data()
-            .lock()
-            .map_err(|_| "poisoned VarMap".to_string())?;
-        for (name, var) in vars.iter() {
-            let new = fine
-                .get(name)
-                .ok_or_else(|| format!("Galerkin hot start lost variable {name}"))?;
-            var.set(new.as_tensor())
-                .map_err(|e| format!("Galerkin hot start, {name}: {e}"))?;
-        }
-        tracing::info!(from, to, "Galerkin hot start: prolonged every 3x3 stencil");
-        Ok(())
-    }
-
-    fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
-        let clock = std::time::Instant::now();
-        let v = validation_loss(self.model, self.loss, &self.validation)
-            .map(Some)
-            .map_err(|e| format!("{e:#}"));
-        self.overhead_s += clock.elapsed().as_secs_f64();
-        v
-    }
-
-    fn on_iteration(&mut self, rec: &fmg::IterRecord) -> std::result::Result<fmg::Control, String> {
-        let wall_s = self.wall_offset + rec.wall_s;
-        let wu = rec.wu_total.to_f64();
-        let measured = rec.terms.len() > 1 && rec.terms.iter().any(|t| t.variance.is_some());
-        self.history.push(HistoryPoint {
-            iteration: rec.iteration,
-            stage: rec.stage,
-            level: rec.level,
-            loss: rec.loss,
-            wu,
-            wall_s,
-            train_s: self.train_offset + rec.wall_s - self.overhead_s,
-            val_loss: rec.val_loss,
-            variance: measured.then(|| rec.variance_ratios.clone()),
-            stats_step_s: measured.then_some(rec.step_s),
-        });
-        if !rec.variance_ratios.is_empty() {
-            self.ratios = rec.variance_ratios.clone();
-        }
-        let ratios = fmt_ratios(&self.ratios);
-        let mut step = String::new();
-        if let (OptimizerState::SecondOrder(c), Some(r)) = (&mut self.optimizer, &rec.second_order)
-        {
-            *c = c.continued(r);
-            let (name, value) = match (r.radius, r.damping) {
-                (Some(radius), _) => ("radius", radius),
-                (_, damping) => ("damping", damping.unwrap_or(f64::NAN)),
-            };
-            tracing::debug!(
-                iteration = rec.iteration,
-                accepted = r.accepted,
-                ratio = r.ratio,
-                name,
-                value,
-                loss_before = r.loss_before,
-                loss_after = r.loss_after,
-                cg_iterations = r.cg_iterations,
-                forward_passes = r.forward_passes,
-                "second-order step"
-            );
-            step = format!(
-                " {} rho {:.2} {name} {value:.1e}",
-                if r.accepted { "accepted" } else { "rejected" },
-                r.ratio
-            );
-        }
-        self.bar.set_position(rec.iteration + 1);
-        self.bar.set_message(format!(
-            "stage {}/{} (mesh 2^{}h) loss {:.4e} #WU {:.0} ({:.1} WU/s){step}{}{}",
-            rec.stage + 1,
-            self.stages,
-            rec.level,
-            rec.loss,
-            wu,
-            rec.wu.to_f64() / rec.step_s.max(1e-9),
-            if ratios.is_empty() {
-                String::new()
-            } else {
-                format!(" var ratios {ratios}")
-            },
-            rec.val_loss
-                .map_or(String::new(), |v| format!(" val {v:.4e}")),
-        ));
-        if let Some(v) = rec.val_loss {
-            tracing::info!(iteration = rec.iteration, stage = rec.stage, loss = rec.loss, val_loss = v, wu, wall_s, ratios = %ratios, "validation");
-        }
-        let done = rec.iteration + 1;
-        if let Some(v) = rec.val_loss.filter(|v| !v.is_finite()) {
-            self.diverge(format!(
-                "validation loss = {v} after iteration {done} (mesh 2^{}h)",
-                rec.level
-            ))?;
-        }
-        if done % self.checkpoint_every == 0 || done == self.total_iters {
-            let finished = done == self.total_iters;
-            let clock = std::time::Instant::now();
-            if let Err(e) = self.save(done, rec.wu_total, wall_s, rec.val_loss, finished) {
-                return Err(match &self.diverged {
-                    Some(why) => why.clone(),
-                    None => format!("checkpoint at iteration {done}: {e:#}"),
-                });
-            }
-            self.overhead_s += clock.elapsed().as_secs_f64();
-        }
-        Ok(fmg::Control::Continue)
-    }
 }
 
 fn fmt_ratios(r: &[Option<f64>]) -> String {
@@ -546,13 +199,11 @@ pub fn train_run(
     start: Start,
     device: &Device,
 ) -> Result<RunOutcome> {
-    let _lock = checkpointing::RunLock::acquire(out)?;
-    let _log = crate::common::RunLog::open(&out.join("train.log"))?;
     let mut used = cfg.clone();
     used.train.strategy = strategy;
     let used_toml = used.to_toml()?;
     let model_cfg = model_config(cfg, origin)?;
-    let mut varmap = VarMap::new();
+    let varmap = VarMap::new();
     let model = models::build(
         &model_cfg,
         models::init::seeded_var_builder(&varmap, cfg.train.seed, DType::F32, device),
@@ -566,15 +217,6 @@ pub fn train_run(
     let levels = cfg.levels();
     let coarsest = cfg.data.size >> (levels - 1);
     let factor = model.downsampling_factor();
-    if t.levels_auto {
-        tracing::info!(
-            levels,
-            coarsest,
-            factor,
-            "train.levels not given: chose L = {levels} by 001 section 4's guideline (coarsest mesh {coarsest}x{coarsest} >= {m}x{m}, divisible by the model's down-sampling factor {factor})",
-            m = crate::config::MIN_COARSEST_MESH
-        );
-    }
     if coarsest % factor != 0 {
         bail!(
             "{}: data.size = {}: the coarsest mesh ({coarsest}) must be a multiple of the model's down-sampling factor {factor}",
@@ -586,20 +228,14 @@ pub fn train_run(
         levels,
         first_level: 0,
         batch: cfg.level_batches(),
-        subsampling: t
-            .subsampling
-            .parse()
-            .map_err(|e| anyhow::anyhow!("train.subsampling: {e:?}"))?,
-        restriction: t
-            .restriction
-            .parse()
-            .map_err(|e| anyhow::anyhow!("train.restriction: {e:?}"))?,
+        subsampling: t.subsampling,
+        restriction: t.restriction,
         noise_consistent: t.noise_consistent,
     };
     let (fstrategy, iters) = fmg_strategy(cfg, strategy);
     let stages = fmg::stages(fstrategy, &plan, iters)?;
     let driver_cfg = fmg::DriverConfig {
-        hot_start: t.hot_start.parse()?,
+        hot_start: t.hot_start,
         validate_every: t.validate_every,
         patience: t.early_stopping_patience,
         min_delta: 0.0,
@@ -624,36 +260,59 @@ pub fn train_run(
         crate::resources::ModelFootprint::of(&varmap)?,
         false,
     )?;
-
     let (source, validation_source) = sources(cfg)?;
     let validation = validation_set(cfg, validation_source, device)?;
-    let position = Rc::new(Cell::new(0));
-    let mut sampler = ResumableSampler {
-        loader: Loader::new(source, cfg.data.size, t.seed, cfg.data.threads),
-        degradation: degradation(cfg.task, cfg.data.blur_sigma),
-        seed: t.seed,
-        device: device.clone(),
-        position: position.clone(),
-    };
-    let vars = crate::adam::sorted_vars(&varmap)?;
+    let sampler = mge::LoaderSampler::new(
+        Loader::new(source, cfg.data.size, t.seed, cfg.data.threads),
+        degradation(cfg.task, cfg.data.blur_sigma),
+        t.seed,
+        device.clone(),
+    );
     cfg.check_optimizer(origin, strategy)?;
-    let mut optimizer = match t.optimizer.second_order() {
-        None => OptimizerState::Adam(Rc::new(RefCell::new(Adam::from_varmap(&varmap)?))),
-        Some(c) => OptimizerState::SecondOrder(c),
-    };
-    let mut acct = mge::Accountant::new();
-    let resume = matches!(start, Start::Resume);
-    let (mut start, mut wall_offset, mut history, mut finished) = (0u64, 0.0, Vec::new(), false);
-    if resume {
-        match checkpointing::load_latest::<State>(out)? {
-            Some(ck) => {
-                match &ck.state.config {
+    let loss = loss_fn(cfg);
+    let forward = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
+    let bar = ProgressBar::new(total_iters);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:25} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("{} {}", cfg.task.name(), strategy.name()));
+    let mut trainer = train::Trainer::new(&forward, &varmap, loss.as_ref(), sampler, driver)
+        .with_optimizer(match t.optimizer.second_order() {
+            None => train::OptimizerKind::Adam,
+            Some(c) => train::OptimizerKind::SecondOrder(c),
+        })
+        .with_validation(validation)
+        .with_checkpoints(out, t.checkpoint_every as u64)?
+        .with_hot_start_restriction(plan.restriction)
+        .with_model_config(model_cfg.clone())
+        .with_record(used_toml.clone())
+        .on_progress(|p| {
+            show_progress(&bar, p);
+            Ok(())
+        });
+    // After the folder's lock is taken (with_checkpoints): a refused run writes no log there.
+    let _log = crate::common::RunLog::open(&out.join("train.log"))?;
+    if t.levels_auto {
+        tracing::info!(
+            levels,
+            coarsest,
+            factor,
+            "train.levels not given: chose L = {levels} by 001 section 4's guideline (coarsest mesh {coarsest}x{coarsest} >= {m}x{m}, divisible by the model's down-sampling factor {factor})",
+            m = crate::config::MIN_COARSEST_MESH
+        );
+    }
+    let mut finished = false;
+    if matches!(start, Start::Resume) {
+        match trainer.resume()? {
+            Some(r) => {
+                match &r.record {
                     Some(recorded) => {
                         let differ = config_differences(recorded, &used_toml)?;
                         if !differ.is_empty() {
                             bail!(
                                 "--resume: the checkpoint {} was trained with another configuration: {} differ{} ({}); resume with the run's own config ({}) and strategy, or train into another --out",
-                                ck.dir.display(),
+                                r.dir.display(),
                                 differ.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>().join(", "),
                                 if differ.len() == 1 { "s" } else { "" },
                                 differ.iter().map(|(k, a, b)| format!("{k}: checkpoint {a}, given {b}")).collect::<Vec<_>>().join("; "),
@@ -663,36 +322,17 @@ pub fn train_run(
                     }
                     None => tracing::warn!(
                         "checkpoint {} records no configuration: it cannot be checked against {}",
-                        ck.dir.display(),
+                        r.dir.display(),
                         origin.display()
                     ),
                 }
-                varmap
-                    .load(ck.dir.join("model.safetensors"))
-                    .with_context(|| format!("checkpoint {}: model weights", ck.dir.display()))?;
-                let s = ck.state;
-                match (&mut optimizer, s.optimizer) {
-                    (OptimizerState::Adam(adam), _) => adam.borrow_mut().load(&ck.dir.join("optim.safetensors"))?,
-                    (OptimizerState::SecondOrder(c), Some(saved))
-                        if std::mem::discriminant(c) == std::mem::discriminant(&saved) =>
-                    {
-                        *c = saved
-                    }
-                    (OptimizerState::SecondOrder(_), _) => tracing::warn!(
-                        "checkpoint {} has no state of train.optimizer: its damping or trust radius restarts from the config",
-                        ck.dir.display()
-                    ),
-                }
-                acct = mge::Accountant::with_total(mge::Fraction::new(s.wu_numer, s.wu_denom)?);
-                sampler.loader.set_position(s.loader_position);
-                position.set(s.loader_position);
-                (start, wall_offset, history) = (s.iterations_done, s.wall_s, s.history);
-                finished = s.finished || start >= total_iters;
+                finished = r.finished;
+                bar.set_position(r.iterations_done);
                 tracing::info!(
-                    "resuming {} from iteration {start} (checkpoint of step {}: {})",
+                    "resuming {} from iteration {} (checkpoint {})",
                     out.display(),
-                    ck.step,
-                    ck.dir.display()
+                    r.iterations_done,
+                    r.dir.display()
                 );
             }
             None => tracing::warn!(
@@ -703,56 +343,83 @@ pub fn train_run(
     }
     if finished && out.join("final.safetensors").exists() {
         bail!(
-            "{}: the run already finished ({start} of {total_iters} iterations; final.safetensors is written): nothing to resume (--overwrite trains it again)",
+            "{}: the run already finished ({total_iters} iterations; final.safetensors is written): nothing to resume (--overwrite trains it again)",
             out.display()
         );
     }
     std::fs::write(out.join("config.toml"), &used_toml)
         .with_context(|| format!("cannot write {}", out.join("config.toml").display()))?;
-    let (history, ratios) = if finished {
+    if finished {
         tracing::info!(
-            "{}: training had finished at iteration {start}; writing the final outputs",
+            "{}: training had finished; writing the final outputs",
             out.display()
         );
-        (history, Vec::new())
-    } else {
-        run_driver(RunParts {
-            cfg,
-            strategy,
-            out,
-            model: model.as_ref(),
-            varmap: &varmap,
-            model_cfg: &model_cfg,
-            driver: &driver,
-            sampler: &mut sampler,
-            validation,
-            vars: &vars,
-            optimizer,
-            position,
-            acct: &mut acct,
-            start,
-            wall_offset,
-            history,
-            restriction: plan.restriction,
-            config_toml: used_toml,
-        })?
-    };
-    if let Some(name) = non_finite_parameter(&varmap)? {
-        bail!("training diverged: parameter {name} is not finite at the end; final.safetensors is not written");
     }
+    let r = trainer.run();
+    bar.finish();
+    let r = r?;
     let final_checkpoint = out.join("final.safetensors");
     save_model(&final_checkpoint, &model_cfg, &varmap)?;
-    write_history(&out.join("history.csv"), &history)?;
-    plot_history(out, &[(strategy.name().to_string(), history.clone())])?;
-    let last = history.last();
+    write_history(&out.join("history.csv"), &r.history)?;
+    plot_history(out, &[(strategy.name().to_string(), r.history.clone())])?;
     Ok(RunOutcome {
-        wu: last.map_or(0.0, |h| h.wu),
-        wall_s: last.map_or(0.0, |h| h.wall_s),
-        train_s: last.map_or(0.0, |h| h.train_s),
-        history,
+        wu: r.wu,
+        wall_s: r.wall_s,
+        train_s: r.train_s,
+        history: r.history,
         final_checkpoint,
-        variance_ratios: ratios,
+        variance_ratios: r.variance_ratios,
     })
+}
+
+/// The progress bar's line for one iteration (and a `tracing` event where it validated).
+fn show_progress(bar: &ProgressBar, p: &train::Progress) {
+    let rec = p.record;
+    let ratios = fmt_ratios(p.variance_ratios);
+    let mut step = String::new();
+    if let Some(r) = &rec.second_order {
+        let (name, value) = match (r.radius, r.damping) {
+            (Some(radius), _) => ("radius", radius),
+            (_, damping) => ("damping", damping.unwrap_or(f64::NAN)),
+        };
+        tracing::debug!(
+            iteration = rec.iteration,
+            accepted = r.accepted,
+            ratio = r.ratio,
+            name,
+            value,
+            loss_before = r.loss_before,
+            loss_after = r.loss_after,
+            cg_iterations = r.cg_iterations,
+            forward_passes = r.forward_passes,
+            "second-order step"
+        );
+        step = format!(
+            " {} rho {:.2} {name} {value:.1e}",
+            if r.accepted { "accepted" } else { "rejected" },
+            r.ratio
+        );
+    }
+    bar.set_position(rec.iteration + 1);
+    bar.set_message(format!(
+        "stage {}/{} (mesh 2^{}h) loss {:.4e} #WU {:.0} ({:.1} WU/s){step}{}{}",
+        rec.stage + 1,
+        p.stages,
+        rec.level,
+        rec.loss,
+        p.point.wu,
+        rec.wu.to_f64() / rec.step_s.max(1e-9),
+        if ratios.is_empty() {
+            String::new()
+        } else {
+            format!(" var ratios {ratios}")
+        },
+        rec.val_loss
+            .map_or(String::new(), |v| format!(" val {v:.4e}")),
+    ));
+    if let Some(v) = rec.val_loss {
+        tracing::info!(iteration = rec.iteration, stage = rec.stage, loss = rec.loss, val_loss = v, wu = p.point.wu, wall_s = p.point.wall_s, ratios = %ratios, "validation");
+    }
 }
 
 /// The keys whose values differ between two configuration TOML texts, with both values
@@ -806,167 +473,9 @@ pub fn config_differences(recorded: &str, given: &str) -> Result<Vec<(String, St
         .collect())
 }
 
-/// What [`run_driver`] needs from [`train_run`].
-struct RunParts<'a, 'm> {
-    cfg: &'a TrainConfig,
-    strategy: Strategy,
-    out: &'a Path,
-    model: &'m dyn models::Model,
-    varmap: &'a VarMap,
-    model_cfg: &'a models::ModelConfig,
-    driver: &'a fmg::Driver,
-    sampler: &'a mut ResumableSampler,
-    validation: Degraded,
-    vars: &'a [candle_core::Var],
-    optimizer: OptimizerState,
-    position: Rc<Cell<u64>>,
-    acct: &'a mut mge::Accountant,
-    start: u64,
-    wall_offset: f64,
-    history: Vec<HistoryPoint>,
-    restriction: grids::Restriction,
-    config_toml: String,
-}
-
-/// Train from iteration `p.start` to the end; returns the history and the last variance
-/// ratios. A divergence (non-finite loss, validation loss or parameter) stops the run with
-/// no checkpoint written after it.
-fn run_driver(p: RunParts) -> Result<(Vec<HistoryPoint>, Vec<Option<f64>>)> {
-    let RunParts {
-        cfg,
-        strategy,
-        out,
-        model,
-        varmap,
-        model_cfg,
-        driver,
-        sampler,
-        validation,
-        vars,
-        optimizer,
-        position,
-        acct,
-        start,
-        wall_offset,
-        history,
-        restriction,
-        config_toml,
-    } = p;
-    let t = &cfg.train;
-    let total_iters = driver.total_iters();
-    let loss = loss_fn(cfg)?;
-    let bar = ProgressBar::new(total_iters).with_position(start);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:25} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(format!("{} {}", cfg.task.name(), strategy.name()));
-    let mut hooks = RunHooks {
-        model,
-        loss: loss.as_ref(),
-        validation,
-        varmap,
-        model_cfg,
-        optimizer,
-        position,
-        out,
-        checkpoint_every: t.checkpoint_every as u64,
-        total_iters,
-        stages: driver.stages().len(),
-        wall_offset,
-        train_offset: history.last().map_or(0.0, |h: &HistoryPoint| h.train_s),
-        overhead_s: 0.0,
-        history,
-        ratios: Vec::new(),
-        bar,
-        restriction,
-        config_toml,
-        diverged: None,
-        last_saved: None,
-        saved_finished: false,
-    };
-    let (mut adam, mut first, mut second);
-    let update: &mut dyn fmg::Update = match &hooks.optimizer {
-        OptimizerState::Adam(a) => {
-            adam = SharedAdam {
-                adam: a.clone(),
-                lr: t.lr,
-            };
-            first = fmg::FirstOrder(&mut adam);
-            &mut first
-        }
-        OptimizerState::SecondOrder(c) => {
-            second = fmg::SecondOrderUpdate::new(c.build(vars.to_vec())?);
-            &mut second
-        }
-    };
-    let fwd = |x: &Tensor, tt: Option<&Tensor>| model.forward(x, tt);
-    let result = driver.run_with(
-        &fwd,
-        loss.as_ref(),
-        sampler,
-        vars,
-        update,
-        acct,
-        start,
-        &mut hooks,
-    );
-    hooks.bar.finish();
-    let kept = |hooks: &RunHooks| match hooks.last_saved {
-        Some(step) => format!(
-            "the last good checkpoint (after iteration {step}) is kept in {}",
-            checkpointing::checkpoints_dir(out).display()
-        ),
-        None => "no checkpoint of this run was written".to_string(),
-    };
-    if let Err(e) = result {
-        if let Some(why) = &hooks.diverged {
-            bail!(
-                "training diverged: {why}; {} (try a smaller train.lr)",
-                kept(&hooks)
-            );
-        }
-        if let fmg::Error::NonFinite {
-            iteration,
-            level,
-            loss,
-        } = &e
-        {
-            bail!("training diverged: loss = {loss} at iteration {iteration} (mesh 2^{level}h); {} (try a smaller train.lr)", kept(&hooks));
-        }
-        return Err(e.into());
-    }
-    // The checkpoint of the finished run (also after early stopping), from which a
-    // `--resume` can write the final outputs should writing them fail.
-    if !hooks.saved_finished {
-        let (done, wall_s) = hooks
-            .history
-            .last()
-            .map_or((start, wall_offset), |h| (h.iteration + 1, h.wall_s));
-        if let Err(e) = hooks.save(done, acct.total(), wall_s, None, true) {
-            match &hooks.diverged {
-                Some(why) => bail!(
-                    "training diverged: {why}; {} (try a smaller train.lr)",
-                    kept(&hooks)
-                ),
-                None => return Err(e),
-            }
-        }
-    }
-    Ok((hooks.history, hooks.ratios))
-}
-
-/// `history.csv`: `iteration,stage,level,loss,wu,wall_s,train_s,val_loss`.
+/// `history.csv` ([`train::history::write_csv`]).
 pub fn write_history(path: &Path, h: &[HistoryPoint]) -> Result<()> {
-    let mut s = String::from("iteration,stage,level,loss,wu,wall_s,train_s,val_loss\n");
-    for p in h {
-        let v = p.val_loss.map(|v| format!("{v:.6e}")).unwrap_or_default();
-        s.push_str(&format!(
-            "{},{},{},{:.6e},{:.3},{:.3},{:.3},{v}\n",
-            p.iteration, p.stage, p.level, p.loss, p.wu, p.wall_s, p.train_s
-        ));
-    }
-    std::fs::write(path, s).with_context(|| format!("cannot write {}", path.display()))
+    Ok(train::history::write_csv(path, h)?)
 }
 
 /// `val_loss_vs_wu.png` and `val_loss_vs_time.png` in `dir`, one curve per named history.
@@ -1012,7 +521,7 @@ pub fn check_fresh_out(out: &Path, resume: bool, overwrite: bool) -> Result<()> 
     if resume {
         return Ok(());
     }
-    if let Some(found) = checkpointing::existing_run(out) {
+    if let Some(found) = checkpoint::existing_run(out) {
         if !overwrite {
             bail!(
                 "{} already holds a training run ({} exists): continue it with --resume, choose another --out, or pass --overwrite to delete it and start afresh",
@@ -1021,9 +530,9 @@ pub fn check_fresh_out(out: &Path, resume: bool, overwrite: bool) -> Result<()> 
             );
         }
         // Deleting under the lock: not while another run writes there.
-        let _lock = checkpointing::RunLock::acquire(out)?;
+        let _lock = checkpoint::RunLock::acquire(out)?;
         tracing::warn!("--overwrite: deleting the run in {}", out.display());
-        checkpointing::clear_run(out)?;
+        checkpoint::clear_run(out)?;
     }
     Ok(())
 }
@@ -1143,9 +652,9 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
         "test ({} images of {}): mean mse {:.6e} psnr {:.3} dB ssim {:.4}, per image in {}",
         test.len(),
         cfg.data.test_dir.display(),
-        crate::eval::mean(&scores.mse),
-        crate::eval::mean(&scores.psnr),
-        crate::eval::mean(&scores.ssim),
+        crate::reproduce::mean(&scores.mse),
+        crate::reproduce::mean(&scores.psnr),
+        crate::reproduce::mean(&scores.ssim),
         a.out.join("test/results.csv").display()
     );
     Ok(())
@@ -1208,9 +717,9 @@ stats_every = 0
         .unwrap();
         // Stages of 12 and 6 iterations, checkpoints every 5: an interrupted run whose last
         // checkpoint is the one after 15 iterations (inside the second stage).
-        let (ck, name) = (checkpointing::checkpoints_dir(&part), "step-00000015");
+        let (ck, name) = (checkpoint::checkpoints_dir(&part), "step-00000015");
         std::fs::create_dir_all(ck.join(name)).unwrap();
-        for f in std::fs::read_dir(checkpointing::checkpoints_dir(&full).join(name)).unwrap() {
+        for f in std::fs::read_dir(checkpoint::checkpoints_dir(&full).join(name)).unwrap() {
             let f = f.unwrap().path();
             std::fs::copy(&f, ck.join(name).join(f.file_name().unwrap())).unwrap();
         }
@@ -1408,7 +917,8 @@ stats_every = 0
         )
         .unwrap();
         let val = validation_set(cfg, sources(cfg).unwrap().1, &Device::Cpu).unwrap();
-        validation_loss(model.as_ref(), loss_fn(cfg).unwrap().as_ref(), &val).unwrap()
+        let forward = |x: &Tensor, t: Option<&Tensor>| model.forward(x, t);
+        train::validation::validation_loss(&forward, loss_fn(cfg).as_ref(), &val).unwrap()
     }
 
     #[test]
@@ -1453,8 +963,13 @@ stats_every = 0
             );
             std::fs::remove_file(&init).ok();
             // The checkpoint carries the adapted damping or radius, not Adam moments.
-            let ck = checkpointing::load_latest::<State>(&out).unwrap().unwrap();
-            assert!(ck.state.optimizer.is_some() && !ck.dir.join("optim.safetensors").exists());
+            let ck = checkpoint::load_latest::<serde_json::Value>(&out)
+                .unwrap()
+                .unwrap();
+            assert!(
+                ck.state.get("optimizer").is_some_and(|o| !o.is_null())
+                    && !ck.dir.join("optim.safetensors").exists()
+            );
             std::fs::remove_dir_all(&out).ok();
         }
         // --strategy cannot turn a single-scale Gauss-Newton config multiscale.
@@ -1500,7 +1015,7 @@ stats_every = 0
         )
         .unwrap();
         let mut id = cfg.clone();
-        id.train.hot_start = "identity".into();
+        id.train.hot_start = fmg::HotStart::Identity;
         let b = train_run(
             &id,
             origin,
@@ -1558,11 +1073,14 @@ stats_every = 0
             );
             assert!(e.contains("diverged") && e.contains("iteration"), "{e}");
             assert!(!out.join("final.safetensors").exists());
-            if let Some(ck) = checkpointing::load_latest::<State>(&out).unwrap() {
+            if let Some(ck) = checkpoint::load_latest::<serde_json::Value>(&out).unwrap() {
                 assert!(e.contains("last good checkpoint"), "{e}");
                 let init = ck.dir.join("model.safetensors");
                 let (_, varmap, _) = models::checkpoint::load(&init, &Device::Cpu).unwrap();
-                assert_eq!(non_finite_parameter(&varmap).unwrap(), None);
+                assert_eq!(
+                    train::validation::non_finite_parameter(&varmap).unwrap(),
+                    None
+                );
                 assert!(
                     initial_validation_loss(&cfg, &init).is_finite(),
                     "{lr} {every}: {e}"
@@ -1611,12 +1129,10 @@ stats_every = 0
         assert!(check_fresh_out(&out, false, false).is_err());
         check_fresh_out(&out, true, false).unwrap();
         check_fresh_out(&out, false, true).unwrap();
-        assert!(
-            !checkpointing::checkpoints_dir(&out).exists() && !out.join("config.toml").exists()
-        );
+        assert!(!checkpoint::checkpoints_dir(&out).exists() && !out.join("config.toml").exists());
         check_fresh_out(&out, false, false).unwrap();
         // Two runs on one folder: the second stops at once with "in use".
-        let lock = checkpointing::RunLock::acquire(&out).unwrap();
+        let lock = checkpoint::RunLock::acquire(&out).unwrap();
         let e = format!(
             "{:#}",
             train_run(

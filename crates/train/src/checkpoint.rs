@@ -1,4 +1,4 @@
-//! Atomic training checkpoints and resume.
+//! Atomic, verified training checkpoints and resume.
 //!
 //! A checkpoint is a folder `DIR/checkpoints/step-NNNNNNNN/` holding the files the trainer
 //! writes (model weights, optimizer moments) and `state.json` (the trainer's state plus a
@@ -10,7 +10,8 @@
 //! edited loader position or iteration count is refused too. `LATEST` must name a
 //! `step-NNNNNNNN` folder inside `DIR/checkpoints` (never a path elsewhere).
 
-use anyhow::{bail, Context as _, Result};
+use crate::error::{io_error, Error, Result};
+use models::atomic::{fnv1a_hex, write_atomic};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,18 +32,10 @@ struct Envelope<S> {
 /// Key of `state.json` holding the digest of the rest of the file.
 const DIGEST: &str = "digest";
 
-/// FNV-1a 64-bit hash of `bytes`, as hex.
-fn fnv(bytes: &[u8]) -> String {
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{h:016x}")
-}
-
 /// Digest of an envelope given as a JSON object without its `digest` key (compact,
 /// canonical serialisation of the parsed value, so formatting does not matter).
 fn digest_of(v: &serde_json::Value) -> Result<String> {
-    Ok(fnv(serde_json::to_string(v)?.as_bytes()))
+    Ok(fnv1a_hex(serde_json::to_string(v)?.as_bytes()))
 }
 
 /// Whether `name` is a checkpoint folder name written by [`save`] (`step-` and 8+ digits).
@@ -64,35 +57,10 @@ pub fn checkpoints_dir(out: &Path) -> PathBuf {
     out.join("checkpoints")
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-}
-
 /// FNV-1a 64-bit hash of a file's bytes, as hex (detects truncated or altered files).
 fn checksum(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(fnv(&bytes))
+    let bytes = std::fs::read(path).map_err(io_error("cannot read", path))?;
+    Ok(fnv1a_hex(&bytes))
 }
 
 /// Save a checkpoint for `step` under `out/checkpoints/`: `write_files(tmp_dir)` writes the
@@ -108,14 +76,13 @@ pub fn save<S: Serialize>(
     let tmp = root.join(format!(".{name}.tmp"));
     let fin = root.join(&name);
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)
-            .with_context(|| format!("cannot remove stale {}", tmp.display()))?;
+        std::fs::remove_dir_all(&tmp).map_err(io_error("cannot remove stale", &tmp))?;
     }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    std::fs::create_dir_all(&tmp).map_err(io_error("cannot create", &tmp))?;
     write_files(&tmp)?;
     let mut checksums = BTreeMap::new();
-    for entry in std::fs::read_dir(&tmp)? {
-        let p = entry?.path();
+    for entry in std::fs::read_dir(&tmp).map_err(io_error("cannot list", &tmp))? {
+        let p = entry.map_err(io_error("cannot list", &tmp))?.path();
         checksums.insert(
             p.file_name()
                 .unwrap_or_default()
@@ -131,26 +98,25 @@ pub fn save<S: Serialize>(
     })?;
     let digest = digest_of(&env)?;
     env.as_object_mut()
-        .context("checkpoint state is not a JSON object")?
+        .ok_or_else(|| Error::Checkpoint("checkpoint state is not a JSON object".into()))?
         .insert(DIGEST.into(), digest.into());
-    write_atomic(
-        &tmp.join(STATE),
-        serde_json::to_string_pretty(&env)?.as_bytes(),
-    )?;
+    let state_path = tmp.join(STATE);
+    write_atomic(&state_path, serde_json::to_string_pretty(&env)?.as_bytes())
+        .map_err(io_error("cannot write", &state_path))?;
     if fin.exists() {
-        std::fs::remove_dir_all(&fin)
-            .with_context(|| format!("cannot replace {}", fin.display()))?;
+        std::fs::remove_dir_all(&fin).map_err(io_error("cannot replace", &fin))?;
     }
-    std::fs::rename(&tmp, &fin)
-        .with_context(|| format!("cannot publish checkpoint {}", fin.display()))?;
-    write_atomic(&root.join(LATEST), name.as_bytes())?;
+    std::fs::rename(&tmp, &fin).map_err(io_error("cannot publish checkpoint", &fin))?;
+    let latest = root.join(LATEST);
+    write_atomic(&latest, name.as_bytes()).map_err(io_error("cannot write", &latest))?;
     prune(&root, &name)?;
     Ok(fin)
 }
 
 /// Delete all but the newest `KEEP` complete checkpoints (never `latest`).
 fn prune(root: &Path, latest: &str) -> Result<()> {
-    let mut steps: Vec<String> = std::fs::read_dir(root)?
+    let mut steps: Vec<String> = std::fs::read_dir(root)
+        .map_err(io_error("cannot list", root))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("step-"))
@@ -158,8 +124,8 @@ fn prune(root: &Path, latest: &str) -> Result<()> {
     steps.sort();
     let excess = steps.len().saturating_sub(KEEP);
     for n in steps.into_iter().take(excess).filter(|n| n != latest) {
-        std::fs::remove_dir_all(root.join(&n))
-            .with_context(|| format!("cannot delete old checkpoint {n}"))?;
+        let old = root.join(&n);
+        std::fs::remove_dir_all(&old).map_err(io_error("cannot delete old checkpoint", &old))?;
     }
     Ok(())
 }
@@ -172,23 +138,22 @@ pub fn load_latest<S: DeserializeOwned>(out: &Path) -> Result<Option<Loaded<S>>>
     if !latest.exists() {
         return Ok(None);
     }
-    let name = std::fs::read_to_string(&latest)
-        .with_context(|| format!("cannot read {}", latest.display()))?;
+    let name = std::fs::read_to_string(&latest).map_err(io_error("cannot read", &latest))?;
     let name = name.trim();
     if !is_step_name(name) {
-        bail!(
+        return Err(Error::Checkpoint(format!(
             "{} is corrupted: it names {name:?}, not a checkpoint folder step-NNNNNNNN of {}",
             latest.display(),
             root.display()
-        );
+        )));
     }
     let loaded = load_dir::<S>(&root.join(name))?;
     if format!("step-{:08}", loaded.step) != name {
-        bail!(
+        return Err(Error::Checkpoint(format!(
             "{} is corrupted: it names {name} but that checkpoint is of step {}",
             latest.display(),
             loaded.step
-        );
+        )));
     }
     Ok(Some(loaded))
 }
@@ -196,11 +161,11 @@ pub fn load_latest<S: DeserializeOwned>(out: &Path) -> Result<Option<Loaded<S>>>
 /// Load and verify the checkpoint folder `dir`.
 pub fn load_dir<S: DeserializeOwned>(dir: &Path) -> Result<Loaded<S>> {
     let state_path = dir.join(STATE);
-    let text = std::fs::read_to_string(&state_path).with_context(|| {
-        format!(
-            "checkpoint {} is incomplete: cannot read {STATE}",
+    let text = std::fs::read_to_string(&state_path).map_err(|e| {
+        Error::Checkpoint(format!(
+            "checkpoint {} is incomplete: cannot read {STATE}: {e}",
             dir.display()
-        )
+        ))
     })?;
     let corrupted = || {
         format!(
@@ -208,41 +173,47 @@ pub fn load_dir<S: DeserializeOwned>(dir: &Path) -> Result<Loaded<S>> {
             dir.display()
         )
     };
-    let mut value: serde_json::Value = serde_json::from_str(&text).with_context(corrupted)?;
+    let mut value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", corrupted())))?;
     let digest = value.as_object_mut().and_then(|o| o.remove(DIGEST));
     match digest {
         Some(serde_json::Value::String(d)) if d == digest_of(&value)? => {}
-        Some(_) => bail!(
+        Some(_) => return Err(Error::Checkpoint(format!(
             "checkpoint {} is corrupted: {STATE} does not match its digest (edited or damaged)",
             dir.display()
-        ),
-        None => bail!("checkpoint {} is corrupted: {STATE} has no digest (edited, or written by an older version)", dir.display()),
+        ))),
+        None => return Err(Error::Checkpoint(format!("checkpoint {} is corrupted: {STATE} has no digest (edited, or written by an older version)", dir.display()))),
     }
-    let env: Envelope<S> = serde_json::from_value(value).with_context(corrupted)?;
+    let env: Envelope<S> = serde_json::from_value(value)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", corrupted())))?;
     for (file, want) in &env.checksums {
         if file.is_empty() || file == STATE || file.contains(['/', '\\']) || file.starts_with('.') {
-            bail!(
+            return Err(Error::Checkpoint(format!(
                 "checkpoint {} is corrupted: {STATE} lists the file {file:?}",
                 dir.display()
-            );
+            )));
         }
-        let got = checksum(&dir.join(file)).with_context(|| {
-            format!(
+        let got = checksum(&dir.join(file)).map_err(|_| {
+            Error::Checkpoint(format!(
                 "checkpoint {} is corrupted: {file} is missing",
                 dir.display()
-            )
+            ))
         })?;
         if &got != want {
-            bail!("checkpoint {} is corrupted: {file} does not match its checksum (truncated or modified)", dir.display());
+            return Err(Error::Checkpoint(format!("checkpoint {} is corrupted: {file} does not match its checksum (truncated or modified)", dir.display())));
         }
     }
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
+    for entry in std::fs::read_dir(dir).map_err(io_error("cannot list", &dir))? {
+        let name = entry
+            .map_err(io_error("cannot list", dir))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         if name != STATE && !env.checksums.contains_key(&name) {
-            bail!(
+            return Err(Error::Checkpoint(format!(
                 "checkpoint {} is corrupted: {name} is not listed in {STATE}",
                 dir.display()
-            );
+            )));
         }
     }
     Ok(Loaded {
@@ -266,8 +237,7 @@ impl RunLock {
     /// Take the lock of the run folder `out` (created when missing).
     pub fn acquire(out: &Path) -> Result<Self> {
         use std::io::Write;
-        std::fs::create_dir_all(out)
-            .with_context(|| format!("cannot create output folder {}", out.display()))?;
+        std::fs::create_dir_all(out).map_err(io_error("cannot create output folder", &out))?;
         let path = out.join(LOCK);
         for _ in 0..3 {
             match std::fs::OpenOptions::new()
@@ -277,31 +247,33 @@ impl RunLock {
             {
                 Ok(mut f) => {
                     writeln!(f, "{}", std::process::id())
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                        .map_err(io_error("cannot write", &path))?;
                     return Ok(Self { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let owner = std::fs::read_to_string(&path).unwrap_or_default();
                     match owner.trim().parse::<u32>() {
                         Ok(pid) if !process_alive(pid) => {
-                            tracing::warn!("{}: taking over the lock of process {pid}, which no longer runs", out.display());
+                            // A stale lock of a dead process (`kill -9`): take it over.
                             std::fs::remove_file(&path).ok();
                         }
-                        _ => bail!(
-                            "{} is in use by another run (process {}; lock file {}): wait for it to finish or choose another --out (delete the lock file only if no such run is going)",
-                            out.display(),
-                            owner.trim(),
-                            path.display()
-                        ),
+                        _ => {
+                            return Err(Error::InUse {
+                                out: out.to_path_buf(),
+                                owner: owner.trim().to_string(),
+                                lock: path,
+                            })
+                        }
                     }
                 }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot create lock file {}", path.display()))
-                }
+                Err(e) => return Err(io_error("cannot create lock file", &path)(e)),
             }
         }
-        bail!("{}: cannot take the lock {}", out.display(), path.display())
+        Err(Error::Checkpoint(format!(
+            "{}: cannot take the lock {}",
+            out.display(),
+            path.display()
+        )))
     }
 }
 
@@ -348,14 +320,13 @@ pub fn clear_run(out: &Path) -> Result<()> {
     for f in RUN_FILES {
         let p = out.join(f);
         if p.is_file() {
-            std::fs::remove_file(&p).with_context(|| format!("cannot delete {}", p.display()))?;
+            std::fs::remove_file(&p).map_err(io_error("cannot delete", &p))?;
         }
     }
     for d in RUN_DIRS {
         let p = out.join(d);
         if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-                .with_context(|| format!("cannot delete {}", p.display()))?;
+            std::fs::remove_dir_all(&p).map_err(io_error("cannot delete", &p))?;
         }
     }
     Ok(())
@@ -372,7 +343,10 @@ pub(crate) mod tests {
     }
 
     fn payload(text: &'static str) -> impl FnOnce(&Path) -> Result<()> {
-        move |d: &Path| Ok(std::fs::write(d.join("model.bin"), text)?)
+        move |d: &Path| {
+            let p = d.join("model.bin");
+            std::fs::write(&p, text).map_err(io_error("cannot write", &p))
+        }
     }
 
     #[test]
@@ -491,7 +465,7 @@ pub(crate) mod tests {
     }
 
     /// Cases per property: `PROPTEST_CASES` when set, else 16 (CI).
-    pub(crate) fn fuzz_config() -> proptest::prelude::ProptestConfig {
+    pub fn fuzz_config() -> proptest::prelude::ProptestConfig {
         let cases = std::env::var("PROPTEST_CASES")
             .ok()
             .and_then(|c| c.parse().ok())
@@ -544,7 +518,9 @@ pub(crate) mod tests {
     fn a_failed_save_keeps_the_previous_checkpoint() {
         let out = tmp("failed");
         save(&out, 1, &1u32, payload("good")).unwrap();
-        let r = save(&out, 2, &2u32, |_d: &Path| bail!("disk full"));
+        let r = save(&out, 2, &2u32, |_d: &Path| {
+            return Err(Error::Checkpoint(format!("disk full")));
+        });
         assert!(r.is_err());
         let l = load_latest::<u32>(&out).unwrap().unwrap();
         assert_eq!((l.step, l.state), (1, 1));

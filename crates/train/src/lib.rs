@@ -1,0 +1,38 @@
+//! Training for any candle model with multiscale gradient estimation: the composition of a
+//! sampler (`mge`), the estimator (`mge`, 001 eq. 6), the stage driver (`fmg`, 001
+//! Algorithm 2) and an optimizer (`optim`), with validation, history, atomic verified
+//! checkpoints and exact resume. Progress reaches the caller through a callback
+//! ([`Trainer::on_progress`]) and `tracing`; the crate never prints.
+//!
+//! Source papers: "Multiscale Training of Convolutional Neural Networks" (multiscale gradient
+//! estimation and Full-Multiscale training) and "Multiscale Stochastic Gradient Descent:
+//! Efficiently Training Convolutional Neural Networks" (Galerkin hot start).
+//!
+//! | file | what |
+//! |---|---|
+//! | `trainer.rs` | [`Trainer`]: the loop, hooks, resume (001 Algorithms 1-2) |
+//! | `checkpoint.rs` | atomic checkpoint folders with checksums and a digest; run-folder lock |
+//! | `history.rs` | [`HistoryPoint`] per iteration, `history.csv` |
+//! | `validation.rs` | validation loss, divergence checks |
+//! | `loss.rs` | MSE and physical-window SSIM losses (SPEC sections 0 and 6) |
+//! | `threads.rs` | thread-pool settings that make CPU steps 1.6-5x faster |
+//! | `error.rs` | typed errors naming the file or setting at fault |
+//!
+//! Train your own candle model with Full-Multiscale and MGE (`examples/own_model.rs`):
+//!
+//! ```no_run
+#![doc = include_str!("../examples/own_model.rs")]
+//! ```
+
+pub mod checkpoint;
+pub mod error;
+pub mod history;
+pub mod loss;
+pub mod threads;
+pub mod trainer;
+pub mod validation;
+
+pub use error::{Error, Result};
+pub use history::HistoryPoint;
+pub use loss::{loss_fn, LossKind};
+pub use trainer::{OptimizerKind, Outcome, Progress, Resumed, Trainer};

@@ -1,0 +1,73 @@
+//! Training losses: mean over samples, pixels and channels (SPEC section 0).
+
+use serde::{Deserialize, Serialize};
+
+/// Training loss: MSE (001 Table 7) or negative SSIM (001 Table 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// `mean (pred - target)^2`.
+    Mse,
+    /// `-SSIM(pred, target)` with a physical window (SPEC section 6).
+    Ssim,
+}
+
+/// The loss `kind` for a run whose finest mesh is `finest` pixels and whose levels are
+/// coarsened by `subsampling` over `levels` levels. MSE is mesh-free; SSIM's window is
+/// physical: the standard window on the finest mesh and `mesh_factor(l)` times narrower in
+/// pixels on level `l` (identified from the prediction's width), so both sides of a
+/// telescoping term (001 eq. 6) evaluate the same functional.
+pub fn loss_fn(
+    kind: LossKind,
+    finest: usize,
+    levels: usize,
+    subsampling: grids::Subsampling,
+) -> Box<mge::LossFn<'static>> {
+    match kind {
+        LossKind::Mse => Box::new(|p, t| (p - t)?.sqr()),
+        LossKind::Ssim => Box::new(move |p, t| {
+            let level = (finest / t.dim(3)?.max(1)).max(1).trailing_zeros() as usize;
+            let factor = subsampling.mesh_factor(level, levels) as f64;
+            data::metrics::ssim_loss_with(
+                p,
+                t,
+                data::metrics::SsimWindow::STANDARD.coarsened(factor),
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn mse_is_the_squared_difference() {
+        let f = loss_fn(LossKind::Mse, 8, 1, grids::Subsampling::Coarsen);
+        let p = Tensor::new(&[[[[1f32, 2.0], [3.0, 4.0]]]], &Device::Cpu).unwrap();
+        let t = p.zeros_like().unwrap();
+        let l = f(&p, &t)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(l, (1.0 + 4.0 + 9.0 + 16.0) / 4.0);
+    }
+
+    #[test]
+    fn ssim_of_identical_images_is_minus_one() {
+        let f = loss_fn(LossKind::Ssim, 16, 2, grids::Subsampling::Coarsen);
+        for n in [16usize, 8] {
+            let x = Tensor::rand(0f32, 1.0, (2, 1, n, n), &Device::Cpu).unwrap();
+            let l = f(&x, &x)
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!((l + 1.0).abs() < 1e-4, "{n}: {l}");
+        }
+    }
+}
