@@ -631,7 +631,8 @@ lr = 5e-4
             (
                 "lr = 5e-4",
                 "lr = 5e-4\nsubsampling = \"zoom\"",
-                "train.subsampling",
+                // toml names the line and the allowed values (serde enum).
+                "expected one of `coarsen`, `crop`, `both`",
             ),
             ("lr = 5e-4", "lr = 5e-4\nbatch = [1, 2]", "train.batch"),
             (

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 pub enum LossKind {
     /// `mean (pred - target)^2`.
     Mse,
-    /// `-SSIM(pred, target)` with a physical window (SPEC section 6).
+    /// `1 - SSIM(pred, target)` (001 Table 8's negative SSIM shifted by 1) with a physical
+    /// window (SPEC section 6).
     Ssim,
 }
 
@@ -56,18 +57,19 @@ mod tests {
         assert_eq!(l, (1.0 + 4.0 + 9.0 + 16.0) / 4.0);
     }
 
+    /// `1 - SSIM` is 0 for identical images on both meshes of a term, and positive otherwise.
     #[test]
-    fn ssim_of_identical_images_is_minus_one() {
+    fn ssim_loss_is_zero_only_for_identical_images() {
         let f = loss_fn(LossKind::Ssim, 16, 2, grids::Subsampling::Coarsen);
+        let l = |a: &Tensor, b: &Tensor| {
+            let v = f(a, b).unwrap().mean_all().unwrap();
+            v.to_scalar::<f32>().unwrap()
+        };
         for n in [16usize, 8] {
             let x = Tensor::rand(0f32, 1.0, (2, 1, n, n), &Device::Cpu).unwrap();
-            let l = f(&x, &x)
-                .unwrap()
-                .mean_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!((l + 1.0).abs() < 1e-4, "{n}: {l}");
+            let y = Tensor::rand(0f32, 1.0, (2, 1, n, n), &Device::Cpu).unwrap();
+            assert!(l(&x, &x).abs() < 1e-4, "{n}: {}", l(&x, &x));
+            assert!(l(&x, &y) > 0.1, "{n}: {}", l(&x, &y));
         }
     }
 }
