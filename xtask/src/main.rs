@@ -5,6 +5,7 @@
 mod adam;
 mod bench;
 mod bench_conv;
+mod bench_distributed;
 mod bench_levels;
 mod bench_mfc;
 mod bench_step;
@@ -12,6 +13,7 @@ mod checkpointing;
 mod common;
 mod config;
 mod data_cmd;
+mod distributed;
 mod eval;
 mod labelled;
 mod landscape;
