@@ -7,7 +7,6 @@
 //! per `P`. Needs `--features mpi`. Inputs are random denoising batches drawn on every rank
 //! (timing only: the ranks do not see the same data here).
 
-use crate::bench_levels::{denoising_batch, mse};
 use crate::common::Context;
 use anyhow::{bail, Context as _, Result};
 
@@ -128,12 +127,12 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
     use candle_nn::{VarBuilder, VarMap};
     use comm::Communicator;
     use std::cell::Cell;
-    use std::sync::Arc;
+    use std::rc::Rc;
     use std::time::Instant;
 
     /// The world communicator, timing its all-reduces.
     struct Timed {
-        mpi: Arc<comm::MpiComm>,
+        mpi: Rc<comm::MpiComm>,
         spent: Cell<f64>,
     }
     impl Timed {
@@ -164,8 +163,8 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
             self.mpi.barrier()
         }
     }
-    let mpi = Arc::new(comm::MpiComm::init()?);
-    let timed = Arc::new(Timed {
+    let mpi = Rc::new(comm::MpiComm::init()?);
+    let timed = Rc::new(Timed {
         mpi: mpi.clone(),
         spent: Cell::new(0.0),
     });
@@ -184,7 +183,7 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
         let plan = mge::LevelPlan::multiscale(args.levels, args.n0)?;
         let mut est = mge::Estimator::new(plan, mge::GradientMode::Total, 0)?;
         est.set_fused_levels(true);
-        let comm: Arc<dyn Communicator> = timed.clone();
+        let comm: Rc<dyn Communicator> = timed.clone();
         est.set_parallel(Some(mge::Parallel {
             comm,
             split: args.split.parse()?,
@@ -202,7 +201,14 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
             }
             mpi.barrier()?;
             let t = Instant::now();
-            est.step(&model, &mse, &mut sampler, &vars, k as u64, &mut acct)?;
+            est.step(
+                &model,
+                &crate::bench_levels::mse,
+                &mut sampler,
+                &vars,
+                k as u64,
+                &mut acct,
+            )?;
             if k > 0 {
                 total += t.elapsed().as_secs_f64();
             }
@@ -235,8 +241,9 @@ struct Batches {
 #[cfg(feature = "mpi")]
 impl mge::Sampler for Batches {
     fn draw(&mut self, count: usize) -> mge::Result<data::Degraded> {
-        let (input, target, t) = denoising_batch(count, self.size, &self.device)
-            .map_err(|e| mge::Error::Sampler(format!("{e:#}")))?;
+        let (input, target, t) =
+            crate::bench_levels::denoising_batch(count, self.size, &self.device)
+                .map_err(|e| mge::Error::Sampler(format!("{e:#}")))?;
         Ok(data::Degraded {
             input,
             target,

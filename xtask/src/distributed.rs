@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// Split every MGE iteration over the ranks of an MPI job started by `mpirun -np P`:
     /// `data` (every rank a share of every term's batch) or `level` (whole terms per rank,
-    /// balanced by #WU). Needs `--features mpi`; see docs/distributed.md.
+    /// balanced by #WU); overrides `train.distributed`. Needs `--features mpi`; see
+    /// docs/distributed.md.
     #[arg(long, value_parser = parse_split)]
     pub distributed: Option<Split>,
 }
@@ -66,13 +67,14 @@ pub struct Session {
     size: usize,
     split: Option<Split>,
     #[cfg(feature = "mpi")]
-    mpi: Option<std::sync::Arc<comm::MpiComm>>,
+    mpi: Option<std::rc::Rc<comm::MpiComm>>,
 }
 
 impl Session {
-    /// Starts MPI when `--distributed` is given and installs the parallel context.
-    pub fn start(args: &Args) -> Result<Session> {
-        let Some(split) = args.distributed else {
+    /// Starts MPI when a split is given (`--distributed` or `train.distributed`) and installs
+    /// the parallel context.
+    pub fn start(split: Option<Split>) -> Result<Session> {
+        let Some(split) = split else {
             return Ok(Session {
                 rank: 0,
                 size: 1,
@@ -83,10 +85,10 @@ impl Session {
         };
         #[cfg(feature = "mpi")]
         {
-            let mpi = std::sync::Arc::new(comm::MpiComm::init()?);
+            let mpi = std::rc::Rc::new(comm::MpiComm::init()?);
             use comm::Communicator as _;
             let (rank, size) = (mpi.rank(), mpi.size());
-            let comm: std::sync::Arc<dyn comm::Communicator> = mpi.clone();
+            let comm: std::rc::Rc<dyn comm::Communicator> = mpi.clone();
             CURRENT.with(|c| *c.borrow_mut() = Some(Parallel { comm, split }));
             tracing::info!(rank, size, ?split, "distributed training over MPI");
             Ok(Session {
@@ -185,20 +187,104 @@ impl Session {
     }
 }
 
-/// Distributed training computes no per-term statistics: refuse the settings that need them.
-pub fn check_config(
-    cfg: &crate::config::TrainConfig,
+/// Distributed training computes no per-term statistics: `train.stats_every` is set to 0
+/// (with a warning) and adaptive allocation, which needs them, is refused.
+pub fn adjust_config(
+    cfg: &mut crate::config::TrainConfig,
     origin: &Path,
     strategy: crate::config::Strategy,
 ) -> Result<()> {
-    let stats = strategy != crate::config::Strategy::Single
-        && (cfg.train.stats_every > 0
-            || cfg.train.allocation == crate::config::Allocation::Adaptive);
-    if current().is_some() && stats {
+    if current().is_none() || strategy == crate::config::Strategy::Single {
+        return Ok(());
+    }
+    if cfg.train.allocation == crate::config::Allocation::Adaptive {
         bail!(
-            "{}: --distributed computes no per-term statistics: set train.stats_every = 0 and train.allocation = \"fixed\"",
+            "{}: --distributed computes no per-term statistics, which adaptive allocation needs: set train.allocation = \"fixed\"",
             origin.display()
         );
     }
+    if cfg.train.stats_every > 0 {
+        tracing::warn!(
+            "{}: --distributed computes no per-term statistics: train.stats_every = {} is set to 0 (no variance ratios in the history)",
+            origin.display(),
+            cfg.train.stats_every
+        );
+        cfg.train.stats_every = 0;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(size: usize, split: Option<Split>) -> Session {
+        Session {
+            rank: 0,
+            size,
+            split,
+            #[cfg(feature = "mpi")]
+            mpi: None,
+        }
+    }
+
+    #[test]
+    fn resume_needs_the_recorded_number_of_ranks() {
+        let out = std::env::temp_dir().join(format!("xtask-dist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        // No record: a single-process run.
+        session(1, None).check_ranks(&out, true).unwrap();
+        let e = session(2, Some(Split::Data))
+            .check_ranks(&out, true)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("trained on 1 rank(s), this job has 2"),
+            "{e}"
+        );
+        session(2, Some(Split::Level))
+            .record_ranks(&out, false)
+            .unwrap();
+        let text = std::fs::read_to_string(out.join("distributed.toml")).unwrap();
+        assert!(
+            text.contains("ranks = 2") && text.contains("split = \"level\""),
+            "{text}"
+        );
+        session(2, Some(Split::Level))
+            .check_ranks(&out, true)
+            .unwrap();
+        let e = session(3, Some(Split::Level))
+            .check_ranks(&out, true)
+            .unwrap_err();
+        assert!(e.to_string().contains("mpirun -np 2"), "{e}");
+        // A fresh single-process run into the folder drops the record.
+        session(1, None).record_ranks(&out, false).unwrap();
+        assert!(!out.join("distributed.toml").exists());
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn distributed_runs_drop_statistics_and_refuse_adaptive_allocation() {
+        use crate::config::{Allocation, Strategy, TrainConfig};
+        let text = "task = \"denoise\"\n[model]\nkind = \"unet\"\n[data]\nsource = \"dead-leaves\"\nsize = 16\n[train]\nlevels = 2\nn0 = 2\niterations = 4\nlr = 1e-3\ndistributed = \"level\"\n";
+        let origin = Path::new("test.toml");
+        let mut cfg = TrainConfig::parse(text, origin).unwrap();
+        assert_eq!(cfg.train.distributed, Some(Split::Level));
+        assert!(cfg.train.stats_every > 0);
+        // Not distributed: untouched.
+        adjust_config(&mut cfg, origin, Strategy::Multiscale).unwrap();
+        assert!(cfg.train.stats_every > 0);
+        CURRENT.with(|c| {
+            *c.borrow_mut() = Some(Parallel {
+                comm: std::rc::Rc::new(comm::SingleProcess),
+                split: Split::Level,
+            })
+        });
+        adjust_config(&mut cfg, origin, Strategy::Multiscale).unwrap();
+        assert_eq!(cfg.train.stats_every, 0);
+        cfg.train.allocation = Allocation::Adaptive;
+        let e = adjust_config(&mut cfg, origin, Strategy::Multiscale).unwrap_err();
+        assert!(e.to_string().contains("allocation"), "{e}");
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
 }

@@ -1098,7 +1098,11 @@ pub fn check_memory(
 
 pub fn run_train(mut a: TrainArgs, ctx: &Context) -> Result<()> {
     // issue 18: one MPI session per `--distributed` run; rank r > 0 writes into out/ranks/r.
-    let session = crate::distributed::Session::start(&a.distributed)?;
+    let split = match a.distributed.distributed {
+        Some(split) => Some(split),
+        None => TrainConfig::load(&a.config)?.train.distributed,
+    };
+    let session = crate::distributed::Session::start(split)?;
     let result = session.check_ranks(&a.out, a.resume).and_then(|()| {
         let out = a.out.clone();
         a.out = session.out_dir(&out);
@@ -1115,9 +1119,9 @@ fn run_train_on(
     session: &crate::distributed::Session,
     run_out: &Path,
 ) -> Result<()> {
-    let cfg = TrainConfig::load(&a.config)?;
+    let mut cfg = TrainConfig::load(&a.config)?;
     let strategy = a.strategy.unwrap_or(cfg.train.strategy);
-    crate::distributed::check_config(&cfg, &a.config, strategy)?;
+    crate::distributed::adjust_config(&mut cfg, &a.config, strategy)?;
     let start = if a.resume {
         Start::Resume
     } else {

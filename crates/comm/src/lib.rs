@@ -7,6 +7,8 @@
 //! - `MpiComm` (feature `mpi`): `MPI_COMM_WORLD` through the `mpi` crate over OpenMPI;
 //!   launched by `mpirun -np P`. MPI's default error handler (`MPI_ERRORS_ARE_FATAL`) ends
 //!   the whole job when a rank dies, so survivors never hang in a collective.
+//! - `NcclComm` (feature `nccl`): one GPU per rank through candle's CUDA backend (cudarc's
+//!   NCCL bindings); the NCCL id is handed out by a bootstrap communicator (MPI).
 //!
 //! Sums are reduced in rank order where the engine lets us choose ([`LocalGroup`]); MPI's
 //! and NCCL's reduction order is the library's, so results agree to float tolerance.
@@ -14,11 +16,15 @@
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod single;
 
 pub use local::LocalGroup;
 #[cfg(feature = "mpi")]
 pub use mpi::MpiComm;
+#[cfg(feature = "nccl")]
+pub use nccl::NcclComm;
 pub use single::SingleProcess;
 
 /// Errors of a collective operation.
@@ -47,6 +53,14 @@ pub enum Error {
     /// The engine could not be started (e.g. MPI initialised twice).
     #[error("communicator: {0}")]
     Init(String),
+    /// The engine reported an error (NCCL, CUDA).
+    #[error("{engine}: {message}")]
+    Engine {
+        /// Which engine.
+        engine: &'static str,
+        /// Its message.
+        message: String,
+    },
 }
 
 /// Result type of the `comm` crate.
@@ -68,15 +82,4 @@ pub trait Communicator {
     fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()>;
     /// Returns once every rank has called it.
     fn barrier(&self) -> Result<()>;
-}
-
-/// Which engine a run uses (configuration and command line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    /// One process, no communication.
-    #[default]
-    Single,
-    /// MPI (`mpirun -np P`), feature `mpi`.
-    Mpi,
 }

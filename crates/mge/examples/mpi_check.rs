@@ -23,7 +23,7 @@ use comm::{Communicator, MpiComm};
 use common::{flat, mse, SmoothSampler, Tiny};
 use mge::{Accountant, Estimator, GradientMode, LevelPlan, Parallel, Split};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::rc::Rc;
 
 type Curve = Vec<(f64, Vec<f32>, Vec<(f64, Option<f64>)>, mge::Fraction)>;
 
@@ -105,9 +105,9 @@ fn compare(a: &Curve, b: &Curve) -> Result<(f64, f64), String> {
     Ok((dl, dg))
 }
 
-fn run(comm: &Arc<MpiComm>) -> Result<(), String> {
+fn run(comm: &Rc<MpiComm>) -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
-    let shared: Arc<dyn Communicator> = comm.clone();
+    let shared: Rc<dyn Communicator> = comm.clone();
     let (rank, size) = (comm.rank(), comm.size());
     let par = |split| {
         Some(Parallel {
@@ -149,7 +149,7 @@ fn run(comm: &Arc<MpiComm>) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let comm = match MpiComm::init() {
-        Ok(c) => Arc::new(c),
+        Ok(c) => Rc::new(c),
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;

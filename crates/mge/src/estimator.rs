@@ -301,8 +301,10 @@ impl Estimator {
 
     /// One MGE iteration: the loss, the gradient for `vars` and the per-term statistics.
     /// With a [`Parallel`] context ([`Estimator::set_parallel`]) every rank must call it with
-    /// the same iteration and parameters; it computes this rank's share and returns the
-    /// all-reduced (global) loss, gradient, per-term losses and #WU on every rank.
+    /// the same iteration, parameters and `vars` in the same order (e.g. sorted by name; a
+    /// `VarMap`'s own order differs between processes, and shapes that differ are an error);
+    /// it computes this rank's share and returns the all-reduced (global) loss, gradient,
+    /// per-term losses and #WU on every rank.
     pub fn step(
         &self,
         model: &ModelFn,
@@ -355,8 +357,8 @@ impl Estimator {
     /// [`Estimator::step`] over the ranks of `p`: this rank's share of the loss (see
     /// [`crate::parallel`]), its gradient, then one f32 all-reduce of the flattened gradient
     /// `g = sum_r g_r` and one f64 all-reduce of `(w loss_fine, w loss_coarse, H_0 W_0 WU)`
-    /// per term (`w = |share| / N_l`) and the number of model applications. The global #WU
-    /// is added to `acct` on every rank.
+    /// per term (`w = |share| / N_l`), the number of model applications and a fingerprint of
+    /// the variables' shapes. The global #WU is added to `acct` on every rank.
     #[allow(clippy::too_many_arguments)]
     fn step_parallel(
         &self,
@@ -409,7 +411,7 @@ impl Estimator {
                 .map(scalar)
                 .transpose()?
                 .unwrap_or(0.0);
-            if pixels % t.wu.denom() != 0 {
+            if pixels.checked_rem(t.wu.denom()) != Some(0) {
                 return Err(Error::Fraction(format!(
                     "#WU {} is not a multiple of 1/{pixels}",
                     t.wu
@@ -418,7 +420,17 @@ impl Estimator {
             stats[3 * k + 2] = (t.wu.numer() * (pixels / t.wu.denom())) as f64;
         }
         stats[3 * nterms] = local.applications() as f64;
+        // A fingerprint `h < 2^26` of the variables' shapes in order, with `h^2`: all ranks
+        // agree iff `P sum h^2 = (sum h)^2` (exact in f64).
+        let h = shapes_fingerprint(vars) as f64;
+        stats.extend([h, h * h]);
         p.comm.all_reduce_sum_f64(&mut stats)?;
+        let size = p.comm.size() as f64;
+        if size * stats[3 * nterms + 2] != stats[3 * nterms + 1] * stats[3 * nterms + 1] {
+            return Err(Error::InvalidPlan(
+                "the ranks passed different variables (shapes or order differ): pass the same variables in the same order on every rank, e.g. sorted by name".into(),
+            ));
+        }
         let mut terms = Vec::with_capacity(nterms);
         let mut wu = Fraction::ZERO;
         for (k, level) in self.plan.terms().enumerate() {
@@ -509,6 +521,17 @@ struct LossPart {
     total: Option<Tensor>,
     terms: Vec<TermEval>,
     finest: (usize, usize),
+}
+
+/// FNV-1a over the variables' dimensions in order, folded to 26 bits.
+fn shapes_fingerprint(vars: &[Var]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in vars {
+        for &d in v.dims().iter().chain([&usize::MAX]) {
+            h = (h ^ d as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    (h ^ (h >> 26) ^ (h >> 52)) & ((1 << 26) - 1)
 }
 
 /// Samples `range` of a coupled pair (fine and coarse side alike).

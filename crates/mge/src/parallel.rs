@@ -22,7 +22,7 @@ use crate::{Error, Fraction, LevelPlan, Result};
 use candle_core::{DType, Tensor, Var};
 use comm::Communicator;
 use std::ops::Range;
-use std::sync::Arc;
+use std::rc::Rc;
 
 /// How an MGE iteration is divided over ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -124,11 +124,12 @@ pub fn shares(
 /// A communicator and a split: set on an [`crate::Estimator`] with
 /// [`crate::Estimator::set_parallel`], its [`crate::Estimator::step`] computes this rank's
 /// share and all-reduces the gradient (one f32 all-reduce of all parameters) and the
-/// per-term losses and #WU (one f64 all-reduce of `3 T + 1` numbers).
+/// per-term losses, #WU and a check that all ranks pass the same variables (one f64
+/// all-reduce of `3 T + 3` numbers).
 #[derive(Clone)]
 pub struct Parallel {
     /// The ranks.
-    pub comm: Arc<dyn Communicator>,
+    pub comm: Rc<dyn Communicator>,
     /// How the iteration is divided.
     pub split: Split,
 }

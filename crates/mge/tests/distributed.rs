@@ -10,7 +10,7 @@ use comm::{Communicator, LocalGroup};
 use common::*;
 use grids::Subsampling;
 use mge::{Accountant, Estimator, GradientMode, LevelPlan, Parallel, Split};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// What one rank saw: per iteration the loss, flattened gradient, per-term (loss_fine,
@@ -65,7 +65,7 @@ fn run_ranks(plan: &LevelPlan, fused: bool, iters: u64, split: Split, size: usiz
         .map(|c| {
             let plan = plan.clone();
             std::thread::spawn(move || {
-                let comm: Arc<dyn Communicator> = Arc::new(c);
+                let comm: Rc<dyn Communicator> = Rc::new(c);
                 run(&plan, fused, iters, Some(Parallel { comm, split }))
             })
         })
@@ -173,7 +173,7 @@ fn per_term_statistics_are_refused_in_parallel() {
     let model = |x: &candle_core::Tensor, t: Option<&candle_core::Tensor>| net.forward(x, t);
     let mut est = Estimator::new(plan, GradientMode::PerTerm, 5).unwrap();
     est.set_parallel(Some(Parallel {
-        comm: Arc::new(comm::SingleProcess),
+        comm: Rc::new(comm::SingleProcess),
         split: Split::Data,
     }));
     let e = est
@@ -187,4 +187,39 @@ fn per_term_statistics_are_refused_in_parallel() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("distributed"), "{e}");
+}
+
+#[test]
+fn ranks_with_different_variables_are_an_error() {
+    let plan = LevelPlan::multiscale(2, 2).unwrap();
+    let handles: Vec<_> = LocalGroup::new(2, Duration::from_secs(60))
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let plan = plan.clone();
+            std::thread::spawn(move || {
+                let vm = VarMap::new();
+                let net = Tiny::new(&vm, 2, 3);
+                let mut vars = sorted_vars(&vm);
+                if c.rank() == 1 {
+                    vars.reverse();
+                }
+                let model =
+                    |x: &candle_core::Tensor, t: Option<&candle_core::Tensor>| net.forward(x, t);
+                let mut est = Estimator::new(plan, GradientMode::Total, 5).unwrap();
+                est.set_parallel(Some(Parallel {
+                    comm: Rc::new(c),
+                    split: Split::Data,
+                }));
+                let mut sampler = SmoothSampler::new(2, 16, 9);
+                est.step(&model, &mse, &mut sampler, &vars, 0, &mut Accountant::new())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for h in handles {
+        let e = h.join().unwrap().unwrap_err();
+        assert!(e.contains("different variables"), "{e}");
+    }
 }
