@@ -1,6 +1,8 @@
 //! `cargo xtask bench distributed`: time per MGE iteration (estimator step: forward,
 //! backward, the gradient all-reduce and the stats all-reduce; no optimizer) and the
 //! all-reduces' share of it, on 1, 2, ... MPI ranks of this machine (issue 18, item 4).
+//! Before each all-reduce the bench adds a barrier, timed apart: the wait for the slowest rank
+//! (load imbalance, e.g. level-parallel's unequal terms) is not counted as communication.
 //!
 //! The bench starts `mpirun -np P` on its own executable for every `P` of `--ranks`, with
 //! `RAYON_NUM_THREADS = max(1, cores / P)` so the ranks share the cores, and prints one row
@@ -55,10 +57,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         args.iters,
         crate::bench_levels::load_average()
     );
-    println!(
-        "| ranks | threads/rank | ms/iteration | all-reduce ms/iteration | all-reduce share |"
-    );
-    println!("|---|---|---|---|---|");
+    println!("| ranks | threads/rank | ms/iteration | rank 0 waits for the slowest, ms | all-reduce ms | all-reduce share |");
+    println!("|---|---|---|---|---|---|");
     for &p in &args.ranks {
         let threads = (cores / p).max(1);
         let w: Vec<String> = args.widths.iter().map(|w| w.to_string()).collect();
@@ -96,14 +96,15 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                     .split_whitespace()
                     .filter_map(|x| x.parse().ok())
                     .collect();
-                if v.len() != 2 {
+                if v.len() != 3 {
                     bail!("bench distributed: unreadable worker output {l:?}");
                 }
                 println!(
-                    "| {p} | {threads} | {:.1} | {:.2} | {:.1} % |",
+                    "| {p} | {threads} | {:.1} | {:.2} | {:.2} | {:.1} % |",
                     v[0],
                     v[1],
-                    100.0 * v[1] / v[0]
+                    v[2],
+                    100.0 * v[2] / v[0]
                 );
             }
             _ => bail!(
@@ -130,16 +131,22 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
     use std::rc::Rc;
     use std::time::Instant;
 
-    /// The world communicator, timing its all-reduces.
+    /// The world communicator, timing its all-reduces: first a barrier (the wait for the
+    /// slowest rank, `waited`), then the all-reduce itself (`spent`).
     struct Timed {
         mpi: Rc<comm::MpiComm>,
+        waited: Cell<f64>,
         spent: Cell<f64>,
     }
     impl Timed {
-        fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        fn time<T>(&self, f: impl FnOnce() -> comm::Result<T>) -> comm::Result<T> {
             let t = Instant::now();
+            self.mpi.barrier()?;
+            let t1 = Instant::now();
             let r = f();
-            self.spent.set(self.spent.get() + t.elapsed().as_secs_f64());
+            self.waited.set(self.waited.get() + (t1 - t).as_secs_f64());
+            self.spent
+                .set(self.spent.get() + t1.elapsed().as_secs_f64());
             r
         }
     }
@@ -166,9 +173,10 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
     let mpi = Rc::new(comm::MpiComm::init()?);
     let timed = Rc::new(Timed {
         mpi: mpi.clone(),
+        waited: Cell::new(0.0),
         spent: Cell::new(0.0),
     });
-    let result = (|| -> Result<(f64, f64)> {
+    let result = (|| -> Result<(f64, f64, f64)> {
         let cfg = models::ModelConfig::Unet(models::UnetConfig {
             channels: Some(args.widths.clone()),
             ..models::UnetConfig::default()
@@ -197,6 +205,7 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
         let mut total = 0.0;
         for k in 0..=args.iters {
             if k == 1 {
+                timed.waited.set(0.0);
                 timed.spent.set(0.0);
             }
             mpi.barrier()?;
@@ -214,12 +223,16 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
             }
         }
         let n = args.iters.max(1) as f64;
-        Ok((1e3 * total / n, 1e3 * timed.spent.get() / n))
+        Ok((
+            1e3 * total / n,
+            1e3 * timed.waited.get() / n,
+            1e3 * timed.spent.get() / n,
+        ))
     })();
     match result {
-        Ok((ms, ar)) => {
+        Ok((ms, wait, ar)) => {
             if mpi.rank() == 0 {
-                println!("RESULT {ms} {ar}");
+                println!("RESULT {ms} {wait} {ar}");
             }
             mpi.finish()?;
             Ok(())
