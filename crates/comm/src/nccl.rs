@@ -1,11 +1,12 @@
 //! NCCL for multi-GPU nodes (feature `nccl`: candle's `nccl` feature, cudarc's NCCL bindings,
-//! `libnccl` loaded at run time): one rank per GPU, the same [`Communicator`] as MPI.
+//! linked against `libnccl` like candle's other CUDA libraries): one rank per GPU, the same
+//! [`Communicator`] as MPI.
 //!
 //! The trait's buffers live in host memory, so every collective copies the buffer to the
 //! rank's GPU stream, runs the NCCL collective there and copies it back (the estimator
 //! flattens the gradient on the host anyway). NCCL's unique id is created on rank 0 and
 //! handed to the others by a bootstrap communicator (MPI). Compiled by `.ci/cuda-check`;
-//! never run here (no GPU).
+//! never run in this project (no GPU).
 
 use crate::{Communicator, Error, Result};
 use candle_core::cuda_backend::cudarc;
