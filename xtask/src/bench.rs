@@ -1,4 +1,4 @@
-//! `cargo xtask bench <conv|mfc|levels|step>`: benchmarks that print ratios measured side by side in one run.
+//! `cargo xtask bench <conv|mfc|levels|step|distributed>`: benchmarks that print ratios measured side by side in one run.
 
 use crate::common::Context;
 
@@ -18,6 +18,8 @@ enum Which {
     Levels(crate::bench_levels::Args),
     /// A whole training step of the UNet and the ResNet per mesh, beside a PyTorch twin.
     Step(crate::bench_step::Args),
+    /// Time per distributed MGE iteration and the all-reduce's share on 1, 2 MPI ranks.
+    Distributed(crate::bench_distributed::Args),
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
@@ -26,5 +28,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         Which::Mfc(a) => crate::bench_mfc::run(a, ctx),
         Which::Levels(a) => crate::bench_levels::run(a, ctx),
         Which::Step(a) => crate::bench_step::run(a, ctx),
+        Which::Distributed(a) => crate::bench_distributed::run(a, ctx),
     }
 }

@@ -291,6 +291,10 @@ pub struct TrainSection {
     pub validate_every: usize,
     #[serde(default)]
     pub seed: u64,
+    /// Split of distributed training under `mpirun`, `"data"` or `"level"` (issue 18,
+    /// docs/distributed.md); `train --distributed` overrides it. Absent: one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<mge::Split>,
     /// `[train.optimizer]` (default `kind = "adam"`).
     #[serde(default)]
     pub optimizer: OptimizerChoice,

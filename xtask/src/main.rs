@@ -4,12 +4,14 @@
 
 mod bench;
 mod bench_conv;
+mod bench_distributed;
 mod bench_levels;
 mod bench_mfc;
 mod bench_step;
 mod common;
 mod config;
 mod data_cmd;
+mod distributed;
 mod eval;
 mod labelled;
 mod landscape;

@@ -38,6 +38,9 @@ pub struct TrainArgs {
     /// Output folder: checkpoints, `train.log`, `history.csv`, plots, `final.safetensors`.
     #[arg(long)]
     pub out: PathBuf,
+    // --- issue 18: distributed training (xtask/src/distributed.rs) ---
+    #[command(flatten)]
+    pub distributed: crate::distributed::Args,
 }
 
 /// What a finished run returns.
@@ -251,7 +254,8 @@ pub fn train_run(
         fused_levels: model_cfg.kind() != "mgnet",
         ..t.lr_schedule.driver_config(t.lr)
     };
-    let driver = fmg::Driver::new(stages, driver_cfg)?;
+    // issue 18: split every iteration over the MPI ranks when `--distributed` is given.
+    let driver = fmg::Driver::new(stages, driver_cfg)?.with_parallel(crate::distributed::current());
     let total_iters = driver.total_iters();
     check_memory(
         cfg,
@@ -347,6 +351,8 @@ pub fn train_run(
             out.display()
         );
     }
+    // issue 18: every rank starts from rank 0's parameters (fresh or resumed).
+    crate::distributed::sync_vars(&optim::sorted_vars(&varmap)?)?;
     std::fs::write(out.join("config.toml"), &used_toml)
         .with_context(|| format!("cannot write {}", out.join("config.toml").display()))?;
     if finished {
@@ -599,15 +605,39 @@ pub fn check_memory(
     )
 }
 
-pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
-    let cfg = TrainConfig::load(&a.config)?;
+pub fn run_train(mut a: TrainArgs, ctx: &Context) -> Result<()> {
+    // issue 18: one MPI session per `--distributed` run; rank r > 0 writes into out/ranks/r.
+    let split = match a.distributed.distributed {
+        Some(split) => Some(split),
+        None => TrainConfig::load(&a.config)?.train.distributed,
+    };
+    let session = crate::distributed::Session::start(split)?;
+    let result = session.check_ranks(&a.out, a.resume).and_then(|()| {
+        let out = a.out.clone();
+        a.out = session.out_dir(&out);
+        run_train_on(a, ctx, &session, &out)
+    });
+    session.end(result)
+}
+
+/// `train` on this process (a rank of a distributed run, or alone); `run_out` is rank 0's
+/// `--out`.
+fn run_train_on(
+    a: TrainArgs,
+    ctx: &Context,
+    session: &crate::distributed::Session,
+    run_out: &Path,
+) -> Result<()> {
+    let mut cfg = TrainConfig::load(&a.config)?;
     let strategy = a.strategy.unwrap_or(cfg.train.strategy);
+    crate::distributed::adjust_config(&mut cfg, &a.config, strategy)?;
     let start = if a.resume {
         Start::Resume
     } else {
         Start::Fresh
     };
     check_fresh_out(&a.out, a.resume, a.overwrite)?;
+    session.record_ranks(run_out, a.resume)?;
     let varmap = VarMap::new();
     models::build(
         &model_config(&cfg, &a.config)?,
@@ -631,6 +661,9 @@ pub fn run_train(a: TrainArgs, ctx: &Context) -> Result<()> {
         &a.out.join("test"),
         &ctx.device,
     )?;
+    if session.rank() != 0 {
+        return Ok(());
+    }
     let last_val = r.history.iter().rev().find_map(|p| p.val_loss);
     println!(
         "{} {}: {} iterations, #WU {:.1}, wall {:.1} s, final validation loss {}, checkpoint {}",

@@ -175,6 +175,7 @@ pub struct Problem<'p> {
 pub struct Driver {
     stages: Vec<Stage>,
     cfg: DriverConfig,
+    parallel: Option<mge::Parallel>,
 }
 
 impl Driver {
@@ -197,7 +198,20 @@ impl Driver {
         for s in &stages {
             s.plan.validate()?;
         }
-        Ok(Driver { stages, cfg })
+        Ok(Driver {
+            stages,
+            cfg,
+            parallel: None,
+        })
+    }
+
+    /// Splits every iteration of every stage over the ranks of `parallel`
+    /// ([`mge::Estimator::set_parallel`]): each rank computes its share and all ranks step
+    /// on the same all-reduced gradient, loss and #WU. Every rank must run the same driver
+    /// from the same parameters; per-term statistics (`stats_every`, `adaptive`) are refused.
+    pub fn with_parallel(mut self, parallel: Option<mge::Parallel>) -> Self {
+        self.parallel = parallel;
+        self
     }
 
     /// The settings (learning rate, validation, statistics, hot start).
@@ -273,6 +287,7 @@ impl Driver {
             }
             let mut est = Estimator::new(stage.plan.clone(), GradientMode::Total, self.cfg.seed)?;
             est.set_fused_levels(self.cfg.fused_levels);
+            est.set_parallel(self.parallel.clone());
             let mut adaptive = match self.cfg.adaptive {
                 Some(probe) => Some(Adaptive::new(
                     stage.plan.clone(),

@@ -12,6 +12,9 @@ pub enum Error {
     /// A grid transfer failed (restriction, subsampling).
     #[error(transparent)]
     Grids(#[from] grids::Error),
+    /// A collective operation of distributed training failed (a peer died, mismatched calls).
+    #[error(transparent)]
+    Comm(#[from] comm::Error),
     /// A [`crate::LevelPlan`] or strategy parameter is inconsistent; the message names it.
     #[error("invalid plan: {0}")]
     InvalidPlan(String),

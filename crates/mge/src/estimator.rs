@@ -4,7 +4,8 @@
 //! draws its own fresh batch `B_l` of `N_l` finest-mesh samples; inside a correction term the
 //! coarse sample is built from the same fine sample (see [`crate::coupling`]).
 
-use crate::coupling::{coupled_pair, LevelBatch};
+use crate::coupling::{coupled_pair, CoupledPair, LevelBatch};
+use crate::parallel::{self, Parallel};
 use crate::sampler::Sampler;
 use crate::stats::TermStats;
 use crate::{Accountant, Error, Fraction, LevelPlan, Result};
@@ -83,6 +84,7 @@ pub struct Estimator {
     mode: GradientMode,
     seed: u64,
     fused: bool,
+    parallel: Option<Parallel>,
 }
 
 impl Estimator {
@@ -95,6 +97,7 @@ impl Estimator {
             mode,
             seed,
             fused: false,
+            parallel: None,
         })
     }
 
@@ -129,6 +132,17 @@ impl Estimator {
         self.fused
     }
 
+    /// Splits every [`Estimator::step`] over the ranks of `parallel` (`None`: this process
+    /// computes everything). Only [`GradientMode::Total`] is distributed.
+    pub fn set_parallel(&mut self, parallel: Option<Parallel>) {
+        self.parallel = parallel;
+    }
+
+    /// The parallel context, if any.
+    pub fn parallel(&self) -> Option<&Parallel> {
+        self.parallel.as_ref()
+    }
+
     /// Switches between one backward pass and per-term statistics.
     pub fn set_mode(&mut self, mode: GradientMode) {
         self.mode = mode;
@@ -145,9 +159,33 @@ impl Estimator {
         iteration: u64,
         acct: &mut Accountant,
     ) -> Result<MgeLoss> {
+        let part = self.loss_part(model, loss, sampler, iteration, acct, None)?;
+        let total = part
+            .total
+            .ok_or_else(|| Error::InvalidPlan("plan has no terms".into()))?;
+        Ok(MgeLoss {
+            total,
+            terms: part.terms,
+        })
+    }
+
+    /// [`Estimator::loss`] on the samples `shares[k]` of the `k`-th term only (`None`: all),
+    /// each term weighted by `|share| / N_l` so that the parts of disjoint shares sum to the
+    /// full loss. Every term's full batch is still drawn and coupled, so the sampler and the
+    /// subsampling choices advance as in the full iteration whatever the share.
+    fn loss_part(
+        &self,
+        model: &ModelFn,
+        loss: &LossFn,
+        sampler: &mut dyn Sampler,
+        iteration: u64,
+        acct: &mut Accountant,
+        shares: Option<&[std::ops::Range<usize>]>,
+    ) -> Result<LossPart> {
         let mut rng = StdRng::seed_from_u64(data::mix_seed(self.seed, iteration));
         let mut drawn = Vec::with_capacity(self.plan.terms().len());
-        for level in self.plan.terms() {
+        let mut finest = (0, 0);
+        for (k, level) in self.plan.terms().enumerate() {
             let n = self.plan.batch[level];
             let d = sampler.draw(n)?;
             if d.input.rank() != 4 || d.input.dim(0)? != n {
@@ -156,50 +194,73 @@ impl Estimator {
                     d.input.dims()
                 )));
             }
-            let finest = (d.input.dim(2)?, d.input.dim(3)?);
-            drawn.push((finest, coupled_pair(&d, &self.plan, level, &mut rng)?));
+            finest = (d.input.dim(2)?, d.input.dim(3)?);
+            let pair = coupled_pair(&d, &self.plan, level, &mut rng)?;
+            drawn.push(match shares.map(|s| s[k].clone()) {
+                None => Some((pair, 1.0)),
+                Some(r) if r.is_empty() => None,
+                Some(r) if r.len() == n => Some((pair, 1.0)),
+                Some(r) => Some((narrow_pair(&pair, r.clone())?, r.len() as f64 / n as f64)),
+            });
         }
-        // Model applications, grouped by mesh when fused: the fine side of term `l` and the
-        // coarse side of term `l-1` both live on level `l`.
-        let mut preds: Vec<(Option<Tensor>, Option<Tensor>)> = vec![(None, None); drawn.len()];
+        // Model applications, grouped by mesh when fused: the fine side of term `k` and the
+        // coarse side of term `k-1` both live on level `first_level + k`.
+        let mut sides = Vec::new();
+        for (k, d) in drawn.iter().enumerate() {
+            if let Some((pair, _)) = d {
+                sides.push((k, true));
+                if pair.coarse.is_some() {
+                    sides.push((k, false));
+                }
+            }
+        }
         let groups: Vec<Vec<(usize, bool)>> = if self.fused {
-            (0..drawn.len())
-                .map(|i| {
-                    let mut g = vec![(i, true)];
-                    if i > 0 && drawn[i - 1].1.coarse.is_some() {
-                        g.push((i - 1, false));
-                    }
+            (0..=drawn.len())
+                .map(|mesh| {
+                    let mut g: Vec<(usize, bool)> = sides
+                        .iter()
+                        .copied()
+                        .filter(|&(k, fine)| k + usize::from(!fine) == mesh)
+                        .collect();
+                    g.sort_by_key(|&(_, fine)| !fine);
                     g
                 })
+                .filter(|g| !g.is_empty())
                 .collect()
         } else {
-            (0..drawn.len())
-                .flat_map(|i| [(i, true), (i, false)])
-                .filter(|&(i, fine)| fine || drawn[i].1.coarse.is_some())
-                .map(|p| vec![p])
-                .collect()
+            sides.iter().map(|&p| vec![p]).collect()
         };
+        let mut preds: Vec<(Option<Tensor>, Option<Tensor>)> = vec![(None, None); drawn.len()];
         let mut wus = vec![Fraction::ZERO; drawn.len()];
+        let pair_of = |k: usize| {
+            drawn[k]
+                .as_ref()
+                .map(|(p, _)| p)
+                .ok_or_else(|| Error::InvalidPlan("a term outside the share was grouped".into()))
+        };
         for group in groups {
-            let sides: Vec<&LevelBatch> = group
+            let batches: Vec<&LevelBatch> = group
                 .iter()
-                .map(|&(i, fine)| side(&drawn[i].1, fine))
+                .map(|&(k, fine)| side(pair_of(k)?, fine))
                 .collect::<Result<_>>()?;
-            for (&(i, fine), (b, pred)) in group.iter().zip(sides.iter().zip(apply(model, &sides)?))
+            for (&(k, fine), (b, pred)) in group
+                .iter()
+                .zip(batches.iter().zip(apply(model, &batches)?))
             {
                 let hw = (b.input.dim(2)?, b.input.dim(3)?);
-                let wu = acct.record(b.input.dim(0)?, hw, drawn[i].0)?;
-                wus[i] = wus[i].checked_add(wu)?;
+                let wu = acct.record(b.input.dim(0)?, hw, finest)?;
+                wus[k] = wus[k].checked_add(wu)?;
                 if fine {
-                    preds[i].0 = Some(pred);
+                    preds[k].0 = Some(pred);
                 } else {
-                    preds[i].1 = Some(pred);
+                    preds[k].1 = Some(pred);
                 }
             }
         }
         let mut total: Option<Tensor> = None;
         let mut terms = Vec::with_capacity(drawn.len());
-        for (((_, pair), (fine_pred, coarse_pred)), wu) in drawn.into_iter().zip(preds).zip(wus) {
+        for ((d, (fine_pred, coarse_pred)), wu) in drawn.into_iter().zip(preds).zip(wus) {
+            let Some((pair, weight)) = d else { continue };
             let missing = || Error::InvalidPlan("a model application was skipped".into());
             let fine = (fine_pred.ok_or_else(missing)?, pair.fine.target);
             let coarse = match pair.coarse {
@@ -211,10 +272,13 @@ impl Estimator {
                 .as_ref()
                 .map(|(p, t)| mean_loss(loss, p, t))
                 .transpose()?;
-            let value = match &loss_coarse {
+            let mut value = match &loss_coarse {
                 Some(c) => (&loss_fine - c)?,
                 None => loss_fine.clone(),
             };
+            if weight != 1.0 {
+                value = (value * weight)?;
+            }
             total = Some(match total {
                 Some(s) => (s + value)?,
                 None => value,
@@ -228,11 +292,19 @@ impl Estimator {
                 wu,
             });
         }
-        let total = total.ok_or_else(|| Error::InvalidPlan("plan has no terms".into()))?;
-        Ok(MgeLoss { total, terms })
+        Ok(LossPart {
+            total,
+            terms,
+            finest,
+        })
     }
 
     /// One MGE iteration: the loss, the gradient for `vars` and the per-term statistics.
+    /// With a [`Parallel`] context ([`Estimator::set_parallel`]) every rank must call it with
+    /// the same iteration, parameters and `vars` in the same order (e.g. sorted by name; a
+    /// `VarMap`'s own order differs between processes, and shapes that differ are an error);
+    /// it computes this rank's share and returns the all-reduced (global) loss, gradient,
+    /// per-term losses and #WU on every rank.
     pub fn step(
         &self,
         model: &ModelFn,
@@ -242,6 +314,9 @@ impl Estimator {
         iteration: u64,
         acct: &mut Accountant,
     ) -> Result<Step> {
+        if let Some(p) = &self.parallel {
+            return self.step_parallel(p, model, loss, sampler, vars, iteration, acct);
+        }
         let wu0 = acct.total();
         let mge = self.loss(model, loss, sampler, iteration, acct)?;
         let mut terms = Vec::with_capacity(mge.terms.len());
@@ -273,6 +348,108 @@ impl Estimator {
         let wu = acct.total().checked_sub(wu0)?;
         Ok(Step {
             loss: loss_value,
+            grads,
+            terms,
+            wu,
+        })
+    }
+
+    /// [`Estimator::step`] over the ranks of `p`: this rank's share of the loss (see
+    /// [`crate::parallel`]), its gradient, then one f32 all-reduce of the flattened gradient
+    /// `g = sum_r g_r` and one f64 all-reduce of `(w loss_fine, w loss_coarse, H_0 W_0 WU)`
+    /// per term (`w = |share| / N_l`), the number of model applications and a fingerprint of
+    /// the variables' shapes. The global #WU is added to `acct` on every rank.
+    #[allow(clippy::too_many_arguments)]
+    fn step_parallel(
+        &self,
+        p: &Parallel,
+        model: &ModelFn,
+        loss: &LossFn,
+        sampler: &mut dyn Sampler,
+        vars: &[Var],
+        iteration: u64,
+        acct: &mut Accountant,
+    ) -> Result<Step> {
+        if self.mode != GradientMode::Total {
+            return Err(Error::InvalidPlan(
+                "per-term statistics (stats_every > 0, adaptive allocation) are not computed in distributed training".into(),
+            ));
+        }
+        let shares = parallel::shares(&self.plan, p.split, p.comm.rank(), p.comm.size())?;
+        let mut local = Accountant::new();
+        let part = self.loss_part(model, loss, sampler, iteration, &mut local, Some(&shares))?;
+        let store = match &part.total {
+            Some(t) => t.backward()?,
+            None => GradStore::default(),
+        };
+        let local_grads = vars
+            .iter()
+            .map(|v| match store.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => v.as_tensor().zeros_like(),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut flat = parallel::flatten(local_grads.into_iter())?;
+        p.comm.all_reduce_sum_f32(&mut flat)?;
+        let mut grads = GradStore::default();
+        for (v, g) in vars.iter().zip(parallel::unflatten(&flat, vars)?) {
+            grads.insert(v.as_tensor(), g);
+        }
+        // Per term: weighted fine and coarse loss, #WU times the finest mesh's pixel count
+        // (an integer: every application adds `N H W / (H_0 W_0)`); then the applications.
+        let pixels = (part.finest.0 * part.finest.1) as u128;
+        let first = self.plan.first_level;
+        let nterms = self.plan.terms().len();
+        let mut stats = vec![0.0f64; 3 * nterms + 1];
+        for t in &part.terms {
+            let k = t.level - first;
+            let w = shares[k].len() as f64 / self.plan.batch[t.level] as f64;
+            stats[3 * k] = w * scalar(&t.loss_fine)?;
+            stats[3 * k + 1] = w * t
+                .loss_coarse
+                .as_ref()
+                .map(scalar)
+                .transpose()?
+                .unwrap_or(0.0);
+            if pixels.checked_rem(t.wu.denom()) != Some(0) {
+                return Err(Error::Fraction(format!(
+                    "#WU {} is not a multiple of 1/{pixels}",
+                    t.wu
+                )));
+            }
+            stats[3 * k + 2] = (t.wu.numer() * (pixels / t.wu.denom())) as f64;
+        }
+        stats[3 * nterms] = local.applications() as f64;
+        // A fingerprint `h < 2^26` of the variables' shapes in order, with `h^2`: all ranks
+        // agree iff `P sum h^2 = (sum h)^2` (exact in f64).
+        let h = shapes_fingerprint(vars) as f64;
+        stats.extend([h, h * h]);
+        p.comm.all_reduce_sum_f64(&mut stats)?;
+        let size = p.comm.size() as f64;
+        if size * stats[3 * nterms + 2] != stats[3 * nterms + 1] * stats[3 * nterms + 1] {
+            return Err(Error::InvalidPlan(
+                "the ranks passed different variables (shapes or order differ): pass the same variables in the same order on every rank, e.g. sorted by name".into(),
+            ));
+        }
+        let mut terms = Vec::with_capacity(nterms);
+        let mut wu = Fraction::ZERO;
+        for (k, level) in self.plan.terms().enumerate() {
+            let term_wu = Fraction::new(stats[3 * k + 2].round() as u128, pixels)?;
+            wu = wu.checked_add(term_wu)?;
+            terms.push(TermStats {
+                level,
+                batch: self.plan.batch[level],
+                loss_fine: stats[3 * k],
+                loss_coarse: self.plan.is_correction(level).then_some(stats[3 * k + 1]),
+                grad_norm: None,
+                variance: None,
+                fine_variance: None,
+                wu: term_wu,
+            });
+        }
+        acct.add(wu, stats[3 * nterms].round() as u64)?;
+        Ok(Step {
+            loss: terms.iter().map(TermStats::value).sum(),
             grads,
             terms,
             wu,
@@ -338,8 +515,44 @@ impl Estimator {
     }
 }
 
+/// What [`Estimator::loss_part`] built: the weighted loss of the computed terms (`None` when
+/// this rank computes none), their evaluations and the finest mesh `(H_0, W_0)`.
+struct LossPart {
+    total: Option<Tensor>,
+    terms: Vec<TermEval>,
+    finest: (usize, usize),
+}
+
+/// FNV-1a over the variables' dimensions in order, folded to 26 bits.
+fn shapes_fingerprint(vars: &[Var]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in vars {
+        for &d in v.dims().iter().chain([&usize::MAX]) {
+            h = (h ^ d as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    (h ^ (h >> 26) ^ (h >> 52)) & ((1 << 26) - 1)
+}
+
+/// Samples `range` of a coupled pair (fine and coarse side alike).
+fn narrow_pair(pair: &CoupledPair, range: std::ops::Range<usize>) -> Result<CoupledPair> {
+    let cut = |b: &LevelBatch| -> Result<LevelBatch> {
+        let (s, n) = (range.start, range.len());
+        Ok(LevelBatch {
+            level: b.level,
+            input: b.input.narrow(0, s, n)?,
+            target: b.target.narrow(0, s, n)?,
+            t: b.t.as_ref().map(|t| t.narrow(0, s, n)).transpose()?,
+        })
+    };
+    Ok(CoupledPair {
+        fine: cut(&pair.fine)?,
+        coarse: pair.coarse.as_ref().map(cut).transpose()?,
+    })
+}
+
 /// The fine or coarse side of a coupled pair.
-fn side(pair: &crate::coupling::CoupledPair, fine: bool) -> Result<&LevelBatch> {
+fn side(pair: &CoupledPair, fine: bool) -> Result<&LevelBatch> {
     if fine {
         Ok(&pair.fine)
     } else {

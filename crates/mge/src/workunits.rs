@@ -142,6 +142,14 @@ impl Accountant {
         Ok(wu)
     }
 
+    /// Adds `wu` spent in `applications` model applications elsewhere (the other ranks of a
+    /// distributed iteration, summed by an all-reduce).
+    pub fn add(&mut self, wu: Fraction, applications: u64) -> Result<()> {
+        self.total = self.total.checked_add(wu)?;
+        self.applications += applications;
+        Ok(())
+    }
+
     /// Total #WU so far.
     pub fn total(&self) -> Fraction {
         self.total
