@@ -149,6 +149,12 @@ impl std::io::Write for RunLogWriter {
     }
 }
 
+/// [`models::atomic::write_atomic`] with the path in the error.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    models::atomic::write_atomic(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,10 +182,4 @@ mod tests {
         assert!(b.contains("line for b") && !b.contains('\x1b'), "{b}");
         std::fs::remove_dir_all(&dir).ok();
     }
-}
-
-/// [`models::atomic::write_atomic`] with the path in the error.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    models::atomic::write_atomic(path, bytes)
-        .with_context(|| format!("cannot write {}", path.display()))
 }

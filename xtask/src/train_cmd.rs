@@ -220,7 +220,7 @@ pub fn train_run(
     let levels = cfg.levels();
     let coarsest = cfg.data.size >> (levels - 1);
     let factor = model.downsampling_factor();
-    if coarsest % factor != 0 {
+    if !coarsest.is_multiple_of(factor) {
         bail!(
             "{}: data.size = {}: the coarsest mesh ({coarsest}) must be a multiple of the model's down-sampling factor {factor}",
             origin.display(),

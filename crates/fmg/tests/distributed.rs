@@ -40,10 +40,12 @@ fn train(strategy: Strategy, par: Option<Parallel>) -> Vec<(usize, f64, Fraction
     let mut s = SmoothSampler::new(1, 16, 1);
     driver
         .run(
-            &model,
-            &mse,
-            &mut s,
-            &vars,
+            fmg::Problem {
+                model: &model,
+                loss: &mse,
+                sampler: &mut s,
+                vars: &vars,
+            },
             &mut opt,
             &mut Accountant::new(),
             0,

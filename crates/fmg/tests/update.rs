@@ -157,7 +157,7 @@ fn train(
     let recs = driver.run_with(
         fmg::Problem {
             model: &model,
-            loss: loss,
+            loss,
             sampler: &mut s,
             vars: &vm.all_vars(),
         },

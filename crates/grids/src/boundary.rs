@@ -65,10 +65,11 @@ mod tests {
         let xs = x.to_vec2::<f32>().unwrap();
         for b in [Boundary::Periodic, Boundary::Replicate] {
             let p = b.pad1(&x).unwrap().to_vec2::<f32>().unwrap();
-            for i in 0..5 {
-                for j in 0..6 {
+            assert_eq!((p.len(), p[0].len()), (5, 6));
+            for (i, row) in p.iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
                     let (si, sj) = (b.index(i as isize - 1, 3), b.index(j as isize - 1, 4));
-                    assert_eq!(p[i][j], xs[si][sj], "{b:?} at ({i},{j})");
+                    assert_eq!(v, xs[si][sj], "{b:?} at ({i},{j})");
                 }
             }
         }

@@ -203,7 +203,7 @@ pub fn load_dir<S: DeserializeOwned>(dir: &Path) -> Result<Loaded<S>> {
             return Err(Error::Checkpoint(format!("checkpoint {} is corrupted: {file} does not match its checksum (truncated or modified)", dir.display())));
         }
     }
-    for entry in std::fs::read_dir(dir).map_err(io_error("cannot list", &dir))? {
+    for entry in std::fs::read_dir(dir).map_err(io_error("cannot list", dir))? {
         let name = entry
             .map_err(io_error("cannot list", dir))?
             .file_name()
@@ -237,7 +237,7 @@ impl RunLock {
     /// Take the lock of the run folder `out` (created when missing).
     pub fn acquire(out: &Path) -> Result<Self> {
         use std::io::Write;
-        std::fs::create_dir_all(out).map_err(io_error("cannot create output folder", &out))?;
+        std::fs::create_dir_all(out).map_err(io_error("cannot create output folder", out))?;
         let path = out.join(LOCK);
         for _ in 0..3 {
             match std::fs::OpenOptions::new()
@@ -519,7 +519,7 @@ pub(crate) mod tests {
         let out = tmp("failed");
         save(&out, 1, &1u32, payload("good")).unwrap();
         let r = save(&out, 2, &2u32, |_d: &Path| {
-            return Err(Error::Checkpoint(format!("disk full")));
+            Err(Error::Checkpoint("disk full".into()))
         });
         assert!(r.is_err());
         let l = load_latest::<u32>(&out).unwrap().unwrap();

@@ -48,6 +48,9 @@ pub struct Progress<'r> {
     pub variance_ratios: &'r [Option<f64>],
 }
 
+/// The progress callback of [`Trainer::on_progress`]; an `Err` stops the run.
+pub type ProgressFn<'a> = dyn FnMut(&Progress) -> std::result::Result<(), String> + 'a;
+
 /// Trainer state saved in every checkpoint beside the weights and the optimizer moments.
 #[derive(Serialize, Deserialize)]
 struct State {
@@ -114,7 +117,7 @@ pub struct Trainer<'a> {
     hot_start: grids::Restriction,
     model_config: Option<models::ModelConfig>,
     record: Option<String>,
-    progress: Option<Box<dyn FnMut(&Progress) -> std::result::Result<(), String> + 'a>>,
+    progress: Option<Box<ProgressFn<'a>>>,
     acct: Accountant,
     start: u64,
     wall_offset: f64,
@@ -357,7 +360,7 @@ impl<'a> Trainer<'a> {
                 model: self.model,
                 loss: self.loss,
                 sampler: &mut sampler,
-                vars: vars,
+                vars,
             },
             update,
             &mut self.acct,
@@ -463,8 +466,7 @@ struct Hooks<'h, 'a> {
     restriction: grids::Restriction,
     model_config: Option<&'h models::ModelConfig>,
     record: Option<String>,
-    #[allow(clippy::type_complexity)]
-    progress: Option<&'h mut Box<dyn FnMut(&Progress) -> std::result::Result<(), String> + 'a>>,
+    progress: Option<&'h mut Box<ProgressFn<'a>>>,
     /// Why the run stopped as diverged.
     diverged: Option<String>,
     last_saved: Option<u64>,
@@ -617,7 +619,7 @@ impl fmg::Hooks for Hooks<'_, '_> {
             ))?;
         }
         if let Some((_, every)) = self.out {
-            if done % every == 0 || done == self.total_iters {
+            if done.is_multiple_of(every) || done == self.total_iters {
                 let clock = Instant::now();
                 if let Err(e) = self.save(
                     done,
