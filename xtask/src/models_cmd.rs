@@ -12,7 +12,7 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Output folder for results.csv (default runs/models/<unix time>).
+    /// Output folder for results.csv (default `runs/models/<unix time>`).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Side of the (output) image in pixels; SR models get inputs of half this size.

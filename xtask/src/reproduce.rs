@@ -32,7 +32,7 @@ pub enum Experiment {
     /// 002 section 5 / 003 Tables 4.1-4.2: 2-level classifier training and coarse classification.
     #[command(name = "mnist-multilevel")]
     MnistMultilevel(crate::reproduce_mnist::Args),
-    /// 004 MgNet[2,2,2,2] classification: single-scale vs Full-Multiscale, ReLU vs Hat, #WU.
+    /// 004 `MgNet[2,2,2,2]` classification: single-scale vs Full-Multiscale, ReLU vs Hat, #WU.
     Mgnet(crate::reproduce_mgnet::Args),
     /// 000 blur estimation (Figure 4, Table 3): stencil vs MFC, single-scale, MGE, Full-Multiscale.
     Blur(crate::reproduce_blur::Args),

@@ -1,4 +1,4 @@
-//! `cargo xtask reproduce mgnet`: MgNet[2,2,2,2] (004) classification on Fashion-MNIST (or
+//! `cargo xtask reproduce mgnet`: `MgNet[2,2,2,2]` (004) classification on Fashion-MNIST (or
 //! MNIST IDX files, or CIFAR-10 binary files), single-scale against Full-Multiscale training
 //! (001 Algorithm 2), with ReLU and the trainable Hat activation (004), accuracy and #WU.
 //!
@@ -45,7 +45,7 @@ pub struct Args {
     /// Channels of every level (004: 256; default 64, quick 16).
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Smoothing steps per MgNet level (004: MgNet[2,2,2,2]).
+    /// Smoothing steps per MgNet level (004: `MgNet[2,2,2,2]`).
     #[arg(long, value_delimiter = ',', default_values_t = vec![2, 2, 2, 2])]
     pub smoothings: Vec<usize>,
     /// Single-scale iterations `I`, also the coarsest Full-Multiscale stage's (default 3000,

@@ -2,8 +2,8 @@
 //! checkpoint on a folder of images).
 //!
 //! Training composes the crates: `data` (images, degradations) -> `mge` (the estimator, #WU)
-//! -> `fmg` (stages, cosine learning rate, early stopping) with the resumable [`Adam`] of this
-//! runner or a second-order `optim` optimizer (`[train.optimizer]`). Progress, checkpoints,
+//! -> `fmg` (stages, cosine learning rate, early stopping) with the resumable `optim::Adam`
+//! or a second-order `optim` optimizer (`[train.optimizer]`). Progress, checkpoints,
 //! validation, the loss history and its plots live here.
 
 use crate::common::Context;

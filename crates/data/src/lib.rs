@@ -9,6 +9,30 @@
 //!   coupled coarse inputs ([`Degraded`]).
 //! - [`metrics`] (MSE, PSNR, SSIM, differentiable SSIM loss) and [`stats`] (paired t-test).
 //!
+//! Sources: `001` is *Multiscale Training of Convolutional Neural Networks* (its degradations,
+//! tests and metrics), `000` its earlier version (the blur experiment's Markov field); `SPEC
+//! section N` is the project specification.
+//!
+//! | file | what |
+//! |---|---|
+//! | `source.rs` | the [`ImageSource`] trait and the seeding helper |
+//! | `dead_leaves.rs` | dead-leaves images (Matheron; Lee, Mumford & Huang 2001), cell-averaged on any mesh (SPEC section 6) |
+//! | `fourier.rs` | random fields as finite Fourier sums, `Phi(f / sigma)` at the pixel centres |
+//! | `grf.rs` | Gaussian random fields with power spectrum `k^-beta` (SPEC section 6) |
+//! | `markov.rs` | the Gaussian Markov random field of 000 section 5 (Whittle-Matern, spectrum `(kappa^2 + 4 pi^2 k^2)^-2`) |
+//! | `loader.rs` | [`Loader`]: a seeded stream of fresh batches, identical for any thread count |
+//! | `photos.rs` | photo folders: centre crop, resize, optional grey (ITU-R BT.601) and patches |
+//! | `resize.rs` | area averaging down, bicubic (Keys `a = -1/2`) up (SPEC section 6) |
+//! | `idx.rs` | IDX files (MNIST format), plain or gzipped |
+//! | `fashion_mnist.rs` | Fashion-MNIST from Debian's `dataset-fashion-mnist` |
+//! | `cifar.rs` | CIFAR-10 and CIFAR-100, binary version |
+//! | `stl10.rs` | STL-10, binary version |
+//! | `stored.rs` | in-memory byte images shared by the binary readers |
+//! | `degrade.rs` | [`Degradation`]: denoise `u = t y + (1 - t) z` (001 section 4.1), deblur, inpaint (001 Appendix D), super-resolve x2 |
+//! | `metrics.rs` | MSE, PSNR, SSIM (Wang et al. 2004) and the SSIM loss of 001 Table 8 |
+//! | `stats.rs` | paired two-sided t-test (001 Table 2 markers `*`, `**`) |
+//! | `error.rs` | typed errors naming the file and what is wrong |
+//!
 //! ```
 //! use std::sync::Arc;
 //! use candle_core::Device;

@@ -8,6 +8,23 @@
 //! gradient `col2im(W^T dy)` and the weight gradient `sum_n dy[n] im2col(x[n])^T`.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
 //!
+//! Sources: `001 eq. 1` is the convolution of *Multiscale Training of Convolutional Neural
+//! Networks* (`000 eq. 1` in its earlier version).
+//!
+//! | file | what |
+//! |---|---|
+//! | `op.rs` | the candle custom ops: forward with and without bias, and the gradient ops |
+//! | `forward.rs` | forward `y[n, o] = W_o cols(x[n])` per group (001 eq. 1 as a GEMM) |
+//! | `grad_input.rs` | input gradient `dx[n] = col2im(W^T dy[n])` |
+//! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T` |
+//! | `bias.rs` | fused bias `y[n, o, :] += b[o]` and `db[o] = sum dy[n, o, i, j]` |
+//! | `im2col.rs` | im2col and its adjoint col2im on a band of output rows |
+//! | `geometry.rs` | shapes of one convolution and the tiling of the im2col buffer |
+//! | `batch.rs` | work split over the batch and the rayon threads |
+//! | `matmul.rs` | bounds-checked strided views and the `gemm` call |
+//! | `elem.rs` | element types (f32, f64) and thread-local scratch buffers |
+//! | `error.rs` | typed shape errors, converted to `candle_core::Error` |
+//!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
 //! let x = Var::randn(0f32, 1., (2, 3, 8, 8), &Device::Cpu)?;

@@ -2,6 +2,19 @@
 //! the coarsest mesh to the finest, each an MGE (001 Algorithm 1) over the levels at or below
 //! it with base batch `2^s N_0`, hot-started from the previous stage.
 //!
+//! Sources: `001` is *Multiscale Training of Convolutional Neural Networks*; the hot-start choices
+//! cite `002`, Haber, Ruthotto and Holtham, *Learning across scales*, and `003`, Crafts,
+//! *Multiresolution Methods for Convolutional Neural Networks*.
+//!
+//! | file | what |
+//! |---|---|
+//! | `schedule.rs` | the stages of a strategy (001 Algorithm 2) and their closed-form #WU (001 Appendix B, eqs. 39-48) |
+//! | `driver.rs` | the driver: stages coarse to fine, each an MGE (001 Algorithm 1); hot start by reuse (003) or Galerkin prolongation (002 section 4) |
+//! | `update.rs` | one update: first-order from the MGE gradient (001 eq. 6) or second-order (Gauss-Newton-CG, 002 section 3; CG-Steihaug, 003 eq. 3.7) replaying the iteration's draws |
+//! | `lr.rs` | cosine learning rate (`CosineAnnealingLR`), over all stages or restarted per stage |
+//! | `early_stop.rs` | early stopping on a validation loss |
+//! | `error.rs` | typed errors of the driver |
+//!
 //! ```
 //! use fmg::schedule::{stages, stages_wu, Strategy};
 //! use mge::{LevelPlan, StageSchedule};

@@ -9,6 +9,22 @@
 //! - [`rediscretise`]: stencils in the derivative basis of 002 eq. 2.4, moved between meshes.
 //! - [`subsample`]: building level `l+1` of a sample from level `l` (coarsen, crop or both).
 //!
+//! Sources: `002` is Haber, Ruthotto and Holtham, *Learning across scales - A multiscale method
+//! for Convolution Neural Networks*; `003` is Crafts, *Multiresolution Methods for Convolutional
+//! Neural Networks*; `001` is *Multiscale Training of Convolutional Neural Networks*.
+//!
+//! | file | what |
+//! |---|---|
+//! | `restrict.rs` | restriction `R`, `[N,C,H,W]` to `[N,C,H/2,W/2]`: 2x2 average (003 section 3.1.4), injection, full weighting |
+//! | `prolong.rs` | prolongation `P`, coarse to fine: bilinear, constant (002 eq. 2.5) |
+//! | `boundary.rs` | the edge rule of the operators that read across it |
+//! | `sparse.rs` | `R`, `P` and convolutions as CSR matrices on `n x n` grids, the reference for 002 eq. 2.6b |
+//! | `galerkin.rs` | `K_H = R K_h P` as `s_H = M s_h M^T` (002 eq. 2.6b, 003 eq. 3.5), its inverse (002 eq. 4.14), multi-channel weights |
+//! | `dense.rs` | small dense matrices: stencils, `M`, the 9x9 prolongation system (002 eq. 4.14) |
+//! | `rediscretise.rs` | stencils in the derivative basis of 002 eq. 2.4 (section 2.1), moved between meshes |
+//! | `subsample.rs` | level `l+1` from level `l`: coarsen, crop or both (001 section 4, Appendix A.2) |
+//! | `error.rs` | typed errors of `grids` |
+//!
 //! ```
 //! use candle_core::{Device, Tensor};
 //! use grids::{galerkin, prolong, restrict, Prolongation, Restriction};

@@ -1,4 +1,4 @@
-//! Mesh-free convolutions (MFC, seed 000 section 3, Appendices A-B; SPEC section 2).
+//! Mesh-free convolutions (MFC, 000 section 3, Appendices A-B; SPEC section 2).
 //!
 //! An MFC with `C_in` inputs and `C_out` outputs is `MFC(u) = D_d exp(T L) (M u)`: a learned 1x1
 //! embedding `M` (plus optional bias), the solution operator of the parabolic PDE
@@ -35,6 +35,22 @@
 //! against `O(9 C_in C_out n^2)` for a 3x3 convolution; the matmul backend costs `O(C n^3)`.
 //!
 //! [`SpectralConv`] is the FNO-style alternative (learned complex weights on the lowest modes).
+//!
+//! Sources: `000` is the earlier version of *Multiscale Training of Convolutional Neural
+//! Networks*, the one that introduces mesh-free convolutions; FNO is Li et al. 2020, *Fourier
+//! Neural Operator for Parametric Partial Differential Equations*.
+//!
+//! | file | what |
+//! |---|---|
+//! | `layer.rs` | the layer [`Mfc`], `MFC(u) = D_d exp(T L) (M u)` (000 section 3.1, eqs. 18-19) |
+//! | `symbol.rs` | the symbol `S_c(k)` (000 eqs. 19, 21) and the SPD parameterisation of `Sigma_c` (000 eq. 28) |
+//! | `symbol_product.rs` | backend (a)'s fused op `Z -> S_c(k) Z` (000 eq. 21) |
+//! | `pointwise.rs` | the 1x1 embedding `v = M u + b` (000 eq. 18) as one gemm op |
+//! | `fft.rs` | backend (a): `rfft2`/`irfft2` with realfft + rustfft, exact backward |
+//! | `dft_matmul.rs` | backend (b): the DFT as matmuls, any device |
+//! | `backend.rs` | the backend choice and the half-spectrum type [`Spectrum`] |
+//! | `spectral.rs` | [`SpectralConv`], the FNO-style layer of 000 Table 8 |
+//! | `error.rs` | typed errors of `mfc` |
 //!
 //! ```
 //! use candle_core::{DType, Device, Module, Tensor};

@@ -229,7 +229,7 @@ pub struct MgnetConfig {
     pub in_channels: usize,
     /// Number of classes.
     pub classes: usize,
-    /// Channels per level (256 each in 004's MgNet[2,2,2,2],256).
+    /// Channels per level (256 each in 004's `MgNet[2,2,2,2],256`).
     pub channels: Vec<usize>,
     /// Smoothing steps per level (`[2, 2, 2, 2]`).
     pub smoothings: Vec<usize>,

@@ -48,7 +48,7 @@ impl Module for Sigma {
 }
 
 /// The operators of one level: `A^l`, `B^l` (shared by the level's smoothing steps, as in
-/// MgNet[2,2,2,2],256 with 8.2M parameters) and the `sigma`s of each step.
+/// `MgNet[2,2,2,2],256` with 8.2M parameters) and the `sigma`s of each step.
 struct Level {
     a: Conv,
     b: Conv,

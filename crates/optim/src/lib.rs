@@ -18,6 +18,24 @@
 //! recomputes the residual or the loss from the current variable values (as PyTorch's
 //! `LBFGS.step(closure)`).
 //!
+//! Sources: `002 section 3` is Haber, Ruthotto and Holtham, *Learning across scales*; `003 eq.
+//! 3.7` is Crafts, *Multiresolution Methods for Convolutional Neural Networks*; Nocedal and
+//! Wright, *Numerical Optimization* (2nd ed.) for CG and trust regions.
+//!
+//! | file | what |
+//! |---|---|
+//! | `adam.rs` | resumable Adam (Kingma & Ba 2014, Algorithm 1) |
+//! | `gauss_newton.rs` | Gauss-Newton-CG with Levenberg-Marquardt damping (002 section 3) |
+//! | `steihaug.rs` | CG-Steihaug trust region (003 eq. 3.7; Nocedal & Wright Algorithms 4.1, 7.2) |
+//! | `cg.rs` | the shared CG kernel, optionally in a trust region (Nocedal & Wright Algorithm 5.2) |
+//! | `fd.rs` | central differences `(F(theta + h v) - F(theta - h v)) / (2 h)` for `J v` and `H v` (step as in Knoll & Keyes 2004, eq. 12) |
+//! | `flat.rs` | parameters as one `f64` vector and back |
+//! | `vector.rs` | inner product and norm |
+//! | `objective.rs` | what the closure returns and the scalar loss |
+//! | `trial.rs` | accept-or-reject test of a trial step |
+//! | `config.rs` | config-file selection of a second-order optimizer |
+//! | `error.rs` | typed errors of `optim` |
+//!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
 //! use optim::{GaussNewton, GaussNewtonConfig, SecondOrder};

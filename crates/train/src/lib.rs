@@ -4,9 +4,9 @@
 //! checkpoints and exact resume. Progress reaches the caller through a callback
 //! ([`Trainer::on_progress`]) and `tracing`; the crate never prints.
 //!
-//! Source papers: "Multiscale Training of Convolutional Neural Networks" (multiscale gradient
-//! estimation and Full-Multiscale training) and "Multiscale Stochastic Gradient Descent:
-//! Efficiently Training Convolutional Neural Networks" (Galerkin hot start).
+//! Sources: `001` is *Multiscale Training of Convolutional Neural Networks* (multiscale gradient
+//! estimation and Full-Multiscale training); the Galerkin hot start follows `002`, Haber,
+//! Ruthotto and Holtham, *Learning across scales* (eq. 4.14).
 //!
 //! | file | what |
 //! |---|---|
