@@ -17,17 +17,26 @@ fn valid_range(b: usize, p: usize, s: usize, n_in: usize, n_out: usize) -> (usiz
     (j0.min(j1), j1)
 }
 
-/// Fill `cols` (`k_rows x (i1 - i0) wo`, row-major) from `x` (`[cg, h, w]` of one group).
-pub(crate) fn im2col<T: Elem>(g: &ConvGeometry, x: &[T], i0: usize, i1: usize, cols: &mut [T]) {
+/// Fill `cols` (`k_rows x (i1 - i0) wo`, row-major with leading dimension `ld >= (i1 - i0) wo`;
+/// the other columns are left alone) from `x` (`[cg, h, w]` of one group).
+pub(crate) fn im2col<T: Elem>(
+    g: &ConvGeometry,
+    x: &[T],
+    i0: usize,
+    i1: usize,
+    cols: &mut [T],
+    ld: usize,
+) {
     let (p, s, wo) = (g.padding, g.stride, g.wo);
     let tw = (i1 - i0) * wo;
+    debug_assert!(ld >= tw);
     let (ia, ib) = (i0, i1);
     for (c, xc) in x.chunks_exact(g.hw_in()).enumerate().take(g.cg()) {
         for a in 0..g.kh {
             let (r0, r1) = valid_range(a, p, s, g.h, g.ho);
             for b in 0..g.kw {
                 let (j0, j1) = valid_range(b, p, s, g.w, wo);
-                let row = &mut cols[((c * g.kh + a) * g.kw + b) * tw..][..tw];
+                let row = &mut cols[((c * g.kh + a) * g.kw + b) * ld..][..tw];
                 for (dst, i) in row.chunks_exact_mut(wo).zip(ia..ib) {
                     if i < r0 || i >= r1 {
                         dst.fill(T::ZERO);
@@ -53,17 +62,26 @@ pub(crate) fn im2col<T: Elem>(g: &ConvGeometry, x: &[T], i0: usize, i1: usize, c
     }
 }
 
-/// Adjoint of [`im2col`]: `x[c, s i + a - p, s j + b - p] += cols[(c, a, b), (i - i0) wo + j]`.
-pub(crate) fn col2im<T: Elem>(g: &ConvGeometry, cols: &[T], i0: usize, i1: usize, x: &mut [T]) {
+/// Adjoint of [`im2col`]: `x[c, s i + a - p, s j + b - p] += cols[(c, a, b), (i - i0) wo + j]`
+/// (`cols` row-major with leading dimension `ld >= (i1 - i0) wo`).
+pub(crate) fn col2im<T: Elem>(
+    g: &ConvGeometry,
+    cols: &[T],
+    i0: usize,
+    i1: usize,
+    x: &mut [T],
+    ld: usize,
+) {
     let (p, s, wo) = (g.padding, g.stride, g.wo);
     let tw = (i1 - i0) * wo;
+    debug_assert!(ld >= tw);
     let hw = g.hw_in();
     for (c, xc) in x.chunks_exact_mut(hw).enumerate().take(g.cg()) {
         for a in 0..g.kh {
             let (r0, r1) = valid_range(a, p, s, g.h, g.ho);
             for b in 0..g.kw {
                 let (j0, j1) = valid_range(b, p, s, g.w, wo);
-                let row = &cols[((c * g.kh + a) * g.kw + b) * tw..][..tw];
+                let row = &cols[((c * g.kh + a) * g.kw + b) * ld..][..tw];
                 for (src, i) in row.chunks_exact(wo).zip(i0..i1) {
                     if i < r0 || i >= r1 || j0 == j1 {
                         continue;
@@ -107,7 +125,7 @@ mod tests {
             let (i0, i1) = (g.ho / 3, g.ho);
             let tw = (i1 - i0) * g.wo;
             let mut cols = vec![f64::NAN; g.k_rows() * tw];
-            im2col(&g, &x, i0, i1, &mut cols);
+            im2col(&g, &x, i0, i1, &mut cols, tw);
             for c in 0..2 {
                 for a in 0..k {
                     for b in 0..k {
@@ -137,7 +155,7 @@ mod tests {
                 .map(|i| ((i * 13 % 29) as f64).cos())
                 .collect();
             let mut xr = vec![0.0; x.len()];
-            col2im(&g, &r, i0, i1, &mut xr);
+            col2im(&g, &r, i0, i1, &mut xr, tw);
             let lhs: f64 = cols.iter().zip(&r).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&xr).map(|(a, b)| a * b).sum();
             assert!(
