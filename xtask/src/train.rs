@@ -612,7 +612,7 @@ pub fn train_run(
         seed: t.seed,
         // Per-sample models (group/layer norm) give the same gradient fused; MgNet's
         // batch norm would see a different batch.
-        fused_levels: model_cfg.kind() != "mgnet",
+        fused_levels: model_cfg.normalises_per_sample(),
         ..t.lr_schedule.driver_config(t.lr)
     };
     let driver = fmg::Driver::new(stages, driver_cfg)?;

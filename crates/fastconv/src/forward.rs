@@ -4,7 +4,7 @@
 use crate::batch::{for_each_chunk, images_per_gemm};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
-use crate::im2col::im2col;
+use crate::im2col::{gather_table, im2col, im2col_gather};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
@@ -37,8 +37,10 @@ fn forward_chunk<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
     let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
     let nb = y.len() / ys;
     let ld = nb * hw;
-    T::with_scratch((kr + og) * ld, |buf| {
-        let (cols, tmp) = buf.split_at_mut(kr * ld);
+    let table = gather_table(g);
+    T::with_scratch((kr + og) * ld + hw_in + 1, |buf| {
+        let (cols, rest) = buf.split_at_mut(kr * ld);
+        let (tmp, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {
             let wg = Mat::rm(&w[grp * og * kr..][..og * kr], og, kr, kr);
             for b in 0..nb {
@@ -48,7 +50,7 @@ fn forward_chunk<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
                         cols[c * ld + b * hw..][..hw].copy_from_slice(&xg[c * hw..][..hw]);
                     }
                 } else {
-                    im2col(g, xg, 0, g.ho, &mut cols[b * hw..], ld);
+                    im2col_gather(g, &table, xg, &mut cols[b * hw..], ld, xe);
                 }
             }
             matmul(

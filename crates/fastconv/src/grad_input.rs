@@ -4,7 +4,7 @@
 use crate::batch::{for_each_chunk, images_per_gemm};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
-use crate::im2col::col2im;
+use crate::im2col::{col2im, col2im_gather, gather_table};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
@@ -42,8 +42,10 @@ fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
     let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
     let nb = dx.len() / xs;
     let ld = nb * hw;
-    T::with_scratch((kr + og) * ld, |buf| {
-        let (dcols, dyt) = buf.split_at_mut(kr * ld);
+    let table = gather_table(g);
+    T::with_scratch((kr + og) * ld + hw_in + 1, |buf| {
+        let (dcols, rest) = buf.split_at_mut(kr * ld);
+        let (dyt, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {
             let wgt = Mat::rm(&w[grp * og * kr..][..og * kr], og, kr, kr).t();
             for b in 0..nb {
@@ -66,7 +68,7 @@ fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
                         dxg[c * hw..][..hw].copy_from_slice(&dcols[c * ld + b * hw..][..hw]);
                     }
                 } else {
-                    col2im(g, &dcols[b * hw..], 0, g.ho, dxg, ld);
+                    col2im_gather(g, &table, &dcols[b * hw..], ld, dxg, xe);
                 }
             }
         }

@@ -103,6 +103,82 @@ pub(crate) fn col2im<T: Elem>(
     }
 }
 
+/// Gather table for small images: entry `(a kw + b) hw_out + i wo + j` is the input pixel
+/// `(s i + a - p) w + (s j + b - p)` of a channel that kernel tap `(a, b)` of output pixel
+/// `(i, j)` reads, or `hw_in` when it falls in the zero padding.
+pub(crate) fn gather_table(g: &ConvGeometry) -> Vec<u32> {
+    let (p, s, hw_in) = (g.padding, g.stride, g.hw_in());
+    let mut t = Vec::with_capacity(g.kh * g.kw * g.hw_out());
+    for a in 0..g.kh {
+        for b in 0..g.kw {
+            for i in 0..g.ho {
+                for j in 0..g.wo {
+                    let (ii, jj) = (s * i + a, s * j + b);
+                    let inside = ii >= p && ii - p < g.h && jj >= p && jj - p < g.w;
+                    let k = if inside {
+                        (ii - p) * g.w + jj - p
+                    } else {
+                        hw_in
+                    };
+                    t.push(k as u32);
+                }
+            }
+        }
+    }
+    t
+}
+
+/// [`im2col`] of a whole image (all output rows) through `table` ([`gather_table`]), one
+/// element at a time instead of one copy per output row, for images too small for row copies to
+/// pay; `xe` is scratch of `hw_in + 1` elements.
+pub(crate) fn im2col_gather<T: Elem>(
+    g: &ConvGeometry,
+    table: &[u32],
+    x: &[T],
+    cols: &mut [T],
+    ld: usize,
+    xe: &mut [T],
+) {
+    let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
+    let xe = &mut xe[..hw_in + 1];
+    xe[hw_in] = T::ZERO;
+    for (c, xc) in x.chunks_exact(hw_in).enumerate().take(g.cg()) {
+        xe[..hw_in].copy_from_slice(xc);
+        for (tap, tt) in table.chunks_exact(hw_out).enumerate().take(taps) {
+            let row = &mut cols[(c * taps + tap) * ld..][..hw_out];
+            for (d, &k) in row.iter_mut().zip(tt) {
+                *d = xe[k as usize];
+            }
+        }
+    }
+}
+
+/// Adjoint of [`im2col_gather`] (same as [`col2im`] on all output rows):
+/// `x[c][table[(a, b), q]] += cols[(c, a, b), q]`; `xe` is scratch of `hw_in + 1` elements.
+pub(crate) fn col2im_gather<T: Elem>(
+    g: &ConvGeometry,
+    table: &[u32],
+    cols: &[T],
+    ld: usize,
+    x: &mut [T],
+    xe: &mut [T],
+) {
+    let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
+    let xe = &mut xe[..hw_in + 1];
+    for (c, xc) in x.chunks_exact_mut(hw_in).enumerate().take(g.cg()) {
+        xe.fill(T::ZERO);
+        for (tap, tt) in table.chunks_exact(hw_out).enumerate().take(taps) {
+            let row = &cols[(c * taps + tap) * ld..][..hw_out];
+            for (&v, &k) in row.iter().zip(tt) {
+                xe[k as usize] += v;
+            }
+        }
+        for (d, &v) in xc.iter_mut().zip(&xe[..hw_in]) {
+            *d += v;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +226,25 @@ mod tests {
                         }
                     }
                 }
+            }
+            // The gather versions on all output rows, with a leading dimension > width.
+            let full = g.hw_out();
+            let ld = full + 3;
+            let table = gather_table(&g);
+            let mut xe = vec![0.0; g.hw_in() + 1];
+            let (mut c_row, mut c_gather) =
+                (vec![7.0; g.k_rows() * ld], vec![7.0; g.k_rows() * ld]);
+            im2col(&g, &x, 0, g.ho, &mut c_row, ld);
+            im2col_gather(&g, &table, &x, &mut c_gather, ld, &mut xe);
+            assert_eq!(c_row, c_gather);
+            let dc: Vec<f64> = (0..c_row.len())
+                .map(|i| ((i * 7 % 31) as f64).sin())
+                .collect();
+            let (mut x_row, mut x_gather) = (vec![1.0; x.len()], vec![1.0; x.len()]);
+            col2im(&g, &dc, 0, g.ho, &mut x_row, ld);
+            col2im_gather(&g, &table, &dc, ld, &mut x_gather, &mut xe);
+            for (a, b) in x_row.iter().zip(&x_gather) {
+                assert!((a - b).abs() < 1e-12, "{a} vs {b}");
             }
             let r: Vec<f64> = (0..cols.len())
                 .map(|i| ((i * 13 % 29) as f64).cos())
