@@ -141,13 +141,20 @@ pub(crate) fn im2col_gather<T: Elem>(
 ) {
     let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
     let xe = &mut xe[..hw_in + 1];
+    let table = &table[..taps * hw_out];
+    assert!(
+        table.iter().all(|&k| k as usize <= hw_in),
+        "gather table out of range"
+    );
     xe[hw_in] = T::ZERO;
     for (c, xc) in x.chunks_exact(hw_in).enumerate().take(g.cg()) {
         xe[..hw_in].copy_from_slice(xc);
-        for (tap, tt) in table.chunks_exact(hw_out).enumerate().take(taps) {
+        for (tap, tt) in table.chunks_exact(hw_out).enumerate() {
             let row = &mut cols[(c * taps + tap) * ld..][..hw_out];
             for (d, &k) in row.iter_mut().zip(tt) {
-                *d = xe[k as usize];
+                // SAFETY: every table entry is at most `hw_in` (asserted above) and `xe` has
+                // `hw_in + 1` elements.
+                *d = unsafe { *xe.get_unchecked(k as usize) };
             }
         }
     }
