@@ -155,12 +155,15 @@ impl Leaves {
         // `d - round(d)` (round half away from zero); for |d| < 1, the only case of points and
         // centres in [0, 1), without the libm call (same result bit for bit).
         let wrap = |d: f64| {
-            if d >= 0.5 && d < 1.0 {
-                d - 1.0
-            } else if d <= -0.5 && d > -1.0 {
-                d + 1.0
-            } else if d.abs() < 0.5 {
+            let a = d.abs();
+            if a < 0.5 {
                 d
+            } else if a < 1.0 {
+                if d > 0.0 {
+                    d - 1.0
+                } else {
+                    d + 1.0
+                }
             } else {
                 d - d.round()
             }
