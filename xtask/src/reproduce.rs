@@ -208,7 +208,7 @@ pub fn write_csv(path: &Path, records: &[Record]) -> Result<()> {
         let p = r.p_value.map(|p| format!("{p:.6}")).unwrap_or_default();
         writeln!(
             s,
-            "{},{},{},{},{},{:.3},{:.2},{:.2},{},{:.6},{}",
+            "{},{},{},{},{},{:.3},{:.4},{:.4},{},{:.6},{}",
             r.seed,
             r.task,
             r.model,
@@ -350,7 +350,7 @@ mod tests {
         );
         assert_eq!(
             lines[1],
-            "3,denoise,unet,multiscale,coarsen,74000.000,12.50,10.25,mse,0.200000,0.200000"
+            "3,denoise,unet,multiscale,coarsen,74000.000,12.5000,10.2500,mse,0.200000,0.200000"
         );
         assert!(lines[2].ends_with(",mse,0.200000,"));
         std::fs::remove_file(&path).ok();

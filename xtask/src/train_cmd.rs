@@ -251,7 +251,7 @@ pub fn train_run(
         seed: t.seed,
         // Per-sample models (group/layer norm) give the same gradient fused; MgNet's
         // batch norm would see a different batch.
-        fused_levels: model_cfg.kind() != "mgnet",
+        fused_levels: model_cfg.normalises_per_sample(),
         ..t.lr_schedule.driver_config(t.lr)
     };
     // issue 18: split every iteration over the MPI ranks when `--distributed` is given.

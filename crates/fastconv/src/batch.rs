@@ -1,15 +1,21 @@
-//! Work split over the batch: one image per task on the rayon pool, GEMMs single-threaded
-//! inside; when the batch is smaller than the pool, the GEMMs get the threads instead.
+//! Work split over the batch: one image (or, for small images, a chunk of images sharing one
+//! GEMM) per task on the rayon pool, GEMMs single-threaded inside; when there are fewer tasks
+//! than threads, the GEMMs get the threads instead.
 
 use crate::elem::Elem;
+use crate::geometry::ConvGeometry;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// `(workers, parallelism inside one image)`: all threads across images when the batch has at
-/// least one image per thread, else one worker whose GEMMs use every thread.
-pub(crate) fn plan(batch: usize) -> (usize, Parallelism) {
+/// Output pixels per image from which one image alone gives the GEMM enough columns
+/// (16^2 and up): below it several images share one GEMM.
+const WIDE_OUTPUT: usize = 256;
+
+/// `(workers, parallelism inside one task)`: all threads across tasks when there is at least
+/// one task per thread, else one worker whose GEMMs use every thread.
+pub(crate) fn plan(tasks: usize) -> (usize, Parallelism) {
     let threads = rayon::current_num_threads().max(1);
-    if batch >= threads {
+    if tasks >= threads {
         (threads, Parallelism::None)
     } else if threads > 1 {
         (1, Parallelism::Rayon(threads))
@@ -18,43 +24,69 @@ pub(crate) fn plan(batch: usize) -> (usize, Parallelism) {
     }
 }
 
-/// Call `f(n, out_n, par)` for every image `n`, where `out_n` is the `n`-th chunk of `per_image`
-/// elements of `out`.
-pub(crate) fn for_each_image<T: Elem>(
+/// Images per GEMM for `g` with `elem_bytes`-byte elements: 1 when an image's output has at
+/// least [`WIDE_OUTPUT`] pixels, else as many as fit the im2col tile (`k_rows x images hw_out`
+/// within the tile budget) up to an even share of each worker's images, so that the GEMMs of
+/// coarse meshes (8^2 .. 2^2: 64 .. 4 columns per image) get `images x hw_out` columns.
+pub(crate) fn images_per_gemm(g: &ConvGeometry, elem_bytes: usize) -> usize {
+    let hw = g.hw_out();
+    if hw == 0 || hw >= WIDE_OUTPUT || g.batch < 2 {
+        return 1;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let per_worker = g.batch.div_ceil(threads);
+    let fit = (g.tile_bytes() / (g.k_rows().max(1) * hw * elem_bytes)).max(1);
+    let pieces = per_worker.div_ceil(fit);
+    per_worker.div_ceil(pieces)
+}
+
+/// Call `f(n0, out_chunk, par)` for every chunk of `images` consecutive images starting at image
+/// `n0`, where `out_chunk` holds their `per_image` elements each (the last chunk may be shorter).
+pub(crate) fn for_each_chunk<T: Elem>(
     out: &mut [T],
     per_image: usize,
+    images: usize,
     f: impl Fn(usize, &mut [T], Parallelism) + Sync,
 ) {
     if per_image == 0 || out.is_empty() {
         return;
     }
-    let (workers, par) = plan(out.len() / per_image);
+    let images = images.max(1);
+    let tasks = (out.len() / per_image).div_ceil(images);
+    let (workers, par) = plan(tasks);
     if workers > 1 {
-        out.par_chunks_mut(per_image)
+        out.par_chunks_mut(images * per_image)
             .enumerate()
-            .for_each(|(n, o)| f(n, o, par));
+            .for_each(|(k, o)| f(k * images, o, par));
     } else {
-        out.chunks_mut(per_image)
+        out.chunks_mut(images * per_image)
             .enumerate()
-            .for_each(|(n, o)| f(n, o, par));
+            .for_each(|(k, o)| f(k * images, o, par));
     }
 }
 
-/// Sum over images of `f(n, acc, par)` accumulated into per-worker buffers of `len` zeros, each
-/// worker taking a contiguous range of images (deterministic for a given pool size).
-pub(crate) fn sum_over_images<T: Elem>(
+/// Sum over chunks of `images` consecutive images of `f(n0, count, acc, par)` accumulated into
+/// per-worker buffers of `len` zeros, each worker taking a contiguous range of images split into
+/// chunks (deterministic for a given pool size and chunk size).
+pub(crate) fn sum_over_chunks<T: Elem>(
     batch: usize,
+    images: usize,
     len: usize,
-    f: impl Fn(usize, &mut [T], Parallelism) + Sync,
+    f: impl Fn(usize, usize, &mut [T], Parallelism) + Sync,
 ) -> Vec<T> {
-    let (workers, par) = plan(batch);
+    let images = images.max(1);
+    let (workers, par) = plan(batch.div_ceil(images));
     let per = batch.div_ceil(workers).max(1);
     let partials: Vec<Vec<T>> = (0..workers)
         .into_par_iter()
         .map(|t| {
             let mut acc = vec![T::ZERO; len];
-            for n in (t * per)..((t + 1) * per).min(batch) {
-                f(n, &mut acc, par);
+            let end = ((t + 1) * per).min(batch);
+            let mut n0 = t * per;
+            while n0 < end {
+                let count = images.min(end - n0);
+                f(n0, count, &mut acc, par);
+                n0 += count;
             }
             acc
         })

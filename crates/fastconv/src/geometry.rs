@@ -129,6 +129,11 @@ impl ConvGeometry {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.padding == 0
     }
 
+    /// Bytes of im2col buffer per tile (also the budget of a multi-image tile).
+    pub(crate) fn tile_bytes(&self) -> usize {
+        TILE_BYTES
+    }
+
     /// Output rows per im2col tile, so that one tile of `k_rows x (rows wo)` elements of
     /// `elem_bytes` bytes fits in [`TILE_BYTES`] (at least one row).
     pub(crate) fn tile_rows(&self, elem_bytes: usize) -> usize {

@@ -1,21 +1,78 @@
-//! Input gradient: `dx[n] = col2im(W^T dy[n])` per group (the adjoint of the forward GEMM).
+//! Input gradient: `dx[n] = col2im(W^T dy[n])` per group (the adjoint of the forward GEMM); for
+//! small images several images side by side in one GEMM.
 
-use crate::batch::for_each_image;
+use crate::batch::{for_each_chunk, images_per_gemm};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
-use crate::im2col::col2im;
+use crate::im2col::{col2im, col2im_gather, gather_table};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
 /// `dx[n, c, s i + a - p, s j + b - p] += sum_o w[o, c, a, b] dy[n, o, i, j]` (adjoint of
 /// [`crate::forward`]); returns contiguous `dx` of `g.x_dims()`.
 pub(crate) fn grad_input<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T]) -> Vec<T> {
+    grad_input_with(g, dy, w, images_per_gemm(g, std::mem::size_of::<T>()))
+}
+
+/// [`grad_input`] with `images` images per GEMM (1: one image at a time, banded).
+pub(crate) fn grad_input_with<T: Elem>(
+    g: &ConvGeometry,
+    dy: &[T],
+    w: &[T],
+    images: usize,
+) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let mut dx = vec![T::ZERO; g.batch * xs];
-    for_each_image(&mut dx, xs, |n, dxn, par| {
-        grad_input_image(g, &dy[n * ys..][..ys], w, dxn, par)
+    for_each_chunk(&mut dx, xs, images, |n0, dxc, par| {
+        let nb = dxc.len() / xs;
+        let dyc = &dy[n0 * ys..][..nb * ys];
+        if images == 1 {
+            grad_input_image(g, dyc, w, dxc, par)
+        } else {
+            grad_input_chunk(g, dyc, w, dxc, par)
+        }
     });
     dx
+}
+
+/// Several images in one GEMM per group: `dcols = W_g^T [dy[0] .. dy[nb - 1]]` (the images'
+/// `og x hw_out` blocks gathered beside each other), then col2im per image.
+fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], par: Parallelism) {
+    let (cg, og, kr, hw_in, hw) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out());
+    let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
+    let nb = dx.len() / xs;
+    let ld = nb * hw;
+    let table = gather_table(g);
+    T::with_scratch((kr + og) * ld + hw_in + 1, |buf| {
+        let (dcols, rest) = buf.split_at_mut(kr * ld);
+        let (dyt, xe) = rest.split_at_mut(og * ld);
+        for grp in 0..g.groups {
+            let wgt = Mat::rm(&w[grp * og * kr..][..og * kr], og, kr, kr).t();
+            for b in 0..nb {
+                for o in 0..og {
+                    dyt[o * ld + b * hw..][..hw]
+                        .copy_from_slice(&dy[b * ys + (grp * og + o) * hw..][..hw]);
+                }
+            }
+            matmul(
+                MatMut::rm(dcols, kr, ld, ld),
+                wgt,
+                Mat::rm(dyt, og, ld, ld),
+                false,
+                par,
+            );
+            for b in 0..nb {
+                let dxg = &mut dx[b * xs + grp * cg * hw_in..][..cg * hw_in];
+                if g.is_pointwise() {
+                    for c in 0..cg {
+                        dxg[c * hw..][..hw].copy_from_slice(&dcols[c * ld + b * hw..][..hw]);
+                    }
+                } else {
+                    col2im_gather(g, &table, &dcols[b * hw..], ld, dxg, xe);
+                }
+            }
+        }
+    });
 }
 
 fn grad_input_image<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], par: Parallelism) {
@@ -47,7 +104,7 @@ fn grad_input_image<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
                     false,
                     par,
                 );
-                col2im(g, dcols, i0, i1, dxg);
+                col2im(g, dcols, i0, i1, dxg, tw);
             }
         });
     }

@@ -1,21 +1,81 @@
-//! Weight gradient: `dW_g = sum_n dy_g[n] cols(x[n])^T`, band by band, per-worker partial sums.
+//! Weight gradient: `dW_g = sum_n dy_g[n] cols(x[n])^T`, band by band, per-worker partial sums;
+//! for small images several images side by side in one GEMM.
 
-use crate::batch::sum_over_images;
+use crate::batch::{images_per_gemm, sum_over_chunks};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
-use crate::im2col::im2col;
+use crate::im2col::{gather_table, im2col, im2col_gather};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
 /// `dw[o, c, a, b] = sum_{n, i, j} dy[n, o, i, j] x[n, g(o) cg + c, s i + a - p, s j + b - p]`;
 /// returns contiguous `dw` of `g.w_dims()`.
 pub(crate) fn grad_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    grad_weight_with(g, x, dy, images_per_gemm(g, std::mem::size_of::<T>()))
+}
+
+/// [`grad_weight`] with `images` images per GEMM (1: one image at a time, banded).
+pub(crate) fn grad_weight_with<T: Elem>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    images: usize,
+) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
-    sum_over_images(g.batch, g.c_out * g.k_rows(), |n, acc, par| {
-        grad_weight_image(g, &x[n * xs..][..xs], &dy[n * ys..][..ys], acc, par)
+    sum_over_chunks(g.batch, images, g.c_out * g.k_rows(), |n0, nb, acc, par| {
+        let (xc, dyc) = (&x[n0 * xs..][..nb * xs], &dy[n0 * ys..][..nb * ys]);
+        if images == 1 {
+            grad_weight_image(g, xc, dyc, acc, par)
+        } else {
+            grad_weight_chunk(g, xc, dyc, nb, acc, par)
+        }
     })
 }
 
+/// Several images in one GEMM per group: `dW_g += [dy[0] .. dy[nb - 1]] [cols(x[0]) ..
+/// cols(x[nb - 1])]^T`.
+fn grad_weight_chunk<T: Elem>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    nb: usize,
+    dw: &mut [T],
+    par: Parallelism,
+) {
+    let (cg, og, kr, hw_in, hw) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out());
+    let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
+    let ld = nb * hw;
+    let table = gather_table(g);
+    T::with_scratch((kr + og) * ld + hw_in + 1, |buf| {
+        let (cols, rest) = buf.split_at_mut(kr * ld);
+        let (dyt, xe) = rest.split_at_mut(og * ld);
+        for grp in 0..g.groups {
+            for b in 0..nb {
+                let xg = &x[b * xs + grp * cg * hw_in..][..cg * hw_in];
+                if g.is_pointwise() {
+                    for c in 0..cg {
+                        cols[c * ld + b * hw..][..hw].copy_from_slice(&xg[c * hw..][..hw]);
+                    }
+                } else {
+                    im2col_gather(g, &table, xg, &mut cols[b * hw..], ld, xe);
+                }
+                for o in 0..og {
+                    dyt[o * ld + b * hw..][..hw]
+                        .copy_from_slice(&dy[b * ys + (grp * og + o) * hw..][..hw]);
+                }
+            }
+            matmul(
+                MatMut::rm(&mut dw[grp * og * kr..][..og * kr], og, kr, kr),
+                Mat::rm(dyt, og, ld, ld),
+                Mat::rm(cols, kr, ld, ld).t(),
+                true,
+                par,
+            );
+        }
+    });
+}
+
+/// One image at a time (`x`, `dy` of one image each).
 fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T], par: Parallelism) {
     let (cg, og, kr, hw_in, hw_out, wo) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out(), g.wo);
     let rows = g.tile_rows(std::mem::size_of::<T>());
@@ -39,7 +99,7 @@ fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T],
                 let i1 = (i0 + rows).min(g.ho);
                 let tw = (i1 - i0) * wo;
                 let cols = &mut cols[..kr * tw];
-                im2col(g, xg, i0, i1, cols);
+                im2col(g, xg, i0, i1, cols, tw);
                 let dy_band = Mat::rm(&dyg[i0 * wo..], og, tw, hw_out);
                 matmul(
                     MatMut::rm(&mut *dwg, og, kr, kr),

@@ -17,17 +17,26 @@ fn valid_range(b: usize, p: usize, s: usize, n_in: usize, n_out: usize) -> (usiz
     (j0.min(j1), j1)
 }
 
-/// Fill `cols` (`k_rows x (i1 - i0) wo`, row-major) from `x` (`[cg, h, w]` of one group).
-pub(crate) fn im2col<T: Elem>(g: &ConvGeometry, x: &[T], i0: usize, i1: usize, cols: &mut [T]) {
+/// Fill `cols` (`k_rows x (i1 - i0) wo`, row-major with leading dimension `ld >= (i1 - i0) wo`;
+/// the other columns are left alone) from `x` (`[cg, h, w]` of one group).
+pub(crate) fn im2col<T: Elem>(
+    g: &ConvGeometry,
+    x: &[T],
+    i0: usize,
+    i1: usize,
+    cols: &mut [T],
+    ld: usize,
+) {
     let (p, s, wo) = (g.padding, g.stride, g.wo);
     let tw = (i1 - i0) * wo;
+    debug_assert!(ld >= tw);
     let (ia, ib) = (i0, i1);
     for (c, xc) in x.chunks_exact(g.hw_in()).enumerate().take(g.cg()) {
         for a in 0..g.kh {
             let (r0, r1) = valid_range(a, p, s, g.h, g.ho);
             for b in 0..g.kw {
                 let (j0, j1) = valid_range(b, p, s, g.w, wo);
-                let row = &mut cols[((c * g.kh + a) * g.kw + b) * tw..][..tw];
+                let row = &mut cols[((c * g.kh + a) * g.kw + b) * ld..][..tw];
                 for (dst, i) in row.chunks_exact_mut(wo).zip(ia..ib) {
                     if i < r0 || i >= r1 {
                         dst.fill(T::ZERO);
@@ -53,17 +62,26 @@ pub(crate) fn im2col<T: Elem>(g: &ConvGeometry, x: &[T], i0: usize, i1: usize, c
     }
 }
 
-/// Adjoint of [`im2col`]: `x[c, s i + a - p, s j + b - p] += cols[(c, a, b), (i - i0) wo + j]`.
-pub(crate) fn col2im<T: Elem>(g: &ConvGeometry, cols: &[T], i0: usize, i1: usize, x: &mut [T]) {
+/// Adjoint of [`im2col`]: `x[c, s i + a - p, s j + b - p] += cols[(c, a, b), (i - i0) wo + j]`
+/// (`cols` row-major with leading dimension `ld >= (i1 - i0) wo`).
+pub(crate) fn col2im<T: Elem>(
+    g: &ConvGeometry,
+    cols: &[T],
+    i0: usize,
+    i1: usize,
+    x: &mut [T],
+    ld: usize,
+) {
     let (p, s, wo) = (g.padding, g.stride, g.wo);
     let tw = (i1 - i0) * wo;
+    debug_assert!(ld >= tw);
     let hw = g.hw_in();
     for (c, xc) in x.chunks_exact_mut(hw).enumerate().take(g.cg()) {
         for a in 0..g.kh {
             let (r0, r1) = valid_range(a, p, s, g.h, g.ho);
             for b in 0..g.kw {
                 let (j0, j1) = valid_range(b, p, s, g.w, wo);
-                let row = &cols[((c * g.kh + a) * g.kw + b) * tw..][..tw];
+                let row = &cols[((c * g.kh + a) * g.kw + b) * ld..][..tw];
                 for (src, i) in row.chunks_exact(wo).zip(i0..i1) {
                     if i < r0 || i >= r1 || j0 == j1 {
                         continue;
@@ -81,6 +99,89 @@ pub(crate) fn col2im<T: Elem>(g: &ConvGeometry, cols: &[T], i0: usize, i1: usize
                     }
                 }
             }
+        }
+    }
+}
+
+/// Gather table for small images: entry `(a kw + b) hw_out + i wo + j` is the input pixel
+/// `(s i + a - p) w + (s j + b - p)` of a channel that kernel tap `(a, b)` of output pixel
+/// `(i, j)` reads, or `hw_in` when it falls in the zero padding.
+pub(crate) fn gather_table(g: &ConvGeometry) -> Vec<u32> {
+    let (p, s, hw_in) = (g.padding, g.stride, g.hw_in());
+    let mut t = Vec::with_capacity(g.kh * g.kw * g.hw_out());
+    for a in 0..g.kh {
+        for b in 0..g.kw {
+            for i in 0..g.ho {
+                for j in 0..g.wo {
+                    let (ii, jj) = (s * i + a, s * j + b);
+                    let inside = ii >= p && ii - p < g.h && jj >= p && jj - p < g.w;
+                    let k = if inside {
+                        (ii - p) * g.w + jj - p
+                    } else {
+                        hw_in
+                    };
+                    t.push(k as u32);
+                }
+            }
+        }
+    }
+    t
+}
+
+/// [`im2col`] of a whole image (all output rows) through `table` ([`gather_table`]), one
+/// element at a time instead of one copy per output row, for images too small for row copies to
+/// pay; `xe` is scratch of `hw_in + 1` elements.
+pub(crate) fn im2col_gather<T: Elem>(
+    g: &ConvGeometry,
+    table: &[u32],
+    x: &[T],
+    cols: &mut [T],
+    ld: usize,
+    xe: &mut [T],
+) {
+    let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
+    let xe = &mut xe[..hw_in + 1];
+    let table = &table[..taps * hw_out];
+    assert!(
+        table.iter().all(|&k| k as usize <= hw_in),
+        "gather table out of range"
+    );
+    xe[hw_in] = T::ZERO;
+    for (c, xc) in x.chunks_exact(hw_in).enumerate().take(g.cg()) {
+        xe[..hw_in].copy_from_slice(xc);
+        for (tap, tt) in table.chunks_exact(hw_out).enumerate() {
+            let row = &mut cols[(c * taps + tap) * ld..][..hw_out];
+            for (d, &k) in row.iter_mut().zip(tt) {
+                // SAFETY: every table entry is at most `hw_in` (asserted above) and `xe` has
+                // `hw_in + 1` elements.
+                *d = unsafe { *xe.get_unchecked(k as usize) };
+            }
+        }
+    }
+}
+
+/// Adjoint of [`im2col_gather`] (same as [`col2im`] on all output rows):
+/// `x[c][table[(a, b), q]] += cols[(c, a, b), q]`; `xe` is scratch of `hw_in + 1` elements.
+pub(crate) fn col2im_gather<T: Elem>(
+    g: &ConvGeometry,
+    table: &[u32],
+    cols: &[T],
+    ld: usize,
+    x: &mut [T],
+    xe: &mut [T],
+) {
+    let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
+    let xe = &mut xe[..hw_in + 1];
+    for (c, xc) in x.chunks_exact_mut(hw_in).enumerate().take(g.cg()) {
+        xe.fill(T::ZERO);
+        for (tap, tt) in table.chunks_exact(hw_out).enumerate().take(taps) {
+            let row = &cols[(c * taps + tap) * ld..][..hw_out];
+            for (&v, &k) in row.iter().zip(tt) {
+                xe[k as usize] += v;
+            }
+        }
+        for (d, &v) in xc.iter_mut().zip(&xe[..hw_in]) {
+            *d += v;
         }
     }
 }
@@ -107,7 +208,7 @@ mod tests {
             let (i0, i1) = (g.ho / 3, g.ho);
             let tw = (i1 - i0) * g.wo;
             let mut cols = vec![f64::NAN; g.k_rows() * tw];
-            im2col(&g, &x, i0, i1, &mut cols);
+            im2col(&g, &x, i0, i1, &mut cols, tw);
             for c in 0..2 {
                 for a in 0..k {
                     for b in 0..k {
@@ -133,11 +234,30 @@ mod tests {
                     }
                 }
             }
+            // The gather versions on all output rows, with a leading dimension > width.
+            let full = g.hw_out();
+            let ld = full + 3;
+            let table = gather_table(&g);
+            let mut xe = vec![0.0; g.hw_in() + 1];
+            let (mut c_row, mut c_gather) =
+                (vec![7.0; g.k_rows() * ld], vec![7.0; g.k_rows() * ld]);
+            im2col(&g, &x, 0, g.ho, &mut c_row, ld);
+            im2col_gather(&g, &table, &x, &mut c_gather, ld, &mut xe);
+            assert_eq!(c_row, c_gather);
+            let dc: Vec<f64> = (0..c_row.len())
+                .map(|i| ((i * 7 % 31) as f64).sin())
+                .collect();
+            let (mut x_row, mut x_gather) = (vec![1.0; x.len()], vec![1.0; x.len()]);
+            col2im(&g, &dc, 0, g.ho, &mut x_row, ld);
+            col2im_gather(&g, &table, &dc, ld, &mut x_gather, &mut xe);
+            for (a, b) in x_row.iter().zip(&x_gather) {
+                assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+            }
             let r: Vec<f64> = (0..cols.len())
                 .map(|i| ((i * 13 % 29) as f64).cos())
                 .collect();
             let mut xr = vec![0.0; x.len()];
-            col2im(&g, &r, i0, i1, &mut xr);
+            col2im(&g, &r, i0, i1, &mut xr, tw);
             let lhs: f64 = cols.iter().zip(&r).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&xr).map(|(a, b)| a * b).sum();
             assert!(

@@ -38,6 +38,8 @@
 
 mod batch;
 mod bias;
+#[cfg(test)]
+mod chunk_tests;
 mod elem;
 mod error;
 mod forward;

@@ -305,6 +305,15 @@ impl ModelConfig {
         })
     }
 
+    /// Whether the network treats every sample on its own: group/layer norm or no
+    /// normalisation, no batch statistics, so its output for a sample does not depend on the
+    /// other samples of the batch. Every model but MgNet with batch norm (004 eq. 25). Such models
+    /// give the same MGE loss and gradient with same-mesh model calls fused
+    /// (`mge::Estimator::set_fused_levels`), which training turns on for them.
+    pub fn normalises_per_sample(&self) -> bool {
+        !matches!(self, Self::Mgnet(c) if c.batch_norm)
+    }
+
     /// The `kind` tag.
     pub fn kind(&self) -> &'static str {
         match self {
