@@ -3,37 +3,14 @@
 //! One module per subcommand; `common` holds the shared CLI pieces (device, output folder).
 
 mod bench;
-mod bench_conv;
-mod bench_distributed;
-mod bench_levels;
-mod bench_mfc;
-mod bench_step;
+mod commands;
+use commands::{data_cmd, eval, landscape, mfc_cmd, models_cmd, stencil, train_cmd, workunits_cmd};
 mod common;
 mod config;
-mod data_cmd;
 mod distributed;
-mod eval;
-mod labelled;
-mod landscape;
-mod mfc_cmd;
-mod models_cmd;
-mod pictures;
-mod plot;
+mod report;
 mod reproduce;
-mod reproduce_blur;
-mod reproduce_coarsen_crop;
-mod reproduce_example1;
-mod reproduce_mgnet;
-mod reproduce_mnist;
-mod reproduce_runs;
-mod reproduce_table1;
-mod reproduce_table2;
-mod reproduce_table5;
-mod reproduce_table6;
 mod resources;
-mod stencil;
-mod train_cmd;
-mod workunits_cmd;
 
 use clap::{Parser, Subcommand};
 

@@ -19,7 +19,7 @@
 //!   a dense DFT (Nyquist mode: derivative part zeroed), with the closed-form gradients
 //!   `dS/dalpha = G`, `dS/dd = i k G`, `dS/dtau = -t k^2 S` (`G = exp(-t k^2)`, `t = e^tau`).
 
-use crate::plot::{line_plot, Axes, Series};
+use crate::report::plot::{line_plot, Axes, Series};
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};

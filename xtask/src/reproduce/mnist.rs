@@ -14,8 +14,8 @@
 //! 3.2.1) — the papers used Gauss-Newton (002) and SGD (003).
 
 use crate::common::out_dir_or_default;
-use crate::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
-use crate::plot::{line_plot, Axes, Series};
+use crate::report::plot::{line_plot, Axes, Series};
+use crate::reproduce::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
 use crate::reproduce::mean_sd;
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
@@ -192,7 +192,7 @@ impl Trainer<'_> {
                 }
                 let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
-                    return Err(crate::labelled::diverged(&format!(
+                    return Err(crate::reproduce::labelled::diverged(&format!(
                         "loss = {value} at {}x{} epoch {} (seed {seed})",
                         cfg.size,
                         cfg.size,
@@ -202,7 +202,7 @@ impl Trainer<'_> {
                 adam.step(&loss.backward()?, self.args.lr)?;
             }
             if let Some(name) = train::validation::non_finite_parameter(varmap)? {
-                return Err(crate::labelled::diverged(&format!(
+                return Err(crate::reproduce::labelled::diverged(&format!(
                     "parameter {name} is not finite after {}x{} epoch {} (seed {seed})",
                     cfg.size,
                     cfg.size,
@@ -262,15 +262,15 @@ pub fn run(args: Args) -> Result<()> {
     if fine_epochs == 0 || seeds == 0 {
         bail!("need at least one fine epoch and one seed");
     }
-    crate::labelled::check_lr(args.lr)?;
-    crate::labelled::check_count("--batch", args.batch, crate::config::MAX_BATCH)?;
-    crate::labelled::check_count("--seeds", seeds as usize, 1000)?;
-    crate::labelled::check_count("--fine-epochs", fine_epochs, 10_000)?;
+    crate::reproduce::labelled::check_lr(args.lr)?;
+    crate::reproduce::labelled::check_count("--batch", args.batch, crate::config::MAX_BATCH)?;
+    crate::reproduce::labelled::check_count("--seeds", seeds as usize, 1000)?;
+    crate::reproduce::labelled::check_count("--fine-epochs", fine_epochs, 10_000)?;
     if coarse_epochs > 10_000 {
         bail!("--coarse-epochs {coarse_epochs}: must be at most 10000");
     }
     for &c in &args.channels {
-        crate::labelled::check_count("--channels", c, 4096)?;
+        crate::reproduce::labelled::check_count("--channels", c, 4096)?;
     }
     if !(args.alpha.is_finite() && args.alpha >= 0.0) {
         bail!("--alpha {}: must be a finite number >= 0", args.alpha);
@@ -593,7 +593,7 @@ mod tests {
     fn runs_on_small_idx_files_and_writes_the_tables() {
         let dir = std::env::temp_dir().join(format!("xtask-mnist-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        crate::labelled::write_test_idx(&dir, 48);
+        crate::reproduce::labelled::write_test_idx(&dir, 48);
         let out = dir.join("out");
         let cli = Cli::parse_from([
             "x",

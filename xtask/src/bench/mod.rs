@@ -1,5 +1,11 @@
 //! `cargo xtask bench <conv|mfc|levels|step|distributed>`: benchmarks that print ratios measured side by side in one run.
 
+pub mod conv;
+pub mod distributed;
+pub mod levels;
+pub mod mfc;
+pub mod step;
+
 use crate::common::Context;
 
 #[derive(clap::Args, Debug)]
@@ -11,23 +17,23 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 enum Which {
     /// Our CPU convolution vs candle's conv2d (and PyTorch when importable).
-    Conv(crate::bench_conv::Args),
+    Conv(crate::bench::conv::Args),
     /// Mesh-free convolution vs 3x3 convolution.
-    Mfc(crate::bench_mfc::Args),
+    Mfc(crate::bench::mfc::Args),
     /// Per-level time ratios of a UNet training step (128^2 down to 8^2).
-    Levels(crate::bench_levels::Args),
+    Levels(crate::bench::levels::Args),
     /// A whole training step of the UNet and the ResNet per mesh, beside a PyTorch twin.
-    Step(crate::bench_step::Args),
+    Step(crate::bench::step::Args),
     /// Time per distributed MGE iteration and the all-reduce's share on 1, 2 MPI ranks.
-    Distributed(crate::bench_distributed::Args),
+    Distributed(crate::bench::distributed::Args),
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     match args.which {
-        Which::Conv(a) => crate::bench_conv::run(a, ctx),
-        Which::Mfc(a) => crate::bench_mfc::run(a, ctx),
-        Which::Levels(a) => crate::bench_levels::run(a, ctx),
-        Which::Step(a) => crate::bench_step::run(a, ctx),
-        Which::Distributed(a) => crate::bench_distributed::run(a, ctx),
+        Which::Conv(a) => crate::bench::conv::run(a, ctx),
+        Which::Mfc(a) => crate::bench::mfc::run(a, ctx),
+        Which::Levels(a) => crate::bench::levels::run(a, ctx),
+        Which::Step(a) => crate::bench::step::run(a, ctx),
+        Which::Distributed(a) => crate::bench::distributed::run(a, ctx),
     }
 }

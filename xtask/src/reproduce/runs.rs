@@ -3,10 +3,10 @@
 //! configuration of one run, and "train, then score on the fixed test set" with reuse of runs
 //! already finished in the output folder (an interrupted experiment continues where it stopped).
 
+use crate::commands::eval::{predict, write_scores, Scores, TestSet};
+use crate::commands::train_cmd::{save_initial, train_run, HistoryPoint, Start};
 use crate::config::{Strategy, Task, TrainConfig};
-use crate::eval::{predict, write_scores, Scores, TestSet};
 use crate::reproduce::{Protocol, Record};
-use crate::train_cmd::{save_initial, train_run, HistoryPoint, Start};
 use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -576,7 +576,7 @@ impl Progress {
 /// Validation curves of `runs` against #WU and wall time, as `DIR/<stem>-val_loss_vs_{wu,time}.png`.
 pub fn plot_runs(dir: &Path, stem: &str, runs: &[(String, Vec<HistoryPoint>)]) -> Result<()> {
     let tmp = dir.join(format!(".plot-{stem}"));
-    crate::train_cmd::plot_history(&tmp, runs)?;
+    crate::commands::train_cmd::plot_history(&tmp, runs)?;
     for f in ["val_loss_vs_wu.png", "val_loss_vs_time.png"] {
         let from = tmp.join(f);
         if from.exists() {
@@ -620,7 +620,7 @@ pub fn write_variance(dir: &Path, runs: &[(u64, String, &[HistoryPoint])]) -> Re
                 }
             }
             if !points.is_empty() && seed == &runs[0].0 {
-                series.push(crate::plot::Series {
+                series.push(crate::report::plot::Series {
                     name: format!("{name} term {term}"),
                     points,
                 });
@@ -644,13 +644,13 @@ pub fn write_variance(dir: &Path, runs: &[(u64, String, &[HistoryPoint])]) -> Re
     }
     crate::common::write_atomic(&dir.join("variance.csv"), csv.as_bytes())?;
     if !series.is_empty() {
-        let axes = crate::plot::Axes {
+        let axes = crate::report::plot::Axes {
             title: "per-term variance ratio V_l / V_fine",
             x_label: "#WU",
             y_label: "V_l / V_fine",
             log_y: true,
         };
-        crate::plot::line_plot(&dir.join("variance.png"), &axes, &series)?;
+        crate::report::plot::line_plot(&dir.join("variance.png"), &axes, &series)?;
     }
     Ok(note)
 }

@@ -12,7 +12,7 @@
 //! Gaussian random fields (`data::GaussianRandomField`, spectrum `|k|^-4`, 4 modes per axis)
 //! sampled at the pixel centres of each finest mesh `n` (input and target independent fields).
 
-use crate::plot::{line_plot, Axes, Series};
+use crate::report::plot::{line_plot, Axes, Series};
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use data::{GaussianRandomField, ImageSource};
@@ -213,7 +213,7 @@ pub fn run(args: Args) -> Result<()> {
             writeln!(
                 md,
                 " {:.2} |",
-                crate::reproduce_example1::observed_order(&order)
+                crate::reproduce::example1::observed_order(&order)
             )?;
             series.push(Series {
                 name: format!("{} L={levels}", s.name()),

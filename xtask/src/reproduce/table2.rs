@@ -1,14 +1,14 @@
 //! `cargo xtask reproduce table2`: 001 Table 2 (every task x strategy x subsampling, with the
 //! three single-scale baselines of SPEC section 7) and its `results.md`.
 
+use crate::commands::eval::save_samples;
 use crate::config::{Strategy, Task};
-use crate::eval::save_samples;
+use crate::reproduce::runs::{
+    compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, Recipe, RunSpec,
+};
 use crate::reproduce::{
     compare_over_seeds, fmt_wu, marker, mean, over_seeds, p_cell, seed_cell, seed_dir, write_csv,
     Common, Record, SeedComparison,
-};
-use crate::reproduce_runs::{
-    compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, Recipe, RunSpec,
 };
 use anyhow::{Context as _, Result};
 use candle_core::Tensor;
@@ -363,11 +363,11 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
             finish(&dir, &preset, &seeds, &mut records, &progress)?;
         }
     }
-    let variance: Vec<(u64, String, &[crate::train_cmd::HistoryPoint])> = histories
+    let variance: Vec<(u64, String, &[crate::commands::train_cmd::HistoryPoint])> = histories
         .iter()
         .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
         .collect();
-    let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
+    let note = crate::reproduce::runs::write_variance(&dir, &variance)?;
     let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
     md.push_str(&note);
     std::fs::write(dir.join("results.md"), md).context("results.md")?;

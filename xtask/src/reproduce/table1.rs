@@ -8,7 +8,7 @@
 //! last size), one [`mge::Estimator`] iteration; single-scale: the same number of images at
 //! mesh `n` in batches of 16. #WU are counted by [`mge::Accountant`] from what ran.
 
-use crate::bench_levels::{denoising_batch, load_average, mse, seconds, unet};
+use crate::bench::levels::{denoising_batch, load_average, mse, seconds, unet};
 use crate::common::Context;
 use crate::reproduce::Common;
 use anyhow::{bail, Context as _, Result};

@@ -6,7 +6,7 @@
 //! mesh-free, a column shows the same continuous kernel at two resolutions.
 
 use crate::common::{ensure_out_dir, Context};
-use crate::pictures::{save_grid, Scale};
+use crate::report::pictures::{save_grid, Scale};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};

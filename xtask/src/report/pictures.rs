@@ -87,12 +87,12 @@ pub fn save_labelled_grid(
 /// Column labels in the top strip of `img`, one per `step` pixels from `x0`, shrunk to fit.
 fn draw_labels(img: &mut image::RgbImage, labels: &[String], step: usize, x0: usize) -> Result<()> {
     use plotters::prelude::*;
-    crate::plot::register_font()?;
+    crate::report::plot::register_font()?;
     let (w, h) = img.dimensions();
     let root = BitMapBackend::with_buffer(img.as_mut(), (w, h)).into_drawing_area();
     for (i, label) in labels.iter().enumerate() {
         let size = (step as f64 / (0.6 * label.chars().count().max(1) as f64)).clamp(8.0, 15.0);
-        let style = TextStyle::from((crate::plot::FONT_NAME, size)).color(&BLACK);
+        let style = TextStyle::from((crate::report::plot::FONT_NAME, size)).color(&BLACK);
         root.draw_text(label, &style, ((x0 + i * step) as i32, 4))
             .map_err(|e| anyhow::anyhow!("drawing the label {label:?}: {e:?}"))?;
     }

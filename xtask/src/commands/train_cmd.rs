@@ -8,7 +8,7 @@
 
 use crate::common::Context;
 use crate::config::{Allocation, FmgSchedule, SourceKind, Strategy, Task, TrainConfig};
-use crate::plot::{line_plot, Axes, Series};
+use crate::report::plot::{line_plot, Axes, Series};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -545,7 +545,10 @@ pub fn check_fresh_out(out: &Path, resume: bool, overwrite: bool) -> Result<()> 
 
 /// The test images of `data.test_dir` (the first `data.test_images` photos, whole, at
 /// `data.size`), degraded once for the config's task.
-pub fn config_test_set(cfg: &TrainConfig, device: &Device) -> Result<crate::eval::TestSet> {
+pub fn config_test_set(
+    cfg: &TrainConfig,
+    device: &Device,
+) -> Result<crate::commands::eval::TestSet> {
     let d = &cfg.data;
     if !d.test_dir.is_dir() {
         bail!(
@@ -553,7 +556,7 @@ pub fn config_test_set(cfg: &TrainConfig, device: &Device) -> Result<crate::eval
             d.test_dir.display().to_string()
         );
     }
-    crate::eval::TestSet::load_first(
+    crate::commands::eval::TestSet::load_first(
         &d.test_dir,
         cfg.task,
         d.size,
@@ -655,7 +658,7 @@ fn run_train_on(
     // Loaded (and checked) before training, scored after it.
     let test = config_test_set(&cfg, &ctx.device)?;
     let r = train_run(&cfg, &a.config, strategy, &a.out, start, &ctx.device)?;
-    let scores = crate::eval::score_checkpoint(
+    let scores = crate::commands::eval::score_checkpoint(
         &r.final_checkpoint,
         &test,
         &a.out.join("test"),

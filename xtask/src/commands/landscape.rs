@@ -3,10 +3,10 @@
 //! `L(alpha, beta) = loss(theta + alpha d_1 + beta d_2)` on a `steps x steps` grid of
 //! `[-span, span]^2`, on one fixed degraded batch (as `eval` builds it).
 
+use crate::commands::eval::{in_channels, predict, TestSet};
 use crate::common::{ensure_out_dir, Context};
 use crate::config::Task;
-use crate::eval::{in_channels, predict, TestSet};
-use crate::plot::{register_font, FONT_NAME};
+use crate::report::plot::{register_font, FONT_NAME};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use plotters::prelude::*;

@@ -1,7 +1,7 @@
 //! `cargo xtask data ...`: inspect data sources and degradations.
 
 use crate::common::{ensure_out_dir, Context};
-use crate::pictures::{save_grid, Scale};
+use crate::report::pictures::{save_grid, Scale};
 use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
 use data::{
@@ -69,7 +69,7 @@ fn open_source(name: &str, seed: u64, channels: usize) -> Result<SharedSource> {
         "fashion-mnist" => Arc::new(data::fashion_mnist()?),
         spec if ["mnist-idx:", "cifar10:", "cifar100:", "stl10:"].iter().any(|p| spec.starts_with(p)) => {
             let (kind, dir) = spec.split_once(':').unwrap_or((spec, ""));
-            crate::labelled::LabelledSource::open(&[kind.to_string(), dir.to_string()])?.into_shared()
+            crate::reproduce::labelled::LabelledSource::open(&[kind.to_string(), dir.to_string()])?.into_shared()
         }
         dir => Arc::new(PhotoFolder::open(Path::new(dir)).with_context(|| {
             format!("--source {dir}: not dead-leaves, grf, markov, photos or fashion-mnist, nor a folder of photos")
@@ -174,8 +174,8 @@ mod tests {
     fn previews_stl10_and_cifar100_files() {
         let dir = std::env::temp_dir().join(format!("xtask-preview-stl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        crate::labelled::write_test_stl10(&dir, 3);
-        crate::labelled::write_test_cifar100(&dir, 3);
+        crate::reproduce::labelled::write_test_stl10(&dir, 3);
+        crate::reproduce::labelled::write_test_cifar100(&dir, 3);
         let ctx = Context {
             device: Device::Cpu,
         };

@@ -11,7 +11,7 @@
 //! Writes `results.csv` (`model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu`) and
 //! `results.md`, with the load average of the machine at the start and the end.
 
-use crate::bench_levels::{denoising_batch, load_average, mse, seconds};
+use crate::bench::levels::{denoising_batch, load_average, mse, seconds};
 use crate::common::{ensure_out_dir, Context};
 use anyhow::{bail, ensure, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The PyTorch twin, written next to the results and run by `--python`.
-const TWIN: &str = include_str!("../python/step_twin.py");
+const TWIN: &str = include_str!("../../python/step_twin.py");
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -3,12 +3,12 @@
 //! Every run is trained to its own budget (its learning-rate schedule ends there) from the
 //! same initial weights and scored on the same degraded test images.
 
-use crate::plot::{line_plot, Axes, Series};
+use crate::report::plot::{line_plot, Axes, Series};
+use crate::reproduce::runs::{
+    compare, summary, test_set, train_and_score, Preset, Progress, RunSpec,
+};
 use crate::reproduce::{
     compare_over_seeds, fmt_wu, marker, mean, p_cell, seed_cell, seed_dir, Common, Record,
-};
-use crate::reproduce_runs::{
-    compare, summary, test_set, train_and_score, Preset, Progress, RunSpec,
 };
 use anyhow::{Context as _, Result};
 use std::fmt::Write as _;
@@ -122,11 +122,11 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         }
         write_results(&dir, &preset, &seeds, &budgets, &done)?;
     }
-    let variance: Vec<(u64, String, &[crate::train_cmd::HistoryPoint])> = histories
+    let variance: Vec<(u64, String, &[crate::commands::train_cmd::HistoryPoint])> = histories
         .iter()
         .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
         .collect();
-    let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
+    let note = crate::reproduce::runs::write_variance(&dir, &variance)?;
     let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
     md.push_str(&note);
     std::fs::write(dir.join("results.md"), md).context("results.md")?;

@@ -3,8 +3,8 @@
 //! model and scored on the same degraded test images.
 
 use crate::config::Task;
+use crate::reproduce::runs::{summary, test_set, train_and_score, Preset, Progress, RunSpec};
 use crate::reproduce::{fmt_wu, mean, seed_cell, seed_dir, Common, Record};
-use crate::reproduce_runs::{summary, test_set, train_and_score, Preset, Progress, RunSpec};
 use anyhow::{Context as _, Result};
 use std::fmt::Write as _;
 
@@ -107,7 +107,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         } else {
             seed_dir
         };
-        crate::reproduce_runs::plot_runs(&pictures, "denoise", &curves)?;
+        crate::reproduce::runs::plot_runs(&pictures, "denoise", &curves)?;
     }
     let mut csv = String::from("seed,levels,model,strategy,wu,wall_s,train_s,metric,value\n");
     let mut md = format!(
@@ -164,11 +164,11 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     }
     std::fs::write(dir.join("results.csv"), csv).context("results.csv")?;
     std::fs::write(dir.join("results.md"), md).context("results.md")?;
-    let variance: Vec<(u64, String, &[crate::train_cmd::HistoryPoint])> = histories
+    let variance: Vec<(u64, String, &[crate::commands::train_cmd::HistoryPoint])> = histories
         .iter()
         .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
         .collect();
-    let note = crate::reproduce_runs::write_variance(&dir, &variance)?;
+    let note = crate::reproduce::runs::write_variance(&dir, &variance)?;
     let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
     md.push_str(&note);
     std::fs::write(dir.join("results.md"), md).context("results.md")?;

@@ -55,7 +55,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         args.n0,
         args.split,
         args.iters,
-        crate::bench_levels::load_average()
+        crate::bench::levels::load_average()
     );
     println!("| ranks | threads/rank | ms/iteration | rank 0 waits for the slowest, ms | all-reduce ms | all-reduce share |");
     println!("|---|---|---|---|---|---|");
@@ -212,7 +212,7 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
             let t = Instant::now();
             est.step(
                 &model,
-                &crate::bench_levels::mse,
+                &crate::bench::levels::mse,
                 &mut sampler,
                 &vars,
                 k as u64,
@@ -255,7 +255,7 @@ struct Batches {
 impl mge::Sampler for Batches {
     fn draw(&mut self, count: usize) -> mge::Result<data::Degraded> {
         let (input, target, t) =
-            crate::bench_levels::denoising_batch(count, self.size, &self.device)
+            crate::bench::levels::denoising_batch(count, self.size, &self.device)
                 .map_err(|e| mge::Error::Sampler(format!("{e:#}")))?;
         Ok(data::Degraded {
             input,

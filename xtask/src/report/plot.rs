@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
 
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 pub(crate) const FONT_NAME: &str = "sans-serif";
 const SIZE: (u32, u32) = (900, 600);
 

@@ -2,6 +2,18 @@
 //! (`reproduce_table2.rs`, ...). This module holds what they share: the protocol flags, the
 //! record of one trained and scored run, `results.csv`, and the comparison statistics.
 
+pub mod blur;
+pub mod coarsen_crop;
+pub mod example1;
+pub mod labelled;
+pub mod mgnet;
+pub mod mnist;
+pub mod runs;
+pub mod table1;
+pub mod table2;
+pub mod table5;
+pub mod table6;
+
 use crate::common::Context;
 use crate::config::Metric;
 use anyhow::{Context as _, Result};
@@ -17,25 +29,25 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 pub enum Experiment {
     /// 001 Table 1: UNet loss-evaluation time per mesh, single-scale vs MGE wall time and #WU.
-    Table1(crate::reproduce_table1::Args),
+    Table1(crate::reproduce::table1::Args),
     /// 001 Table 2: every task x strategy x subsampling, with the three single-scale baselines.
-    Table2(crate::reproduce_table2::Args),
+    Table2(crate::reproduce::table2::Args),
     /// 001 Table 5: test error at fixed #WU budgets, single-scale against multiscale.
-    Table5(crate::reproduce_table5::Args),
+    Table5(crate::reproduce::table5::Args),
     /// 001 Table 6: multiscale and full-multiscale with L = 2, 3, 4 levels.
-    Table6(crate::reproduce_table6::Args),
+    Table6(crate::reproduce::table6::Args),
     /// 001 Example 1 / Figure 2: gradient differences between meshes vs noise, 3x3 conv vs MFC.
-    Example1(crate::reproduce_example1::Args),
+    Example1(crate::reproduce::example1::Args),
     /// 001 Appendix A.2: telescoping gradient error for coarsening, cropping and both, vs h and L.
     #[command(name = "coarsen-vs-crop")]
-    CoarsenVsCrop(crate::reproduce_coarsen_crop::Args),
+    CoarsenVsCrop(crate::reproduce::coarsen_crop::Args),
     /// 002 section 5 / 003 Tables 4.1-4.2: 2-level classifier training and coarse classification.
     #[command(name = "mnist-multilevel")]
-    MnistMultilevel(crate::reproduce_mnist::Args),
+    MnistMultilevel(crate::reproduce::mnist::Args),
     /// 004 `MgNet[2,2,2,2]` classification: single-scale vs Full-Multiscale, ReLU vs Hat, #WU.
-    Mgnet(crate::reproduce_mgnet::Args),
+    Mgnet(crate::reproduce::mgnet::Args),
     /// 000 blur estimation (Figure 4, Table 3): stencil vs MFC, single-scale, MGE, Full-Multiscale.
-    Blur(crate::reproduce_blur::Args),
+    Blur(crate::reproduce::blur::Args),
 }
 
 /// Flags every experiment accepts.
@@ -137,15 +149,15 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         );
     }
     match args.experiment {
-        Experiment::Table1(a) => crate::reproduce_table1::run(a, ctx),
-        Experiment::Table2(a) => crate::reproduce_table2::run(a, ctx),
-        Experiment::Table5(a) => crate::reproduce_table5::run(a, ctx),
-        Experiment::Table6(a) => crate::reproduce_table6::run(a, ctx),
-        Experiment::Example1(a) => crate::reproduce_example1::run(a),
-        Experiment::CoarsenVsCrop(a) => crate::reproduce_coarsen_crop::run(a),
-        Experiment::MnistMultilevel(a) => crate::reproduce_mnist::run(a),
-        Experiment::Mgnet(a) => crate::reproduce_mgnet::run(a),
-        Experiment::Blur(a) => crate::reproduce_blur::run(a),
+        Experiment::Table1(a) => crate::reproduce::table1::run(a, ctx),
+        Experiment::Table2(a) => crate::reproduce::table2::run(a, ctx),
+        Experiment::Table5(a) => crate::reproduce::table5::run(a, ctx),
+        Experiment::Table6(a) => crate::reproduce::table6::run(a, ctx),
+        Experiment::Example1(a) => crate::reproduce::example1::run(a),
+        Experiment::CoarsenVsCrop(a) => crate::reproduce::coarsen_crop::run(a),
+        Experiment::MnistMultilevel(a) => crate::reproduce::mnist::run(a),
+        Experiment::Mgnet(a) => crate::reproduce::mgnet::run(a),
+        Experiment::Blur(a) => crate::reproduce::blur::run(a),
     }
 }
 

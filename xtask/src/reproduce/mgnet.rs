@@ -18,8 +18,8 @@
 
 use crate::common::out_dir_or_default;
 use crate::config::LrSchedule;
-use crate::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
-use crate::plot::{line_plot, Axes, Series};
+use crate::report::plot::{line_plot, Axes, Series};
+use crate::reproduce::labelled::{percent_cell, shuffled_split, DataArgs, LabelledSource};
 use crate::reproduce::mean;
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -266,7 +266,7 @@ impl fmg::Hooks for CurveHooks<'_> {
         {
             return Err(format!(
                 "{:#}",
-                crate::labelled::diverged(&format!("parameter {name} is not finite"))
+                crate::reproduce::labelled::diverged(&format!("parameter {name} is not finite"))
             ));
         }
         let acc = accuracy(self.model, self.val, 0).map_err(|e| format!("{e:#}"))?;
@@ -420,12 +420,14 @@ impl Trainer<'_> {
                 &mut hooks,
             )
             .map_err(|e| match e {
-                fmg::Error::NonFinite { .. } => crate::labelled::diverged(&e.to_string()),
+                fmg::Error::NonFinite { .. } => {
+                    crate::reproduce::labelled::diverged(&e.to_string())
+                }
                 e => e.into(),
             })
             .with_context(|| format!("training {strategy} / {activation} / seed {seed}"))?;
         if let Some(name) = train::validation::non_finite_parameter(&varmap)? {
-            return Err(crate::labelled::diverged(&format!("parameter {name} is not finite after training {strategy} / {activation} / seed {seed}")));
+            return Err(crate::reproduce::labelled::diverged(&format!("parameter {name} is not finite after training {strategy} / {activation} / seed {seed}")));
         }
         let train_eval = Labelled {
             images: self
@@ -469,13 +471,13 @@ pub fn run(args: Args) -> Result<()> {
     if seeds == 0 || iters == 0 || args.n0 == 0 || args.levels == 0 || args.activations.is_empty() {
         bail!("--seeds, --iters, --n0, --levels and --activations must be positive / non-empty");
     }
-    crate::labelled::check_lr(args.lr)?;
-    crate::labelled::check_count("--iters", iters, crate::config::MAX_ITERATIONS)?;
-    crate::labelled::check_count("--n0", args.n0, crate::config::MAX_BATCH)?;
-    crate::labelled::check_count("--levels", args.levels, 5)?;
-    crate::labelled::check_count("--channels", width(&args), 4096)?;
-    crate::labelled::check_count("--checkpoints", args.checkpoints, 10_000)?;
-    crate::labelled::check_count("--seeds", seeds as usize, 1000)?;
+    crate::reproduce::labelled::check_lr(args.lr)?;
+    crate::reproduce::labelled::check_count("--iters", iters, crate::config::MAX_ITERATIONS)?;
+    crate::reproduce::labelled::check_count("--n0", args.n0, crate::config::MAX_BATCH)?;
+    crate::reproduce::labelled::check_count("--levels", args.levels, 5)?;
+    crate::reproduce::labelled::check_count("--channels", width(&args), 4096)?;
+    crate::reproduce::labelled::check_count("--checkpoints", args.checkpoints, 10_000)?;
+    crate::reproduce::labelled::check_count("--seeds", seeds as usize, 1000)?;
     if args.smoothings.is_empty() || args.smoothings.iter().any(|&s| s == 0 || s > 64) {
         bail!(
             "--smoothings {:?}: one count per level, each between 1 and 64",
@@ -769,7 +771,7 @@ mod tests {
     fn runs_every_strategy_on_small_idx_files_and_writes_the_tables() {
         let dir = std::env::temp_dir().join(format!("xtask-mgnet-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        crate::labelled::write_test_idx(&dir, 96);
+        crate::reproduce::labelled::write_test_idx(&dir, 96);
         let out = dir.join("out");
         let (d, o) = (dir.to_str().unwrap(), out.to_str().unwrap());
         let args = |extra: &[&'static str]| {
@@ -828,7 +830,7 @@ mod tests {
         assert!(
             format!("{:#}", run(args(&["--activations", "tanh"])).unwrap_err()).contains("tanh")
         );
-        crate::labelled::write_test_cifar10(&dir, 20);
+        crate::reproduce::labelled::write_test_cifar10(&dir, 20);
         let rgb = Cli::parse_from([
             "x",
             "--dataset",

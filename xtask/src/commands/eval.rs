@@ -2,11 +2,11 @@
 //! machinery `reproduce` shares with it (one fixed degraded test set per task, so every
 //! strategy is scored on identical inputs and paired t-tests apply).
 
+use crate::commands::train_cmd::degradation;
 use crate::common::{ensure_out_dir, Context};
 use crate::config::Task;
-use crate::pictures::Scale;
+use crate::report::pictures::Scale;
 use crate::reproduce::mean;
-use crate::train_cmd::degradation;
 use anyhow::{Context as _, Result};
 use candle_core::{Device, IndexOp, Tensor};
 use data::metrics::{per_image, Metric};
@@ -93,7 +93,7 @@ impl TestSet {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let folder = crate::train_cmd::photos(dir, channels)?;
+        let folder = crate::commands::train_cmd::photos(dir, channels)?;
         let stems: Vec<String> = folder
             .paths()
             .iter()
@@ -196,12 +196,12 @@ pub fn save_samples(path: &Path, test: &TestSet, outputs: &[(String, Tensor)]) -
     labels.extend(outputs.iter().map(|(name, _)| name.clone()));
     labels.push("target".into());
     let side = d.target.dims().last().copied().unwrap_or(1);
-    crate::pictures::save_labelled_grid(
+    crate::report::pictures::save_labelled_grid(
         path,
         &labels,
         &rows,
         Scale::Unit,
-        crate::pictures::magnification(side),
+        crate::report::pictures::magnification(side),
     )
 }
 

@@ -21,7 +21,7 @@
 //! estimator's accountant. Target test loss: 1.1 x single-scale's final finest-mesh loss; a
 //! strategy's iterations and #WU to reach it are those of the first evaluation at or below it.
 
-use crate::plot::{line_plot, Axes, Series};
+use crate::report::plot::{line_plot, Axes, Series};
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Optimizer, ParamsAdamW, VarBuilder, VarMap};
