@@ -186,7 +186,7 @@ fn worker(args: &Args, ctx: &Context) -> Result<()> {
             &cfg,
             VarBuilder::from_varmap(&varmap, DType::F32, &ctx.device),
         )?;
-        let vars = crate::adam::sorted_vars(&varmap)?;
+        let vars = optim::sorted_vars(&varmap)?;
         mge::parallel::broadcast_vars(timed.as_ref(), &vars, 0)?;
         let plan = mge::LevelPlan::multiscale(args.levels, args.n0)?;
         let mut est = mge::Estimator::new(plan, mge::GradientMode::Total, 0)?;
