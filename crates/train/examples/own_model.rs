@@ -1,6 +1,6 @@
 // Train your own candle model with Full-Multiscale and MGE (`cargo run --release -p multiscale-train --example own_model`).
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{conv2d, Conv2dConfig, VarBuilder, VarMap};
+use candle_nn::{conv2d, Conv2dConfig, VarMap};
 use mge::Sampler;
 use std::sync::Arc;
 
@@ -8,9 +8,9 @@ use std::sync::Arc;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     train::threads::configure();
     let dev = Device::Cpu;
-    // Any candle model: here a residual pair of 3x3 convolutions.
+    // Any candle model (candle-nn layers): a residual pair of 3x3 convolutions.
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let vb = models::init::seeded_var_builder(&varmap, 0, DType::F32, &dev); // seeded weights
     let same = Conv2dConfig { padding: 1, ..Default::default() };
     let (c1, c2) = (conv2d(1, 16, 3, same, vb.pp("c1"))?, conv2d(16, 1, 3, same, vb.pp("c2"))?);
     let model = |x: &Tensor, _t: Option<&Tensor>| x + c2.forward(&c1.forward(x)?.relu()?)?;
