@@ -3,14 +3,17 @@
 //! start and early stopping.
 
 use crate::early_stop::EarlyStopping;
+use crate::hooks::{Context, Control, Hooks};
 use crate::lr::CosineLr;
 use crate::schedule::Stage;
+use crate::state::DriverState;
 use crate::update::{FirstOrder, Recorder, Replay, Update};
 use crate::{Error, Result};
 use candle_core::Var;
 use candle_nn::Optimizer;
 use mge::{
     Accountant, Adaptive, Estimator, Fraction, GradientMode, LossFn, ModelFn, Sampler, TermStats,
+    VarianceTracker,
 };
 use std::time::Instant;
 
@@ -121,51 +124,17 @@ pub struct IterRecord {
     pub second_order: Option<optim::StepReport>,
 }
 
-/// What the driver should do after a progress callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Keep training.
-    Continue,
-    /// Stop the whole run now (records so far are returned).
-    Stop,
-}
-
-/// Caller-supplied hooks, so `fmg` needs no model internals. All have no-op defaults.
-pub trait Hooks {
-    /// Galerkin hot start: prolong every weight from the mesh of level `from` to `to = from-1`.
-    fn prolong(&mut self, from: usize, to: usize) -> std::result::Result<(), String> {
-        Err(format!(
-            "Galerkin hot start from level {from} to {to} needs a prolong hook"
-        ))
-    }
-    /// Validation loss of the current parameters (the stage's finest level is given).
-    fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
-        Ok(None)
-    }
-    /// Progress and checkpoints: called after every optimizer step.
-    fn on_iteration(&mut self, _rec: &IterRecord) -> std::result::Result<Control, String> {
-        Ok(Control::Continue)
-    }
-    /// Called when a stage ends (after its last iteration or early stop).
-    fn on_stage_end(&mut self, _stage: usize, _level: usize) -> std::result::Result<(), String> {
-        Ok(())
-    }
-}
-
-/// Hooks that do nothing (identity hot start, no validation).
-pub struct NoHooks;
-impl Hooks for NoHooks {}
-
 /// What a [`Driver`] trains: `model(input, t)`, its per-sample mean `loss(pred, target)`, the
 /// sampler of fresh finest-mesh batches (001 eq. 6: every term its own batch) and the
 /// variables the gradient is taken for.
-pub struct Problem<'p> {
+pub struct Problem<'p, S: ?Sized = dyn Sampler> {
     /// The network (e.g. `&|x, t| net.forward(x, t)`).
     pub model: &'p ModelFn<'p>,
     /// The training loss.
     pub loss: &'p LossFn<'p>,
-    /// Fresh degraded batches on the finest mesh.
-    pub sampler: &'p mut dyn Sampler,
+    /// Fresh degraded batches on the finest mesh (its concrete type reaches the hooks'
+    /// [`Context`]).
+    pub sampler: &'p mut S,
     /// The trained variables.
     pub vars: &'p [Var],
 }
@@ -229,17 +198,86 @@ impl Driver {
         self.stages.iter().map(|s| s.iters as u64).sum()
     }
 
-    /// Trains `problem` from global iteration `start` (0 for a fresh run; a resumed run
-    /// passes the number of iterations already done, with parameters, optimizer, accountant
+    /// The state of a run about to start global iteration `next_iteration`, with fresh
+    /// estimates (a new run: `state_at(0)`); `total_iters()` gives the state of a run that
+    /// is over.
+    pub fn state_at(&self, next_iteration: u64) -> Result<DriverState> {
+        let total = self.total_iters();
+        if next_iteration > total {
+            return Err(Error::Invalid(format!(
+                "iteration {next_iteration} is past the schedule's {total} iterations"
+            )));
+        }
+        let mut first = 0u64;
+        for (stage, s) in self.stages.iter().enumerate() {
+            if next_iteration < first + s.iters as u64 {
+                return Ok(DriverState {
+                    next_iteration,
+                    ..self.stage_start(stage, first)
+                });
+            }
+            first += s.iters as u64;
+        }
+        Ok(self.stage_start(self.stages.len(), total))
+    }
+
+    /// The state at the first iteration (`first`) of `stage`, with fresh estimates.
+    fn stage_start(&self, stage: usize, first: u64) -> DriverState {
+        let levels = self.stages.get(stage).map_or(0, |s| s.plan.levels);
+        DriverState {
+            next_iteration: first,
+            stage,
+            tracker: VarianceTracker::new(levels, TRACKER_DECAY),
+            adaptive: self
+                .cfg
+                .adaptive
+                .map(|_| VarianceTracker::new(levels, TRACKER_DECAY)),
+            early_stop: self
+                .cfg
+                .patience
+                .map(|p| EarlyStopping::new(p, self.cfg.min_delta)),
+        }
+    }
+
+    /// Refuses a `state` that does not belong to this driver's stages and settings.
+    fn check_state(&self, state: &DriverState) -> Result<()> {
+        let mismatch = |why: String| Err(Error::Invalid(format!("resume state: {why}")));
+        let fresh = self.state_at(state.next_iteration)?;
+        if state.stage != fresh.stage
+            && !(state.stage == fresh.stage + 1 && state.stage <= self.stages.len())
+        {
+            return mismatch(format!(
+                "iteration {} is in stage {}, the state says stage {}",
+                state.next_iteration, fresh.stage, state.stage
+            ));
+        }
+        let levels = self.stages.get(state.stage).map_or(0, |s| s.plan.levels);
+        if state.tracker.levels() != levels
+            || state.adaptive.as_ref().map(|t| t.levels()) != self.cfg.adaptive.map(|_| levels)
+        {
+            return mismatch(format!(
+                "its variance estimates do not match stage {}'s {levels} levels and the \
+                 adaptive setting",
+                state.stage
+            ));
+        }
+        if state.early_stop.is_some() != self.cfg.patience.is_some() {
+            return mismatch("early stopping is set in one of the state and the driver".into());
+        }
+        Ok(())
+    }
+
+    /// Trains `problem` from `start` (`state_at(0)` for a fresh run; a resumed run passes the
+    /// [`Context::state`] saved with its checkpoint, with parameters, optimizer, accountant
     /// and sampler restored by the caller) with a candle-nn optimizer stepping on the MGE
     /// gradient. Returns one record per iteration run.
-    pub fn run<O: Optimizer>(
+    pub fn run<O: Optimizer, S: Sampler + ?Sized>(
         &self,
-        problem: Problem,
+        problem: Problem<S>,
         opt: &mut O,
         acct: &mut Accountant,
-        start: u64,
-        hooks: &mut dyn Hooks,
+        start: DriverState,
+        hooks: &mut dyn for<'o> Hooks<FirstOrder<'o, O>, S>,
     ) -> Result<Vec<IterRecord>> {
         let mut update = FirstOrder(opt);
         self.run_with(problem, &mut update, acct, start, hooks)
@@ -250,14 +288,18 @@ impl Driver {
     /// re-evaluates the same MGE loss on them at the current parameters; every model
     /// application of a re-evaluation is recorded in `acct` as a full application (forward
     /// and backward), an upper bound for the forward-only ones.
-    pub fn run_with(
+    ///
+    /// A stage that early stopping ends hands the next iteration to the next stage; the
+    /// [`Context::state`] after it says so, so a resume does not re-enter the ended stage.
+    pub fn run_with<U: Update + ?Sized, S: Sampler + ?Sized>(
         &self,
-        problem: Problem,
-        update: &mut dyn Update,
+        problem: Problem<S>,
+        update: &mut U,
         acct: &mut Accountant,
-        start: u64,
-        hooks: &mut dyn Hooks,
+        start: DriverState,
+        hooks: &mut dyn Hooks<U, S>,
     ) -> Result<Vec<IterRecord>> {
+        self.check_state(&start)?;
         let Problem {
             model,
             loss,
@@ -271,38 +313,47 @@ impl Driver {
         };
         let clock = Instant::now();
         let mut records = Vec::new();
-        let mut first_global = 0u64;
-        for (si, stage) in self.stages.iter().enumerate() {
+        let firsts: Vec<u64> = self
+            .stages
+            .iter()
+            .scan(0u64, |first, s| {
+                let f = *first;
+                *first += s.iters as u64;
+                Some(f)
+            })
+            .collect();
+        let start_stage = start.stage;
+        let mut state = start;
+        for (si, stage) in self.stages.iter().enumerate().skip(start_stage) {
+            let first_global = firsts[si];
             let end = first_global + stage.iters as u64;
-            if end <= start {
-                first_global = end;
-                continue;
-            }
             let level = stage.level();
-            if si > 0 && start <= first_global && self.cfg.hot_start == HotStart::Galerkin {
+            if si > start_stage {
+                state = self.stage_start(si, first_global);
+            }
+            let resumed_inside = si == start_stage && state.next_iteration > first_global;
+            if si > 0 && !resumed_inside && self.cfg.hot_start == HotStart::Galerkin {
                 let from = self.stages[si - 1].level();
                 for l in (level..from).rev() {
-                    hook(hooks.prolong(l + 1, l))?;
+                    hooks.prolong(l + 1, l).map_err(Error::Hook)?;
                 }
             }
             let mut est = Estimator::new(stage.plan.clone(), GradientMode::Total, self.cfg.seed)?;
             est.set_fused_levels(self.cfg.fused_levels);
             est.set_parallel(self.parallel.clone());
-            let mut adaptive = match self.cfg.adaptive {
-                Some(probe) => Some(Adaptive::new(
-                    stage.plan.clone(),
-                    stage.plan.wu_per_iter()?.to_f64(),
-                    probe,
-                    0.9,
-                )?),
-                None => None,
+            let mut adaptive = match (self.cfg.adaptive, state.adaptive.take()) {
+                (Some(probe), Some(saved)) => Some(
+                    Adaptive::new(
+                        stage.plan.clone(),
+                        stage.plan.wu_per_iter()?.to_f64(),
+                        probe,
+                        TRACKER_DECAY,
+                    )?
+                    .with_tracker(saved)?,
+                ),
+                _ => None,
             };
-            let mut tracker = mge::VarianceTracker::new(stage.plan.levels, 0.9);
-            let mut stopper = self
-                .cfg
-                .patience
-                .map(|p| EarlyStopping::new(p, self.cfg.min_delta));
-            for k in start.max(first_global)..end {
+            for k in state.next_iteration..end {
                 let t0 = Instant::now();
                 let mut mode = match self.cfg.stats_every {
                     0 => GradientMode::Total,
@@ -324,7 +375,7 @@ impl Driver {
                 };
                 update.set_learning_rate(rate);
                 let wu0 = acct.total();
-                let mut recorder = Recorder::new(sampler);
+                let mut recorder = Recorder::new(&mut *sampler);
                 let step = est.step(model, loss, &mut recorder, vars, k, acct)?;
                 let draws = recorder.into_draws();
                 if !step.loss.is_finite() {
@@ -337,7 +388,7 @@ impl Driver {
                 let second_order = update.update(&step, &mut || {
                     est.loss(model, loss, &mut Replay::new(&draws), k, acct)
                 })?;
-                tracker.observe(&step.terms);
+                state.tracker.observe(&step.terms);
                 if let Some(a) = &mut adaptive {
                     a.observe(&step.terms);
                 }
@@ -345,9 +396,13 @@ impl Driver {
                     e if e > 0
                         && ((k - first_global + 1).is_multiple_of(e as u64) || k + 1 == end) =>
                     {
-                        hook(hooks.validate(level))?
+                        hooks.validate(level).map_err(Error::Hook)?
                     }
                     _ => None,
+                };
+                let stop_stage = match (&mut state.early_stop, val_loss) {
+                    (Some(s), Some(v)) => s.update(v),
+                    _ => false,
                 };
                 let rec = IterRecord {
                     iteration: k,
@@ -362,32 +417,42 @@ impl Driver {
                     terms: step.terms,
                     variance_ratios: adaptive
                         .as_ref()
-                        .map_or(tracker.ratios(), |a| a.tracker().ratios()),
+                        .map_or(state.tracker.ratios(), |a| a.tracker().ratios()),
                     val_loss,
                     second_order,
                 };
-                let control = hook(hooks.on_iteration(&rec))?;
+                let after = match stop_stage || k + 1 == end {
+                    true => self.stage_start(si + 1, end),
+                    false => DriverState {
+                        next_iteration: k + 1,
+                        stage: si,
+                        tracker: state.tracker.clone(),
+                        adaptive: adaptive.as_ref().map(|a| a.tracker().clone()),
+                        early_stop: state.early_stop.clone(),
+                    },
+                };
+                let ctx = Context {
+                    update: &*update,
+                    sampler: &*sampler,
+                    state: &after,
+                };
+                let control = hooks.on_iteration(&rec, ctx).map_err(Error::Hook)?;
                 records.push(rec);
                 if control == Control::Stop {
                     return Ok(records);
                 }
-                if let (Some(s), Some(v)) = (&mut stopper, val_loss) {
-                    if s.update(v) {
-                        break;
-                    }
+                if stop_stage {
+                    break;
                 }
             }
-            hook(hooks.on_stage_end(si, level))?;
-            first_global = end;
+            hooks.on_stage_end(si, level).map_err(Error::Hook)?;
         }
         Ok(records)
     }
 }
 
-/// A hook's error as a typed [`Error::Hook`].
-fn hook<T>(r: std::result::Result<T, String>) -> Result<T> {
-    r.map_err(Error::Hook)
-}
+/// Weight of the old estimate in the running variance averages.
+const TRACKER_DECAY: f64 = 0.9;
 
 #[cfg(test)]
 mod tests {

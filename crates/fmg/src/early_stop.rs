@@ -1,7 +1,8 @@
 //! Early stopping on a validation loss.
 
-/// Stops after `patience` validations without an improvement of more than `min_delta`.
-#[derive(Debug, Clone, PartialEq)]
+/// Stops after `patience` validations without an improvement of more than `min_delta`
+/// (serialisable, so that a checkpoint can resume it exactly).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EarlyStopping {
     patience: usize,
     min_delta: f64,

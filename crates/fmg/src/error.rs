@@ -22,9 +22,10 @@ pub enum Error {
         level: usize,
         loss: f64,
     },
-    /// A caller hook (prolongation, validation, progress) failed.
-    #[error("hook: {0}")]
-    Hook(String),
+    /// A caller hook (prolongation, validation, progress) failed; the hook's own error, to
+    /// downcast back to its type.
+    #[error("{0}")]
+    Hook(crate::HookError),
 }
 
 /// Result type of the `fmg` crate.

@@ -10,6 +10,8 @@
 //! |---|---|
 //! | `schedule.rs` | the stages of a strategy (001 Algorithm 2) and their closed-form #WU (001 Appendix B, eqs. 39-48) |
 //! | `driver.rs` | the driver: stages coarse to fine, each an MGE (001 Algorithm 1); hot start by reuse (003) or Galerkin prolongation (002 section 4) |
+//! | `hooks.rs` | what the caller plugs in (hot start, validation, progress, checkpoints), typed hook errors, the [`Context`] a checkpoint reads |
+//! | `state.rs` | [`DriverState`]: next iteration, stage and the stage's running estimates (variances, adaptive allocation, early stopping) for an exact resume |
 //! | `update.rs` | one update: first-order from the MGE gradient (001 eq. 6) or second-order (Gauss-Newton-CG, 002 section 3; CG-Steihaug, 003 eq. 3.7) replaying the iteration's draws |
 //! | `lr.rs` | cosine learning rate (`CosineAnnealingLR`), over all stages or restarted per stage |
 //! | `early_stop.rs` | early stopping on a validation loss |
@@ -28,14 +30,18 @@
 pub mod driver;
 pub mod early_stop;
 pub mod error;
+pub mod hooks;
 pub mod lr;
 pub mod schedule;
+pub mod state;
 pub mod update;
 
-pub use driver::{Control, Driver, DriverConfig, Hooks, HotStart, IterRecord, NoHooks, Problem};
+pub use driver::{Driver, DriverConfig, HotStart, IterRecord, Problem};
 pub use early_stop::EarlyStopping;
 pub use error::{Error, Result};
+pub use hooks::{Context, Control, HookError, HookResult, Hooks, NoHooks};
 pub use lr::CosineLr;
 pub use mge::StageSchedule;
 pub use schedule::{stages, stages_wu, Stage, Strategy};
+pub use state::DriverState;
 pub use update::{FirstOrder, Recorder, Reevaluate, Replay, SecondOrderUpdate, Update};

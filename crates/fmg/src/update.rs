@@ -132,14 +132,14 @@ fn scalar(x: &Tensor) -> Result<f64> {
 
 /// A [`Sampler`] that passes draws through and keeps a copy of each (tensors are shared,
 /// not copied).
-pub struct Recorder<'a> {
-    inner: &'a mut dyn Sampler,
+pub struct Recorder<'a, S: ?Sized = dyn Sampler> {
+    inner: &'a mut S,
     draws: Vec<Degraded>,
 }
 
-impl<'a> Recorder<'a> {
+impl<'a, S: Sampler + ?Sized> Recorder<'a, S> {
     /// Records what `inner` hands out.
-    pub fn new(inner: &'a mut dyn Sampler) -> Self {
+    pub fn new(inner: &'a mut S) -> Self {
         Recorder {
             inner,
             draws: Vec::new(),
@@ -152,7 +152,7 @@ impl<'a> Recorder<'a> {
     }
 }
 
-impl Sampler for Recorder<'_> {
+impl<S: Sampler + ?Sized> Sampler for Recorder<'_, S> {
     fn draw(&mut self, count: usize) -> mge::Result<Degraded> {
         let d = self.inner.draw(count)?;
         self.draws.push(d.clone());

@@ -48,7 +48,7 @@ fn train(strategy: Strategy, par: Option<Parallel>) -> Vec<(usize, f64, Fraction
             },
             &mut opt,
             &mut Accountant::new(),
-            0,
+            driver.state_at(0).unwrap(),
             &mut NoHooks,
         )
         .unwrap()

@@ -8,8 +8,8 @@ use candle_core::Tensor;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use common::*;
 use fmg::{
-    stages, Control, Driver, DriverConfig, Hooks, HotStart, IterRecord, NoHooks, StageSchedule,
-    Strategy,
+    stages, Context, Control, Driver, DriverConfig, Hooks, HotStart, IterRecord, NoHooks,
+    StageSchedule, Strategy,
 };
 use mge::workunits::fmg_wu;
 use mge::{Accountant, LevelPlan, Sampler};
@@ -48,7 +48,7 @@ fn train(strategy: Strategy, iters: usize, cfg: DriverConfig) -> (f64, f64, Vec<
             },
             &mut opt,
             &mut Accountant::new(),
-            0,
+            driver.state_at(0).unwrap(),
             &mut NoHooks,
         )
         .unwrap();
@@ -133,7 +133,7 @@ fn fmg_work_units_of_real_runs_equal_eqs_47_48() {
                 },
                 &mut opt,
                 &mut acct,
-                0,
+                driver.state_at(0).unwrap(),
                 &mut NoHooks,
             )
             .unwrap();
@@ -160,15 +160,19 @@ struct Recorder {
     stop_at: Option<usize>,
 }
 
-impl Hooks for Recorder {
-    fn prolong(&mut self, from: usize, to: usize) -> Result<(), String> {
+impl<U: ?Sized, S: ?Sized> Hooks<U, S> for Recorder {
+    fn prolong(&mut self, from: usize, to: usize) -> fmg::HookResult<()> {
         self.prolongs.push((from, to));
         Ok(())
     }
-    fn validate(&mut self, _level: usize) -> Result<Option<f64>, String> {
+    fn validate(&mut self, _level: usize) -> fmg::HookResult<Option<f64>> {
         Ok(Some(1.0)) // never improves: early stopping ends each stage after `patience`
     }
-    fn on_iteration(&mut self, _rec: &IterRecord) -> Result<Control, String> {
+    fn on_iteration(
+        &mut self,
+        _rec: &IterRecord,
+        _ctx: Context<'_, U, S>,
+    ) -> fmg::HookResult<Control> {
         self.iters += 1;
         Ok(if Some(self.iters) == self.stop_at {
             Control::Stop
@@ -176,7 +180,7 @@ impl Hooks for Recorder {
             Control::Continue
         })
     }
-    fn on_stage_end(&mut self, _stage: usize, level: usize) -> Result<(), String> {
+    fn on_stage_end(&mut self, _stage: usize, level: usize) -> fmg::HookResult<()> {
         self.stage_ends.push(level);
         Ok(())
     }
@@ -216,7 +220,7 @@ fn hooks_galerkin_early_stopping_resume_and_stop() {
             },
             &mut opt,
             &mut Accountant::new(),
-            0,
+            driver.state_at(0).unwrap(),
             &mut h,
         )
         .unwrap();
@@ -239,7 +243,7 @@ fn hooks_galerkin_early_stopping_resume_and_stop() {
             },
             &mut opt,
             &mut Accountant::new(),
-            15,
+            driver.state_at(15).unwrap(),
             &mut h,
         )
         .unwrap();
@@ -260,7 +264,7 @@ fn hooks_galerkin_early_stopping_resume_and_stop() {
             },
             &mut opt,
             &mut Accountant::new(),
-            0,
+            driver.state_at(0).unwrap(),
             &mut h,
         )
         .unwrap();
@@ -275,7 +279,7 @@ fn hooks_galerkin_early_stopping_resume_and_stop() {
         },
         &mut opt,
         &mut Accountant::new(),
-        0,
+        driver.state_at(0).unwrap(),
         &mut NoHooks,
     );
     assert!(err.unwrap_err().to_string().contains("level 2"));
@@ -305,7 +309,7 @@ fn non_finite_loss_is_an_error_naming_the_iteration() {
             },
             &mut opt,
             &mut Accountant::new(),
-            0,
+            driver.state_at(0).unwrap(),
             &mut NoHooks,
         )
         .unwrap_err();
@@ -357,4 +361,163 @@ fn cosine_runs_once_over_all_stages_or_restarts_per_stage() {
     }
     // The finest stage (L = 3): below 5% of lr with one cosine, from the full rate with restarts.
     assert!(global[12].lr < 0.05e-3 && restart[12].lr == 1e-3);
+}
+
+/// Validates with the real finest-mesh loss, stops after iteration `stop_at` and keeps the
+/// driver state of the last iteration.
+struct Interrupt<'n> {
+    net: &'n Tiny,
+    val: data::Degraded,
+    stop_at: Option<u64>,
+    state: Option<fmg::DriverState>,
+}
+
+impl<U: ?Sized, S: ?Sized> Hooks<U, S> for Interrupt<'_> {
+    fn validate(&mut self, _level: usize) -> fmg::HookResult<Option<f64>> {
+        Ok(Some(val_loss(self.net, &self.val)))
+    }
+    fn on_iteration(
+        &mut self,
+        rec: &IterRecord,
+        ctx: Context<'_, U, S>,
+    ) -> fmg::HookResult<Control> {
+        // Through JSON, as a checkpoint stores it.
+        let json = serde_json::to_string(ctx.state)?;
+        self.state = Some(serde_json::from_str(&json)?);
+        Ok(match Some(rec.iteration) == self.stop_at {
+            true => Control::Stop,
+            false => Control::Continue,
+        })
+    }
+}
+
+/// What must agree bit for bit between an uninterrupted and a resumed run.
+fn trace(recs: &[IterRecord]) -> Vec<(u64, usize, u64, String, Vec<usize>)> {
+    recs.iter()
+        .map(|r| {
+            let batches = r.terms.iter().map(|t| t.batch).collect();
+            (
+                r.iteration,
+                r.stage,
+                r.loss.to_bits(),
+                r.wu_total.to_string(),
+                batches,
+            )
+        })
+        .collect()
+}
+
+/// A run stopped after any iteration and resumed from the saved [`fmg::DriverState`] takes
+/// exactly the uninterrupted run's steps: same iterations, stages, losses, #WU and the
+/// adaptive allocation's batches, with early stopping ending the same stages. Resuming with
+/// fresh estimates instead (`state_at`) does not, so the state is what makes it exact.
+#[test]
+fn resume_from_driver_state_is_exact_with_adaptive_batches_and_early_stopping() {
+    let vm = VarMap::new();
+    let net = Tiny::new(&vm, 1, 4);
+    let initial: Vec<Tensor> = vm
+        .all_vars()
+        .iter()
+        .map(|v| v.as_tensor().copy().unwrap())
+        .collect();
+    let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t);
+    let base = LevelPlan::multiscale(3, 2).unwrap();
+    let schedule = StageSchedule::Equal;
+    let st = stages(Strategy::FullMultiscale { schedule }, &base, 6).unwrap();
+    let cfg = DriverConfig {
+        lr: 0.02,
+        lr_min: 0.002,
+        validate_every: 2,
+        patience: Some(1),
+        // Never "improves" by this much: a stage ends at its second validation.
+        min_delta: 1e9,
+        adaptive: Some(3),
+        ..Default::default()
+    };
+    let driver = Driver::new(st, cfg).unwrap();
+    let val = SmoothSampler::new(1, 16, 99).draw(4).unwrap();
+    // Runs from fresh weights, sampler and accountant, stopping after `stop_at`, then resumes
+    // from the saved state (or from fresh estimates at the same iteration).
+    let run = |stop_at: Option<u64>, exact: bool| -> Vec<IterRecord> {
+        let vars = vm.all_vars();
+        for (v, t) in vars.iter().zip(&initial) {
+            v.set(t).unwrap();
+        }
+        let mut opt = candle_nn::SGD::new(vars.clone(), 0.02).unwrap();
+        let (mut s, mut acct) = (SmoothSampler::new(1, 16, 7), Accountant::new());
+        let mut hooks = Interrupt {
+            net: &net,
+            val: val.clone(),
+            stop_at,
+            state: None,
+        };
+        fn problem<'p>(
+            model: &'p mge::ModelFn<'p>,
+            s: &'p mut SmoothSampler,
+            vars: &'p [candle_core::Var],
+        ) -> fmg::Problem<'p, SmoothSampler> {
+            fmg::Problem {
+                model,
+                loss: &mse,
+                sampler: s,
+                vars,
+            }
+        }
+        let start = driver.state_at(0).unwrap();
+        let mut recs = driver
+            .run(
+                problem(&model, &mut s, &vars),
+                &mut opt,
+                &mut acct,
+                start,
+                &mut hooks,
+            )
+            .unwrap();
+        if stop_at.is_some() {
+            let saved = hooks.state.take().unwrap();
+            let start = match exact {
+                true => saved,
+                false => driver.state_at(saved.next_iteration).unwrap(),
+            };
+            hooks.stop_at = None;
+            recs.extend(
+                driver
+                    .run(
+                        problem(&model, &mut s, &vars),
+                        &mut opt,
+                        &mut acct,
+                        start,
+                        &mut hooks,
+                    )
+                    .unwrap(),
+            );
+        }
+        recs
+    };
+    let whole = trace(&run(None, true));
+    let stages_run: std::collections::BTreeSet<usize> = whole.iter().map(|t| t.1).collect();
+    assert_eq!(stages_run.len(), 3, "every stage runs");
+    assert!(
+        whole.len() < 18,
+        "early stopping ends stages: {} iterations",
+        whole.len()
+    );
+    let plans: std::collections::BTreeSet<&Vec<usize>> = whole.iter().map(|t| &t.4).collect();
+    assert!(
+        plans.len() > 3,
+        "the adaptive allocation changes batches: {plans:?}"
+    );
+    let mut differs = 0;
+    for stop in whole.iter().map(|t| t.0).take(whole.len() - 1) {
+        assert_eq!(
+            trace(&run(Some(stop), true)),
+            whole,
+            "resumed after iteration {stop}"
+        );
+        differs += usize::from(trace(&run(Some(stop), false)) != whole);
+    }
+    assert!(
+        differs > 0,
+        "fresh estimates never changed the run: the test cannot fail"
+    );
 }

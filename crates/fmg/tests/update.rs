@@ -93,7 +93,7 @@ fn reevaluation_reproduces_the_iteration_loss_and_is_counted() {
                 },
                 &mut probe,
                 &mut acct,
-                0,
+                driver.state_at(0).unwrap(),
                 &mut NoHooks,
             )
             .unwrap();
@@ -163,7 +163,7 @@ fn train(
         },
         &mut update,
         &mut Accountant::new(),
-        0,
+        driver.state_at(0).unwrap(),
         &mut NoHooks,
     )?;
     Ok((before, val_loss(), recs))

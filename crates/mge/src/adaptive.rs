@@ -70,6 +70,19 @@ impl Adaptive {
         &self.tracker
     }
 
+    /// Continues from saved estimates (a resumed run); they must track the base plan's levels.
+    pub fn with_tracker(mut self, tracker: VarianceTracker) -> Result<Self> {
+        if tracker.levels() != self.base.levels {
+            return Err(Error::InvalidPlan(format!(
+                "saved variance estimates track {} levels, the plan has {}",
+                tracker.levels(),
+                self.base.levels
+            )));
+        }
+        self.tracker = tracker;
+        Ok(self)
+    }
+
     /// The better allocation under the current estimates; `None` until every term's and the
     /// fine variance have been measured.
     pub fn allocation(&self) -> Result<Option<Allocation>> {

@@ -35,8 +35,9 @@ impl TermStats {
     }
 }
 
-/// Exponential moving averages of the per-term variances `V_l` and of the fine variance.
-#[derive(Debug, Clone, PartialEq)]
+/// Exponential moving averages of the per-term variances `V_l` and of the fine variance
+/// (serialisable, so that a checkpoint can resume them exactly).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VarianceTracker {
     decay: f64,
     term: Vec<Option<f64>>,
@@ -69,6 +70,11 @@ impl VarianceTracker {
                 self.fine = ema(self.fine, v, self.decay);
             }
         }
+    }
+
+    /// Number of levels tracked.
+    pub fn levels(&self) -> usize {
+        self.term.len()
     }
 
     /// Smoothed `V_l` of the term at level `l`.

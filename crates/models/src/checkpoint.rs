@@ -226,6 +226,24 @@ pub fn load_into(
     Ok(ck.extra)
 }
 
+/// Load a plain safetensors file of variables (as `VarMap::save` writes, without a model
+/// configuration) into `varmap`: exactly the same names and shapes, else
+/// [`Error::ArchitectureMismatch`]; an unreadable file is [`Error::CorruptCheckpoint`].
+pub fn load_weights(path: &Path, varmap: &VarMap) -> Result<()> {
+    let device = varmap
+        .all_vars()
+        .first()
+        .map(|v| v.device().clone())
+        .unwrap_or(Device::Cpu);
+    std::fs::metadata(path).map_err(io_err(path))?;
+    let tensors =
+        candle_core::safetensors::load(path, &device).map_err(|e| Error::CorruptCheckpoint {
+            path: path.to_path_buf(),
+            reason: format!("not safetensors: {e}"),
+        })?;
+    copy_into(path, &tensors.into_iter().collect(), varmap)
+}
+
 /// Set every variable of `varmap` from `tensors`, which must have exactly the same names and shapes.
 fn copy_into(path: &Path, tensors: &BTreeMap<String, Tensor>, varmap: &VarMap) -> Result<()> {
     let mismatch = |reason: String| Error::ArchitectureMismatch {

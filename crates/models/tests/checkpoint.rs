@@ -182,3 +182,38 @@ fn wrong_architecture_is_a_typed_error() {
         Err(Error::ArchitectureMismatch { .. })
     ));
 }
+
+#[test]
+fn plain_weights_load_bit_exact_and_refuse_mismatches() {
+    let cfg = small_unet();
+    let (varmap, _) = built(&cfg);
+    let path = tmp("plain.safetensors");
+    varmap.save(&path).unwrap();
+    let (copy, _) = built(&cfg);
+    models::checkpoint::load_weights(&path, &copy).unwrap();
+    {
+        let (a, b) = (varmap.data().lock().unwrap(), copy.data().lock().unwrap());
+        for (name, v) in a.iter() {
+            assert_eq!(bits(v.as_tensor()), bits(b[name].as_tensor()), "{name}");
+        }
+    }
+    let other = ModelConfig::Resnet(ResnetConfig {
+        hidden: 8,
+        ..Default::default()
+    });
+    let (other_vars, _) = built(&other);
+    assert!(matches!(
+        models::checkpoint::load_weights(&path, &other_vars),
+        Err(Error::ArchitectureMismatch { .. })
+    ));
+    let junk = tmp("plain-junk.safetensors");
+    std::fs::write(&junk, b"not a tensor file").unwrap();
+    assert!(matches!(
+        models::checkpoint::load_weights(&junk, &copy),
+        Err(Error::CorruptCheckpoint { .. })
+    ));
+    assert!(matches!(
+        models::checkpoint::load_weights(&tmp("absent.safetensors"), &copy),
+        Err(Error::Io { .. })
+    ));
+}

@@ -14,10 +14,8 @@ use crate::{Error, Result};
 use candle_core::{
     backprop::GradStore, CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, Var,
 };
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
-use std::rc::Rc;
 
 /// Adam over a fixed list of named variables.
 pub struct Adam {
@@ -312,14 +310,23 @@ impl InplaceOp3 for Update {
     }
 }
 
-/// [`Adam`] shared between the driver (which steps it) and the hooks (which checkpoint it).
-#[derive(Clone)]
-pub struct SharedAdam {
-    pub adam: Rc<RefCell<Adam>>,
+/// [`Adam`] at a learning rate, as a candle-nn `Optimizer` (the driver's schedule sets the
+/// rate every iteration); the moments stay reachable in `adam` to checkpoint them.
+pub struct AdamOptimizer {
+    /// The optimizer and its moments.
+    pub adam: Adam,
+    /// The learning rate of the next step.
     pub lr: f64,
 }
 
-impl candle_nn::Optimizer for SharedAdam {
+impl AdamOptimizer {
+    /// `adam` stepping at `lr`.
+    pub fn new(adam: Adam, lr: f64) -> Self {
+        AdamOptimizer { adam, lr }
+    }
+}
+
+impl candle_nn::Optimizer for AdamOptimizer {
     type Config = f64;
     fn new(vars: Vec<Var>, lr: f64) -> candle_core::Result<Self> {
         let named = vars
@@ -328,14 +335,10 @@ impl candle_nn::Optimizer for SharedAdam {
             .map(|(i, v)| (format!("p{i:05}"), v))
             .collect();
         let adam = Adam::new(named).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok(Self {
-            adam: Rc::new(RefCell::new(adam)),
-            lr,
-        })
+        Ok(AdamOptimizer { adam, lr })
     }
     fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
         self.adam
-            .borrow_mut()
             .step(grads, self.lr)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))
     }

@@ -67,7 +67,7 @@ pub mod vector;
 
 use candle_core::{Tensor, Var};
 
-pub use adam::{named_vars, sorted_vars, Adam, SharedAdam};
+pub use adam::{named_vars, sorted_vars, Adam, AdamOptimizer};
 pub use cg::Termination;
 pub use config::OptimizerConfig;
 pub use error::{Error, Result};

@@ -45,9 +45,9 @@ pub enum Error {
     /// An invalid setting of the trainer.
     #[error("invalid trainer setting: {0}")]
     Invalid(String),
-    /// A progress or hook callback failed.
+    /// The progress callback failed; its own error, to downcast back to its type.
     #[error("{0}")]
-    Callback(String),
+    Callback(fmg::HookError),
     /// JSON (de)serialisation of the trainer state.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

@@ -15,12 +15,11 @@ use crate::validation::{non_finite_parameter, validation_loss};
 use candle_core::Var;
 use candle_nn::VarMap;
 use data::Degraded;
+use fmg::{Context, HookResult};
 use mge::{Accountant, Fraction, LoaderSampler};
-use optim::{Adam, SharedAdam};
+use optim::{Adam, AdamOptimizer};
 use serde::{Deserialize, Serialize};
-use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::Instant;
 
 /// The optimizer a [`Trainer`] steps on the MGE gradient.
@@ -48,8 +47,9 @@ pub struct Progress<'r> {
     pub variance_ratios: &'r [Option<f64>],
 }
 
-/// The progress callback of [`Trainer::on_progress`]; an `Err` stops the run.
-pub type ProgressFn<'a> = dyn FnMut(&Progress) -> std::result::Result<(), String> + 'a;
+/// The progress callback of [`Trainer::on_progress`]; an `Err` (any error type) stops the run
+/// with [`Error::Callback`] holding it.
+pub type ProgressFn<'a> = dyn FnMut(&Progress) -> HookResult<()> + 'a;
 
 /// Trainer state saved in every checkpoint beside the weights and the optimizer moments.
 #[derive(Serialize, Deserialize)]
@@ -59,6 +59,10 @@ struct State {
     wu_denom: u128,
     wall_s: f64,
     loader_position: u64,
+    /// The driver's stage and running estimates (adaptive allocation, early stopping);
+    /// absent in checkpoints of earlier versions, which resume with fresh estimates.
+    #[serde(default)]
+    driver: Option<fmg::DriverState>,
     history: Vec<HistoryPoint>,
     /// Second-order runs: the optimizer config continuing from the last step (adapted damping
     /// or trust radius); Adam's moments are in `optim.safetensors` instead.
@@ -111,7 +115,7 @@ pub struct Trainer<'a> {
     sampler: LoaderSampler,
     driver: fmg::Driver,
     optimizer: OptimizerKind,
-    adam: Option<Rc<RefCell<Adam>>>,
+    adam: Option<Adam>,
     validation: Option<Degraded>,
     out: Option<(PathBuf, u64)>,
     hot_start: grids::Restriction,
@@ -120,6 +124,7 @@ pub struct Trainer<'a> {
     progress: Option<Box<ProgressFn<'a>>>,
     acct: Accountant,
     start: u64,
+    driver_state: Option<fmg::DriverState>,
     wall_offset: f64,
     history: Vec<HistoryPoint>,
     finished: bool,
@@ -155,6 +160,7 @@ impl<'a> Trainer<'a> {
             progress: None,
             acct: Accountant::new(),
             start: 0,
+            driver_state: None,
             wall_offset: 0.0,
             history: Vec::new(),
             finished: false,
@@ -210,10 +216,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Called after every iteration; an `Err` stops the run with [`Error::Callback`].
-    pub fn on_progress(
-        mut self,
-        f: impl FnMut(&Progress) -> std::result::Result<(), String> + 'a,
-    ) -> Self {
+    pub fn on_progress(mut self, f: impl FnMut(&Progress) -> HookResult<()> + 'a) -> Self {
         self.progress = Some(Box::new(f));
         self
     }
@@ -224,8 +227,9 @@ impl<'a> Trainer<'a> {
     }
 
     /// Restores the newest checkpoint of the folder given to [`Trainer::with_checkpoints`]:
-    /// parameters, optimizer state, #WU, sampler position and history. `None` when the folder
-    /// has no checkpoint (the run starts afresh).
+    /// parameters, optimizer state, #WU, sampler position, the driver's stage and running
+    /// estimates ([`fmg::DriverState`]: variances, adaptive allocation, early stopping) and
+    /// history. `None` when the folder has no checkpoint (the run starts afresh).
     pub fn resume(&mut self) -> Result<Option<Resumed>> {
         let Some((out, _)) = &self.out else {
             return Err(Error::Invalid(
@@ -236,7 +240,11 @@ impl<'a> Trainer<'a> {
             return Ok(None);
         };
         let weights = ck.dir.join("model.safetensors");
-        load_weights(self.varmap, &weights).map_err(|e| {
+        match &self.model_config {
+            Some(c) => models::checkpoint::load_into(&weights, c, self.varmap).map(|_| ()),
+            None => models::checkpoint::load_weights(&weights, self.varmap),
+        }
+        .map_err(|e| {
             Error::Checkpoint(format!(
                 "checkpoint {}: model weights: {e}",
                 ck.dir.display()
@@ -247,7 +255,7 @@ impl<'a> Trainer<'a> {
             (OptimizerKind::Adam, _) => {
                 let mut adam = Adam::from_varmap(self.varmap)?;
                 adam.load(&ck.dir.join("optim.safetensors"))?;
-                self.adam = Some(Rc::new(RefCell::new(adam)));
+                self.adam = Some(adam);
             }
             (OptimizerKind::SecondOrder(c), Some(saved))
                 if std::mem::discriminant(c) == std::mem::discriminant(&saved) =>
@@ -262,7 +270,12 @@ impl<'a> Trainer<'a> {
         self.acct = Accountant::with_total(Fraction::new(s.wu_numer, s.wu_denom)?);
         self.sampler.set_position(s.loader_position);
         (self.start, self.wall_offset, self.history) = (s.iterations_done, s.wall_s, s.history);
-        self.finished = s.finished || self.start >= self.driver.total_iters();
+        let state = match s.driver {
+            Some(state) => state,
+            None => self.driver.state_at(self.start)?,
+        };
+        self.finished = s.finished || state.is_done(self.driver.stages().len());
+        self.driver_state = Some(state);
         Ok(Some(Resumed {
             dir: ck.dir,
             iterations_done: self.start,
@@ -276,17 +289,10 @@ impl<'a> Trainer<'a> {
     /// parameter) stops with [`Error::Diverged`] and no checkpoint after it.
     pub fn run(mut self) -> Result<Outcome> {
         let vars = optim::sorted_vars(self.varmap)?;
-        let adam = match (self.optimizer, self.adam.take()) {
-            (OptimizerKind::Adam, Some(a)) => Some(a),
-            (OptimizerKind::Adam, None) => {
-                Some(Rc::new(RefCell::new(Adam::from_varmap(self.varmap)?)))
-            }
-            (OptimizerKind::SecondOrder(_), _) => None,
-        };
         let ratios = if self.finished {
             Vec::new()
         } else {
-            self.train(&vars, adam)?
+            self.train(&vars)?
         };
         if let Some(name) = non_finite_parameter(self.varmap)? {
             return Err(Error::Diverged {
@@ -305,24 +311,28 @@ impl<'a> Trainer<'a> {
     }
 
     /// The driver loop with the hooks; returns the last variance ratios.
-    fn train(&mut self, vars: &[Var], adam: Option<Rc<RefCell<Adam>>>) -> Result<Vec<Option<f64>>> {
-        let lr = self.driver.config().lr;
-        let position = Rc::new(Cell::new(self.sampler.position()));
-        let mut sampler = TrackedSampler {
-            inner: &mut self.sampler,
-            position: position.clone(),
+    fn train(&mut self, vars: &[Var]) -> Result<Vec<Option<f64>>> {
+        let mut update = match self.optimizer {
+            OptimizerKind::Adam => {
+                let adam = match self.adam.take() {
+                    Some(a) => a,
+                    None => Adam::from_varmap(self.varmap)?,
+                };
+                TrainerUpdate::Adam(AdamOptimizer::new(adam, self.driver.config().lr))
+            }
+            OptimizerKind::SecondOrder(c) => {
+                TrainerUpdate::SecondOrder(fmg::SecondOrderUpdate::new(c.build(vars.to_vec())?), c)
+            }
+        };
+        let start = match self.driver_state.take() {
+            Some(state) => state,
+            None => self.driver.state_at(self.start)?,
         };
         let mut hooks = Hooks {
             model: self.model,
             loss: self.loss,
             validation: self.validation.as_ref(),
             varmap: self.varmap,
-            adam: adam.clone(),
-            second_order: match self.optimizer {
-                OptimizerKind::SecondOrder(c) => Some(c),
-                OptimizerKind::Adam => None,
-            },
-            position,
             out: self.out.as_ref().map(|(p, e)| (p.as_path(), *e)),
             total_iters: self.driver.total_iters(),
             stages: self.driver.stages().len(),
@@ -335,55 +345,40 @@ impl<'a> Trainer<'a> {
             model_config: self.model_config.as_ref(),
             record: self.record.clone(),
             progress: self.progress.as_mut(),
-            diverged: None,
             last_saved: None,
             saved_finished: false,
-        };
-        let (mut shared, mut first, mut second);
-        let update: &mut dyn fmg::Update = match (&adam, hooks.second_order) {
-            (Some(a), _) => {
-                shared = SharedAdam {
-                    adam: a.clone(),
-                    lr,
-                };
-                first = fmg::FirstOrder(&mut shared);
-                &mut first
-            }
-            (None, Some(c)) => {
-                second = fmg::SecondOrderUpdate::new(c.build(vars.to_vec())?);
-                &mut second
-            }
-            (None, None) => return Err(Error::Invalid("no optimizer".into())),
         };
         let result = self.driver.run_with(
             fmg::Problem {
                 model: self.model,
                 loss: self.loss,
-                sampler: &mut sampler,
+                sampler: &mut self.sampler,
                 vars,
             },
-            update,
+            &mut update,
             &mut self.acct,
-            self.start,
+            start,
             &mut hooks,
         );
-        let kept = hooks.kept();
-        if let Err(e) = result {
-            if let Some(why) = hooks.diverged.take() {
-                return Err(Error::Diverged { why, kept });
+        match result {
+            Ok(_) => {}
+            Err(fmg::Error::Hook(e)) => {
+                return Err(match e.downcast::<Error>() {
+                    Ok(e) => *e,
+                    Err(e) => Error::Callback(e),
+                })
             }
-            if let fmg::Error::NonFinite {
+            Err(fmg::Error::NonFinite {
                 iteration,
                 level,
                 loss,
-            } = &e
-            {
+            }) => {
                 return Err(Error::Diverged {
                     why: format!("loss = {loss} at iteration {iteration} (mesh 2^{level}h)"),
-                    kept,
-                });
+                    kept: hooks.kept(),
+                })
             }
-            return Err(e.into());
+            Err(e) => return Err(e.into()),
         }
         // The checkpoint of the finished run (also after early stopping).
         if hooks.out.is_some() && !hooks.saved_finished {
@@ -393,56 +388,71 @@ impl<'a> Trainer<'a> {
                 .map_or((self.start, self.wall_offset), |h| {
                     (h.iteration + 1, h.wall_s)
                 });
-            if let Err(e) = hooks.save(done, self.acct.total(), wall_s, None, true) {
-                return Err(match hooks.diverged.take() {
-                    Some(why) => Error::Diverged {
-                        why,
-                        kept: hooks.kept(),
-                    },
-                    None => e,
-                });
-            }
+            let end = Saved {
+                iterations_done: done,
+                wu: self.acct.total(),
+                wall_s,
+                val: None,
+                driver: self.driver.state_at(self.driver.total_iters())?,
+                loader_position: self.sampler.position(),
+            };
+            hooks.save(&end, &update, true)?;
         }
         self.history = hooks.history;
+        if let TrainerUpdate::Adam(a) = update {
+            self.adam = Some(a.adam);
+        }
         Ok(hooks.ratios)
     }
 }
 
-/// Sets every variable of `varmap` from the safetensors file `path` (same names and shapes).
-fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
-    let mut saved = candle_core::safetensors::load(path, &candle_core::Device::Cpu)?;
-    let vars = varmap
-        .data()
-        .lock()
-        .map_err(|_| Error::Invalid("poisoned VarMap".into()))?;
-    for (name, var) in vars.iter() {
-        let t = saved
-            .remove(name)
-            .ok_or_else(|| Error::Checkpoint(format!("no tensor {name}")))?;
-        if t.dims() != var.dims() {
-            return Err(Error::Checkpoint(format!(
-                "{name} has shape {:?}, the model {:?}",
-                t.dims(),
-                var.dims()
-            )));
+/// The trainer's optimizer as one [`fmg::Update`] type, so that its hooks can checkpoint
+/// Adam's moments or the second-order method's adapted settings.
+enum TrainerUpdate {
+    Adam(AdamOptimizer),
+    /// The second-order update and its settings, continued after every step (adapted
+    /// damping or trust radius).
+    SecondOrder(fmg::SecondOrderUpdate, optim::OptimizerConfig),
+}
+
+impl fmg::Update for TrainerUpdate {
+    fn set_learning_rate(&mut self, lr: f64) {
+        match self {
+            TrainerUpdate::Adam(a) => a.lr = lr,
+            TrainerUpdate::SecondOrder(s, _) => s.set_learning_rate(lr),
         }
-        var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
     }
-    Ok(())
+
+    fn update(
+        &mut self,
+        step: &mge::Step,
+        reevaluate: &mut fmg::Reevaluate,
+    ) -> fmg::Result<Option<optim::StepReport>> {
+        match self {
+            TrainerUpdate::Adam(a) => {
+                a.adam.step(&step.grads, a.lr)?;
+                Ok(None)
+            }
+            TrainerUpdate::SecondOrder(s, c) => {
+                let report = s.update(step, reevaluate)?;
+                if let Some(r) = &report {
+                    *c = c.continued(r);
+                }
+                Ok(report)
+            }
+        }
+    }
 }
 
-/// The trainer's sampler, publishing its stream position to the checkpointing hooks.
-struct TrackedSampler<'s> {
-    inner: &'s mut LoaderSampler,
-    position: Rc<Cell<u64>>,
-}
-
-impl mge::Sampler for TrackedSampler<'_> {
-    fn draw(&mut self, count: usize) -> mge::Result<Degraded> {
-        let d = self.inner.draw(count)?;
-        self.position.set(self.inner.position());
-        Ok(d)
-    }
+/// What a checkpoint records besides the weights and the optimizer.
+struct Saved {
+    iterations_done: u64,
+    wu: Fraction,
+    wall_s: f64,
+    /// The validation loss at this iteration, if validated.
+    val: Option<f64>,
+    driver: fmg::DriverState,
+    loader_position: u64,
 }
 
 /// Validation, history, divergence checks, checkpoints and progress, called by the driver.
@@ -451,9 +461,6 @@ struct Hooks<'h, 'a> {
     loss: &'a mge::LossFn<'a>,
     validation: Option<&'h Degraded>,
     varmap: &'a VarMap,
-    adam: Option<Rc<RefCell<Adam>>>,
-    second_order: Option<optim::OptimizerConfig>,
-    position: Rc<Cell<u64>>,
     out: Option<(&'h Path, u64)>,
     total_iters: u64,
     stages: usize,
@@ -467,16 +474,17 @@ struct Hooks<'h, 'a> {
     model_config: Option<&'h models::ModelConfig>,
     record: Option<String>,
     progress: Option<&'h mut Box<ProgressFn<'a>>>,
-    /// Why the run stopped as diverged.
-    diverged: Option<String>,
     last_saved: Option<u64>,
     saved_finished: bool,
 }
 
 impl Hooks<'_, '_> {
-    fn diverge(&mut self, why: String) -> std::result::Result<(), String> {
-        self.diverged = Some(why.clone());
-        Err(why)
+    /// The run stops as diverged because of `why`.
+    fn diverged(&self, why: String) -> Error {
+        Error::Diverged {
+            why,
+            kept: self.kept(),
+        }
     }
 
     /// Which checkpoint a diverged run keeps.
@@ -490,58 +498,53 @@ impl Hooks<'_, '_> {
         }
     }
 
-    fn validate_now(&self) -> std::result::Result<Option<f64>, String> {
+    fn validate_now(&self) -> Result<Option<f64>> {
         self.validation
             .map(|v| validation_loss(self.model, self.loss, v))
             .transpose()
-            .map_err(|e| e.to_string())
     }
 
     /// Stop unless the parameters and the validation loss are finite after `done` iterations.
-    fn check_finite(&mut self, done: u64, val: Option<f64>) -> std::result::Result<(), String> {
-        if let Some(name) = non_finite_parameter(self.varmap).map_err(|e| e.to_string())? {
-            return self.diverge(format!(
+    fn check_finite(&self, done: u64, val: Option<f64>) -> Result<()> {
+        if let Some(name) = non_finite_parameter(self.varmap)? {
+            return Err(self.diverged(format!(
                 "parameter {name} is not finite after iteration {done}"
-            ));
+            )));
         }
         let v = match val {
             Some(v) => Some(v),
             None => self.validate_now()?,
         };
-        if let Some(v) = v.filter(|v| !v.is_finite()) {
-            return self.diverge(format!("validation loss = {v} after iteration {done}"));
+        match v.filter(|v| !v.is_finite()) {
+            Some(v) => Err(self.diverged(format!("validation loss = {v} after iteration {done}"))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Writes the checkpoint after `iterations_done` iterations, once the parameters and the
+    /// Writes the checkpoint `saved` with `update`'s state, once the parameters and the
     /// validation loss are checked finite (so `LATEST` never names a diverged state).
-    fn save(
-        &mut self,
-        iterations_done: u64,
-        wu: Fraction,
-        wall_s: f64,
-        val: Option<f64>,
-        finished: bool,
-    ) -> Result<PathBuf> {
+    fn save(&mut self, saved: &Saved, update: &TrainerUpdate, finished: bool) -> Result<PathBuf> {
         let Some((out, _)) = self.out else {
             return Err(Error::Invalid("no checkpoint folder".into()));
         };
-        self.check_finite(iterations_done, val)
-            .map_err(Error::Callback)?;
+        self.check_finite(saved.iterations_done, saved.val)?;
         let state = State {
-            iterations_done,
-            wu_numer: wu.numer(),
-            wu_denom: wu.denom(),
-            wall_s,
-            loader_position: self.position.get(),
+            iterations_done: saved.iterations_done,
+            wu_numer: saved.wu.numer(),
+            wu_denom: saved.wu.denom(),
+            wall_s: saved.wall_s,
+            loader_position: saved.loader_position,
+            driver: Some(saved.driver.clone()),
             history: self.history.clone(),
-            optimizer: self.second_order,
+            optimizer: match update {
+                TrainerUpdate::SecondOrder(_, c) => Some(*c),
+                TrainerUpdate::Adam(_) => None,
+            },
             config: self.record.clone(),
             finished,
         };
-        let (varmap, adam, config) = (self.varmap, self.adam.clone(), self.model_config);
-        let dir = checkpoint::save(out, iterations_done, &state, |dir| {
+        let (varmap, config) = (self.varmap, self.model_config);
+        let dir = checkpoint::save(out, saved.iterations_done, &state, |dir| {
             let weights = dir.join("model.safetensors");
             match config {
                 Some(c) => models::checkpoint::save(&weights, c, varmap, &Default::default())?,
@@ -549,20 +552,20 @@ impl Hooks<'_, '_> {
                     Error::Checkpoint(format!("cannot write {}: {e}", weights.display()))
                 })?,
             }
-            if let Some(adam) = adam {
-                adam.borrow().save(&dir.join("optim.safetensors"))?;
+            if let TrainerUpdate::Adam(a) = update {
+                a.adam.save(&dir.join("optim.safetensors"))?;
             }
             Ok(())
         })?;
-        (self.last_saved, self.saved_finished) = (Some(iterations_done), finished);
+        (self.last_saved, self.saved_finished) = (Some(saved.iterations_done), finished);
         Ok(dir)
     }
 }
 
-impl fmg::Hooks for Hooks<'_, '_> {
+impl fmg::Hooks<TrainerUpdate, LoaderSampler> for Hooks<'_, '_> {
     /// Galerkin hot start (SPEC section 4, 002 eq. 4.14): every 3x3 stencil trained on mesh
     /// `2^from h` is replaced in place by its prolongation to mesh `2^to h`.
-    fn prolong(&mut self, from: usize, to: usize) -> std::result::Result<(), String> {
+    fn prolong(&mut self, from: usize, to: usize) -> HookResult<()> {
         models::transfer::prolong_in_place(
             self.varmap,
             self.restriction,
@@ -573,14 +576,18 @@ impl fmg::Hooks for Hooks<'_, '_> {
         Ok(())
     }
 
-    fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
+    fn validate(&mut self, _level: usize) -> HookResult<Option<f64>> {
         let clock = Instant::now();
-        let v = self.validate_now();
+        let v = self.validate_now()?;
         self.overhead_s += clock.elapsed().as_secs_f64();
-        v
+        Ok(v)
     }
 
-    fn on_iteration(&mut self, rec: &fmg::IterRecord) -> std::result::Result<fmg::Control, String> {
+    fn on_iteration(
+        &mut self,
+        rec: &fmg::IterRecord,
+        ctx: Context<'_, TrainerUpdate, LoaderSampler>,
+    ) -> HookResult<fmg::Control> {
         let wall_s = self.wall_offset + rec.wall_s;
         let measured = rec.terms.len() > 1 && rec.terms.iter().any(|t| t.variance.is_some());
         self.history.push(HistoryPoint {
@@ -598,9 +605,6 @@ impl fmg::Hooks for Hooks<'_, '_> {
         if !rec.variance_ratios.is_empty() {
             self.ratios = rec.variance_ratios.clone();
         }
-        if let (Some(c), Some(r)) = (&mut self.second_order, &rec.second_order) {
-            *c = c.continued(r);
-        }
         if let Some(f) = self.progress.as_mut() {
             let point = self.history.last().expect("pushed above");
             f(&Progress {
@@ -609,30 +613,30 @@ impl fmg::Hooks for Hooks<'_, '_> {
                 stages: self.stages,
                 total_iters: self.total_iters,
                 variance_ratios: &self.ratios,
-            })?;
+            })
+            .map_err(Error::Callback)?;
         }
         let done = rec.iteration + 1;
         if let Some(v) = rec.val_loss.filter(|v| !v.is_finite()) {
-            self.diverge(format!(
+            let why = format!(
                 "validation loss = {v} after iteration {done} (mesh 2^{}h)",
                 rec.level
-            ))?;
+            );
+            return Err(self.diverged(why).into());
         }
         if let Some((_, every)) = self.out {
-            if done.is_multiple_of(every) || done == self.total_iters {
+            let finished = ctx.state.is_done(self.stages);
+            if done.is_multiple_of(every) || finished {
                 let clock = Instant::now();
-                if let Err(e) = self.save(
-                    done,
-                    rec.wu_total,
+                let saved = Saved {
+                    iterations_done: done,
+                    wu: rec.wu_total,
                     wall_s,
-                    rec.val_loss,
-                    done == self.total_iters,
-                ) {
-                    return Err(match &self.diverged {
-                        Some(why) => why.clone(),
-                        None => format!("checkpoint at iteration {done}: {e}"),
-                    });
-                }
+                    val: rec.val_loss,
+                    driver: ctx.state.clone(),
+                    loader_position: ctx.sampler.position(),
+                };
+                self.save(&saved, ctx.update, finished)?;
                 self.overhead_s += clock.elapsed().as_secs_f64();
             }
         }

@@ -388,11 +388,15 @@ struct CurveHooks<'a> {
     curve: Vec<(u64, f64, f64)>,
 }
 
-impl fmg::Hooks for CurveHooks<'_> {
-    fn on_iteration(&mut self, rec: &fmg::IterRecord) -> std::result::Result<fmg::Control, String> {
+impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
+    fn on_iteration(
+        &mut self,
+        rec: &fmg::IterRecord,
+        _ctx: fmg::Context<'_, U, S>,
+    ) -> fmg::HookResult<fmg::Control> {
         let done = rec.iteration + 1;
         if done.is_multiple_of(self.every) || done == self.total {
-            let loss = self.test.loss(self.model, 0).map_err(|e| e.to_string())?;
+            let loss = self.test.loss(self.model, 0)?;
             self.curve.push((done, rec.wu_total.to_f64(), loss));
         }
         Ok(fmg::Control::Continue)
@@ -458,7 +462,7 @@ fn train(
         },
         &mut opt,
         &mut acct,
-        0,
+        driver.state_at(0)?,
         &mut hooks,
     )?;
     let wall_s = clock.elapsed().as_secs_f64();

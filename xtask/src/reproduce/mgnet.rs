@@ -27,12 +27,10 @@ use candle_nn::{VarBuilder, VarMap};
 use data::Degraded;
 use models::config::{Activation, HatConfig, MgnetConfig};
 use models::{Model, ModelConfig};
-use optim::{Adam, SharedAdam};
+use optim::{Adam, AdamOptimizer};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::rc::Rc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -259,21 +257,23 @@ struct CurveHooks<'a> {
     curve: Vec<(f64, f64)>,
 }
 
-impl fmg::Hooks for CurveHooks<'_> {
-    fn validate(&mut self, _level: usize) -> std::result::Result<Option<f64>, String> {
-        if let Some(name) =
-            train::validation::non_finite_parameter(self.varmap).map_err(|e| format!("{e:#}"))?
-        {
-            return Err(format!(
-                "{:#}",
-                crate::reproduce::labelled::diverged(&format!("parameter {name} is not finite"))
-            ));
+impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
+    fn validate(&mut self, _level: usize) -> fmg::HookResult<Option<f64>> {
+        if let Some(name) = train::validation::non_finite_parameter(self.varmap)? {
+            return Err(crate::reproduce::labelled::diverged(&format!(
+                "parameter {name} is not finite"
+            ))
+            .into());
         }
-        let acc = accuracy(self.model, self.val, 0).map_err(|e| format!("{e:#}"))?;
+        let acc = accuracy(self.model, self.val, 0)?;
         self.pending = Some(acc);
         Ok(Some(1.0 - acc))
     }
-    fn on_iteration(&mut self, rec: &fmg::IterRecord) -> std::result::Result<fmg::Control, String> {
+    fn on_iteration(
+        &mut self,
+        rec: &fmg::IterRecord,
+        _ctx: fmg::Context<'_, U, S>,
+    ) -> fmg::HookResult<fmg::Control> {
         if let Some(acc) = self.pending.take() {
             self.curve.push((rec.wu_total.to_f64(), acc));
             tracing::info!(
@@ -390,10 +390,7 @@ impl Trainer<'_> {
             },
         )?;
         let vars = optim::sorted_vars(&varmap)?;
-        let mut opt = SharedAdam {
-            adam: Rc::new(RefCell::new(Adam::from_varmap(&varmap)?)),
-            lr: self.args.lr,
-        };
+        let mut opt = AdamOptimizer::new(Adam::from_varmap(&varmap)?, self.args.lr);
         let mut sampler = LabelledSampler::new(&self.data.train, self.data.classes, 2000 + seed);
         let mut acct = mge::Accountant::new();
         let mut hooks = CurveHooks {
@@ -416,7 +413,7 @@ impl Trainer<'_> {
                 },
                 &mut opt,
                 &mut acct,
-                0,
+                driver.state_at(0)?,
                 &mut hooks,
             )
             .map_err(|e| match e {
