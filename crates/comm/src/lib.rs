@@ -12,6 +12,37 @@
 //!
 //! Sums are reduced in rank order where the engine lets us choose ([`LocalGroup`]); MPI's
 //! and NCCL's reduction order is the library's, so results agree to float tolerance.
+//!
+//! | file | what |
+//! |---|---|
+//! | `lib.rs` | the [`Communicator`] trait and its typed [`Error`] |
+//! | `single.rs` | [`SingleProcess`] |
+//! | `local.rs` | [`LocalGroup`]: thread ranks with timeouts |
+//! | `mpi.rs` | `MpiComm` over OpenMPI (feature `mpi`) |
+//! | `nccl.rs` | `NcclComm` over NCCL (feature `nccl`) |
+//!
+//! Every rank sums its share of a gradient with the others' (three thread ranks here; the
+//! same code runs on `MpiComm` under `mpirun -np 3`):
+//!
+//! ```
+//! use comm::{Communicator, LocalGroup};
+//! use std::time::Duration;
+//! let ranks = LocalGroup::new(3, Duration::from_secs(10))?;
+//! let sums: Vec<Vec<f32>> = std::thread::scope(|s| {
+//!     let handles: Vec<_> = ranks
+//!         .into_iter()
+//!         .map(|rank| {
+//!             s.spawn(move || {
+//!                 let mut grad = vec![rank.rank() as f32, 1.0]; // this rank's share
+//!                 rank.all_reduce_sum_f32(&mut grad).map(|()| grad)
+//!             })
+//!         })
+//!         .collect();
+//!     handles.into_iter().map(|h| h.join().unwrap()).collect::<Result<_, _>>()
+//! })?;
+//! assert!(sums.iter().all(|g| g == &[3.0, 3.0])); // 0 + 1 + 2 and 1 + 1 + 1 on every rank
+//! # Ok::<(), comm::Error>(())
+//! ```
 
 pub mod local;
 #[cfg(feature = "mpi")]
