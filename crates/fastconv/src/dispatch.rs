@@ -141,7 +141,10 @@ mod tests {
 
     #[test]
     fn runs_f32_and_f64_on_the_contiguous_part() {
-        let (a, b) = (CpuStorage::F32(vec![1.0, 2.0]), CpuStorage::F32(vec![3.0, 4.0]));
+        let (a, b) = (
+            CpuStorage::F32(vec![1.0, 2.0]),
+            CpuStorage::F32(vec![3.0, 4.0]),
+        );
         let out = dispatch("axpy", &AxpyTwo, [(&a, &layout(2)), (&b, &layout(2))]);
         assert!(matches!(out, Ok(CpuStorage::F32(v)) if v == [7.0, 10.0]));
         // An offset layout reads only its window.

@@ -193,7 +193,9 @@ impl SymbolProduct {
         let mut out = vec![T::zero(); 2 * p * hw];
         let per = planes_per_worker(c, p / c * hw);
         let (out_re, out_im) = out.split_at_mut(p * hw);
-        let jobs = deal(out_re, c, per, hw).into_iter().zip(deal(out_im, c, per, hw));
+        let jobs = deal(out_re, c, per, hw)
+            .into_iter()
+            .zip(deal(out_im, c, per, hw));
         run_jobs(jobs, |i, (mut re_blocks, mut im_blocks)| {
             let mut s = Plane {
                 re: vec![T::zero(); hw],

@@ -395,6 +395,9 @@ impl CustomOp3 for GroupNormActBwd {
         let g = &self.0;
         let (xl, pl, op) = (g.x_len(), g.p_len(), self.name());
         let operands = check_lens(op, [(s1, l1, xl), (s2, l2, pl), (s3, l3, xl)])?;
-        Ok((fastconv::dispatch(op, self, operands)?, Shape::from(xl + pl)))
+        Ok((
+            fastconv::dispatch(op, self, operands)?,
+            Shape::from(xl + pl),
+        ))
     }
 }
