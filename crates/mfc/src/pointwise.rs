@@ -41,15 +41,17 @@ impl<T: Float> CpuKernel<T, 3> for Images {
 /// `out_n = M x_n + b` for `n` images of `ci x hw` values.
 fn forward<T: Float>(x: &[T], m: &[T], b: &[T], n: usize, hw: usize) -> Vec<T> {
     let (co, ci) = (b.len(), m.len() / b.len().max(1));
-    let mut out: Vec<T> = (0..n)
-        .flat_map(|_| b.iter().flat_map(|&v| std::iter::repeat_n(v, hw)))
-        .collect();
+    let mut out = vec![T::zero(); n * co * hw];
     let per = planes_per_worker(n, co * hw);
     // `max(1)`: no images to write when `co hw = 0` (`out` is empty), but chunks must not be empty.
     run_jobs(out.chunks_mut((per * co * hw).max(1)), |i, chunk| {
         for (k, dst) in chunk.chunks_exact_mut((co * hw).max(1)).enumerate() {
             let img = i * per + k;
             let xi = &x[img * ci * hw..(img + 1) * ci * hw];
+            // The bias rows, which the gemm below accumulates onto.
+            for (row, &bias) in dst.chunks_exact_mut(hw.max(1)).zip(b) {
+                row.fill(bias);
+            }
             // SAFETY: row-major [co, hw] = [co, ci] x [ci, hw] on the slices `dst`
             // (`co hw` values), `m` (`co ci`) and `xi` (`ci hw`), with the strides given.
             unsafe {
