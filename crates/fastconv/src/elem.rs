@@ -1,6 +1,5 @@
 //! The element types our kernels run on (f32, f64) and their thread-local scratch buffers.
 
-use candle_core::CpuStorage;
 use std::cell::Cell;
 
 /// A float the `gemm` crate multiplies, with a per-thread reusable scratch buffer.
@@ -10,14 +9,10 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
     /// Run `f` on a scratch slice of `len` elements (contents unspecified) owned by this thread.
     /// Re-entrant: a nested call on the same thread gets a fresh buffer.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
-    /// The slice of a storage of this dtype.
-    fn slice(s: &CpuStorage) -> Option<&[Self]>;
-    /// Wrap a vector into a storage.
-    fn storage(v: Vec<Self>) -> CpuStorage;
 }
 
 macro_rules! impl_elem {
-    ($t:ty, $variant:ident, $tls:ident) => {
+    ($t:ty, $tls:ident) => {
         thread_local! {
             static $tls: Cell<Vec<$t>> = const { Cell::new(Vec::new()) };
         }
@@ -37,18 +32,9 @@ macro_rules! impl_elem {
                 });
                 r
             }
-            fn slice(s: &CpuStorage) -> Option<&[Self]> {
-                match s {
-                    CpuStorage::$variant(v) => Some(v),
-                    _ => None,
-                }
-            }
-            fn storage(v: Vec<Self>) -> CpuStorage {
-                CpuStorage::$variant(v)
-            }
         }
     };
 }
 
-impl_elem!(f32, F32, SCRATCH_F32);
-impl_elem!(f64, F64, SCRATCH_F64);
+impl_elem!(f32, SCRATCH_F32);
+impl_elem!(f64, SCRATCH_F64);

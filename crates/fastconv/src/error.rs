@@ -33,12 +33,6 @@ pub enum ConvError {
         expected: Vec<usize>,
         got: Vec<usize>,
     },
-    /// The storage is not contiguous or not of the supported dtypes (f32, f64), or dtypes differ.
-    #[error("conv2d op {op}: {what}")]
-    Storage {
-        op: &'static str,
-        what: &'static str,
-    },
 }
 
 impl From<ConvError> for candle_core::Error {

@@ -14,6 +14,7 @@
 //! | file | what |
 //! |---|---|
 //! | `op.rs` | the candle custom ops: forward with and without bias, and the gradient ops |
+//! | `dispatch.rs` | the f32/f64 dispatch of a custom op's CPU forward ([`dispatch`]), also used by `mfc` and `models` |
 //! | `forward.rs` | forward `y[n, o] = W_o cols(x[n])` per group (001 eq. 1 as a GEMM) |
 //! | `grad_input.rs` | input gradient `dx[n] = col2im(W^T dy[n])` |
 //! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T` |
@@ -40,6 +41,7 @@ mod batch;
 mod bias;
 #[cfg(test)]
 mod chunk_tests;
+mod dispatch;
 mod elem;
 mod error;
 mod forward;
@@ -50,6 +52,7 @@ mod im2col;
 mod matmul;
 mod op;
 
+pub use dispatch::{dispatch, CpuKernel, StorageError};
 pub use error::ConvError;
 pub use geometry::ConvGeometry;
 

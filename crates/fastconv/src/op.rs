@@ -1,39 +1,26 @@
 //! The candle custom ops: forward `(x, w) -> y` and `(x, w, b) -> y + b` with backward, and the
 //! gradient ops `(dy, w) -> dx`, `(x, dy) -> dw`, `dy -> db` (first-order only).
 
+use crate::dispatch::{dispatch, CpuKernel};
 use crate::elem::Elem;
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-/// A two-operand kernel on contiguous slices of one float type.
-trait Kernel {
+/// An op's kernel on `N` contiguous operands of one float type, with the shapes it was built for.
+trait Kernel<const N: usize>: CpuKernel<f32, N> + CpuKernel<f64, N> {
     const NAME: &'static str;
-    fn dims(&self) -> [Vec<usize>; 3];
-    fn run<T: Elem>(&self, a: &[T], b: &[T]) -> Vec<T>;
+    /// The operands' shapes and the output's.
+    fn dims(&self) -> ([Vec<usize>; N], Vec<usize>);
 }
 
-fn contiguous<'a, T: Elem>(op: &'static str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let data = T::slice(s).ok_or(ConvError::Storage {
-        op,
-        what: "operands must both be f32 or both f64",
-    })?;
-    let (start, end) = l.contiguous_offsets().ok_or(ConvError::Storage {
-        op,
-        what: "operand not contiguous",
-    })?;
-    Ok(&data[start..end])
-}
-
-fn cpu_fwd_of<K: Kernel>(
+/// The CPU forward of kernel `k`: shape checks, then [`dispatch`] on the operands' dtype.
+fn cpu_fwd_of<K: Kernel<N>, const N: usize>(
     k: &K,
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
+    operands: [(&CpuStorage, &Layout); N],
 ) -> Result<(CpuStorage, Shape)> {
-    let [a_dims, b_dims, out_dims] = k.dims();
-    for (l, expected) in [(l1, a_dims), (l2, b_dims)] {
+    let (in_dims, out_dims) = k.dims();
+    for ((_, l), expected) in operands.iter().zip(in_dims) {
         if l.dims() != expected.as_slice() {
             return Err(ConvError::Shape {
                 op: K::NAME,
@@ -43,17 +30,7 @@ fn cpu_fwd_of<K: Kernel>(
             .into());
         }
     }
-    let out = match s1 {
-        CpuStorage::F64(_) => f64::storage(k.run(
-            contiguous::<f64>(K::NAME, s1, l1)?,
-            contiguous(K::NAME, s2, l2)?,
-        )),
-        _ => f32::storage(k.run(
-            contiguous::<f32>(K::NAME, s1, l1)?,
-            contiguous(K::NAME, s2, l2)?,
-        )),
-    };
-    Ok((out, Shape::from(out_dims)))
+    Ok((dispatch(K::NAME, k, operands)?, Shape::from(out_dims)))
 }
 
 /// `(x, w, b) -> y = conv2d(x, w) + b[o]`; backward gives `dx`, `dw` as [`Conv2dOp`] and
@@ -69,33 +46,66 @@ pub(crate) struct GradInputOp(pub ConvGeometry);
 /// `(x, dy) -> dw`, the adjoint of the forward in `w`.
 pub(crate) struct GradWeightOp(pub ConvGeometry);
 
-impl Kernel for Conv2dOp {
+impl Kernel<2> for Conv2dOp {
     const NAME: &'static str = "fastconv-conv2d";
-    fn dims(&self) -> [Vec<usize>; 3] {
-        [self.0.x_dims(), self.0.w_dims(), self.0.y_dims()]
+    fn dims(&self) -> ([Vec<usize>; 2], Vec<usize>) {
+        ([self.0.x_dims(), self.0.w_dims()], self.0.y_dims())
     }
-    fn run<T: Elem>(&self, x: &[T], w: &[T]) -> Vec<T> {
+}
+impl<T: Elem> CpuKernel<T, 2> for Conv2dOp {
+    fn run(&self, [x, w]: [&[T]; 2]) -> Vec<T> {
         crate::forward::forward(&self.0, x, w)
     }
 }
 
-impl Kernel for GradInputOp {
+impl Kernel<2> for GradInputOp {
     const NAME: &'static str = "fastconv-conv2d-grad-input";
-    fn dims(&self) -> [Vec<usize>; 3] {
-        [self.0.y_dims(), self.0.w_dims(), self.0.x_dims()]
+    fn dims(&self) -> ([Vec<usize>; 2], Vec<usize>) {
+        ([self.0.y_dims(), self.0.w_dims()], self.0.x_dims())
     }
-    fn run<T: Elem>(&self, dy: &[T], w: &[T]) -> Vec<T> {
+}
+impl<T: Elem> CpuKernel<T, 2> for GradInputOp {
+    fn run(&self, [dy, w]: [&[T]; 2]) -> Vec<T> {
         crate::grad_input::grad_input(&self.0, dy, w)
     }
 }
 
-impl Kernel for GradWeightOp {
+impl Kernel<2> for GradWeightOp {
     const NAME: &'static str = "fastconv-conv2d-grad-weight";
-    fn dims(&self) -> [Vec<usize>; 3] {
-        [self.0.x_dims(), self.0.y_dims(), self.0.w_dims()]
+    fn dims(&self) -> ([Vec<usize>; 2], Vec<usize>) {
+        ([self.0.x_dims(), self.0.y_dims()], self.0.w_dims())
     }
-    fn run<T: Elem>(&self, x: &[T], dy: &[T]) -> Vec<T> {
+}
+impl<T: Elem> CpuKernel<T, 2> for GradWeightOp {
+    fn run(&self, [x, dy]: [&[T]; 2]) -> Vec<T> {
         crate::grad_weight::grad_weight(&self.0, x, dy)
+    }
+}
+
+impl Kernel<3> for Conv2dBiasOp {
+    const NAME: &'static str = "fastconv-conv2d-bias";
+    fn dims(&self) -> ([Vec<usize>; 3], Vec<usize>) {
+        let g = &self.0;
+        ([g.x_dims(), g.w_dims(), vec![g.c_out]], g.y_dims())
+    }
+}
+impl<T: Elem> CpuKernel<T, 3> for Conv2dBiasOp {
+    fn run(&self, [x, w, b]: [&[T]; 3]) -> Vec<T> {
+        let mut y = crate::forward::forward(&self.0, x, w);
+        crate::bias::add_bias(&mut y, b, self.0.hw_out());
+        y
+    }
+}
+
+impl Kernel<1> for GradBiasOp {
+    const NAME: &'static str = "fastconv-conv2d-grad-bias";
+    fn dims(&self) -> ([Vec<usize>; 1], Vec<usize>) {
+        ([self.0.y_dims()], vec![self.0.c_out])
+    }
+}
+impl<T: Elem> CpuKernel<T, 1> for GradBiasOp {
+    fn run(&self, [dy]: [&[T]; 1]) -> Vec<T> {
+        crate::bias::grad_bias(dy, self.0.c_out, self.0.hw_out())
     }
 }
 
@@ -110,7 +120,7 @@ impl CustomOp2 for Conv2dOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_of(self, s1, l1, s2, l2)
+        cpu_fwd_of(self, [(s1, l1), (s2, l2)])
     }
     fn bwd(
         &self,
@@ -137,7 +147,7 @@ impl CustomOp2 for GradInputOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_of(self, s1, l1, s2, l2)
+        cpu_fwd_of(self, [(s1, l1), (s2, l2)])
     }
 }
 
@@ -152,13 +162,13 @@ impl CustomOp2 for GradWeightOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_of(self, s1, l1, s2, l2)
+        cpu_fwd_of(self, [(s1, l1), (s2, l2)])
     }
 }
 
 impl CustomOp3 for Conv2dBiasOp {
     fn name(&self) -> &'static str {
-        "fastconv-conv2d-bias"
+        Self::NAME
     }
     fn cpu_fwd(
         &self,
@@ -169,36 +179,7 @@ impl CustomOp3 for Conv2dBiasOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let expected = vec![self.0.c_out];
-        if l3.dims() != expected.as_slice() {
-            return Err(ConvError::Shape {
-                op,
-                expected,
-                got: l3.dims().to_vec(),
-            }
-            .into());
-        }
-        let (storage, shape) = cpu_fwd_of(&Conv2dOp(self.0), s1, l1, s2, l2)?;
-        let hw = self.0.hw_out();
-        let out = match storage {
-            CpuStorage::F64(mut y) => {
-                crate::bias::add_bias(&mut y, contiguous::<f64>(op, s3, l3)?, hw);
-                CpuStorage::F64(y)
-            }
-            CpuStorage::F32(mut y) => {
-                crate::bias::add_bias(&mut y, contiguous::<f32>(op, s3, l3)?, hw);
-                CpuStorage::F32(y)
-            }
-            _ => {
-                return Err(ConvError::Storage {
-                    op,
-                    what: "operands must all be f32 or all f64",
-                }
-                .into())
-            }
-        };
-        Ok((out, shape))
+        cpu_fwd_of(self, [(s1, l1), (s2, l2), (s3, l3)])
     }
     fn bwd(
         &self,
@@ -218,26 +199,9 @@ impl CustomOp3 for Conv2dBiasOp {
 
 impl CustomOp1 for GradBiasOp {
     fn name(&self) -> &'static str {
-        "fastconv-conv2d-grad-bias"
+        Self::NAME
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let expected = self.0.y_dims();
-        if l.dims() != expected.as_slice() {
-            return Err(ConvError::Shape {
-                op,
-                expected,
-                got: l.dims().to_vec(),
-            }
-            .into());
-        }
-        let (c, hw) = (self.0.c_out, self.0.hw_out());
-        let out = match s {
-            CpuStorage::F64(_) => {
-                f64::storage(crate::bias::grad_bias(contiguous::<f64>(op, s, l)?, c, hw))
-            }
-            _ => f32::storage(crate::bias::grad_bias(contiguous::<f32>(op, s, l)?, c, hw)),
-        };
-        Ok((out, Shape::from(c)))
+        cpu_fwd_of(self, [(s, l)])
     }
 }

@@ -19,6 +19,7 @@
 
 use crate::backend::Spectrum;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use fastconv::{dispatch, CpuKernel};
 use realfft::{num_complex::Complex, ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -147,14 +148,6 @@ fn planes_hw(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
     Ok((dims[..dims.len() - 2].iter().product(), h, w))
 }
 
-/// The contiguous data of a storage slice with layout `l`.
-pub(crate) fn contiguous<'a, T>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("mfc: custom-op input must be contiguous"),
-    }
-}
-
 /// `(lead dims, planes, h, half width)` of a packed spectrum shape `[2, .., H, Wh]`.
 pub(crate) fn packed_dims(
     dims: &[usize],
@@ -166,10 +159,40 @@ pub(crate) fn packed_dims(
     Ok((dims[1..dims.len() - 2].to_vec(), p, h, wh))
 }
 
+/// One [`Kind`] on `p` planes of `h` rows, real width `w`: the kernel of [`Transform`] (one
+/// operand, a packed spectrum when the input is one) and of [`Irfft2`] (two operands, re and im).
+struct Planes {
+    kind: Kind,
+    p: usize,
+    h: usize,
+    w: usize,
+}
+
+impl<T: Float> CpuKernel<T, 1> for Planes {
+    fn run(&self, [v]: [&[T]; 1]) -> Vec<T> {
+        let Planes { kind, p, h, w } = *self;
+        let scales = kind.column_scales(h, w);
+        if kind.to_spectrum() {
+            rfft2_cpu(v, p, h, w, &scales)
+        } else {
+            let (re, im) = v.split_at(p * h * (w / 2 + 1));
+            irfft2_cpu(re, im, p, h, w, &scales)
+        }
+    }
+}
+
+impl<T: Float> CpuKernel<T, 2> for Planes {
+    fn run(&self, [re, im]: [&[T]; 2]) -> Vec<T> {
+        let Planes { kind, p, h, w } = *self;
+        irfft2_cpu(re, im, p, h, w, &kind.column_scales(h, w))
+    }
+}
+
 impl Transform {
-    fn run<T: Float>(&self, v: &[T], dims: &[usize]) -> candle_core::Result<(Vec<T>, Shape)> {
-        let w = self.width;
-        if self.kind.to_spectrum() {
+    /// The kernel and the output shape for an input of shape `dims`, checked.
+    fn planes(&self, dims: &[usize]) -> candle_core::Result<(Planes, Shape)> {
+        let (kind, w) = (self.kind, self.width);
+        if kind.to_spectrum() {
             let (p, h, wx) = planes_hw(dims)?;
             if wx != w {
                 candle_core::bail!("mfc fft: width {w} does not match input {dims:?}");
@@ -177,8 +200,7 @@ impl Transform {
             let mut out_dims = vec![2];
             out_dims.extend_from_slice(&dims[..dims.len() - 1]);
             out_dims.push(w / 2 + 1);
-            let scales = self.kind.column_scales(h, w);
-            Ok((rfft2_cpu(v, p, h, w, &scales), Shape::from(out_dims)))
+            Ok((Planes { kind, p, h, w }, Shape::from(out_dims)))
         } else {
             let (mut lead, p, h, wh) = packed_dims(dims)?;
             if w == 0 || w / 2 + 1 != wh {
@@ -186,10 +208,8 @@ impl Transform {
                     "mfc irfft2: width {w} does not match {wh} half-spectrum columns"
                 );
             }
-            let (re, im) = v.split_at(p * h * wh);
-            let scales = self.kind.column_scales(h, w);
             lead.extend([h, w]);
-            Ok((irfft2_cpu(re, im, p, h, w, &scales), Shape::from(lead)))
+            Ok((Planes { kind, p, h, w }, Shape::from(lead)))
         }
     }
 }
@@ -205,18 +225,8 @@ impl CustomOp1 for Transform {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = l.shape().dims();
-        Ok(match s {
-            CpuStorage::F32(v) => {
-                let (out, shape) = self.run(contiguous(v, l)?, dims)?;
-                (CpuStorage::F32(out), shape)
-            }
-            CpuStorage::F64(v) => {
-                let (out, shape) = self.run(contiguous(v, l)?, dims)?;
-                (CpuStorage::F64(out), shape)
-            }
-            _ => candle_core::bail!("mfc fft: only f32 and f64 are supported"),
-        })
+        let (planes, shape) = self.planes(l.shape().dims())?;
+        Ok((dispatch(self.name(), &planes, [(s, l)])?, shape))
     }
 
     fn bwd(
@@ -259,31 +269,13 @@ impl CustomOp2 for Irfft2 {
         }
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("rank >= 2") = w;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                let scales = Kind::Irfft2.column_scales(h, w);
-                CpuStorage::F32(irfft2_cpu(
-                    contiguous(a, l1)?,
-                    contiguous(b, l2)?,
-                    p,
-                    h,
-                    w,
-                    &scales,
-                ))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                let scales = Kind::Irfft2.column_scales(h, w);
-                CpuStorage::F64(irfft2_cpu(
-                    contiguous(a, l1)?,
-                    contiguous(b, l2)?,
-                    p,
-                    h,
-                    w,
-                    &scales,
-                ))
-            }
-            _ => candle_core::bail!("mfc irfft2: only f32/f64 (same for re and im) are supported"),
+        let planes = Planes {
+            kind: Kind::Irfft2,
+            p,
+            h,
+            w,
         };
+        let out = dispatch(self.name(), &planes, [(s1, l1), (s2, l2)])?;
         Ok((out, Shape::from(out_dims)))
     }
 
@@ -368,34 +360,29 @@ fn workers(planes: usize, plane_len: usize) -> usize {
         .max(1)
 }
 
-/// Run `f(first_plane, count)` over `planes` split into contiguous chunks, one per worker.
-pub(crate) fn split_planes<F: Fn(usize, usize) + Sync>(planes: usize, plane_len: usize, f: F) {
-    let t = workers(planes, plane_len);
-    if t <= 1 {
-        f(0, planes);
-        return;
-    }
-    let per = planes.div_ceil(t);
-    std::thread::scope(|s| {
-        for start in (0..planes).step_by(per) {
-            let f = &f;
-            s.spawn(move || f(start, per.min(planes - start)));
-        }
-    });
+/// Planes per worker when `planes` planes of `plane_len` values are split into contiguous
+/// chunks, one per worker (at least 1).
+pub(crate) fn planes_per_worker(planes: usize, plane_len: usize) -> usize {
+    planes.div_ceil(workers(planes, plane_len)).max(1)
 }
 
-/// Raw pointer that may be shared by workers writing disjoint plane ranges.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedMut<T>(pub(crate) *mut T);
-unsafe impl<T: Send> Send for SharedMut<T> {}
-unsafe impl<T: Send> Sync for SharedMut<T> {}
-
-impl<T> SharedMut<T> {
-    /// # Safety
-    /// Callers must access disjoint ranges from different threads, within the allocation.
-    pub(crate) unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
-        std::slice::from_raw_parts_mut(self.0.add(start), len)
+/// Run `f(i, job)` for the `i`-th of `jobs`, each job on its own scoped thread (a single job on
+/// the caller's thread). Jobs own disjoint parts of the output (chunks of `&mut` slices), so
+/// the workers need no shared mutable state.
+pub(crate) fn run_jobs<J: Send, F: Fn(usize, J) + Sync>(jobs: impl IntoIterator<Item = J>, f: F) {
+    let mut jobs: Vec<J> = jobs.into_iter().collect();
+    if jobs.len() <= 1 {
+        if let Some(job) = jobs.pop() {
+            f(0, job);
+        }
+        return;
     }
+    std::thread::scope(|s| {
+        for (i, job) in jobs.into_iter().enumerate() {
+            let f = &f;
+            s.spawn(move || f(i, job));
+        }
+    });
 }
 
 /// `rfft2` of `p` planes `[h, w]`, column `m` of the result times `scales[m]`; output re planes
@@ -404,15 +391,23 @@ fn rfft2_cpu<T: Float>(x: &[T], p: usize, h: usize, w: usize, scales: &[T]) -> V
     let wh = w / 2 + 1;
     let plans = Plans::<T>::new(h, w);
     let mut out = vec![T::zero(); 2 * p * h * wh];
-    let ptr = SharedMut(out.as_mut_ptr());
-    split_planes(p, h * w, |start, count| {
+    let per = planes_per_worker(p, h * w);
+    let (out_re, out_im) = out.split_at_mut(p * h * wh);
+    let jobs = out_re
+        .chunks_mut(per * h * wh)
+        .zip(out_im.chunks_mut(per * h * wh));
+    run_jobs(jobs, |i, (re_chunk, im_chunk)| {
         let mut row = vec![T::zero(); w];
         let mut cols = vec![Complex::new(T::zero(), T::zero()); wh * h];
         let mut spec = vec![Complex::new(T::zero(), T::zero()); wh];
         let mut s_r = plans.r2c.make_scratch_vec();
         let mut s_c =
             vec![Complex::new(T::zero(), T::zero()); plans.fwd_h.get_inplace_scratch_len()];
-        for plane in start..start + count {
+        let planes = re_chunk
+            .chunks_exact_mut(h * wh)
+            .zip(im_chunk.chunks_exact_mut(h * wh));
+        for (k, (re, im)) in planes.enumerate() {
+            let plane = i * per + k;
             let xp = &x[plane * h * w..(plane + 1) * h * w];
             for y in 0..h {
                 row.copy_from_slice(&xp[y * w..(y + 1) * w]);
@@ -425,13 +420,6 @@ fn rfft2_cpu<T: Float>(x: &[T], p: usize, h: usize, w: usize, scales: &[T]) -> V
                 }
             }
             plans.fwd_h.process_with_scratch(&mut cols, &mut s_c);
-            // SAFETY: each plane is written by exactly one worker; both ranges lie in `out`.
-            let (re, im) = unsafe {
-                (
-                    ptr.slice(plane * h * wh, h * wh),
-                    ptr.slice((p + plane) * h * wh, h * wh),
-                )
-            };
             for (m, &sc) in scales.iter().enumerate() {
                 for y in 0..h {
                     let c = cols[m * h + y];
@@ -450,14 +438,15 @@ fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize, scales
     let wh = w / 2 + 1;
     let plans = Plans::<T>::new(h, w);
     let mut out = vec![T::zero(); p * h * w];
-    let ptr = SharedMut(out.as_mut_ptr());
-    split_planes(p, h * w, |start, count| {
+    let per = planes_per_worker(p, h * w);
+    run_jobs(out.chunks_mut(per * h * w), |i, chunk| {
         let mut cols = vec![Complex::new(T::zero(), T::zero()); wh * h];
         let mut spec = vec![Complex::new(T::zero(), T::zero()); wh];
         let mut s_r = plans.c2r.make_scratch_vec();
         let mut s_c =
             vec![Complex::new(T::zero(), T::zero()); plans.inv_h.get_inplace_scratch_len()];
-        for plane in start..start + count {
+        for (k, yp) in chunk.chunks_exact_mut(h * w).enumerate() {
+            let plane = i * per + k;
             let (rp, ip) = (
                 &re[plane * h * wh..(plane + 1) * h * wh],
                 &im[plane * h * wh..(plane + 1) * h * wh],
@@ -468,8 +457,6 @@ fn irfft2_cpu<T: Float>(re: &[T], im: &[T], p: usize, h: usize, w: usize, scales
                 }
             }
             plans.inv_h.process_with_scratch(&mut cols, &mut s_c);
-            // SAFETY: each plane is written by exactly one worker; the range lies in `out`.
-            let yp = unsafe { ptr.slice(plane * h * w, h * w) };
             for y in 0..h {
                 for (m, s) in spec.iter_mut().enumerate() {
                     *s = cols[m * h + y];

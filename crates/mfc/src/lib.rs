@@ -46,7 +46,7 @@
 //! | `symbol.rs` | the symbol `S_c(k)` (000 eqs. 19, 21) and the SPD parameterisation of `Sigma_c` (000 eq. 28) |
 //! | `symbol_product.rs` | backend (a)'s fused op `Z -> S_c(k) Z` (000 eq. 21) |
 //! | `pointwise.rs` | the 1x1 embedding `v = M u + b` (000 eq. 18) as one gemm op |
-//! | `fft.rs` | backend (a): `rfft2`/`irfft2` with realfft + rustfft, exact backward |
+//! | `fft.rs` | backend (a): `rfft2`/`irfft2` with realfft + rustfft, exact backward; the split of the planes over worker threads, each writing its own `&mut` chunks of the output (no `unsafe`) |
 //! | `dft_matmul.rs` | backend (b): the DFT as matmuls, any device |
 //! | `backend.rs` | the backend choice and the half-spectrum type [`Spectrum`] |
 //! | `spectral.rs` | [`SpectralConv`], the FNO-style layer of 000 Table 8 |

@@ -3,8 +3,9 @@
 //! instead of reshape, matmul, reshape and bias. Backward (exact): `du_n = M^T g_n`,
 //! `dM = sum_n g_n u_n^T`, `db = sum_{n, pixels} g`.
 
-use crate::fft::{contiguous, split_planes, SharedMut};
+use crate::fft::{planes_per_worker, run_jobs, Float};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use fastconv::{dispatch, CpuKernel};
 
 /// `v_n = M u_n + b` per pixel for `x [N, C_in, H, W]`, `weight [C_out, C_in]`, `bias [C_out]`
 /// (000 eq. 18), differentiable in all three. CPU only, f32 or f64.
@@ -25,26 +26,34 @@ pub fn pointwise(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Res
 
 struct Pointwise;
 
-/// `out_n = M x_n + b` for `n` images of `ci x hw` values.
-fn forward<T: Copy + Send + Sync + 'static>(
-    x: &[T],
-    m: &[T],
-    b: &[T],
+/// The kernel of [`Pointwise`] on `n` images of `hw` pixels.
+struct Images {
     n: usize,
     hw: usize,
-    one: T,
-) -> Vec<T> {
+}
+
+impl<T: Float> CpuKernel<T, 3> for Images {
+    fn run(&self, [x, m, b]: [&[T]; 3]) -> Vec<T> {
+        forward(x, m, b, self.n, self.hw)
+    }
+}
+
+/// `out_n = M x_n + b` for `n` images of `ci x hw` values.
+fn forward<T: Float>(x: &[T], m: &[T], b: &[T], n: usize, hw: usize) -> Vec<T> {
     let (co, ci) = (b.len(), m.len() / b.len().max(1));
-    let mut out: Vec<T> = (0..n)
-        .flat_map(|_| b.iter().flat_map(|&v| std::iter::repeat_n(v, hw)))
-        .collect();
-    let ptr = SharedMut(out.as_mut_ptr());
-    split_planes(n, co * hw, |start, count| {
-        for img in start..start + count {
+    let mut out = vec![T::zero(); n * co * hw];
+    let per = planes_per_worker(n, co * hw);
+    // `max(1)`: no images to write when `co hw = 0` (`out` is empty), but chunks must not be empty.
+    run_jobs(out.chunks_mut((per * co * hw).max(1)), |i, chunk| {
+        for (k, dst) in chunk.chunks_exact_mut((co * hw).max(1)).enumerate() {
+            let img = i * per + k;
             let xi = &x[img * ci * hw..(img + 1) * ci * hw];
-            // SAFETY: image `img` is written by exactly one worker; the range lies in `out`.
-            let dst = unsafe { ptr.slice(img * co * hw, co * hw) };
-            // SAFETY: row-major [co, hw] = [co, ci] x [ci, hw], strides match the slices above.
+            // The bias rows, which the gemm below accumulates onto.
+            for (row, &bias) in dst.chunks_exact_mut(hw.max(1)).zip(b) {
+                row.fill(bias);
+            }
+            // SAFETY: row-major [co, hw] = [co, ci] x [ci, hw] on the slices `dst`
+            // (`co hw` values), `m` (`co ci`) and `xi` (`ci hw`), with the strides given.
             unsafe {
                 gemm::gemm(
                     co,
@@ -60,8 +69,8 @@ fn forward<T: Copy + Send + Sync + 'static>(
                     xi.as_ptr(),
                     1,
                     hw as isize,
-                    one,
-                    one,
+                    T::one(),
+                    T::one(),
                     false,
                     false,
                     false,
@@ -89,17 +98,8 @@ impl CustomOp3 for Pointwise {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, _, h, w) = l1.shape().dims4()?;
         let co = l3.shape().elem_count();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(m), CpuStorage::F32(b)) => {
-                let (x, m, b) = (contiguous(x, l1)?, contiguous(m, l2)?, contiguous(b, l3)?);
-                CpuStorage::F32(forward(x, m, b, n, h * w, 1.0))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(m), CpuStorage::F64(b)) => {
-                let (x, m, b) = (contiguous(x, l1)?, contiguous(m, l2)?, contiguous(b, l3)?);
-                CpuStorage::F64(forward(x, m, b, n, h * w, 1.0))
-            }
-            _ => candle_core::bail!("mfc pointwise: f32 or f64, same for all inputs"),
-        };
+        let images = Images { n, hw: h * w };
+        let out = dispatch(self.name(), &images, [(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((out, Shape::from((n, co, h, w))))
     }
 

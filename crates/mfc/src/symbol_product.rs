@@ -13,11 +13,10 @@
 //! `dQ = -E (alpha dS_re + D dS_im)`, `d q_xx = sum_k dQ k_x^2` (likewise `q_xy`, `q_yy`).
 //! Parameter sums are accumulated in f64.
 
-use crate::fft::{
-    contiguous, irfft2_adjoint, irfft2_planes, packed_dims, split_planes, Float, SharedMut,
-};
+use crate::fft::{irfft2_adjoint, irfft2_planes, packed_dims, planes_per_worker, run_jobs, Float};
 use crate::symbol::mode;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use fastconv::{dispatch, CpuKernel};
 use std::f64::consts::PI;
 
 /// Number of per-channel coefficients `(alpha, d_x, d_y, q_xx, q_xy, q_yy)`.
@@ -153,13 +152,30 @@ impl<T: Float> Tables<T> {
     }
 }
 
-/// Shapes of a packed spectrum `[2, .., C, H, Wh]`: `(planes, channels, plane length)`.
-fn sizes(dims: &[usize], channels: usize) -> candle_core::Result<(usize, usize)> {
+/// Sizes of a packed spectrum `[2, .., C, H, Wh]` with `channels` channels: `(planes, H, H Wh)`.
+fn sizes(dims: &[usize], channels: usize) -> candle_core::Result<(usize, usize, usize)> {
     let (_, p, h, wh) = packed_dims(dims)?;
     if channels == 0 || p % channels != 0 {
         candle_core::bail!("mfc symbol product: {p} planes, {channels} channels");
     }
-    Ok((p, h * wh))
+    Ok((p, h, h * wh))
+}
+
+/// The planes `[N, C, hw]` of `v` dealt out to the workers that own `per` consecutive channels
+/// each: part `j` holds, for every image `n` in order, the block of planes of channels
+/// `j per .. (j + 1) per` (fewer in the last part) as one slice, so each worker writes only
+/// its own channels. No parts when `v` is empty.
+fn deal<T>(v: &mut [T], c: usize, per: usize, hw: usize) -> Vec<Vec<&mut [T]>> {
+    let mut parts: Vec<Vec<&mut [T]>> = Vec::new();
+    for image in v.chunks_mut(c * hw) {
+        for (j, block) in image.chunks_mut(per * hw).enumerate() {
+            match parts.get_mut(j) {
+                Some(part) => part.push(block),
+                None => parts.push(vec![block]),
+            }
+        }
+    }
+    parts
 }
 
 impl SymbolProduct {
@@ -175,22 +191,30 @@ impl SymbolProduct {
     fn forward<T: Float>(&self, z: &[T], q: &[T], p: usize, hw: usize) -> Vec<T> {
         let (c, tables) = (q.len() / NCOEF, Tables::<T>::new(self));
         let mut out = vec![T::zero(); 2 * p * hw];
-        let ptr = SharedMut(out.as_mut_ptr());
-        split_planes(c, p / c * hw, |c0, count| {
+        let per = planes_per_worker(c, p / c * hw);
+        let (out_re, out_im) = out.split_at_mut(p * hw);
+        let jobs = deal(out_re, c, per, hw)
+            .into_iter()
+            .zip(deal(out_im, c, per, hw));
+        run_jobs(jobs, |i, (mut re_blocks, mut im_blocks)| {
             let mut s = Plane {
                 re: vec![T::zero(); hw],
                 im: vec![T::zero(); hw],
             };
-            for ch in c0..c0 + count {
+            let count = re_blocks.first().map_or(0, |b| b.len() / hw);
+            for (slot, ch) in (i * per..).take(count).enumerate() {
                 tables.fill(&q[ch * NCOEF..(ch + 1) * NCOEF], &mut s);
-                for plane in (ch..p).step_by(c) {
+                let blocks = re_blocks.iter_mut().zip(im_blocks.iter_mut());
+                for (n, (block_re, block_im)) in blocks.enumerate() {
+                    let plane = n * c + ch;
                     let (zr, zi) = (
                         &z[plane * hw..(plane + 1) * hw],
                         &z[(p + plane) * hw..(p + plane + 1) * hw],
                     );
-                    // SAFETY: plane `n C + ch` belongs to channel `ch`, which one worker owns.
-                    let (or, oi) =
-                        unsafe { (ptr.slice(plane * hw, hw), ptr.slice((p + plane) * hw, hw)) };
+                    let (or, oi) = (
+                        &mut block_re[slot * hw..(slot + 1) * hw],
+                        &mut block_im[slot * hw..(slot + 1) * hw],
+                    );
                     for k in 0..hw {
                         let (a, b, sr, si) = (zr[k], zi[k], s.re[k], s.im[k]);
                         or[k] = a * sr - b * si;
@@ -207,8 +231,14 @@ impl SymbolProduct {
         let (c, tables) = (q.len() / NCOEF, Tables::<T>::new(self));
         let wh = tables.kx.len();
         let mut out = vec![T::zero(); 2 * p * hw + NCOEF * c];
-        let ptr = SharedMut(out.as_mut_ptr());
-        split_planes(c, p / c * hw, |c0, count| {
+        let per = planes_per_worker(c, p / c * hw);
+        let (dz, dcoef) = out.split_at_mut(2 * p * hw);
+        let (dz_re, dz_im) = dz.split_at_mut(p * hw);
+        let jobs = deal(dz_re, c, per, hw)
+            .into_iter()
+            .zip(deal(dz_im, c, per, hw))
+            .zip(dcoef.chunks_mut(per * NCOEF));
+        run_jobs(jobs, |i, ((mut re_blocks, mut im_blocks), dcoef)| {
             let mut s = Plane {
                 re: vec![T::zero(); hw],
                 im: vec![T::zero(); hw],
@@ -217,17 +247,21 @@ impl SymbolProduct {
                 re: vec![T::zero(); hw],
                 im: vec![T::zero(); hw],
             };
-            for ch in c0..c0 + count {
+            let chans = (i * per..).zip(dcoef.chunks_exact_mut(NCOEF));
+            for (slot, (ch, dcoef_ch)) in chans.enumerate() {
                 let qc = &q[ch * NCOEF..(ch + 1) * NCOEF];
                 tables.fill(qc, &mut s);
                 ds.re.fill(T::zero());
                 ds.im.fill(T::zero());
-                for plane in (ch..p).step_by(c) {
+                let blocks = re_blocks.iter_mut().zip(im_blocks.iter_mut());
+                for (n, (block_re, block_im)) in blocks.enumerate() {
+                    let plane = n * c + ch;
                     let range = |o: usize| (o + plane) * hw..(o + plane + 1) * hw;
                     let (gr, gi, zr, zi) = (&g[range(0)], &g[range(p)], &z[range(0)], &z[range(p)]);
-                    // SAFETY: plane `n C + ch` belongs to channel `ch`, which one worker owns.
-                    let (dr, di) =
-                        unsafe { (ptr.slice(plane * hw, hw), ptr.slice((p + plane) * hw, hw)) };
+                    let (dr, di) = (
+                        &mut block_re[slot * hw..(slot + 1) * hw],
+                        &mut block_im[slot * hw..(slot + 1) * hw],
+                    );
                     for k in 0..hw {
                         let (sr, si) = (s.re[k], s.im[k]);
                         dr[k] = gr[k] * sr + gi[k] * si;
@@ -253,14 +287,33 @@ impl SymbolProduct {
                         acc[5] += dq * self.y.k2[i];
                     }
                 }
-                // SAFETY: channel `ch`'s coefficient slots are written by its worker only.
-                let dq = unsafe { ptr.slice(2 * p * hw + ch * NCOEF, NCOEF) };
-                for (o, a) in dq.iter_mut().zip(acc) {
+                for (o, a) in dcoef_ch.iter_mut().zip(acc) {
                     *o = T::from_f64(a).expect("float");
                 }
             }
         });
         out
+    }
+}
+
+/// [`SymbolProduct`] on a spectrum of `p` planes `[h, Wh]` (`hw = h Wh` values each): the kernel
+/// of the forward op (operands `z`, `coef`) and of the backward op (operands `G`, `z`, `coef`).
+struct OnPlanes<'a> {
+    op: &'a SymbolProduct,
+    p: usize,
+    h: usize,
+    hw: usize,
+}
+
+impl<T: Float> CpuKernel<T, 2> for OnPlanes<'_> {
+    fn run(&self, [z, q]: [&[T]; 2]) -> Vec<T> {
+        self.op.run(z, q, self.p, self.h, self.hw)
+    }
+}
+
+impl<T: Float> CpuKernel<T, 3> for OnPlanes<'_> {
+    fn run(&self, [g, z, q]: [&[T]; 3]) -> Vec<T> {
+        self.op.backward(g, z, q, self.p, self.hw)
     }
 }
 
@@ -277,17 +330,9 @@ impl CustomOp2 for SymbolProduct {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = l1.shape().dims();
-        let (p, hw) = sizes(dims, l2.shape().dims().first().copied().unwrap_or(0))?;
-        let h = dims[dims.len() - 2];
-        let out = match (s1, s2) {
-            (CpuStorage::F32(z), CpuStorage::F32(q)) => {
-                CpuStorage::F32(self.run(contiguous(z, l1)?, contiguous(q, l2)?, p, h, hw))
-            }
-            (CpuStorage::F64(z), CpuStorage::F64(q)) => {
-                CpuStorage::F64(self.run(contiguous(z, l1)?, contiguous(q, l2)?, p, h, hw))
-            }
-            _ => candle_core::bail!("mfc symbol product: f32 or f64, same for both inputs"),
-        };
+        let (p, h, hw) = sizes(dims, l2.shape().dims().first().copied().unwrap_or(0))?;
+        let planes = OnPlanes { op: self, p, h, hw };
+        let out = dispatch(self.name(), &planes, [(s1, l1), (s2, l2)])?;
         let shape = match self.inverse {
             Some(w) => Shape::from([&dims[1..dims.len() - 1], &[w]].concat()),
             None => l1.shape().clone(),
@@ -335,32 +380,18 @@ impl CustomOp3 for SymbolProductBwd {
         if l1.shape() != l2.shape() {
             candle_core::bail!("mfc symbol product bwd: gradient and spectrum shapes differ");
         }
-        let (p, hw) = sizes(
+        let (p, h, hw) = sizes(
             l1.shape().dims(),
             l3.shape().dims().first().copied().unwrap_or(0),
         )?;
         let n = l1.shape().elem_count() + l3.shape().elem_count();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(g), CpuStorage::F32(z), CpuStorage::F32(q)) => {
-                CpuStorage::F32(self.0.backward(
-                    contiguous(g, l1)?,
-                    contiguous(z, l2)?,
-                    contiguous(q, l3)?,
-                    p,
-                    hw,
-                ))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(z), CpuStorage::F64(q)) => {
-                CpuStorage::F64(self.0.backward(
-                    contiguous(g, l1)?,
-                    contiguous(z, l2)?,
-                    contiguous(q, l3)?,
-                    p,
-                    hw,
-                ))
-            }
-            _ => candle_core::bail!("mfc symbol product bwd: f32 or f64, same for all inputs"),
+        let planes = OnPlanes {
+            op: &self.0,
+            p,
+            h,
+            hw,
         };
+        let out = dispatch(self.name(), &planes, [(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((out, Shape::from(n)))
     }
 }

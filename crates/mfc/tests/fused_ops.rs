@@ -106,6 +106,54 @@ fn symbol_ops_match_unfused_reference() {
     }
 }
 
+/// On more than 2^14 values, where the work is split over worker threads by channel (5 channels
+/// and 3 images: uneven chunks on 2 or 4 workers), the symbol ops equal the unfused reference
+/// (forward) and the one-image calls, which stay on one thread (every gradient of
+/// `symbol_irfft2`: the symbol product's backward and the threaded `rfft2` adjoint), in f64.
+#[test]
+fn threaded_symbol_ops_match_reference_and_one_image_calls() {
+    let mut rng = Rng::new(11);
+    let (n, c, h, w, extent) = (3, 5, 48, 47, (1.0, 0.5));
+    let p = params(&mut rng, c, DType::F64);
+    let coef = Var::from_tensor(&p.coefficients().unwrap()).unwrap();
+    let z = randn(&mut rng, &[2, n, c, h, w / 2 + 1], DType::F64);
+    let want = reference_product(&z, &p, w, extent);
+    let want_v: Vec<f64> = to_vec(&want.re)
+        .into_iter()
+        .chain(to_vec(&want.im))
+        .collect();
+    let got = symbol_product(&z, coef.as_tensor(), w, extent).unwrap();
+    let e = rel_err(&to_vec(&got), &want_v);
+    assert!(e < 1e-12, "threaded product: rel err {e:e}");
+    let y = symbol_irfft2(&z, coef.as_tensor(), w, extent).unwrap();
+    let e = rel_err(&to_vec(&y), &to_vec(&irfft2(&want, w).unwrap()));
+    assert!(e < 1e-12, "threaded product+irfft2: rel err {e:e}");
+
+    let r = randn(&mut rng, &[n, c, h, w], DType::F64);
+    // `(dz, dcoef)` of `sum(symbol_irfft2(z) * r)`.
+    let grads = |z: &Tensor, r: &Tensor| {
+        let zv = Var::from_tensor(z).unwrap();
+        let y = symbol_irfft2(zv.as_tensor(), coef.as_tensor(), w, extent).unwrap();
+        let g = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let dcoef = g.get(coef.as_tensor()).unwrap().clone();
+        (g.get(zv.as_tensor()).unwrap().clone(), dcoef)
+    };
+    let (dz, dcoef) = grads(&z, &r);
+    let per_image: Vec<_> = (0..n)
+        .map(|i| grads(&z.narrow(1, i, 1).unwrap(), &r.narrow(0, i, 1).unwrap()))
+        .collect();
+    let dz_want = Tensor::cat(&per_image.iter().map(|g| &g.0).collect::<Vec<_>>(), 1).unwrap();
+    let dcoef_want = per_image
+        .iter()
+        .map(|g| g.1.clone())
+        .reduce(|a, b| (a + b).unwrap())
+        .unwrap();
+    let e = rel_err(&to_vec(&dz), &to_vec(&dz_want));
+    assert!(e < 1e-12, "threaded dz: rel err {e:e}");
+    let e = rel_err(&to_vec(&dcoef), &to_vec(&dcoef_want));
+    assert!(e < 1e-10, "threaded dcoef: rel err {e:e}");
+}
+
 /// The packed transforms equal the Spectrum ones, and their backward passes are adjoints:
 /// `<A x, y> = <x, A^T y>` with `A^T y` from autograd (f64).
 #[test]
@@ -155,7 +203,15 @@ fn packed_transforms_match_and_are_adjoint() {
 fn pointwise_matches_matmul_reference() {
     let mut rng = Rng::new(3);
     for (dtype, tol) in [(DType::F64, 1e-13), (DType::F32, 1e-6)] {
-        for (n, ci, co, h, w) in [(1, 1, 1, 1, 1), (2, 3, 5, 4, 7), (3, 8, 2, 9, 6)] {
+        // The last case has more than 2^14 output values, so its 5 images are split over the
+        // worker threads (uneven chunks on 2, 3 or 4 workers).
+        let cases = [
+            (1, 1, 1, 1, 1),
+            (2, 3, 5, 4, 7),
+            (3, 8, 2, 9, 6),
+            (5, 3, 4, 32, 30),
+        ];
+        for (n, ci, co, h, w) in cases {
             let x = randn(&mut rng, &[n, ci, h, w], dtype);
             let m = randn(&mut rng, &[co, ci], dtype);
             let b = randn(&mut rng, &[co], dtype);

@@ -15,6 +15,7 @@
 //! and dtypes run candle's composition of the same formulas ([`composed`]).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use fastconv::CpuKernel;
 use rayon::prelude::*;
 
 /// The activation applied after the affine map.
@@ -206,12 +207,10 @@ trait Float: Copy + Send + Sync + 'static {
     fn of(v: f64) -> Self;
     /// `1 / (1 + exp(-a))` evaluated in `Self`.
     fn sigmoid(a: f64) -> f64;
-    fn slice(s: &CpuStorage) -> Option<&[Self]>;
-    fn storage(v: Vec<Self>) -> CpuStorage;
 }
 
 macro_rules! float {
-    ($t:ty, $variant:ident) => {
+    ($t:ty) => {
         impl Float for $t {
             fn f64(self) -> f64 {
                 self as f64
@@ -222,31 +221,24 @@ macro_rules! float {
             fn sigmoid(a: f64) -> f64 {
                 (1.0 / (1.0 + (-(a as $t)).exp())) as f64
             }
-            fn slice(s: &CpuStorage) -> Option<&[Self]> {
-                match s {
-                    CpuStorage::$variant(v) => Some(v),
-                    _ => None,
-                }
-            }
-            fn storage(v: Vec<Self>) -> CpuStorage {
-                CpuStorage::$variant(v)
-            }
         }
     };
 }
-float!(f32, F32);
-float!(f64, F64);
+float!(f32);
+float!(f64);
 
-fn operand<'a, T: Float>(s: &'a CpuStorage, l: &Layout, len: usize) -> Result<&'a [T]> {
-    let data = T::slice(s)
-        .ok_or_else(|| candle_core::Error::Msg("group_norm_act: mixed dtypes".into()))?;
-    match l.contiguous_offsets() {
-        Some((a, b)) if b - a == len => Ok(&data[a..b]),
-        _ => candle_core::bail!(
-            "group_norm_act: operand of shape {:?} not contiguous or not {len} long",
-            l.dims()
-        ),
+/// `(op, operands)` for [`fastconv::dispatch`] after checking that each operand has its `len`
+/// values.
+fn check_lens<'a, const N: usize>(
+    op: &'static str,
+    operands: [(&'a CpuStorage, &'a Layout, usize); N],
+) -> Result<[(&'a CpuStorage, &'a Layout); N]> {
+    for (_, l, len) in operands {
+        if l.shape().elem_count() != len {
+            candle_core::bail!("{op}: operand of shape {:?} is not {len} long", l.dims());
+        }
     }
+    Ok(operands.map(|(s, l, _)| (s, l)))
 }
 
 fn forward<T: Float>(g: &Geom, x: &[T], p: &[T]) -> Vec<T> {
@@ -344,6 +336,18 @@ struct GroupNormActOp(Geom);
 /// `(x, p, dy) -> [dx | dp]`.
 struct GroupNormActBwd(Geom);
 
+impl<T: Float> CpuKernel<T, 2> for GroupNormActOp {
+    fn run(&self, [x, p]: [&[T]; 2]) -> Vec<T> {
+        forward(&self.0, x, p)
+    }
+}
+
+impl<T: Float> CpuKernel<T, 3> for GroupNormActBwd {
+    fn run(&self, [x, p, dy]: [&[T]; 3]) -> Vec<T> {
+        backward(&self.0, x, p, dy)
+    }
+}
+
 impl CustomOp2 for GroupNormActOp {
     fn name(&self) -> &'static str {
         "group-norm-act"
@@ -356,19 +360,9 @@ impl CustomOp2 for GroupNormActOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let out = match s1 {
-            CpuStorage::F64(_) => f64::storage(forward(
-                g,
-                operand(s1, l1, g.x_len())?,
-                operand(s2, l2, g.p_len())?,
-            )),
-            _ => f32::storage(forward::<f32>(
-                g,
-                operand(s1, l1, g.x_len())?,
-                operand(s2, l2, g.p_len())?,
-            )),
-        };
-        Ok((out, l1.shape().clone()))
+        let op = self.name();
+        let operands = check_lens(op, [(s1, l1, g.x_len()), (s2, l2, g.p_len())])?;
+        Ok((fastconv::dispatch(op, self, operands)?, l1.shape().clone()))
     }
     fn bwd(
         &self,
@@ -399,21 +393,11 @@ impl CustomOp3 for GroupNormActBwd {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        let (xl, pl) = (g.x_len(), g.p_len());
-        let out = match s1 {
-            CpuStorage::F64(_) => f64::storage(backward(
-                g,
-                operand(s1, l1, xl)?,
-                operand(s2, l2, pl)?,
-                operand(s3, l3, xl)?,
-            )),
-            _ => f32::storage(backward::<f32>(
-                g,
-                operand(s1, l1, xl)?,
-                operand(s2, l2, pl)?,
-                operand(s3, l3, xl)?,
-            )),
-        };
-        Ok((out, Shape::from(xl + pl)))
+        let (xl, pl, op) = (g.x_len(), g.p_len(), self.name());
+        let operands = check_lens(op, [(s1, l1, xl), (s2, l2, pl), (s3, l3, xl)])?;
+        Ok((
+            fastconv::dispatch(op, self, operands)?,
+            Shape::from(xl + pl),
+        ))
     }
 }
