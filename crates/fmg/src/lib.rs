@@ -8,7 +8,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `schedule.rs` | the stages of a strategy (001 Algorithm 2) and their closed-form #WU (001 Appendix B, eqs. 39-48) |
+//! | `schedule.rs` | the strategies ([`StrategyKind`]: single, multiscale, full-multiscale), the stages of a strategy (001 Algorithm 2) and their closed-form #WU `sum_s I_s WU_s` (001 Appendix B, eqs. 39-48) |
 //! | `driver.rs` | the driver: stages coarse to fine, each an MGE (001 Algorithm 1); hot start by reuse (003) or Galerkin prolongation (002 section 4) |
 //! | `update.rs` | one update: first-order from the MGE gradient (001 eq. 6) or second-order (Gauss-Newton-CG, 002 section 3; CG-Steihaug, 003 eq. 3.7) replaying the iteration's draws |
 //! | `lr.rs` | cosine learning rate (`CosineAnnealingLR`), over all stages or restarted per stage |
@@ -37,5 +37,5 @@ pub use early_stop::EarlyStopping;
 pub use error::{Error, Result};
 pub use lr::CosineLr;
 pub use mge::StageSchedule;
-pub use schedule::{stages, stages_wu, Stage, Strategy};
+pub use schedule::{stages, stages_wu, Stage, Strategy, StrategyKind};
 pub use update::{FirstOrder, Recorder, Reevaluate, Replay, SecondOrderUpdate, Update};
