@@ -273,6 +273,20 @@ impl DataConfig {
 }
 
 impl TrainSection {
+    /// The `fmg` strategy of kind `kind` under these settings and its iteration count:
+    /// single-scale with `single_batch` (default `N_0`), Full-Multiscale with `fmg_schedule` and
+    /// `fmg_iterations` (default `iterations`).
+    pub fn fmg_strategy(&self, kind: StrategyKind) -> (fmg::Strategy, usize) {
+        let iters = match kind {
+            StrategyKind::FullMultiscale => self.fmg_iterations.unwrap_or(self.iterations),
+            StrategyKind::Single | StrategyKind::Multiscale => self.iterations,
+        };
+        (
+            kind.with(self.single_batch.unwrap_or(self.n0), self.fmg_schedule),
+            iters,
+        )
+    }
+
     /// `[train]` with base batch `n0`, `iterations` and learning rate `lr`, every other key at
     /// its default (what a file giving only these three means; `levels` absent).
     pub fn new(n0: usize, iterations: usize, lr: f64) -> Self {
@@ -368,21 +382,6 @@ impl TrainConfig {
         t.batch
             .clone()
             .unwrap_or_else(|| (0..self.levels()).map(|l| t.n0 << l).collect())
-    }
-
-    /// The `fmg` strategy of kind `kind` under this configuration and its iteration count:
-    /// single-scale with `train.single_batch` (default `N_0`), Full-Multiscale with
-    /// `train.fmg_schedule` and `train.fmg_iterations` (default `train.iterations`).
-    pub fn strategy(&self, kind: StrategyKind) -> (fmg::Strategy, usize) {
-        let t = &self.train;
-        let iters = match kind {
-            StrategyKind::FullMultiscale => t.fmg_iterations.unwrap_or(t.iterations),
-            StrategyKind::Single | StrategyKind::Multiscale => t.iterations,
-        };
-        (
-            kind.with(t.single_batch.unwrap_or(t.n0), t.fmg_schedule),
-            iters,
-        )
     }
 
     /// Check every value; errors name `origin` and the key.
@@ -611,6 +610,24 @@ lr = 5e-4
     }
 
     #[test]
+    fn each_strategy_kind_takes_its_settings() {
+        let mut t = TrainSection::new(2, 10, 5e-4);
+        let single = fmg::Strategy::Single { batch: 2 };
+        assert_eq!(t.fmg_strategy(StrategyKind::Single), (single, 10));
+        t.single_batch = Some(6);
+        t.fmg_iterations = Some(40);
+        t.fmg_schedule = StageSchedule::Equal;
+        let single = fmg::Strategy::Single { batch: 6 };
+        assert_eq!(t.fmg_strategy(StrategyKind::Single), (single, 10));
+        let ms = fmg::Strategy::Multiscale;
+        assert_eq!(t.fmg_strategy(StrategyKind::Multiscale), (ms, 10));
+        let fmg = fmg::Strategy::FullMultiscale {
+            schedule: StageSchedule::Equal,
+        };
+        assert_eq!(t.fmg_strategy(StrategyKind::FullMultiscale), (fmg, 40));
+    }
+
+    #[test]
     fn unknown_key_names_the_key_and_the_file() {
         let e = err(&GOOD.replace("lr = 5e-4", "lr = 5e-4\nlearning_rate = 1"));
         assert!(
@@ -642,7 +659,7 @@ lr = 5e-4
             (
                 "lr = 5e-4",
                 "lr = 5e-4\nfmg_schedule = \"halve\"",
-                "expected one of `halving`, `equal`",
+                "expected `halving` or `equal`",
             ),
             ("lr = 5e-4", "lr = 5e-4\nbatch = [1, 2]", "train.batch"),
             (

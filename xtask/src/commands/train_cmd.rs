@@ -205,7 +205,7 @@ pub fn train_run(
         restriction: t.restriction,
         noise_consistent: t.noise_consistent,
     };
-    let (fstrategy, iters) = cfg.strategy(strategy);
+    let (fstrategy, iters) = cfg.train.fmg_strategy(strategy);
     let stages = fmg::stages(fstrategy, &plan, iters)?;
     let driver_cfg = fmg::DriverConfig {
         hot_start: t.hot_start,
@@ -543,7 +543,7 @@ pub fn check_memory(
     test: bool,
 ) -> Result<()> {
     let d = &cfg.data;
-    let batches = match cfg.strategy(strategy).0 {
+    let batches = match cfg.train.fmg_strategy(strategy).0 {
         fmg::Strategy::Single { batch } => vec![batch],
         fmg::Strategy::Multiscale | fmg::Strategy::FullMultiscale { .. } => cfg.level_batches(),
     };
@@ -1350,7 +1350,7 @@ stats_every = 0
                 }
                 let e = format!("{:?}", check_memory(&cfg, &path, s, fp, true).err());
                 let bytes = {
-                    let batches = match cfg.strategy(s).0 {
+                    let batches = match cfg.train.fmg_strategy(s).0 {
                         fmg::Strategy::Single { batch } => vec![batch],
                         fmg::Strategy::Multiscale | fmg::Strategy::FullMultiscale { .. } => {
                             cfg.level_batches()

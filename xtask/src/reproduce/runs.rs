@@ -315,14 +315,14 @@ impl RunSpec {
 
     /// The #WU this run will spend, from the closed forms (001 Appendix B).
     pub fn planned_wu(&self, preset: &Preset) -> Result<f64> {
-        let cfg = self.config(preset, 0)?;
-        let plan = mge::LevelPlan::multiscale(self.levels, cfg.train.n0)?;
-        let (strategy, iters) = cfg.strategy(self.strategy);
+        let train = self.train_section(preset, 0)?;
+        let plan = mge::LevelPlan::multiscale(self.levels, train.n0)?;
+        let (strategy, iters) = train.fmg_strategy(self.strategy);
         Ok(fmg::stages_wu(&fmg::stages(strategy, &plan, iters)?)?.to_f64())
     }
 
-    /// The training configuration of this run under `preset`.
-    pub fn config(&self, preset: &Preset, seed: u64) -> Result<TrainConfig> {
+    /// The `[train]` section of this run under `preset`, seeded by `seed`.
+    fn train_section(&self, preset: &Preset, seed: u64) -> Result<TrainSection> {
         let full = preset.name == "full";
         let lr = if full { 5e-4 } else { 2e-3 };
         let (lr, lr_schedule, loss, fmg_schedule) = match self.task {
@@ -341,10 +341,6 @@ impl RunSpec {
             ),
         };
         let every = (self.iterations / preset.validations.max(1)).max(1);
-        let mut model = preset.model_table(self.task, &self.model)?;
-        let mut data = DataConfig::new(SourceKind::DeadLeaves, preset.size);
-        data.validation_images = preset.validation_images;
-        data.blur_sigma = preset.blur_sigma();
         let mut train = TrainSection::new(preset.task_n0(self.task), self.iterations, lr);
         train.levels = Some(self.levels);
         train.single_batch = self.single_batch;
@@ -365,18 +361,27 @@ impl RunSpec {
         train.validate_every = every;
         train.seed = seed;
         match self.recipe {
-            Recipe::Plain => {}
+            Recipe::Plain | Recipe::Mfc => {}
             Recipe::NoiseConsistent => train.noise_consistent = true,
             Recipe::Adaptive => train.allocation = Allocation::Adaptive,
-            Recipe::Mfc => {
-                model.insert("conv".into(), "mfc".into());
-            }
         }
+        Ok(train)
+    }
+
+    /// The training configuration of this run under `preset`, seeded by `seed`.
+    pub fn config(&self, preset: &Preset, seed: u64) -> Result<TrainConfig> {
+        let mut model = preset.model_table(self.task, &self.model)?;
+        if self.recipe == Recipe::Mfc {
+            model.insert("conv".into(), "mfc".into());
+        }
+        let mut data = DataConfig::new(SourceKind::DeadLeaves, preset.size);
+        data.validation_images = preset.validation_images;
+        data.blur_sigma = preset.blur_sigma();
         let cfg = TrainConfig {
             task: self.task,
             model,
             data,
-            train,
+            train: self.train_section(preset, seed)?,
         };
         cfg.validate(Path::new(&format!("<{}>", self.dir_name())))?;
         Ok(cfg)
@@ -700,4 +705,64 @@ pub fn summary(f: &Finished) -> String {
         crate::reproduce::mean(&f.scores.psnr),
         crate::reproduce::mean(&f.scores.ssim),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every strategy label of the tables maps to its kind; an unknown label is an error, never a
+    /// silent single-scale run.
+    #[test]
+    fn labels_name_their_strategy_and_typos_are_errors() {
+        for (label, kind, sub) in [
+            ("multiscale", StrategyKind::Multiscale, "coarsen"),
+            ("full-multiscale", StrategyKind::FullMultiscale, "coarsen"),
+            ("single-paper", StrategyKind::Single, "-"),
+            ("single-practical", StrategyKind::Single, "-"),
+            ("single-equal-wu", StrategyKind::Single, "-"),
+        ] {
+            assert_eq!(label_strategy(label).unwrap(), (kind, sub));
+        }
+        let e = label_strategy("multi-scale").unwrap_err().to_string();
+        assert!(e.contains("multi-scale"), "{e}");
+        let e = RunSpec::denoise("unet", "fullmultiscale", 2, 1, 4, String::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fullmultiscale"), "{e}");
+    }
+
+    #[test]
+    fn model_tables_are_the_presets_models() {
+        let quick = Preset::quick();
+        let t = quick.model_table(Task::Denoise, "unet").unwrap();
+        let want: toml::Table =
+            toml::from_str("kind = \"unet\"\nchannels = [8, 16, 32]\nnoise_conditioning = true")
+                .unwrap();
+        assert_eq!(t, want);
+        let t = quick.model_table(Task::Superres, "resnet").unwrap();
+        assert_eq!(t["kind"].as_str(), Some("srresnet"));
+        let e = quick.model_table(Task::Denoise, "espcn").unwrap_err();
+        assert!(e.to_string().contains("espcn"), "{e}");
+    }
+
+    #[test]
+    fn averages_over_records_are_nan_for_none() {
+        let r = |wu| Record {
+            task: "denoise".into(),
+            model: "unet".into(),
+            strategy: "multiscale".into(),
+            subsampling: "coarsen".into(),
+            wu,
+            wall_s: 1.0,
+            metric: data::Metric::Mse,
+            seed: 0,
+            train_s: 1.0,
+            per_image: vec![0.1],
+            p_value: None,
+        };
+        let (a, b) = (r(2.0), r(4.0));
+        assert_eq!(avg(&[&a, &b], |r| r.wu), 3.0);
+        assert!(avg(&[], |r| r.wu).is_nan());
+    }
 }
