@@ -54,6 +54,21 @@ pub fn test_context() -> Context {
     }
 }
 
+/// The clap parser of a closed set of choices defined by a library enum: the names
+/// (`name` of each of `all`) are listed by `--help` and in the error for an unknown one, and
+/// parsed by the enum's `FromStr`, which accepts the same names as its serde form.
+pub fn choice<T, const N: usize>(
+    all: [T; N],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Copy + Send + Sync + 'static,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(all.map(name)).try_map(|s| s.parse::<T>())
+}
+
 /// Create `dir` (and parents), naming it in the error.
 pub fn ensure_out_dir(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)
@@ -158,6 +173,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `choice` takes exactly the library's names: each parses to its value, an unknown one is
+    /// an error listing them all, and `--help` lists them.
+    #[test]
+    fn choice_parses_the_library_names_and_lists_them() {
+        use clap::{Arg, Command};
+        let cmd = || {
+            Command::new("x").arg(
+                Arg::new("strategy")
+                    .long("strategy")
+                    .value_parser(choice(fmg::StrategyKind::ALL, fmg::StrategyKind::name)),
+            )
+        };
+        for k in fmg::StrategyKind::ALL {
+            let m = cmd()
+                .try_get_matches_from(["x", "--strategy", k.name()])
+                .unwrap();
+            assert_eq!(m.get_one::<fmg::StrategyKind>("strategy"), Some(&k));
+        }
+        let e = cmd()
+            .try_get_matches_from(["x", "--strategy", "multi-scale"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("multi-scale") && e.contains("single, multiscale, full-multiscale"),
+            "{e}"
+        );
+        let help = cmd().render_help().to_string();
+        assert!(help.contains("full-multiscale"), "{help}");
+    }
 
     #[test]
     fn run_logs_receive_the_info_lines_of_their_run() {

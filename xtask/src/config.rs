@@ -4,93 +4,10 @@
 //! [`TrainConfig::validate`], whose messages name the file and the key.
 
 use anyhow::{bail, Context as _, Result};
+use data::Task;
+use fmg::{StageSchedule, StrategyKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// Restoration task of 001 section 4 (the degradation applied to clean images).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Task {
-    Denoise,
-    Deblur,
-    Inpaint,
-    Superres,
-}
-
-impl Task {
-    pub const ALL: [Task; 4] = [Task::Denoise, Task::Deblur, Task::Inpaint, Task::Superres];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Task::Denoise => "denoise",
-            Task::Deblur => "deblur",
-            Task::Inpaint => "inpaint",
-            Task::Superres => "superres",
-        }
-    }
-
-    /// Test metric of 001 Table 2: MSE for denoising and deblurring, SSIM otherwise.
-    pub fn metric(self) -> Metric {
-        match self {
-            Task::Denoise | Task::Deblur => Metric::Mse,
-            Task::Inpaint | Task::Superres => Metric::Ssim,
-        }
-    }
-}
-
-impl std::str::FromStr for Task {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Task::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .with_context(|| {
-                format!("unknown task `{s}` (expected denoise, deblur, inpaint or superres)")
-            })
-    }
-}
-
-/// Test metric reported per task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    Mse,
-    Ssim,
-}
-
-impl Metric {
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Mse => "mse",
-            Metric::Ssim => "ssim",
-        }
-    }
-    /// True when larger is better.
-    pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::Ssim)
-    }
-}
-
-/// Training strategy (001 sections 2-3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Plain SGD on the finest mesh.
-    Single,
-    /// The multiscale gradient estimator on every iteration (001 Algorithm 1).
-    Multiscale,
-    /// Stages coarse to fine, each an MGE over the levels at or below it (001 Algorithm 2).
-    FullMultiscale,
-}
-
-impl Strategy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Single => "single",
-            Strategy::Multiscale => "multiscale",
-            Strategy::FullMultiscale => "full-multiscale",
-        }
-    }
-}
 
 /// Procedural or stored image source (SPEC section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,16 +48,6 @@ impl LrSchedule {
             ..Default::default()
         }
     }
-}
-
-/// Full-multiscale iteration schedule (SPEC section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FmgSchedule {
-    /// `I, I/2, I/4, ...` from the coarsest stage to the finest (denoising, deblurring).
-    Halving,
-    /// `I` on every stage (inpainting, super-resolution).
-    Equal,
 }
 
 /// Per-level batch allocation of the MGE.
@@ -235,7 +142,7 @@ pub struct DataConfig {
 pub struct TrainSection {
     /// Default strategy (`--strategy` overrides it).
     #[serde(default = "default_strategy")]
-    pub strategy: Strategy,
+    pub strategy: StrategyKind,
     /// Number of mesh levels L; when absent, [`TrainConfig::parse`] chooses it by the guideline
     /// of 001 section 4 ([`guideline_levels`]) and sets `levels_auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,7 +164,7 @@ pub struct TrainSection {
     #[serde(default)]
     pub fmg_iterations: Option<usize>,
     #[serde(default = "default_fmg_schedule")]
-    pub fmg_schedule: FmgSchedule,
+    pub fmg_schedule: StageSchedule,
     /// Hot start between full-multiscale stages: "identity" or "galerkin".
     #[serde(default)]
     pub hot_start: fmg::HotStart,
@@ -321,11 +228,11 @@ fn default_blur_sigma() -> f64 {
 fn default_grf_beta() -> f64 {
     3.0
 }
-fn default_strategy() -> Strategy {
-    Strategy::Multiscale
+fn default_strategy() -> StrategyKind {
+    StrategyKind::Multiscale
 }
-fn default_fmg_schedule() -> FmgSchedule {
-    FmgSchedule::Halving
+fn default_fmg_schedule() -> StageSchedule {
+    StageSchedule::Halving
 }
 fn default_lr_schedule() -> LrSchedule {
     LrSchedule::Cosine
@@ -344,6 +251,72 @@ fn default_checkpoint_every() -> usize {
 }
 fn default_validate_every() -> usize {
     100
+}
+
+impl DataConfig {
+    /// `[data]` with `source` at mesh `size` and every other key at its default (what a file
+    /// giving only `source` and `size` means).
+    pub fn new(source: SourceKind, size: usize) -> Self {
+        Self {
+            source,
+            dir: None,
+            test_dir: default_test_dir(),
+            size,
+            channels: default_channels(),
+            test_images: default_test_images(),
+            validation_images: default_validation_images(),
+            threads: default_threads(),
+            blur_sigma: default_blur_sigma(),
+            grf_beta: default_grf_beta(),
+        }
+    }
+}
+
+impl TrainSection {
+    /// The `fmg` strategy of kind `kind` under these settings and its iteration count:
+    /// single-scale with `single_batch` (default `N_0`), Full-Multiscale with `fmg_schedule` and
+    /// `fmg_iterations` (default `iterations`).
+    pub fn fmg_strategy(&self, kind: StrategyKind) -> (fmg::Strategy, usize) {
+        let iters = match kind {
+            StrategyKind::FullMultiscale => self.fmg_iterations.unwrap_or(self.iterations),
+            StrategyKind::Single | StrategyKind::Multiscale => self.iterations,
+        };
+        (
+            kind.with(self.single_batch.unwrap_or(self.n0), self.fmg_schedule),
+            iters,
+        )
+    }
+
+    /// `[train]` with base batch `n0`, `iterations` and learning rate `lr`, every other key at
+    /// its default (what a file giving only these three means; `levels` absent).
+    pub fn new(n0: usize, iterations: usize, lr: f64) -> Self {
+        Self {
+            strategy: default_strategy(),
+            levels: None,
+            levels_auto: false,
+            n0,
+            batch: None,
+            single_batch: None,
+            iterations,
+            fmg_iterations: None,
+            fmg_schedule: default_fmg_schedule(),
+            hot_start: fmg::HotStart::default(),
+            early_stopping_patience: None,
+            lr,
+            lr_schedule: default_lr_schedule(),
+            loss: default_loss(),
+            subsampling: grids::Subsampling::default(),
+            restriction: grids::Restriction::default(),
+            noise_consistent: false,
+            allocation: default_allocation(),
+            stats_every: default_stats_every(),
+            checkpoint_every: default_checkpoint_every(),
+            validate_every: default_validate_every(),
+            seed: 0,
+            distributed: None,
+            optimizer: OptimizerChoice::default(),
+        }
+    }
 }
 
 /// Smallest coarsest mesh the level-count guideline keeps (001 section 4: "typically >= 8x8").
@@ -515,7 +488,7 @@ impl TrainConfig {
     /// Check `train.optimizer` for a run with `strategy` (the config's or `--strategy`): its
     /// own ranges, and that a least-squares residual exists where it needs one (MSE loss and
     /// a single term: single-scale, or one level).
-    pub fn check_optimizer(&self, origin: &Path, strategy: Strategy) -> Result<()> {
+    pub fn check_optimizer(&self, origin: &Path, strategy: StrategyKind) -> Result<()> {
         let f = origin.display();
         let Some(opt) = self.train.optimizer.second_order() else {
             return Ok(());
@@ -532,7 +505,7 @@ impl TrainConfig {
         if self.train.loss != LossKind::Mse {
             bail!("{f}: {key} needs train.loss = \"mse\" (a least-squares residual f - y)");
         }
-        if strategy != Strategy::Single && self.levels() > 1 {
+        if strategy != StrategyKind::Single && self.levels() > 1 {
             bail!(
                 "{f}: {key} needs train.strategy = \"single\" (or train.levels = 1), not {:?}: a multiscale loss is a sum of differences of terms, no least-squares residual",
                 strategy.name()
@@ -602,7 +575,7 @@ lr = 5e-4
     #[test]
     fn good_config_parses_with_defaults() {
         let c = parse(GOOD).unwrap();
-        assert_eq!(c.train.strategy, Strategy::Multiscale);
+        assert_eq!(c.train.strategy, StrategyKind::Multiscale);
         assert_eq!(c.level_batches(), vec![2, 4, 8]);
         assert_eq!(c.data.test_dir, PathBuf::from("datasets/photos"));
         // Round trip through the TOML written beside each run.
@@ -612,6 +585,46 @@ lr = 5e-4
             parse(&GOOD.replace("lr = 5e-4", "lr = 5e-4\nlr_schedule = \"cosine-per-stage\""))
                 .unwrap();
         assert_eq!(per_stage.train.lr_schedule, LrSchedule::CosinePerStage);
+    }
+
+    /// `DataConfig::new` and `TrainSection::new` hold the defaults a file would get.
+    #[test]
+    fn constructors_agree_with_the_file_defaults() {
+        let c = parse(&GOOD.replace("levels = 3\n", "")).unwrap();
+        let mut data = DataConfig::new(SourceKind::DeadLeaves, 32);
+        let mut train = TrainSection::new(2, 10, 5e-4);
+        assert_eq!(
+            toml::to_string(&data).unwrap(),
+            toml::to_string(&c.data).unwrap()
+        );
+        train.levels = c.train.levels;
+        assert_eq!(
+            toml::to_string(&train).unwrap(),
+            toml::to_string(&c.train).unwrap()
+        );
+        data.size = 64;
+        assert_ne!(
+            toml::to_string(&data).unwrap(),
+            toml::to_string(&c.data).unwrap()
+        );
+    }
+
+    #[test]
+    fn each_strategy_kind_takes_its_settings() {
+        let mut t = TrainSection::new(2, 10, 5e-4);
+        let single = fmg::Strategy::Single { batch: 2 };
+        assert_eq!(t.fmg_strategy(StrategyKind::Single), (single, 10));
+        t.single_batch = Some(6);
+        t.fmg_iterations = Some(40);
+        t.fmg_schedule = StageSchedule::Equal;
+        let single = fmg::Strategy::Single { batch: 6 };
+        assert_eq!(t.fmg_strategy(StrategyKind::Single), (single, 10));
+        let ms = fmg::Strategy::Multiscale;
+        assert_eq!(t.fmg_strategy(StrategyKind::Multiscale), (ms, 10));
+        let fmg = fmg::Strategy::FullMultiscale {
+            schedule: StageSchedule::Equal,
+        };
+        assert_eq!(t.fmg_strategy(StrategyKind::FullMultiscale), (fmg, 40));
     }
 
     #[test]
@@ -637,6 +650,16 @@ lr = 5e-4
                 "lr = 5e-4\nsubsampling = \"zoom\"",
                 // toml names the line and the allowed values (serde enum).
                 "expected one of `coarsen`, `crop`, `both`",
+            ),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\nstrategy = \"multi-scale\"",
+                "expected one of `single`, `multiscale`, `full-multiscale`",
+            ),
+            (
+                "lr = 5e-4",
+                "lr = 5e-4\nfmg_schedule = \"halve\"",
+                "expected `halving` or `equal`",
             ),
             ("lr = 5e-4", "lr = 5e-4\nbatch = [1, 2]", "train.batch"),
             (

@@ -192,9 +192,9 @@ impl Session {
 pub fn adjust_config(
     cfg: &mut crate::config::TrainConfig,
     origin: &Path,
-    strategy: crate::config::Strategy,
+    strategy: fmg::StrategyKind,
 ) -> Result<()> {
-    if current().is_none() || strategy == crate::config::Strategy::Single {
+    if current().is_none() || strategy == fmg::StrategyKind::Single {
         return Ok(());
     }
     if cfg.train.allocation == crate::config::Allocation::Adaptive {
@@ -265,14 +265,15 @@ mod tests {
 
     #[test]
     fn distributed_runs_drop_statistics_and_refuse_adaptive_allocation() {
-        use crate::config::{Allocation, Strategy, TrainConfig};
+        use crate::config::{Allocation, TrainConfig};
+        use fmg::StrategyKind;
         let text = "task = \"denoise\"\n[model]\nkind = \"unet\"\n[data]\nsource = \"dead-leaves\"\nsize = 16\n[train]\nlevels = 2\nn0 = 2\niterations = 4\nlr = 1e-3\ndistributed = \"level\"\n";
         let origin = Path::new("test.toml");
         let mut cfg = TrainConfig::parse(text, origin).unwrap();
         assert_eq!(cfg.train.distributed, Some(Split::Level));
         assert!(cfg.train.stats_every > 0);
         // Not distributed: untouched.
-        adjust_config(&mut cfg, origin, Strategy::Multiscale).unwrap();
+        adjust_config(&mut cfg, origin, StrategyKind::Multiscale).unwrap();
         assert!(cfg.train.stats_every > 0);
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(Parallel {
@@ -280,10 +281,10 @@ mod tests {
                 split: Split::Level,
             })
         });
-        adjust_config(&mut cfg, origin, Strategy::Multiscale).unwrap();
+        adjust_config(&mut cfg, origin, StrategyKind::Multiscale).unwrap();
         assert_eq!(cfg.train.stats_every, 0);
         cfg.train.allocation = Allocation::Adaptive;
-        let e = adjust_config(&mut cfg, origin, Strategy::Multiscale).unwrap_err();
+        let e = adjust_config(&mut cfg, origin, StrategyKind::Multiscale).unwrap_err();
         assert!(e.to_string().contains("allocation"), "{e}");
         CURRENT.with(|c| *c.borrow_mut() = None);
     }

@@ -35,17 +35,9 @@ pub enum Degradation {
 
 impl FromStr for Degradation {
     type Err = Error;
-    /// Parses "denoise", "deblur" (sigma 3), "inpaint", "superres".
+    /// Parses a [`crate::Task`] name: "denoise", "deblur" (sigma 3), "inpaint", "superres".
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "denoise" => Ok(Degradation::Denoise),
-            "deblur" => Ok(Degradation::Deblur { sigma: 3.0 }),
-            "inpaint" => Ok(Degradation::Inpaint),
-            "superres" => Ok(Degradation::SuperRes),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown degradation {other:?}: expected denoise, deblur, inpaint or superres"
-            ))),
-        }
+        Ok(s.parse::<crate::Task>()?.degradation(3.0))
     }
 }
 

@@ -7,7 +7,10 @@
 //! - [`Loader`]: a seeded stream of fresh batches `[N, C, n, n]`, identical for any thread count.
 //! - [`Degradation`]: denoise, deblur, inpaint, super-resolve x2, returning the parts needed for
 //!   coupled coarse inputs ([`Degraded`]).
+//! - [`Task`]: the four restoration tasks with their degradation and test [`Metric`].
 //! - [`metrics`] (MSE, PSNR, SSIM, differentiable SSIM loss) and [`stats`] (paired t-test).
+//! - [`label_field`](mod@label_field): classification labels as one-hot fields on the mesh, so that a
+//!   classifier can be trained with the multiscale gradient estimator.
 //!
 //! Sources: `001` is *Multiscale Training of Convolutional Neural Networks* (its degradations,
 //! tests and metrics), `000` its earlier version (the blur experiment's Markov field); `SPEC
@@ -29,7 +32,9 @@
 //! | `stl10.rs` | STL-10, binary version |
 //! | `stored.rs` | in-memory byte images shared by the binary readers |
 //! | `degrade.rs` | [`Degradation`]: denoise `u = t y + (1 - t) z` (001 section 4.1), deblur, inpaint (001 Appendix D), super-resolve x2 |
-//! | `metrics.rs` | MSE, PSNR, SSIM (Wang et al. 2004) and the SSIM loss of 001 Table 8 |
+//! | `task.rs` | [`Task`]: denoise, deblur, inpaint, superres (001 section 4), its degradation and its Table 2 metric |
+//! | `metrics.rs` | [`Metric`]: MSE `mean((x - y)^2)`, PSNR `10 log10(1 / MSE)`, SSIM (Wang et al. 2004) and the SSIM loss `1 - SSIM` of 001 Table 8 |
+//! | `label_field.rs` | labels as one-hot fields `F[i, k] = [k = y_i]` `[N, K, h, w]`, unchanged by restriction; cross-entropy `-sum_k mean(F_k) log softmax(z)_k` |
 //! | `stats.rs` | paired two-sided t-test (001 Table 2 markers `*`, `**`) |
 //! | `error.rs` | typed errors naming the file and what is wrong |
 //!
@@ -58,6 +63,7 @@ mod fashion_mnist;
 mod fourier;
 mod grf;
 mod idx;
+pub mod label_field;
 mod loader;
 mod markov;
 pub mod metrics;
@@ -67,6 +73,7 @@ mod source;
 pub mod stats;
 mod stl10;
 mod stored;
+mod task;
 
 pub use cifar::{Cifar, CifarKind};
 pub use dead_leaves::DeadLeaves;
@@ -75,10 +82,13 @@ pub use error::{Error, Result};
 pub use fashion_mnist::{fashion_mnist, fashion_mnist_in, fashion_mnist_test, FASHION_MNIST_DIR};
 pub use grf::GaussianRandomField;
 pub use idx::{parse_idx, read_idx, Idx, IdxArray};
+pub use label_field::{field_cross_entropy, label_field};
 pub use loader::{load_batch, Loader, SharedSource};
 pub use markov::MarkovField;
+pub use metrics::Metric;
 pub use photos::{photos_dir, PhotoFolder};
 pub use source::{mix_seed, ImageSource};
 pub use stats::{paired_t_test, TTest};
 pub use stl10::Stl10;
 pub use stored::StoredImages;
+pub use task::Task;

@@ -158,8 +158,10 @@ pub fn ssim(x: &[f32], y: &[f32], channels: usize, h: usize, w: usize) -> Result
     Ok(total / channels as f64)
 }
 
-/// Which per-image metric to compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which per-image metric to compute. Spelled `mse`, `psnr`, `ssim` in configuration files and
+/// on command lines; [`FromStr`] and serde accept the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Metric {
     /// [`mse`].
     Mse,
@@ -169,18 +171,39 @@ pub enum Metric {
     Ssim,
 }
 
+impl Metric {
+    /// Every metric.
+    pub const ALL: [Metric; 3] = [Metric::Mse, Metric::Psnr, Metric::Ssim];
+
+    /// The name accepted by [`FromStr`] and serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Mse => "mse",
+            Metric::Psnr => "psnr",
+            Metric::Ssim => "ssim",
+        }
+    }
+
+    /// True when larger is better (PSNR, SSIM); false for MSE.
+    pub fn higher_is_better(self) -> bool {
+        match self {
+            Metric::Mse => false,
+            Metric::Psnr | Metric::Ssim => true,
+        }
+    }
+}
+
 impl FromStr for Metric {
     type Err = Error;
-    /// Parses "mse", "psnr", "ssim".
+    /// Parses the names of [`Metric::name`]; an unknown name is an error listing them.
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mse" => Ok(Metric::Mse),
-            "psnr" => Ok(Metric::Psnr),
-            "ssim" => Ok(Metric::Ssim),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown metric {other:?}: expected mse, psnr or ssim"
-            ))),
-        }
+        crate::task::find_name("metric", s, Metric::ALL, Metric::name)
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -146,6 +146,22 @@ fn mse_and_psnr() {
 }
 
 #[test]
+fn metric_names_agree_with_serde_and_unknown_ones_list_the_allowed() {
+    for m in Metric::ALL {
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, format!("\"{}\"", m.name()));
+        assert_eq!(serde_json::from_str::<Metric>(&json).unwrap(), m);
+        assert_eq!(m.name().parse::<Metric>().unwrap(), m);
+        assert_eq!(m.to_string(), m.name());
+    }
+    let e = "l1".parse::<Metric>().unwrap_err().to_string();
+    assert!(e.contains("\"l1\"") && e.contains("mse, psnr, ssim"), "{e}");
+    assert!(serde_json::from_str::<Metric>("\"l1\"").is_err());
+    assert!(!Metric::Mse.higher_is_better());
+    assert!(Metric::Psnr.higher_is_better() && Metric::Ssim.higher_is_better());
+}
+
+#[test]
 fn paired_t_test_matches_students_sleep_data() {
     // Cushny & Peebles sleep data (Student 1908; R `t.test(extra ~ group, data = sleep,
     // paired = TRUE)`: t = -4.0621, df = 9, p-value = 0.002833, mean difference -1.58).

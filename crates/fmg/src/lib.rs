@@ -8,7 +8,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `schedule.rs` | the stages of a strategy (001 Algorithm 2) and their closed-form #WU (001 Appendix B, eqs. 39-48) |
+//! | `schedule.rs` | the strategies ([`StrategyKind`]: single, multiscale, full-multiscale), the stages of a strategy (001 Algorithm 2) and their closed-form #WU `sum_s I_s WU_s` (001 Appendix B, eqs. 39-48) |
 //! | `driver.rs` | the driver: stages coarse to fine, each an MGE (001 Algorithm 1); hot start by reuse (003) or Galerkin prolongation (002 section 4) |
 //! | `hooks.rs` | what the caller plugs in (hot start, validation, progress, checkpoints), typed hook errors, the [`Context`] a checkpoint reads |
 //! | `state.rs` | [`DriverState`]: next iteration, stage and the stage's running estimates (variances, adaptive allocation, early stopping) for an exact resume |
@@ -42,6 +42,6 @@ pub use error::{Error, Result};
 pub use hooks::{Context, Control, HookError, HookResult, Hooks, NoHooks};
 pub use lr::CosineLr;
 pub use mge::StageSchedule;
-pub use schedule::{stages, stages_wu, Stage, Strategy};
+pub use schedule::{stages, stages_wu, Stage, Strategy, StrategyKind};
 pub use state::DriverState;
 pub use update::{FirstOrder, Recorder, Reevaluate, Replay, SecondOrderUpdate, Update};

@@ -2,6 +2,8 @@
 
 use crate::{Error, Result};
 use mge::{LevelPlan, StageSchedule};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
 
 /// One stage: `iters` MGE iterations with `plan` (its finest level is `plan.first_level`).
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +32,85 @@ pub enum Strategy {
     /// Full-Multiscale (001 Algorithm 2): stages `L-1 .. 0`, stage `s` an MGE over levels
     /// `s .. L-1` with `N_l = 2^l N_0` (base batch `2^s N_0`), `I_s` from the schedule.
     FullMultiscale { schedule: StageSchedule },
+}
+
+impl Strategy {
+    /// The kind of this strategy, without its data.
+    pub fn kind(&self) -> StrategyKind {
+        match self {
+            Strategy::Single { .. } => StrategyKind::Single,
+            Strategy::Multiscale => StrategyKind::Multiscale,
+            Strategy::FullMultiscale { .. } => StrategyKind::FullMultiscale,
+        }
+    }
+}
+
+/// The kind of a training strategy (001 sections 2-3) as configuration files and command lines
+/// name it (`single`, `multiscale`, `full-multiscale`); [`FromStr`] and serde accept the same
+/// names. [`StrategyKind::with`] adds the data of a [`Strategy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    /// Plain SGD on the finest mesh ([`Strategy::Single`]).
+    Single,
+    /// The multiscale gradient estimator on every iteration (001 Algorithm 1,
+    /// [`Strategy::Multiscale`]).
+    Multiscale,
+    /// Stages coarse to fine, each an MGE over the levels at or below it (001 Algorithm 2,
+    /// [`Strategy::FullMultiscale`]).
+    FullMultiscale,
+}
+
+impl StrategyKind {
+    /// Every kind.
+    pub const ALL: [StrategyKind; 3] = [
+        StrategyKind::Single,
+        StrategyKind::Multiscale,
+        StrategyKind::FullMultiscale,
+    ];
+
+    /// The name accepted by [`FromStr`] and serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Single => "single",
+            StrategyKind::Multiscale => "multiscale",
+            StrategyKind::FullMultiscale => "full-multiscale",
+        }
+    }
+
+    /// The strategy of this kind: single-scale with batch `single_batch`, Full-Multiscale with
+    /// stage `schedule` (each unused by the other kinds).
+    pub fn with(self, single_batch: usize, schedule: StageSchedule) -> Strategy {
+        match self {
+            StrategyKind::Single => Strategy::Single {
+                batch: single_batch,
+            },
+            StrategyKind::Multiscale => Strategy::Multiscale,
+            StrategyKind::FullMultiscale => Strategy::FullMultiscale { schedule },
+        }
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = Error;
+    /// Parses the names of [`StrategyKind::name`]; an unknown name is an error listing them.
+    fn from_str(s: &str) -> Result<Self> {
+        StrategyKind::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown strategy {s:?}: expected one of {}",
+                    StrategyKind::ALL.map(StrategyKind::name).join(", ")
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The stages of `strategy` over the levels and batches of `base` (a plan with
@@ -82,6 +163,37 @@ pub fn stages_wu(stages: &[Stage]) -> Result<mge::Fraction> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strategy_names_agree_with_serde() {
+        for k in StrategyKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(serde_json::from_str::<StrategyKind>(&json).unwrap(), k);
+            assert_eq!(k.name().parse::<StrategyKind>().unwrap(), k);
+            assert_eq!(k.to_string(), k.name());
+            assert_eq!(k.with(4, StageSchedule::Equal).kind(), k);
+        }
+        let e = "multi-scale"
+            .parse::<StrategyKind>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"multi-scale\"") && e.contains("single, multiscale, full-multiscale"),
+            "{e}"
+        );
+        assert!(serde_json::from_str::<StrategyKind>("\"multi-scale\"").is_err());
+        assert_eq!(
+            StrategyKind::Single.with(4, StageSchedule::Equal),
+            Strategy::Single { batch: 4 }
+        );
+        assert_eq!(
+            StrategyKind::FullMultiscale.with(4, StageSchedule::Equal),
+            Strategy::FullMultiscale {
+                schedule: StageSchedule::Equal
+            }
+        );
+    }
 
     #[test]
     fn fmg_stages_match_appendix_b() {

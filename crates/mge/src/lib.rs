@@ -10,7 +10,7 @@
 //! | `plan.rs` | levels and batch sizes `N_l = 2^l N_0` of an iteration (001 eq. 6, eqs. 39, 42-45) |
 //! | `coupling.rs` | coupled fine/coarse versions of one batch (001 Algorithm 1) |
 //! | `sampler.rs` | sources of fresh finest-mesh batches, one per term (001 eq. 6) |
-//! | `workunits.rs` | work units (001 Definition 1) and their closed forms (001 Appendix B, eqs. 39-48); the accountant |
+//! | `workunits.rs` | work units (001 Definition 1) and their closed forms (001 Appendix B, eqs. 39-48); the Full-Multiscale stage schedules ([`StageSchedule`]: halving `I_s = max(1, I >> (L-1-s))`, equal `I_s = I`); the accountant |
 //! | `fraction.rs` | exact fractions for #WU counts |
 //! | `stats.rs` | per-term statistics: losses, `norm(g^(l) - g^(l+1))` (001 eqs. 9-10), variances |
 //! | `adaptive.rs` | MLMC-optimal batches `N_l ~ sqrt(V_l / C_l)` (Giles 2015) with a single-scale fallback |

@@ -53,8 +53,13 @@ pub fn single_wu_per_iter(levels: usize, n0: usize) -> Result<Fraction> {
     Ok(Fraction::from_int(n as u128))
 }
 
-/// Iterations per Full-Multiscale stage (001 Appendix B, below eq. 46).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Iterations per Full-Multiscale stage (001 Appendix B, below eq. 46). Spelled `halving`,
+/// `equal` in configuration files and on command lines; [`FromStr`] and serde accept the same
+/// names.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum StageSchedule {
     /// `I_s = I / 2^(L-1-s)`: the coarsest stage runs `I`, each finer one half as many
     /// (denoising, deblurring: `[2000, 1000, 500, 250]`), at least 1.
@@ -66,18 +71,38 @@ pub enum StageSchedule {
 
 impl FromStr for StageSchedule {
     type Err = Error;
+    /// Parses the names of [`StageSchedule::name`]; an unknown name is an error listing them.
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "halving" => Ok(StageSchedule::Halving),
-            "equal" => Ok(StageSchedule::Equal),
-            _ => Err(Error::InvalidPlan(format!(
-                "schedule {s:?}: expected \"halving\" or \"equal\""
-            ))),
-        }
+        StageSchedule::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                Error::InvalidPlan(format!(
+                    "unknown stage schedule {s:?}: expected one of {}",
+                    StageSchedule::ALL.map(StageSchedule::name).join(", ")
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for StageSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 impl StageSchedule {
+    /// Both schedules.
+    pub const ALL: [StageSchedule; 2] = [StageSchedule::Halving, StageSchedule::Equal];
+
+    /// The name accepted by [`FromStr`] and serde.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageSchedule::Halving => "halving",
+            StageSchedule::Equal => "equal",
+        }
+    }
+
     /// Iterations of stage `s` (its finest level), for `levels` stages whose coarsest runs
     /// `iters`: `I_s = max(1, I >> (L-1-s))` for halving, `I` for equal.
     pub fn stage_iters(&self, levels: usize, iters: usize, stage: usize) -> usize {
@@ -167,6 +192,23 @@ mod tests {
 
     fn frac(n: u128, d: u128) -> Fraction {
         Fraction::new(n, d).unwrap()
+    }
+
+    #[test]
+    fn schedule_names_agree_with_serde() {
+        for v in StageSchedule::ALL {
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{}\"", v.name()));
+            assert_eq!(serde_json::from_str::<StageSchedule>(&json).unwrap(), v);
+            assert_eq!(v.name().parse::<StageSchedule>().unwrap(), v);
+            assert_eq!(v.to_string(), v.name());
+        }
+        let e = "halve".parse::<StageSchedule>().unwrap_err().to_string();
+        assert!(
+            e.contains("\"halve\"") && e.contains("halving, equal"),
+            "{e}"
+        );
+        assert!(serde_json::from_str::<StageSchedule>("\"halve\"").is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `checkpoint.rs` | atomic checkpoint folders with checksums and a digest; run-folder lock |
 //! | `history.rs` | [`HistoryPoint`] per iteration, `history.csv` |
 //! | `validation.rs` | validation loss, divergence checks |
+//! | `evaluate.rs` | [`TestSet`]: a fixed degraded test set, predictions and per-image [`Scores`] (MSE `mean((f(u) - y)^2)`, PSNR `10 log10(1 / MSE)`, SSIM) |
 //! | `loss.rs` | MSE and physical-window SSIM losses (SPEC sections 0 and 6) |
 //! | `threads.rs` | thread-pool settings that make CPU steps 1.6-5x faster |
 //! | `error.rs` | typed errors naming the file or setting at fault |
@@ -26,6 +27,7 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod evaluate;
 pub mod history;
 pub mod loss;
 pub mod threads;
@@ -33,6 +35,7 @@ pub mod trainer;
 pub mod validation;
 
 pub use error::{Error, Result};
+pub use evaluate::{Scores, TestSet, TestSpec};
 pub use history::HistoryPoint;
 pub use loss::{loss_fn, LossKind};
 pub use trainer::{OptimizerKind, Outcome, Progress, Resumed, Trainer};

@@ -4,9 +4,7 @@ use crate::common::{ensure_out_dir, Context};
 use crate::report::pictures::{save_grid, Scale};
 use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
-use data::{
-    DeadLeaves, Degradation, GaussianRandomField, Loader, MarkovField, PhotoFolder, SharedSource,
-};
+use data::{DeadLeaves, GaussianRandomField, Loader, MarkovField, PhotoFolder, SharedSource, Task};
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,12 +100,11 @@ fn preview(a: PreviewArgs, ctx: &Context) -> Result<()> {
     let source = open_source(&a.source, a.seed, a.channels)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let clean = Loader::new(source, a.size, a.seed, threads).next_batch(a.count, &ctx.device)?;
-    let degradations = ["denoise", "deblur", "inpaint", "superres"];
     let mut rng = StdRng::seed_from_u64(a.seed);
-    let inputs = degradations
+    let inputs = Task::ALL
         .iter()
-        .map(|d| {
-            Ok(d.parse::<Degradation>()?
+        .map(|t| {
+            Ok(t.degradation(3.0)
                 .apply(&clean, &mut rng)?
                 .input
                 .to_device(&Device::Cpu)?)
@@ -124,7 +121,7 @@ fn preview(a: PreviewArgs, ctx: &Context) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let path = out.join("preview.png");
     save_grid(&path, &rows, Scale::Unit)?;
-    tracing::info!(source = %a.source, size = a.size, count = a.count, "columns: clean, {}", degradations.join(", "));
+    tracing::info!(source = %a.source, size = a.size, count = a.count, "columns: clean, {}", Task::ALL.map(Task::name).join(", "));
     println!("{}", path.display());
     Ok(())
 }

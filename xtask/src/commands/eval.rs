@@ -1,26 +1,22 @@
-//! `cargo xtask eval`: score a trained checkpoint on a folder of images, and the test-set
-//! machinery `reproduce` shares with it (one fixed degraded test set per task, so every
-//! strategy is scored on identical inputs and paired t-tests apply).
+//! `cargo xtask eval`: score a trained checkpoint on a folder of images ([`train::evaluate`]:
+//! one fixed degraded test set, so every model is scored on identical inputs and paired t-tests
+//! apply), and the files `reproduce` writes beside its scores (`scores.csv`, sample grids).
 
-use crate::commands::train_cmd::degradation;
 use crate::common::{ensure_out_dir, Context};
-use crate::config::Task;
 use crate::report::pictures::Scale;
 use crate::reproduce::mean;
 use anyhow::{Context as _, Result};
 use candle_core::{Device, IndexOp, Tensor};
-use data::metrics::{per_image, Metric};
-use data::{Degraded, ImageSource};
-use rand::{rngs::StdRng, SeedableRng};
-use std::fmt::Write as _;
+use data::Task;
 use std::path::{Path, PathBuf};
+use train::evaluate::{Scores, TestSet, TestSpec, PREDICT_CHUNK};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A checkpoint written by `train` (`final.safetensors` or `checkpoints/step-*/model.safetensors`).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::common::choice(Task::ALL, Task::name))]
     pub task: Task,
     /// Folder of PNG/JPEG test images (each is centre-cropped to a square and resized).
     #[arg(long)]
@@ -41,141 +37,10 @@ pub struct Args {
 
 /// Images in the sample grid written by `eval` and `reproduce`.
 pub const SAMPLE_IMAGES: usize = 4;
-/// Images per forward pass when scoring.
-const CHUNK: usize = 16;
 
-/// A fixed degraded test set: the photos of a folder at one mesh, degraded once from a seed.
-pub struct TestSet {
-    /// One name per image (file stem, `#k` for the k-th random patch of a photo).
-    pub names: Vec<String>,
-    pub degraded: Degraded,
-}
-
-impl TestSet {
-    /// The images of `dir` at mesh `size` with `channels` channels: every photo whole
-    /// (centre-cropped square, area-resized) when `patches` is `None`, else `patches` random
-    /// square patches of side `4 size` cycling over the photos. Degraded for `task` with
-    /// `seed` (the same seed gives the same inputs, noise levels and masks).
-    #[allow(clippy::too_many_arguments)]
-    pub fn load(
-        dir: &Path,
-        task: Task,
-        size: usize,
-        channels: usize,
-        patches: Option<usize>,
-        blur_sigma: f64,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Self> {
-        Self::load_first(
-            dir,
-            task,
-            size,
-            channels,
-            patches,
-            usize::MAX,
-            blur_sigma,
-            seed,
-            device,
-        )
-    }
-
-    /// [`TestSet::load`] keeping only the first `limit` images (only those are resized).
-    #[allow(clippy::too_many_arguments)]
-    pub fn load_first(
-        dir: &Path,
-        task: Task,
-        size: usize,
-        channels: usize,
-        patches: Option<usize>,
-        limit: usize,
-        blur_sigma: f64,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Self> {
-        let folder = crate::commands::train_cmd::photos(dir, channels)?;
-        let stems: Vec<String> = folder
-            .paths()
-            .iter()
-            .map(|p| {
-                p.file_stem()
-                    .map_or("?".into(), |s| s.to_string_lossy().into_owned())
-            })
-            .collect();
-        let (source, names): (Box<dyn ImageSource + Send + Sync>, Vec<String>) = match patches {
-            None => (Box::new(folder), stems),
-            Some(k) => {
-                let names = (0..k)
-                    .map(|i| format!("{}#{}", stems[i % stems.len()], i / stems.len()))
-                    .collect();
-                (Box::new(folder.with_random_crops(4 * size, seed)), names)
-            }
-        };
-        let mut names = names;
-        names.truncate(limit);
-        let indices: Vec<u64> = (0..names.len() as u64).collect();
-        let clean = data::load_batch(source.as_ref(), &indices, size, 2, device)
-            .with_context(|| format!("test images in {}", dir.display()))?;
-        let mut rng = StdRng::seed_from_u64(data::mix_seed(seed, 0x7E57));
-        let degraded = degradation(task, blur_sigma).apply(&clean, &mut rng)?;
-        Ok(Self { names, degraded })
-    }
-
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-}
-
-/// The model's outputs on the whole test set, `CHUNK` images per forward pass.
-pub fn predict(model: &dyn models::Model, test: &TestSet) -> Result<Tensor> {
-    let d = &test.degraded;
-    let mut outs = Vec::new();
-    for start in (0..test.len()).step_by(CHUNK) {
-        let len = CHUNK.min(test.len() - start);
-        let x = d.input.narrow(0, start, len)?;
-        let t = d.t.as_ref().map(|t| t.narrow(0, start, len)).transpose()?;
-        outs.push(model.forward(&x, t.as_ref())?.detach());
-    }
-    Ok(Tensor::cat(&outs, 0)?)
-}
-
-/// Per-image MSE, PSNR and SSIM (SPEC section 6) of `pred` against the clean targets.
-#[derive(Debug, Clone)]
-pub struct Scores {
-    pub mse: Vec<f64>,
-    pub psnr: Vec<f64>,
-    pub ssim: Vec<f64>,
-}
-
-impl Scores {
-    pub fn of(pred: &Tensor, target: &Tensor) -> Result<Self> {
-        Ok(Self {
-            mse: per_image(Metric::Mse, pred, target)?,
-            psnr: per_image(Metric::Psnr, pred, target)?,
-            ssim: per_image(Metric::Ssim, pred, target)?,
-        })
-    }
-
-    /// The values of the task's Table 2 metric.
-    pub fn metric(&self, m: crate::config::Metric) -> &[f64] {
-        match m {
-            crate::config::Metric::Mse => &self.mse,
-            crate::config::Metric::Ssim => &self.ssim,
-        }
-    }
-}
-
-/// `results.csv`: `image,mse,psnr,ssim`, one row per image.
+/// Writes the per-image scores of `names` (`image,mse,psnr,ssim`, [`Scores::csv`]) to `path`.
 pub fn write_scores(path: &Path, names: &[String], s: &Scores) -> Result<()> {
-    let mut text = String::from("image,mse,psnr,ssim\n");
-    for (i, name) in names.iter().enumerate() {
-        writeln!(
-            text,
-            "{name},{:.6e},{:.4},{:.6}",
-            s.mse[i], s.psnr[i], s.ssim[i]
-        )?;
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, s.csv(names)).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A PNG grid, one row per test image (the first `SAMPLE_IMAGES`): the degraded input, each
@@ -272,29 +137,19 @@ pub fn score_checkpoint(
     let out = ensure_out_dir(out)?;
     let (cfg, _varmap, model) = load_model(checkpoint, device)?;
     let what = || format!("the model of {} ({})", checkpoint.display(), cfg.kind());
-    let pred = predict(model.as_ref(), test).with_context(|| {
+    let pred = test.predict(model.as_ref()).with_context(|| {
         format!(
             "{} cannot be applied to these test inputs: was it trained for another task?",
             what()
         )
     })?;
-    let (want, got) = (test.degraded.target.dims(), pred.dims());
-    if want != got {
-        anyhow::bail!(
-            "{} maps the test inputs {:?} to {got:?}, but the targets are {want:?}: it was trained for another task (super-resolution doubles the side, the other tasks keep it)",
-            what(),
-            test.degraded.input.dims()
-        );
-    }
-    let scores = Scores::of(&pred, &test.degraded.target)?;
-    // PSNR is +inf for a perfect output; MSE and SSIM are always finite for finite outputs.
-    if scores
-        .mse
-        .iter()
-        .chain(&scores.ssim)
-        .any(|v| !v.is_finite())
-        || scores.psnr.iter().any(|v| v.is_nan())
-    {
+    let scores = test.score(&pred).with_context(|| {
+        format!(
+            "{}: it was trained for another task (super-resolution doubles the side, the other tasks keep it)",
+            what()
+        )
+    })?;
+    if !scores.is_finite() {
         anyhow::bail!(
             "{} gives non-finite outputs (NaN or infinite scores): the weights have diverged",
             what()
@@ -349,22 +204,20 @@ pub fn evaluate(a: &Args, device: &Device) -> Result<Scores> {
             a.size as u64,
             channels as u64,
             files as u64,
-            CHUNK as u64,
+            PREDICT_CHUNK as u64,
         ),
         crate::resources::available_memory(),
         "use a smaller --size or fewer images",
     )?;
     drop(varmap);
-    let test = TestSet::load(
-        &a.images,
-        a.task,
-        a.size,
+    let spec = TestSpec {
         channels,
-        None,
-        a.blur_sigma,
-        a.seed,
-        device,
-    )?;
+        blur_sigma: a.blur_sigma,
+        seed: a.seed,
+        ..TestSpec::new(a.task, a.size)
+    };
+    let test = TestSet::load(&a.images, &spec, device)
+        .with_context(|| format!("test images in {}", a.images.display()))?;
     score_checkpoint(&a.checkpoint, &test, &a.out, device)
 }
 

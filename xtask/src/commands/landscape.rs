@@ -3,16 +3,17 @@
 //! `L(alpha, beta) = loss(theta + alpha d_1 + beta d_2)` on a `steps x steps` grid of
 //! `[-span, span]^2`, on one fixed degraded batch (as `eval` builds it).
 
-use crate::commands::eval::{in_channels, predict, TestSet};
+use crate::commands::eval::in_channels;
 use crate::common::{ensure_out_dir, Context};
-use crate::config::Task;
 use crate::report::plot::{register_font, FONT_NAME};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor, Var};
+use data::Task;
 use plotters::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use train::evaluate::{TestSet, TestSpec};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,7 +29,7 @@ pub struct Args {
     /// Half-width of the grid in units of the filter-normalised directions.
     #[arg(long, default_value_t = 1.0)]
     pub span: f64,
-    #[arg(long, default_value = "denoise")]
+    #[arg(long, default_value = "denoise", value_parser = crate::common::choice(Task::ALL, Task::name))]
     pub task: Task,
     /// Number of test patches in the fixed batch.
     #[arg(long, default_value_t = 16)]
@@ -248,6 +249,20 @@ pub struct Landscape {
     pub grid: Vec<Vec<f64>>,
 }
 
+/// The `--images` random patches of `--photos` at `--size` with `channels` channels, degraded
+/// for `--task` from `--seed`.
+fn test_set(a: &Args, channels: usize, device: &Device) -> Result<TestSet> {
+    let spec = TestSpec {
+        channels,
+        patches: Some(a.images),
+        blur_sigma: a.blur_sigma,
+        seed: a.seed,
+        ..TestSpec::new(a.task, a.size)
+    };
+    TestSet::load(&a.photos, &spec, device)
+        .with_context(|| format!("test images in {}", a.photos.display()))
+}
+
 /// Evaluate and write the landscape of `a.checkpoint` into `a.out`.
 pub fn landscape(a: &Args, device: &Device) -> Result<Landscape> {
     if a.steps < 2 {
@@ -269,16 +284,7 @@ pub fn landscape(a: &Args, device: &Device) -> Result<Landscape> {
             a.size
         );
     }
-    let test = TestSet::load(
-        &a.photos,
-        a.task,
-        a.size,
-        in_channels(&cfg),
-        Some(a.images),
-        a.blur_sigma,
-        a.seed,
-        device,
-    )?;
+    let test = test_set(a, in_channels(&cfg), device)?;
     // Sorted by name, so the directions depend only on the seed and the architecture.
     let mut named: Vec<(String, Var)> = varmap
         .data()
@@ -296,7 +302,7 @@ pub fn landscape(a: &Args, device: &Device) -> Result<Landscape> {
     let coords = axis(a.steps, a.span);
     let target = &test.degraded.target;
     let grid = loss_grid(&vars, [&d1, &d2], &coords, || {
-        let pred = predict(model.as_ref(), &test)?;
+        let pred = test.predict(model.as_ref())?;
         Ok((pred - target)?
             .sqr()?
             .mean_all()?
@@ -434,18 +440,8 @@ mod tests {
         assert_eq!((l.grid.len(), l.grid[0].len()), (5, 5));
         // The centre is the checkpoint itself: the loss of its own predictions.
         let (_, model, _, _) = models::checkpoint::load_model(&ck, &Device::Cpu).unwrap();
-        let test = TestSet::load(
-            &args.photos,
-            Task::Denoise,
-            8,
-            3,
-            Some(2),
-            3.0,
-            3,
-            &Device::Cpu,
-        )
-        .unwrap();
-        let pred = predict(model.as_ref(), &test).unwrap();
+        let test = test_set(&args, 3, &Device::Cpu).unwrap();
+        let pred = test.predict(model.as_ref()).unwrap();
         let centre = (pred - &test.degraded.target)
             .unwrap()
             .sqr()

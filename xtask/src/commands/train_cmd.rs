@@ -7,12 +7,13 @@
 //! validation, the loss history and its plots live here.
 
 use crate::common::Context;
-use crate::config::{Allocation, FmgSchedule, SourceKind, Strategy, Task, TrainConfig};
+use crate::config::{Allocation, SourceKind, TrainConfig};
 use crate::report::plot::{line_plot, Axes, Series};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use data::{Degradation, Degraded, Loader, SharedSource};
+use data::{Degraded, Loader, SharedSource};
+use fmg::StrategyKind;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -26,8 +27,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// Overrides `train.strategy` of the config.
-    #[arg(long, value_enum)]
-    pub strategy: Option<Strategy>,
+    #[arg(long, value_parser = crate::common::choice(StrategyKind::ALL, StrategyKind::name))]
+    pub strategy: Option<StrategyKind>,
     /// Continue from the last checkpoint in `--out` (with the configuration it was started with).
     #[arg(long)]
     pub resume: bool,
@@ -97,16 +98,6 @@ pub fn photos(dir: &Path, channels: usize) -> Result<data::PhotoFolder> {
         .grayscale(channels == 1))
 }
 
-/// The degradation of `task` (001 section 4, Appendix D).
-pub fn degradation(task: Task, blur_sigma: f64) -> Degradation {
-    match task {
-        Task::Denoise => Degradation::Denoise,
-        Task::Deblur => Degradation::Deblur { sigma: blur_sigma },
-        Task::Inpaint => Degradation::Inpaint,
-        Task::Superres => Degradation::SuperRes,
-    }
-}
-
 /// The training loss of `cfg` ([`train::loss_fn`]: MSE, or SSIM with a physical window).
 fn loss_fn(cfg: &TrainConfig) -> Box<mge::LossFn<'static>> {
     train::loss_fn(
@@ -129,7 +120,10 @@ fn validation_set(cfg: &TrainConfig, source: SharedSource, device: &Device) -> R
     );
     let clean = loader.next_batch(cfg.data.validation_images, device)?;
     let mut rng = StdRng::seed_from_u64(data::mix_seed(cfg.train.seed, VALIDATION_SALT));
-    Ok(degradation(cfg.task, cfg.data.blur_sigma).apply(&clean, &mut rng)?)
+    Ok(cfg
+        .task
+        .degradation(cfg.data.blur_sigma)
+        .apply(&clean, &mut rng)?)
 }
 
 fn fmt_ratios(r: &[Option<f64>]) -> String {
@@ -143,30 +137,6 @@ fn fmt_ratios(r: &[Option<f64>]) -> String {
 fn save_model(path: &Path, cfg: &models::ModelConfig, varmap: &VarMap) -> Result<()> {
     models::checkpoint::save(path, cfg, varmap, &Default::default())
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The `fmg` strategy and iteration count of `strategy` under `cfg`.
-fn fmg_strategy(cfg: &TrainConfig, strategy: Strategy) -> (fmg::Strategy, usize) {
-    let t = &cfg.train;
-    match strategy {
-        Strategy::Single => (
-            fmg::Strategy::Single {
-                batch: t.single_batch.unwrap_or(t.n0),
-            },
-            t.iterations,
-        ),
-        Strategy::Multiscale => (fmg::Strategy::Multiscale, t.iterations),
-        Strategy::FullMultiscale => {
-            let schedule = match t.fmg_schedule {
-                FmgSchedule::Halving => mge::StageSchedule::Halving,
-                FmgSchedule::Equal => mge::StageSchedule::Equal,
-            };
-            (
-                fmg::Strategy::FullMultiscale { schedule },
-                t.fmg_iterations.unwrap_or(t.iterations),
-            )
-        }
-    }
 }
 
 /// Write a fresh initialisation of `cfg`'s model to `path` (for [`Start::Init`]).
@@ -197,7 +167,7 @@ pub enum Start<'a> {
 pub fn train_run(
     cfg: &TrainConfig,
     origin: &Path,
-    strategy: Strategy,
+    strategy: StrategyKind,
     out: &Path,
     start: Start,
     device: &Device,
@@ -235,14 +205,14 @@ pub fn train_run(
         restriction: t.restriction,
         noise_consistent: t.noise_consistent,
     };
-    let (fstrategy, iters) = fmg_strategy(cfg, strategy);
+    let (fstrategy, iters) = cfg.train.fmg_strategy(strategy);
     let stages = fmg::stages(fstrategy, &plan, iters)?;
     let driver_cfg = fmg::DriverConfig {
         hot_start: t.hot_start,
         validate_every: t.validate_every,
         patience: t.early_stopping_patience,
         min_delta: 0.0,
-        stats_every: if strategy == Strategy::Single {
+        stats_every: if strategy == StrategyKind::Single {
             0
         } else {
             t.stats_every
@@ -268,7 +238,7 @@ pub fn train_run(
     let validation = validation_set(cfg, validation_source, device)?;
     let sampler = mge::LoaderSampler::new(
         Loader::new(source, cfg.data.size, t.seed, cfg.data.threads),
-        degradation(cfg.task, cfg.data.blur_sigma),
+        cfg.task.degradation(cfg.data.blur_sigma),
         t.seed,
         device.clone(),
     );
@@ -545,10 +515,7 @@ pub fn check_fresh_out(out: &Path, resume: bool, overwrite: bool) -> Result<()> 
 
 /// The test images of `data.test_dir` (the first `data.test_images` photos, whole, at
 /// `data.size`), degraded once for the config's task.
-pub fn config_test_set(
-    cfg: &TrainConfig,
-    device: &Device,
-) -> Result<crate::commands::eval::TestSet> {
+pub fn config_test_set(cfg: &TrainConfig, device: &Device) -> Result<train::TestSet> {
     let d = &cfg.data;
     if !d.test_dir.is_dir() {
         bail!(
@@ -556,18 +523,14 @@ pub fn config_test_set(
             d.test_dir.display().to_string()
         );
     }
-    crate::commands::eval::TestSet::load_first(
-        &d.test_dir,
-        cfg.task,
-        d.size,
-        d.channels,
-        None,
-        d.test_images,
-        d.blur_sigma,
-        cfg.train.seed,
-        device,
-    )
-    .context("data.test_dir")
+    let spec = train::TestSpec {
+        channels: d.channels,
+        limit: Some(d.test_images),
+        blur_sigma: d.blur_sigma,
+        seed: cfg.train.seed,
+        ..train::TestSpec::new(cfg.task, d.size)
+    };
+    train::TestSet::load(&d.test_dir, &spec, device).context("data.test_dir")
 }
 
 /// Refuse a run of `cfg` with `strategy` whose memory estimate (training batches, validation
@@ -575,14 +538,14 @@ pub fn config_test_set(
 pub fn check_memory(
     cfg: &TrainConfig,
     origin: &Path,
-    strategy: Strategy,
+    strategy: StrategyKind,
     footprint: crate::resources::ModelFootprint,
     test: bool,
 ) -> Result<()> {
     let d = &cfg.data;
-    let batches = match fmg_strategy(cfg, strategy).0 {
+    let batches = match cfg.train.fmg_strategy(strategy).0 {
         fmg::Strategy::Single { batch } => vec![batch],
-        _ => cfg.level_batches(),
+        fmg::Strategy::Multiscale | fmg::Strategy::FullMultiscale { .. } => cfg.level_batches(),
     };
     let mut bytes = crate::resources::training_bytes(
         footprint,
@@ -745,7 +708,7 @@ stats_every = 0
         let a = train_run(
             &cfg,
             origin,
-            Strategy::FullMultiscale,
+            StrategyKind::FullMultiscale,
             &full,
             Start::Fresh,
             &Device::Cpu,
@@ -763,7 +726,7 @@ stats_every = 0
         let b = train_run(
             &cfg,
             origin,
-            Strategy::FullMultiscale,
+            StrategyKind::FullMultiscale,
             &part,
             Start::Resume,
             &Device::Cpu,
@@ -782,7 +745,7 @@ stats_every = 0
         let e = train_run(
             &cfg,
             origin,
-            Strategy::FullMultiscale,
+            StrategyKind::FullMultiscale,
             &part,
             Start::Resume,
             &Device::Cpu,
@@ -803,7 +766,7 @@ stats_every = 0
         let r = train_run(
             &cfg,
             origin,
-            Strategy::Multiscale,
+            StrategyKind::Multiscale,
             &out,
             Start::Fresh,
             &Device::Cpu,
@@ -902,7 +865,7 @@ stats_every = 0
             let r = train_run(
                 &cfg(seed),
                 origin,
-                Strategy::Multiscale,
+                StrategyKind::Multiscale,
                 &dir.join(name),
                 Start::Fresh,
                 &Device::Cpu,
@@ -925,9 +888,9 @@ stats_every = 0
         let cfg = TrainConfig::parse(&TINY.replace("iterations = 12", "iterations = 24"), origin)
             .unwrap();
         for s in [
-            Strategy::Single,
-            Strategy::Multiscale,
-            Strategy::FullMultiscale,
+            StrategyKind::Single,
+            StrategyKind::Multiscale,
+            StrategyKind::FullMultiscale,
         ] {
             let out = tmp(s.name());
             let r = train_run(&cfg, origin, s, &out, Start::Fresh, &Device::Cpu).unwrap();
@@ -964,10 +927,10 @@ stats_every = 0
         let gauss_newton = "kind = \"gauss-newton\"\ncg_max_iters = 5";
         let single = TINY.replace("levels = 2", "levels = 2\nstrategy = \"single\"");
         for (strategy, body) in [
-            (Strategy::Multiscale, steihaug),
-            (Strategy::Single, gauss_newton),
+            (StrategyKind::Multiscale, steihaug),
+            (StrategyKind::Single, gauss_newton),
         ] {
-            let text = if strategy == Strategy::Single {
+            let text = if strategy == StrategyKind::Single {
                 &single
             } else {
                 TINY
@@ -1016,7 +979,7 @@ stats_every = 0
         let e = train_run(
             &cfg,
             origin,
-            Strategy::Multiscale,
+            StrategyKind::Multiscale,
             &out,
             Start::Fresh,
             &Device::Cpu,
@@ -1044,7 +1007,7 @@ stats_every = 0
         let a = train_run(
             &cfg,
             origin,
-            Strategy::FullMultiscale,
+            StrategyKind::FullMultiscale,
             &g,
             Start::Init(&init),
             &Device::Cpu,
@@ -1055,7 +1018,7 @@ stats_every = 0
         let b = train_run(
             &id,
             origin,
-            Strategy::FullMultiscale,
+            StrategyKind::FullMultiscale,
             &i,
             Start::Init(&init),
             &Device::Cpu,
@@ -1099,7 +1062,7 @@ stats_every = 0
                 train_run(
                     &cfg,
                     origin,
-                    Strategy::Single,
+                    StrategyKind::Single,
                     &out,
                     Start::Fresh,
                     &Device::Cpu
@@ -1146,7 +1109,7 @@ stats_every = 0
         train_run(
             &cfg,
             origin,
-            Strategy::Single,
+            StrategyKind::Single,
             &out,
             Start::Fresh,
             &Device::Cpu,
@@ -1174,7 +1137,7 @@ stats_every = 0
             train_run(
                 &cfg,
                 origin,
-                Strategy::Single,
+                StrategyKind::Single,
                 &out,
                 Start::Fresh,
                 &Device::Cpu
@@ -1197,7 +1160,7 @@ stats_every = 0
         train_run(
             &cfg,
             origin,
-            Strategy::FullMultiscale,
+            StrategyKind::FullMultiscale,
             &out,
             Start::Fresh,
             &Device::Cpu,
@@ -1210,7 +1173,7 @@ stats_every = 0
             train_run(
                 &cfg,
                 origin,
-                Strategy::Single,
+                StrategyKind::Single,
                 &out,
                 Start::Resume,
                 &Device::Cpu
@@ -1230,7 +1193,7 @@ stats_every = 0
             train_run(
                 &other,
                 origin,
-                Strategy::FullMultiscale,
+                StrategyKind::FullMultiscale,
                 &out,
                 Start::Resume,
                 &Device::Cpu
@@ -1262,7 +1225,7 @@ stats_every = 0
             train_run(
                 &cfg,
                 origin,
-                Strategy::Multiscale,
+                StrategyKind::Multiscale,
                 &out,
                 Start::Fresh,
                 &Device::Cpu
@@ -1275,7 +1238,7 @@ stats_every = 0
         let r = train_run(
             &cfg,
             origin,
-            Strategy::Multiscale,
+            StrategyKind::Multiscale,
             &out,
             Start::Resume,
             &Device::Cpu,
@@ -1289,7 +1252,7 @@ stats_every = 0
             train_run(
                 &cfg,
                 origin,
-                Strategy::Multiscale,
+                StrategyKind::Multiscale,
                 &out,
                 Start::Resume,
                 &Device::Cpu
@@ -1316,7 +1279,7 @@ stats_every = 0
             train_run(
                 &cfg,
                 origin,
-                Strategy::Single,
+                StrategyKind::Single,
                 &out,
                 Start::Fresh,
                 &Device::Cpu
@@ -1346,13 +1309,13 @@ stats_every = 0
         let fp = crate::resources::ModelFootprint::of(&varmap).unwrap();
         let e = format!(
             "{:#}",
-            check_memory(&cfg, origin, Strategy::Single, fp, true).unwrap_err()
+            check_memory(&cfg, origin, StrategyKind::Single, fp, true).unwrap_err()
         );
         assert!(e.contains("data.test_images"), "{e}");
         check_memory(
             &TrainConfig::parse(TINY, origin).unwrap(),
             origin,
-            Strategy::Single,
+            StrategyKind::Single,
             fp,
             true,
         )
@@ -1378,18 +1341,20 @@ stats_every = 0
             .unwrap();
             let fp = crate::resources::ModelFootprint::of(&varmap).unwrap();
             for s in [
-                Strategy::Single,
-                Strategy::Multiscale,
-                Strategy::FullMultiscale,
+                StrategyKind::Single,
+                StrategyKind::Multiscale,
+                StrategyKind::FullMultiscale,
             ] {
                 if cfg.check_optimizer(&path, s).is_err() {
                     continue;
                 }
                 let e = format!("{:?}", check_memory(&cfg, &path, s, fp, true).err());
                 let bytes = {
-                    let batches = match fmg_strategy(&cfg, s).0 {
+                    let batches = match cfg.train.fmg_strategy(s).0 {
                         fmg::Strategy::Single { batch } => vec![batch],
-                        _ => cfg.level_batches(),
+                        fmg::Strategy::Multiscale | fmg::Strategy::FullMultiscale { .. } => {
+                            cfg.level_batches()
+                        }
                     };
                     let d = &cfg.data;
                     crate::resources::training_bytes(
@@ -1493,7 +1458,7 @@ stats_every = 0
             train_run(
                 &cfg,
                 origin,
-                Strategy::Single,
+                StrategyKind::Single,
                 &out,
                 Start::Fresh,
                 &Device::Cpu,

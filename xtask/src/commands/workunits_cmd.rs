@@ -2,35 +2,18 @@
 
 use crate::common::Context;
 use anyhow::Result;
+use fmg::{StageSchedule, StrategyKind};
 use mge::workunits::{fmg_wu, mge_wu_per_iter, single_wu_per_iter};
-use mge::{Fraction, StageSchedule};
-
-/// Training strategy whose #WU is computed.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// Batch `sum_l 2^l N0` on the finest mesh, `I` iterations (eq. 41).
-    Single,
-    /// MGE with `N_l = 2^l N0`, `I` iterations (eqs. 39-40).
-    Multiscale,
-    /// Full-Multiscale, `I` iterations on the coarsest stage (eqs. 42-48).
-    FullMultiscale,
-}
-
-/// Stage iteration schedule of Full-Multiscale.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Schedule {
-    /// `I, I/2, I/4, ...` from coarsest to finest (eq. 47).
-    Halving,
-    /// `I` on every stage (eq. 48).
-    Equal,
-}
+use mge::Fraction;
 
 /// Arguments of `cargo xtask workunits`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Training strategy.
-    #[arg(long, value_enum)]
-    pub strategy: Strategy,
+    /// Training strategy: `single` (batch `sum_l 2^l N0` on the finest mesh, `I` iterations,
+    /// eq. 41), `multiscale` (MGE with `N_l = 2^l N0`, eqs. 39-40) or `full-multiscale` (`I`
+    /// iterations on the coarsest stage, eqs. 42-48).
+    #[arg(long, value_parser = crate::common::choice(StrategyKind::ALL, StrategyKind::name))]
+    pub strategy: StrategyKind,
     /// Number of levels L.
     #[arg(long, default_value_t = 4)]
     pub levels: usize,
@@ -40,9 +23,10 @@ pub struct Args {
     /// Iterations I (the coarsest stage's count for full-multiscale).
     #[arg(long)]
     pub iters: usize,
-    /// Full-Multiscale stage schedule.
-    #[arg(long, value_enum, default_value = "halving")]
-    pub schedule: Schedule,
+    /// Full-Multiscale stage schedule: `halving` (`I, I/2, I/4, ...` from coarsest to finest,
+    /// eq. 47) or `equal` (`I` on every stage, eq. 48).
+    #[arg(long, default_value = "halving", value_parser = crate::common::choice(StageSchedule::ALL, StageSchedule::name))]
+    pub schedule: StageSchedule,
 }
 
 /// The exact #WU of `a`.
@@ -59,15 +43,9 @@ pub fn workunits(a: &Args) -> Result<Fraction> {
     );
     let iters = Fraction::from_int(a.iters as u128);
     Ok(match a.strategy {
-        Strategy::Single => single_wu_per_iter(a.levels, a.n0)?.checked_mul(iters)?,
-        Strategy::Multiscale => mge_wu_per_iter(a.levels, a.n0)?.checked_mul(iters)?,
-        Strategy::FullMultiscale => {
-            let s = match a.schedule {
-                Schedule::Halving => StageSchedule::Halving,
-                Schedule::Equal => StageSchedule::Equal,
-            };
-            fmg_wu(a.levels, a.n0, a.iters, s)?
-        }
+        StrategyKind::Single => single_wu_per_iter(a.levels, a.n0)?.checked_mul(iters)?,
+        StrategyKind::Multiscale => mge_wu_per_iter(a.levels, a.n0)?.checked_mul(iters)?,
+        StrategyKind::FullMultiscale => fmg_wu(a.levels, a.n0, a.iters, a.schedule)?,
     })
 }
 
@@ -82,11 +60,11 @@ mod tests {
     use super::*;
 
     fn wu(
-        strategy: Strategy,
+        strategy: StrategyKind,
         levels: usize,
         n0: usize,
         iters: usize,
-        schedule: Schedule,
+        schedule: StageSchedule,
     ) -> String {
         workunits(&Args {
             strategy,
@@ -103,17 +81,13 @@ mod tests {
     /// full-multiscale and 0 for the others).
     #[test]
     fn zero_iterations_are_refused() {
-        for strategy in [
-            Strategy::Single,
-            Strategy::Multiscale,
-            Strategy::FullMultiscale,
-        ] {
+        for strategy in StrategyKind::ALL {
             let a = Args {
                 strategy,
                 levels: 4,
                 n0: 16,
                 iters: 0,
-                schedule: Schedule::Halving,
+                schedule: StageSchedule::Halving,
             };
             assert!(workunits(&a).unwrap_err().to_string().contains("--iters"));
         }
@@ -121,8 +95,8 @@ mod tests {
 
     #[test]
     fn table2_figures() {
-        use Schedule::*;
-        use Strategy::*;
+        use StageSchedule::*;
+        use StrategyKind::*;
         // Denoising/deblurring/inpainting: N0 = 16, I = 2000; super-resolution: N0 = 8, I = 250.
         assert_eq!(wu(Single, 4, 16, 2000, Halving), "480000");
         assert_eq!(wu(Multiscale, 4, 16, 2000, Halving), "74000");

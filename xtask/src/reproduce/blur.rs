@@ -26,6 +26,7 @@ use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use data::{Degraded, ImageSource, MarkovField};
+use fmg::StrategyKind;
 use mge::{LevelPlan, Sampler, StageSchedule};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::fmt::Write as _;
@@ -313,43 +314,12 @@ impl TestSet {
     }
 }
 
-/// A training strategy of the experiment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Single,
-    Multiscale,
-    FullMultiscale,
-}
-
-impl Method {
-    pub const ALL: [Method; 3] = [Method::Single, Method::Multiscale, Method::FullMultiscale];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Single => "single",
-            Method::Multiscale => "multiscale",
-            Method::FullMultiscale => "full-multiscale",
-        }
-    }
-
-    /// 000 Table 3's iterations (its #WU column did not survive in our copy of the seed).
-    fn paper_iterations(self) -> usize {
-        match self {
-            Method::Single | Method::Multiscale => 200,
-            Method::FullMultiscale => 145,
-        }
-    }
-
-    fn strategy(self, base: &LevelPlan) -> fmg::Strategy {
-        match self {
-            Method::Single => fmg::Strategy::Single {
-                batch: base.batch.iter().sum(),
-            },
-            Method::Multiscale => fmg::Strategy::Multiscale,
-            Method::FullMultiscale => fmg::Strategy::FullMultiscale {
-                schedule: StageSchedule::Halving,
-            },
-        }
+/// 000 Table 3's iterations of each strategy (its #WU column did not survive in our copy of
+/// the seed).
+fn paper_iterations(method: StrategyKind) -> usize {
+    match method {
+        StrategyKind::Single | StrategyKind::Multiscale => 200,
+        StrategyKind::FullMultiscale => 145,
     }
 }
 
@@ -357,7 +327,7 @@ impl Method {
 #[derive(Debug, Clone)]
 pub struct Run {
     pub layer: Layer,
-    pub method: Method,
+    pub method: StrategyKind,
     /// `(iterations done, #WU, finest-mesh test loss)`, starting at `(0, 0, initial loss)`.
     pub curve: Vec<(u64, f64, f64)>,
     /// `(mesh n, test loss)` of the final layer, finest first.
@@ -406,7 +376,7 @@ impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
 #[allow(clippy::too_many_arguments)]
 fn train(
     layer: Layer,
-    method: Method,
+    method: StrategyKind,
     init: &[(Var, Tensor)],
     model: &BlurModel,
     pool: &(Tensor, Tensor),
@@ -419,7 +389,11 @@ fn train(
     }
     let vars: Vec<Var> = init.iter().map(|(v, _)| v.clone()).collect();
     let base = LevelPlan::multiscale(s.levels, s.n0)?;
-    let stages = fmg::stages(method.strategy(&base), &base, s.iters)?;
+    let stages = fmg::stages(
+        method.with(base.batch.iter().sum(), StageSchedule::Halving),
+        &base,
+        s.iters,
+    )?;
     let cfg = fmg::DriverConfig {
         lr: s.lr,
         lr_min: s.lr / 100.0,
@@ -504,7 +478,7 @@ pub fn experiment(s: &Settings, seed: u64) -> Result<Vec<Run>> {
             .into_iter()
             .map(|v| Ok((v.clone(), v.as_tensor().copy()?)))
             .collect::<Result<Vec<_>>>()?;
-        for method in Method::ALL {
+        for method in StrategyKind::ALL {
             runs.push(train(layer, method, &init, &model, &pool, &test, s, seed)?);
         }
     }
@@ -514,7 +488,7 @@ pub fn experiment(s: &Settings, seed: u64) -> Result<Vec<Run>> {
 /// 1.1 x the single-scale final finest-mesh test loss of `layer`.
 fn target(runs: &[Run], layer: Layer) -> f64 {
     runs.iter()
-        .find(|r| r.layer == layer && r.method == Method::Single)
+        .find(|r| r.layer == layer && r.method == StrategyKind::Single)
         .map_or(f64::NAN, |r| 1.1 * r.final_loss())
 }
 
@@ -614,7 +588,7 @@ pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
             last.0,
             last.1,
             last.2,
-            r.method.paper_iterations(),
+            paper_iterations(r.method),
             r.wall_s
         )?;
     }

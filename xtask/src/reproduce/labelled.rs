@@ -180,6 +180,33 @@ pub fn percent_cell(v: &[f64]) -> String {
     format!("{:.1} ± {:.1}", 100.0 * m, 100.0 * s)
 }
 
+/// Asserts that each `(flag, value)` of `cases`, given to an experiment with a missing data
+/// set and the output folder `name` under the temporary folder, is refused by `run` (called
+/// with the command line) with an error naming the flag, and that nothing is written.
+#[cfg(test)]
+pub fn assert_flags_refused(
+    name: &str,
+    cases: &[(&str, &str)],
+    run: impl Fn(&[&str]) -> Result<()>,
+) {
+    let out = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let o = out.to_str().unwrap();
+    for (flag, value) in cases {
+        let argv = [
+            "x",
+            "--dataset",
+            "mnist-idx",
+            "/nonexistent",
+            "--out",
+            o,
+            &format!("{flag}={value}"),
+        ];
+        let e = format!("{:#}", run(&argv).unwrap_err());
+        assert!(e.contains(flag), "{flag} {value}: {e}");
+    }
+    assert!(!out.exists(), "nothing written");
+}
+
 /// Writes `count` 28x28 IDX training images and labels into `dir` (class 0: bright left half,
 /// class 1: bright right half), for the experiments' tests.
 #[cfg(test)]

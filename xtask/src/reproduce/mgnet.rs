@@ -12,8 +12,8 @@
 //! - `single-equal-wu`: batch `N0` for as many iterations as Full-Multiscale's #WU buys.
 //!
 //! A label is a constant function on the image, so the sampler gives it as a one-hot field
-//! `[N, K, H, W]` that restricts with the image (averaging keeps it); the loss reads the field's
-//! mean. Adam, cosine learning rate (restarted per stage by default); batch norm uses batch
+//! `[N, K, H, W]` that restricts with the image (averaging keeps it; [`data::label_field`]); the
+//! loss reads the field's mean ([`data::field_cross_entropy`]). Adam, cosine learning rate (restarted per stage by default); batch norm uses batch
 //! statistics (no running means), also when evaluating (batches of [`EVAL_BATCH`] images).
 
 use crate::common::out_dir_or_default;
@@ -24,7 +24,7 @@ use crate::reproduce::mean;
 use anyhow::{bail, Context as _, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
-use data::Degraded;
+use data::{field_cross_entropy, label_field, Degraded};
 use models::config::{Activation, HatConfig, MgnetConfig};
 use models::{Model, ModelConfig};
 use optim::{Adam, AdamOptimizer};
@@ -58,7 +58,7 @@ pub struct Args {
     pub levels: usize,
     /// Full-Multiscale iterations per stage, coarsest first: `halving` (I, I/2, I/4, ...) or
     /// `equal` (I on every stage).
-    #[arg(long, default_value = "halving")]
+    #[arg(long, default_value = "halving", value_parser = crate::common::choice(mge::StageSchedule::ALL, mge::StageSchedule::name))]
     pub schedule: mge::StageSchedule,
     /// Initial Adam learning rate.
     #[arg(long, default_value_t = 2e-3)]
@@ -137,36 +137,6 @@ fn load(spec: &[String], train: usize, val: usize, device: &Device) -> Result<Da
         channels: src.stored().shape().0,
         name: src.name().to_string(),
     })
-}
-
-/// `[N, K, h, w]` one-hot label fields (class `y_i` is 1 everywhere on image `i`).
-pub fn label_field(
-    labels: &[u32],
-    classes: usize,
-    h: usize,
-    w: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let mut onehot = vec![0f32; labels.len() * classes];
-    for (i, &y) in labels.iter().enumerate() {
-        if y as usize >= classes {
-            bail!("label {y} out of range for {classes} classes");
-        }
-        onehot[i * classes + y as usize] = 1.0;
-    }
-    Ok(
-        Tensor::from_vec(onehot, (labels.len(), classes, 1, 1), device)?
-            .broadcast_as((labels.len(), classes, h, w))?
-            .contiguous()?,
-    )
-}
-
-/// Per-sample cross-entropy `-sum_k p_k log softmax(z)_k` of logits `z` `[N, K]` against the
-/// class probabilities `p = mean_{pixels}(field)` of a label field `[N, K, h, w]`; `[N]`.
-pub fn field_cross_entropy(logits: &Tensor, field: &Tensor) -> candle_core::Result<Tensor> {
-    let p = field.mean(D::Minus1)?.mean(D::Minus1)?;
-    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    (p * log_p)?.sum(D::Minus1)?.neg()
 }
 
 /// Fresh training images in a per-epoch shuffled order (no image twice in an epoch), with
@@ -355,10 +325,11 @@ impl Trainer<'_> {
         Ok(match strategy {
             "single" => single(self.iters)?,
             "full-multiscale" => fmg::stages(fmg_strategy, &base, self.iters)?,
-            _ => {
+            "single-equal-wu" => {
                 let wu = fmg::stages_wu(&fmg::stages(fmg_strategy, &base, self.iters)?)?.to_f64();
                 single((wu / self.args.n0 as f64).round().max(1.0) as usize)?
             }
+            other => bail!("unknown strategy {other:?} of the mgnet experiment"),
         })
     }
 
@@ -525,7 +496,7 @@ pub fn run(args: Args) -> Result<()> {
         width(&args),
         args.n0,
         args.levels,
-        format!("{:?}", args.schedule).to_lowercase(),
+        args.schedule.name(),
         args.lr,
         clap::ValueEnum::to_possible_value(&args.lr_schedule)
             .map_or_else(String::new, |v| v.get_name().to_string()),
@@ -650,26 +621,6 @@ mod tests {
         args: Args,
     }
 
-    #[test]
-    fn label_fields_survive_restriction_and_give_the_cross_entropy() {
-        let dev = Device::Cpu;
-        let field = label_field(&[2, 0], 3, 4, 4, &dev).unwrap();
-        let coarse = grids::restrict(&field, grids::Restriction::Average).unwrap();
-        let logits = Tensor::new(&[[0.1f32, -0.3, 0.7], [1.2, 0.4, -0.5]], &dev).unwrap();
-        let want: Vec<f64> = [[0.1f64, -0.3, 0.7], [1.2, 0.4, -0.5]]
-            .iter()
-            .zip([2usize, 0])
-            .map(|(z, y)| z.iter().map(|v| v.exp()).sum::<f64>().ln() - z[y])
-            .collect();
-        for f in [&field, &coarse] {
-            let got: Vec<f32> = field_cross_entropy(&logits, f).unwrap().to_vec1().unwrap();
-            for (g, w) in got.iter().zip(&want) {
-                assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
-            }
-        }
-        assert!(label_field(&[3], 3, 2, 2, &dev).is_err());
-    }
-
     /// The first pixel of each drawn image (the test images are constant, valued by index).
     fn image_ids(d: &Degraded) -> Vec<u32> {
         let first = d.input.flatten_from(1).unwrap().narrow(1, 0, 1).unwrap();
@@ -738,30 +689,18 @@ mod tests {
     /// training instead of writing tables of chance accuracies.
     #[test]
     fn out_of_range_flags_are_refused() {
-        let out = std::env::temp_dir().join(format!("xtask-mgnet-flags-{}", std::process::id()));
-        let o = out.to_str().unwrap();
-        for (flag, value) in [
-            ("--lr", "1e30"),
-            ("--lr", "-1"),
-            ("--lr", "NaN"),
-            ("--n0", "100000000"),
-            ("--checkpoints", "0"),
-            ("--smoothings", "0,1"),
-        ] {
-            let a = Cli::parse_from([
-                "x",
-                "--dataset",
-                "mnist-idx",
-                "/nonexistent",
-                "--out",
-                o,
-                &format!("{flag}={value}"),
-            ])
-            .args;
-            let e = format!("{:#}", run(a).unwrap_err());
-            assert!(e.contains(flag), "{flag} {value}: {e}");
-        }
-        assert!(!out.exists(), "nothing written");
+        crate::reproduce::labelled::assert_flags_refused(
+            "xtask-mgnet-flags",
+            &[
+                ("--lr", "1e30"),
+                ("--lr", "-1"),
+                ("--lr", "NaN"),
+                ("--n0", "100000000"),
+                ("--checkpoints", "0"),
+                ("--smoothings", "0,1"),
+            ],
+            |argv| run(Cli::parse_from(argv).args),
+        );
     }
 
     #[test]

@@ -563,30 +563,18 @@ mod tests {
     /// refused before anything is read or written.
     #[test]
     fn out_of_range_flags_are_refused() {
-        let out = std::env::temp_dir().join(format!("xtask-mnist-flags-{}", std::process::id()));
-        let o = out.to_str().unwrap();
-        for (flag, value) in [
-            ("--batch", "0"),
-            ("--lr", "1e30"),
-            ("--lr", "-1"),
-            ("--lr", "inf"),
-            ("--alpha", "NaN"),
-            ("--batch", "100000000"),
-        ] {
-            let a = Cli::parse_from([
-                "x",
-                "--dataset",
-                "mnist-idx",
-                "/nonexistent",
-                "--out",
-                o,
-                &format!("{flag}={value}"),
-            ])
-            .args;
-            let e = format!("{:#}", run(a).unwrap_err());
-            assert!(e.contains(flag), "{flag} {value}: {e}");
-        }
-        assert!(!out.exists(), "nothing written");
+        crate::reproduce::labelled::assert_flags_refused(
+            "xtask-mnist-flags",
+            &[
+                ("--batch", "0"),
+                ("--lr", "1e30"),
+                ("--lr", "-1"),
+                ("--lr", "inf"),
+                ("--alpha", "NaN"),
+                ("--batch", "100000000"),
+            ],
+            |argv| run(Cli::parse_from(argv).args),
+        );
     }
 
     #[test]

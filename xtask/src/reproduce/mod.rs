@@ -15,8 +15,8 @@ pub mod table5;
 pub mod table6;
 
 use crate::common::Context;
-use crate::config::Metric;
 use anyhow::{Context as _, Result};
+use data::Metric;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

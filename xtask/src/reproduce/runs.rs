@@ -3,16 +3,22 @@
 //! configuration of one run, and "train, then score on the fixed test set" with reuse of runs
 //! already finished in the output folder (an interrupted experiment continues where it stopped).
 
-use crate::commands::eval::{predict, write_scores, Scores, TestSet};
+use crate::commands::eval::write_scores;
 use crate::commands::train_cmd::{save_initial, train_run, HistoryPoint, Start};
-use crate::config::{Strategy, Task, TrainConfig};
+use crate::config::{Allocation, DataConfig, LrSchedule, SourceKind, TrainConfig, TrainSection};
 use crate::reproduce::{Protocol, Record};
 use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
+use data::Task;
+use fmg::StageSchedule;
+use fmg::StrategyKind;
+use grids::Subsampling;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use train::evaluate::{Scores, TestSet, TestSpec};
+use train::LossKind;
 
 /// Size of an experiment: meshes, widths, batches and iterations.
 #[derive(Debug, Clone)]
@@ -117,14 +123,14 @@ impl Preset {
     pub fn task_n0(&self, task: Task) -> usize {
         match task {
             Task::Superres => self.sr_n0,
-            _ => self.n0,
+            Task::Denoise | Task::Deblur | Task::Inpaint => self.n0,
         }
     }
 
     pub fn task_iterations(&self, task: Task) -> usize {
         match task {
             Task::Superres => self.sr_iterations,
-            _ => self.iterations,
+            Task::Denoise | Task::Deblur | Task::Inpaint => self.iterations,
         }
     }
 
@@ -187,31 +193,36 @@ impl Preset {
 
     /// The `[model]` table of `model` (`unet`, `resnet`, `espcn`; `resnet` is the SR ResNet
     /// for super-resolution) for `task`.
-    pub fn model_toml(&self, task: Task, model: &str) -> Result<String> {
-        let cond = task == Task::Denoise;
-        Ok(match (task, model) {
-            (Task::Superres, "espcn") => {
-                format!("kind = \"espcn\"\nhidden = {:?}", self.espcn_hidden)
-            }
-            (Task::Superres, "resnet") => {
-                format!(
-                    "kind = \"srresnet\"\nhidden = {}\nblocks = {}",
-                    self.srresnet.0, self.srresnet.1
-                )
-            }
-            (_, "unet") => format!(
-                "kind = \"unet\"\nchannels = {:?}\nnoise_conditioning = {cond}",
-                self.unet_channels
-            ),
-            (_, "resnet") => format!(
-                "kind = \"resnet\"\nhidden = {}\nnoise_conditioning = {cond}",
-                self.resnet_hidden
-            ),
-            (t, m) => anyhow::bail!(
-                "model {m:?} is not one of Table 2's models for {}",
-                t.name()
-            ),
-        })
+    pub fn model_table(&self, task: Task, model: &str) -> Result<toml::Table> {
+        let int = |v: usize| toml::Value::Integer(v as i64);
+        let ints = |v: &[usize]| toml::Value::Array(v.iter().map(|&c| int(c)).collect());
+        let cond = toml::Value::Boolean(task == Task::Denoise);
+        let entries = match (task, model) {
+            (Task::Superres, "espcn") => vec![
+                ("kind", "espcn".into()),
+                ("hidden", ints(&self.espcn_hidden)),
+            ],
+            (Task::Superres, "resnet") => vec![
+                ("kind", "srresnet".into()),
+                ("hidden", int(self.srresnet.0)),
+                ("blocks", int(self.srresnet.1)),
+            ],
+            (_, "unet") => vec![
+                ("kind", "unet".into()),
+                ("channels", ints(&self.unet_channels)),
+                ("noise_conditioning", cond),
+            ],
+            (_, "resnet") => vec![
+                ("kind", "resnet".into()),
+                ("hidden", int(self.resnet_hidden)),
+                ("noise_conditioning", cond),
+            ],
+            (t, m) => anyhow::bail!("model {m:?} is not one of Table 2's models for {t}"),
+        };
+        Ok(entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect())
     }
 }
 
@@ -224,7 +235,7 @@ pub struct RunSpec {
     pub label: String,
     /// `-` for single-scale.
     pub subsampling: String,
-    pub strategy: Strategy,
+    pub strategy: StrategyKind,
     pub levels: usize,
     pub single_batch: Option<usize>,
     pub iterations: usize,
@@ -285,13 +296,10 @@ impl RunSpec {
         n0: usize,
         iterations: usize,
         tag: String,
-    ) -> Self {
-        let (strategy, subsampling, single_batch) = match label {
-            "multiscale" => (Strategy::Multiscale, "coarsen", None),
-            "full-multiscale" => (Strategy::FullMultiscale, "coarsen", None),
-            _ => (Strategy::Single, "-", Some(n0)),
-        };
-        Self {
+    ) -> Result<Self> {
+        let (strategy, subsampling) = label_strategy(label)?;
+        let single_batch = (strategy == StrategyKind::Single).then_some(n0);
+        Ok(Self {
             task: Task::Denoise,
             model: model.into(),
             label: label.into(),
@@ -302,84 +310,96 @@ impl RunSpec {
             iterations,
             tag,
             recipe: Recipe::Plain,
-        }
+        })
     }
 
     /// The #WU this run will spend, from the closed forms (001 Appendix B).
     pub fn planned_wu(&self, preset: &Preset) -> Result<f64> {
-        let n0 = preset.task_n0(self.task);
-        let plan = mge::LevelPlan::multiscale(self.levels, n0)?;
-        let strategy = match self.strategy {
-            Strategy::Single => fmg::Strategy::Single {
-                batch: self.single_batch.unwrap_or(n0),
-            },
-            Strategy::Multiscale => fmg::Strategy::Multiscale,
-            Strategy::FullMultiscale => fmg::Strategy::FullMultiscale {
-                schedule: if self.task == Task::Inpaint || self.task == Task::Superres {
-                    mge::StageSchedule::Equal
-                } else {
-                    mge::StageSchedule::Halving
-                },
-            },
-        };
-        Ok(fmg::stages_wu(&fmg::stages(strategy, &plan, self.iterations)?)?.to_f64())
+        let train = self.train_section(preset, 0)?;
+        let plan = mge::LevelPlan::multiscale(self.levels, train.n0)?;
+        let (strategy, iters) = train.fmg_strategy(self.strategy);
+        Ok(fmg::stages_wu(&fmg::stages(strategy, &plan, iters)?)?.to_f64())
     }
 
-    /// The training configuration of this run under `preset`.
-    pub fn config(&self, preset: &Preset, seed: u64) -> Result<TrainConfig> {
-        let (lr, schedule, loss, fmg_schedule) = match self.task {
-            Task::Superres => (1e-3, "constant", "ssim", "equal"),
-            Task::Inpaint => (2e-3, "cosine", "mse", "equal"),
-            _ => (2e-3, "cosine", "mse", "halving"),
-        };
-        let lr = if preset.name == "full" {
-            if self.task == Task::Superres {
-                1e-3
-            } else {
-                5e-4
-            }
-        } else {
-            lr
+    /// The `[train]` section of this run under `preset`, seeded by `seed`.
+    fn train_section(&self, preset: &Preset, seed: u64) -> Result<TrainSection> {
+        let full = preset.name == "full";
+        let lr = if full { 5e-4 } else { 2e-3 };
+        let (lr, lr_schedule, loss, fmg_schedule) = match self.task {
+            Task::Superres => (
+                1e-3,
+                LrSchedule::Constant,
+                LossKind::Ssim,
+                StageSchedule::Equal,
+            ),
+            Task::Inpaint => (lr, LrSchedule::Cosine, LossKind::Mse, StageSchedule::Equal),
+            Task::Denoise | Task::Deblur => (
+                lr,
+                LrSchedule::Cosine,
+                LossKind::Mse,
+                StageSchedule::Halving,
+            ),
         };
         let every = (self.iterations / preset.validations.max(1)).max(1);
+        let mut train = TrainSection::new(preset.task_n0(self.task), self.iterations, lr);
+        train.levels = Some(self.levels);
+        train.single_batch = self.single_batch;
+        train.fmg_schedule = fmg_schedule;
+        train.lr_schedule = lr_schedule;
+        train.loss = loss;
+        train.subsampling = match self.subsampling.as_str() {
+            "-" => Subsampling::Coarsen,
+            name => name.parse()?,
+        };
         // Per-term statistics (SPEC section 3) once per validation interval.
-        let stats_every = if self.strategy == Strategy::Single {
+        train.stats_every = if self.strategy == StrategyKind::Single {
             0
         } else {
             every
         };
-        let single_batch = self
-            .single_batch
-            .map_or(String::new(), |b| format!("single_batch = {b}\n"));
-        let recipe = match self.recipe {
-            Recipe::Plain | Recipe::Mfc => "",
-            Recipe::NoiseConsistent => "noise_consistent = true\n",
-            Recipe::Adaptive => "allocation = \"adaptive\"\n",
-        };
-        let mut model = preset.model_toml(self.task, &self.model)?;
-        if self.recipe == Recipe::Mfc {
-            model.push_str("\nconv = \"mfc\"");
+        train.checkpoint_every = 4 * self.iterations;
+        train.validate_every = every;
+        train.seed = seed;
+        match self.recipe {
+            Recipe::Plain | Recipe::Mfc => {}
+            Recipe::NoiseConsistent => train.noise_consistent = true,
+            Recipe::Adaptive => train.allocation = Allocation::Adaptive,
         }
-        let sub = if self.subsampling == "-" {
-            "coarsen"
-        } else {
-            &self.subsampling
-        };
-        let text = format!(
-            "task = \"{task}\"\n[model]\n{model}\n[data]\nsource = \"dead-leaves\"\nsize = {size}\nvalidation_images = {vi}\nblur_sigma = {blur}\n\
-             [train]\nlevels = {levels}\nn0 = {n0}\n{single_batch}{recipe}iterations = {it}\nfmg_schedule = \"{fmg_schedule}\"\nlr = {lr:e}\nlr_schedule = \"{schedule}\"\n\
-             loss = \"{loss}\"\nsubsampling = \"{sub}\"\nstats_every = {stats_every}\ncheckpoint_every = {it_all}\nvalidate_every = {every}\nseed = {seed}\n",
-            task = self.task.name(),
-            size = preset.size,
-            vi = preset.validation_images,
-            blur = preset.blur_sigma(),
-            levels = self.levels,
-            n0 = preset.task_n0(self.task),
-            it = self.iterations,
-            it_all = 4 * self.iterations,
-        );
-        TrainConfig::parse(&text, Path::new(&format!("<{}>", self.dir_name())))
+        Ok(train)
     }
+
+    /// The training configuration of this run under `preset`, seeded by `seed`.
+    pub fn config(&self, preset: &Preset, seed: u64) -> Result<TrainConfig> {
+        let mut model = preset.model_table(self.task, &self.model)?;
+        if self.recipe == Recipe::Mfc {
+            model.insert("conv".into(), "mfc".into());
+        }
+        let mut data = DataConfig::new(SourceKind::DeadLeaves, preset.size);
+        data.validation_images = preset.validation_images;
+        data.blur_sigma = preset.blur_sigma();
+        let cfg = TrainConfig {
+            task: self.task,
+            model,
+            data,
+            train: self.train_section(preset, seed)?,
+        };
+        cfg.validate(Path::new(&format!("<{}>", self.dir_name())))?;
+        Ok(cfg)
+    }
+}
+
+/// The strategy and subsampling of a `results.csv` strategy label of a denoising run:
+/// `multiscale` and `full-multiscale` coarsen, `single-paper`, `single-practical` and
+/// `single-equal-wu` are single-scale (subsampling `-`).
+pub fn label_strategy(label: &str) -> Result<(StrategyKind, &'static str)> {
+    Ok(match label {
+        "multiscale" => (StrategyKind::Multiscale, "coarsen"),
+        "full-multiscale" => (StrategyKind::FullMultiscale, "coarsen"),
+        "single-paper" | "single-practical" | "single-equal-wu" => (StrategyKind::Single, "-"),
+        other => anyhow::bail!(
+            "unknown strategy label {other:?} (expected multiscale, full-multiscale, single-paper, single-practical or single-equal-wu)"
+        ),
+    })
 }
 
 /// A finished and scored run: its record, loss history and test-set predictions.
@@ -501,8 +521,8 @@ pub fn train_and_score(
         &cfg,
         candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device),
     )?;
-    let prediction = predict(model.as_ref(), test)?;
-    let scores = Scores::of(&prediction, &test.degraded.target)?;
+    let prediction = test.predict(model.as_ref())?;
+    let scores = test.score(&prediction)?;
     write_scores(&out.join("scores.csv"), &test.names, &scores)?;
     let metric = spec.task.metric();
     let record = Record {
@@ -534,16 +554,14 @@ pub fn compare(r: &Record, base: &Record) -> Option<data::TTest> {
 
 /// Test set of `task` for `preset`, identical for every run of the task.
 pub fn test_set(task: Task, preset: &Preset, seed: u64, device: &Device) -> Result<TestSet> {
-    TestSet::load(
-        &data::photos_dir(),
-        task,
-        preset.size,
-        3,
-        preset.test_patches,
-        preset.blur_sigma(),
-        seed ^ 0x07E5_75E7,
-        device,
-    )
+    let spec = TestSpec {
+        patches: preset.test_patches,
+        blur_sigma: preset.blur_sigma(),
+        seed: seed ^ 0x07E5_75E7,
+        ..TestSpec::new(task, preset.size)
+    };
+    let dir = data::photos_dir();
+    TestSet::load(&dir, &spec, device).with_context(|| format!("test images in {}", dir.display()))
 }
 
 /// Progress lines to stdout and to `DIR/progress.log`.
@@ -590,7 +608,7 @@ pub fn plot_runs(dir: &Path, stem: &str, runs: &[(String, Vec<HistoryPoint>)]) -
 /// `DIR/variance.csv` (`seed,run,iteration,wu,term,ratio`: the per-term variance ratios
 /// `V_l / V_fine` of every multiscale run, SPEC section 3) and `DIR/variance.png` (one curve
 /// per run and term against #WU), plus a markdown note of the statistics' cost.
-pub fn write_variance(dir: &Path, runs: &[(u64, String, &[HistoryPoint])]) -> Result<String> {
+pub fn write_variance(dir: &Path, runs: &[(u64, String, Vec<HistoryPoint>)]) -> Result<String> {
     let mut csv = String::from("seed,run,iteration,wu,term,ratio\n");
     let mut series = Vec::new();
     let mut note = String::from("\nPer-term variance ratios `V_l / V_fine` (SPEC section 3), last measurement per run (`variance.csv`, `variance.png`); the iterations that measured them have the same #WU but 2-4x the backward work:\n\n| seed | run | ratios (finest term first) | measurements | their step time s | training s |\n|---|---|---|---|---|---|\n");
@@ -655,6 +673,20 @@ pub fn write_variance(dir: &Path, runs: &[(u64, String, &[HistoryPoint])]) -> Re
     Ok(note)
 }
 
+/// [`write_variance`] of `runs`, its note appended to `DIR/results.md`.
+pub fn append_variance_note(dir: &Path, runs: &[(u64, String, Vec<HistoryPoint>)]) -> Result<()> {
+    let note = write_variance(dir, runs)?;
+    let path = dir.join("results.md");
+    let mut md = std::fs::read_to_string(&path).context("results.md")?;
+    md.push_str(&note);
+    std::fs::write(&path, md).context("results.md")
+}
+
+/// The mean of `f` over `records` (NaN for none, [`crate::reproduce::mean`]).
+pub fn avg(records: &[&Record], f: impl Fn(&Record) -> f64) -> f64 {
+    crate::reproduce::mean(&records.iter().map(|r| f(r)).collect::<Vec<_>>())
+}
+
 /// One-line summary of a finished run.
 pub fn summary(f: &Finished) -> String {
     let r = &f.record;
@@ -673,4 +705,64 @@ pub fn summary(f: &Finished) -> String {
         crate::reproduce::mean(&f.scores.psnr),
         crate::reproduce::mean(&f.scores.ssim),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every strategy label of the tables maps to its kind; an unknown label is an error, never a
+    /// silent single-scale run.
+    #[test]
+    fn labels_name_their_strategy_and_typos_are_errors() {
+        for (label, kind, sub) in [
+            ("multiscale", StrategyKind::Multiscale, "coarsen"),
+            ("full-multiscale", StrategyKind::FullMultiscale, "coarsen"),
+            ("single-paper", StrategyKind::Single, "-"),
+            ("single-practical", StrategyKind::Single, "-"),
+            ("single-equal-wu", StrategyKind::Single, "-"),
+        ] {
+            assert_eq!(label_strategy(label).unwrap(), (kind, sub));
+        }
+        let e = label_strategy("multi-scale").unwrap_err().to_string();
+        assert!(e.contains("multi-scale"), "{e}");
+        let e = RunSpec::denoise("unet", "fullmultiscale", 2, 1, 4, String::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fullmultiscale"), "{e}");
+    }
+
+    #[test]
+    fn model_tables_are_the_presets_models() {
+        let quick = Preset::quick();
+        let t = quick.model_table(Task::Denoise, "unet").unwrap();
+        let want: toml::Table =
+            toml::from_str("kind = \"unet\"\nchannels = [8, 16, 32]\nnoise_conditioning = true")
+                .unwrap();
+        assert_eq!(t, want);
+        let t = quick.model_table(Task::Superres, "resnet").unwrap();
+        assert_eq!(t["kind"].as_str(), Some("srresnet"));
+        let e = quick.model_table(Task::Denoise, "espcn").unwrap_err();
+        assert!(e.to_string().contains("espcn"), "{e}");
+    }
+
+    #[test]
+    fn averages_over_records_are_nan_for_none() {
+        let r = |wu| Record {
+            task: "denoise".into(),
+            model: "unet".into(),
+            strategy: "multiscale".into(),
+            subsampling: "coarsen".into(),
+            wu,
+            wall_s: 1.0,
+            metric: data::Metric::Mse,
+            seed: 0,
+            train_s: 1.0,
+            per_image: vec![0.1],
+            p_value: None,
+        };
+        let (a, b) = (r(2.0), r(4.0));
+        assert_eq!(avg(&[&a, &b], |r| r.wu), 3.0);
+        assert!(avg(&[], |r| r.wu).is_nan());
+    }
 }

@@ -2,16 +2,18 @@
 //! three single-scale baselines of SPEC section 7) and its `results.md`.
 
 use crate::commands::eval::save_samples;
-use crate::config::{Strategy, Task};
 use crate::reproduce::runs::{
-    compare, plot_runs, summary, test_set, train_and_score, Preset, Progress, Recipe, RunSpec,
+    avg, compare, label_strategy, plot_runs, summary, test_set, train_and_score, Preset, Progress,
+    Recipe, RunSpec,
 };
 use crate::reproduce::{
-    compare_over_seeds, fmt_wu, marker, mean, over_seeds, p_cell, seed_cell, seed_dir, write_csv,
-    Common, Record, SeedComparison,
+    compare_over_seeds, fmt_wu, marker, over_seeds, p_cell, seed_cell, seed_dir, write_csv, Common,
+    Record, SeedComparison,
 };
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use candle_core::Tensor;
+use data::Task;
+use fmg::StrategyKind;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -23,7 +25,8 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "denoise,deblur,inpaint,superres"
+        default_value = "denoise,deblur,inpaint,superres",
+        value_parser = crate::common::choice(Task::ALL, Task::name)
     )]
     pub tasks: Vec<Task>,
     /// Models to run (comma separated; default both of each task's pair: unet/resnet, or
@@ -54,7 +57,7 @@ pub struct PaperRow {
 pub fn models(task: Task) -> [&'static str; 2] {
     match task {
         Task::Superres => ["espcn", "resnet"],
-        _ => ["unet", "resnet"],
+        Task::Denoise | Task::Deblur | Task::Inpaint => ["unet", "resnet"],
     }
 }
 
@@ -204,13 +207,11 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
                 } else {
                     compare_over_seeds(runs, &base)
                 };
-                let avg =
-                    |f: fn(&Record) -> f64| mean(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
                 write!(
                     s,
                     " {} | {:.1} | {}{} | {} | {} |",
-                    fmt_wu(avg(|r| r.wu)),
-                    avg(|r| r.train_s),
+                    fmt_wu(avg(runs, |r| r.wu)),
+                    avg(runs, |r| r.train_s),
                     seed_cell(runs),
                     marker(c.primary().map(|t| t.p_value)),
                     p_cell(c.seeds),
@@ -230,7 +231,7 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
 
 /// The runs of Table 2 for one task and model, in training order (full-multiscale with
 /// coarsening first: `single-equal-wu` spends its measured #WU), then the recipes when asked.
-fn specs(task: Task, model: &str, preset: &Preset, recipes: bool) -> Vec<RunSpec> {
+fn specs(task: Task, model: &str, preset: &Preset, recipes: bool) -> Result<Vec<RunSpec>> {
     let iterations = preset.task_iterations(task);
     let spec = |label: &str, subsampling: &str, strategy, single_batch| RunSpec {
         task,
@@ -247,35 +248,47 @@ fn specs(task: Task, model: &str, preset: &Preset, recipes: bool) -> Vec<RunSpec
     let n0 = preset.task_n0(task);
     let paper_batch = (0..preset.levels).map(|l| n0 << l).sum();
     let mut runs = vec![
-        spec("full-multiscale", "coarsen", Strategy::FullMultiscale, None),
-        spec("full-multiscale", "crop", Strategy::FullMultiscale, None),
-        spec("full-multiscale", "both", Strategy::FullMultiscale, None),
-        spec("multiscale", "coarsen", Strategy::Multiscale, None),
-        spec("single-paper", "-", Strategy::Single, Some(paper_batch)),
-        spec("single-practical", "-", Strategy::Single, Some(n0)),
-        spec("single-equal-wu", "-", Strategy::Single, Some(n0)),
+        spec(
+            "full-multiscale",
+            "coarsen",
+            StrategyKind::FullMultiscale,
+            None,
+        ),
+        spec(
+            "full-multiscale",
+            "crop",
+            StrategyKind::FullMultiscale,
+            None,
+        ),
+        spec(
+            "full-multiscale",
+            "both",
+            StrategyKind::FullMultiscale,
+            None,
+        ),
+        spec("multiscale", "coarsen", StrategyKind::Multiscale, None),
+        spec("single-paper", "-", StrategyKind::Single, Some(paper_batch)),
+        spec("single-practical", "-", StrategyKind::Single, Some(n0)),
+        spec("single-equal-wu", "-", StrategyKind::Single, Some(n0)),
     ];
     if recipes {
         for (strategy, recipe) in RECIPE_ROWS {
             let skip = match recipe {
                 Recipe::NoiseConsistent => task != Task::Denoise,
                 Recipe::Mfc => task == Task::Superres,
-                _ => false,
+                Recipe::Plain | Recipe::Adaptive => false,
             };
             if skip {
                 continue;
             }
-            let (kind, sub, batch) = match strategy {
-                "multiscale" => (Strategy::Multiscale, "coarsen", None),
-                "full-multiscale" => (Strategy::FullMultiscale, "coarsen", None),
-                _ => (Strategy::Single, "-", Some(n0)),
-            };
+            let (kind, sub) = label_strategy(strategy)?;
+            let batch = (kind == StrategyKind::Single).then_some(n0);
             let mut r = spec(&format!("{strategy}{}", recipe.suffix()), sub, kind, batch);
             r.recipe = recipe;
             runs.push(r);
         }
     }
-    runs
+    Ok(runs)
 }
 
 pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
@@ -295,11 +308,10 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
                 .map(move |m| (t, m))
         })
         .collect();
-    let total: usize = pairs
-        .iter()
-        .map(|(t, m)| specs(*t, m, &preset, args.recipes).len())
-        .sum::<usize>()
-        * seeds.len();
+    let mut total = 0;
+    for (t, m) in &pairs {
+        total += specs(*t, m, &preset, args.recipes)?.len() * seeds.len();
+    }
     let mut histories = Vec::new();
     for &seed in &seeds {
         let seed_dir = seed_dir(&dir, seed)?;
@@ -308,7 +320,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
             for (_, model) in pairs.iter().filter(|(t, _)| *t == task) {
                 let mut outputs = Vec::new();
                 let mut runs = Vec::new();
-                for mut spec in specs(task, model, &preset, args.recipes) {
+                for mut spec in specs(task, model, &preset, args.recipes)? {
                     if spec.label == "single-equal-wu" {
                         let fmg = records.iter().rev().find(|r: &&Record| {
                             r.seed == seed
@@ -363,14 +375,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
             finish(&dir, &preset, &seeds, &mut records, &progress)?;
         }
     }
-    let variance: Vec<(u64, String, &[crate::commands::train_cmd::HistoryPoint])> = histories
-        .iter()
-        .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
-        .collect();
-    let note = crate::reproduce::runs::write_variance(&dir, &variance)?;
-    let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
-    md.push_str(&note);
-    std::fs::write(dir.join("results.md"), md).context("results.md")?;
+    crate::reproduce::runs::append_variance_note(&dir, &histories)?;
     progress.line(&format!(
         "done: {} runs in {:.1} s; results in {}",
         records.len(),
@@ -444,9 +449,6 @@ fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
                     write!(s, " |")?;
                     continue;
                 }
-                let avg = |v: &[&Record], f: fn(&Record) -> f64| {
-                    mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>())
-                };
                 let t = compare_over_seeds(&runs, &b).primary();
                 write!(
                     s,
@@ -468,7 +470,7 @@ fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Metric;
+    use data::Metric;
 
     #[test]
     fn table_lays_out_ours_beside_the_paper() {
@@ -532,6 +534,7 @@ mod tests {
         );
         let wu = |label: &str, sub: &str, task| {
             let s = specs(task, "espcn", &full, false)
+                .unwrap()
                 .into_iter()
                 .find(|s| s.label == label && s.subsampling == sub)
                 .unwrap();
@@ -643,7 +646,7 @@ mod tests {
                         model: m.into(),
                         label: strategy.into(),
                         subsampling: sub.into(),
-                        strategy: Strategy::Single,
+                        strategy: StrategyKind::Single,
                         levels: 2,
                         single_batch: None,
                         iterations: 1,

@@ -5,7 +5,7 @@
 
 use crate::report::plot::{line_plot, Axes, Series};
 use crate::reproduce::runs::{
-    compare, summary, test_set, train_and_score, Preset, Progress, RunSpec,
+    avg, compare, summary, test_set, train_and_score, Preset, Progress, RunSpec,
 };
 use crate::reproduce::{
     compare_over_seeds, fmt_wu, marker, mean, p_cell, seed_cell, seed_dir, Common, Record,
@@ -51,7 +51,7 @@ fn budgets(preset: &Preset) -> Vec<f64> {
 /// The most iterations of `label` whose planned #WU stays within `budget` (at least 1).
 fn iterations_for(label: &str, preset: &Preset, budget: f64) -> Result<usize> {
     let wu = |i| {
-        RunSpec::denoise("unet", label, preset.levels, preset.n0, i, String::new())
+        RunSpec::denoise("unet", label, preset.levels, preset.n0, i, String::new())?
             .planned_wu(preset)
     };
     let (mut lo, mut hi) = (1usize, 2usize);
@@ -86,7 +86,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     );
     for &budget in &budgets {
         for label in STRATEGIES {
-            let one = RunSpec::denoise("unet", label, preset.levels, preset.n0, 1, String::new())
+            let one = RunSpec::denoise("unet", label, preset.levels, preset.n0, 1, String::new())?
                 .planned_wu(&preset)?;
             anyhow::ensure!(
                 one <= budget,
@@ -98,7 +98,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     let mut histories = Vec::new();
     for &seed in &seeds {
         let seed_dir = seed_dir(&dir, seed)?;
-        let test = test_set(crate::config::Task::Denoise, &preset, seed, &ctx.device)?;
+        let test = test_set(data::Task::Denoise, &preset, seed, &ctx.device)?;
         for &budget in &budgets {
             for label in STRATEGIES {
                 let it = iterations_for(label, &preset, budget)?;
@@ -109,7 +109,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
                     preset.n0,
                     it,
                     format!("b{budget}"),
-                );
+                )?;
                 progress.line(&format!(
                     "seed {seed}, budget {budget} #WU: training {} ({it} iterations)",
                     spec.dir_name()
@@ -122,14 +122,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         }
         write_results(&dir, &preset, &seeds, &budgets, &done)?;
     }
-    let variance: Vec<(u64, String, &[crate::commands::train_cmd::HistoryPoint])> = histories
-        .iter()
-        .map(|(s, n, h)| (*s, n.clone(), h.as_slice()))
-        .collect();
-    let note = crate::reproduce::runs::write_variance(&dir, &variance)?;
-    let mut md = std::fs::read_to_string(dir.join("results.md")).context("results.md")?;
-    md.push_str(&note);
-    std::fs::write(dir.join("results.md"), md).context("results.md")?;
+    crate::reproduce::runs::append_variance_note(&dir, &histories)?;
     progress.line(&format!(
         "done in {:.1} s; results in {}",
         progress.elapsed_s(),
@@ -167,8 +160,6 @@ fn write_results(
         v.sort_by_key(|r| r.seed);
         v
     };
-    let avg =
-        |v: &[&Record], f: fn(&Record) -> f64| mean(&v.iter().map(|r| f(r)).collect::<Vec<_>>());
     let mut series: Vec<Series> = STRATEGIES
         .iter()
         .map(|s| Series {
@@ -265,6 +256,7 @@ mod tests {
             let it = iterations_for(label, &preset, 12.0).unwrap();
             let wu = |i| {
                 RunSpec::denoise("unet", label, preset.levels, preset.n0, i, String::new())
+                    .unwrap()
                     .planned_wu(&preset)
                     .unwrap()
             };
