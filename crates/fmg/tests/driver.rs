@@ -451,28 +451,18 @@ fn resume_from_driver_state_is_exact_with_adaptive_batches_and_early_stopping() 
             stop_at,
             state: None,
         };
-        fn problem<'p>(
-            model: &'p mge::ModelFn<'p>,
-            s: &'p mut SmoothSampler,
-            vars: &'p [candle_core::Var],
-        ) -> fmg::Problem<'p, SmoothSampler> {
-            fmg::Problem {
-                model,
+        let mut go = |start: fmg::DriverState, hooks: &mut Interrupt| {
+            let problem = fmg::Problem {
+                model: &model,
                 loss: &mse,
-                sampler: s,
-                vars,
-            }
-        }
-        let start = driver.state_at(0).unwrap();
-        let mut recs = driver
-            .run(
-                problem(&model, &mut s, &vars),
-                &mut opt,
-                &mut acct,
-                start,
-                &mut hooks,
-            )
-            .unwrap();
+                sampler: &mut s,
+                vars: &vars,
+            };
+            driver
+                .run(problem, &mut opt, &mut acct, start, hooks)
+                .unwrap()
+        };
+        let mut recs = go(driver.state_at(0).unwrap(), &mut hooks);
         if stop_at.is_some() {
             let saved = hooks.state.take().unwrap();
             let start = match exact {
@@ -480,17 +470,7 @@ fn resume_from_driver_state_is_exact_with_adaptive_batches_and_early_stopping() 
                 false => driver.state_at(saved.next_iteration).unwrap(),
             };
             hooks.stop_at = None;
-            recs.extend(
-                driver
-                    .run(
-                        problem(&model, &mut s, &vars),
-                        &mut opt,
-                        &mut acct,
-                        start,
-                        &mut hooks,
-                    )
-                    .unwrap(),
-            );
+            recs.extend(go(start, &mut hooks));
         }
         recs
     };

@@ -142,6 +142,12 @@ impl Preset {
 
     /// Lines comparing this preset with the paper's protocol.
     pub fn scale_factors(&self) -> String {
+        self.scale_factors_with_levels(&self.levels.to_string(), "4")
+    }
+
+    /// [`Preset::scale_factors`] for an experiment that sets the levels itself (`ours`,
+    /// against the paper's `paper`), e.g. table6's "2, 3, 4".
+    pub fn scale_factors_with_levels(&self, ours: &str, paper: &str) -> String {
         let p = Self::full();
         let mut s = String::new();
         let r = |a: usize, b: usize| a as f64 / b as f64;
@@ -152,11 +158,10 @@ impl Preset {
         );
         let _ = writeln!(
             s,
-            "- mesh {}x{} (paper 64x64, x{:.2}); levels L = {} (paper 4)",
+            "- mesh {}x{} (paper 64x64, x{:.2}); levels L = {ours} (paper {paper})",
             self.size,
             self.size,
             r(self.size, p.size),
-            self.levels
         );
         let _ = writeln!(
             s,
