@@ -347,8 +347,13 @@ fn backward<T: Float>(g: &Geom, x: &[T], p: &[T], dy: &[T]) -> Vec<T> {
                     // zhat = x rstd + zoff, a = gamma zhat + beta = x scale + offset.
                     let zoff = (shift[ci].f64() - mu) * rstd;
                     let (scale, offset) = (gm * rstd, gm * zoff + beta[ci].f64());
-                    let (r, zo, sc, of, gmt) =
-                        (T::of(rstd), T::of(zoff), T::of(scale), T::of(offset), T::of(gm));
+                    let (r, zo, sc, of, gmt) = (
+                        T::of(rstd),
+                        T::of(zoff),
+                        T::of(scale),
+                        T::of(offset),
+                        T::of(gm),
+                    );
                     let (mut sda, mut sdaz) = ([0.0f64; 2], [0.0f64; 2]);
                     let rg = ci * hw..(ci + 1) * hw;
                     for (j, ((d, &xv), &dyv)) in dxg[rg.clone()]
