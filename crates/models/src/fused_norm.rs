@@ -30,39 +30,6 @@ pub enum NormAct {
 }
 
 impl NormAct {
-    /// `act(a)` (the sigmoid in the precision of `T`).
-    fn value<T: Float>(self, a: f64) -> f64 {
-        match self {
-            NormAct::Identity => a,
-            NormAct::Silu => a * T::sigmoid(a),
-            NormAct::LeakyRelu(k) => {
-                if a > 0.0 {
-                    a
-                } else {
-                    k * a
-                }
-            }
-        }
-    }
-
-    /// `act'(a)`: SiLU `s (1 + a (1 - s))` with `s = sigmoid(a)` (in the precision of `T`).
-    fn slope<T: Float>(self, a: f64) -> f64 {
-        match self {
-            NormAct::Identity => 1.0,
-            NormAct::Silu => {
-                let s = T::sigmoid(a);
-                s * (1.0 + a * (1.0 - s))
-            }
-            NormAct::LeakyRelu(k) => {
-                if a > 0.0 {
-                    1.0
-                } else {
-                    k
-                }
-            }
-        }
-    }
-
     /// Candle's composition of the activation.
     fn apply(self, a: &Tensor) -> Result<Tensor> {
         match self {
@@ -182,50 +149,141 @@ impl Geom {
             &p[nc + self.c + g * cg..][..cg],
         )
     }
-    /// Mean and `1 / sqrt(var + eps)` of `z = x + shift` over one group (`x` its `cg hw` values).
+    /// Mean and `1 / sqrt(var + eps)` of `z = x + shift` over one group (`x` its `cg hw` values),
+    /// accumulated in f64.
     fn stats<T: Float>(&self, x: &[T], shift: &[T]) -> (f64, f64) {
         let m = (self.cg() * self.hw) as f64;
         let mut sum = 0.0;
         for (xc, s) in x.chunks(self.hw).zip(shift) {
-            let s = s.f64();
-            sum += xc.iter().map(|v| v.f64() + s).sum::<f64>();
+            sum += sum64(xc, |v| v.f64()) + self.hw as f64 * s.f64();
         }
         let mu = sum / m;
         let mut ss = 0.0;
         for (xc, s) in x.chunks(self.hw).zip(shift) {
-            let s = s.f64() - mu;
-            ss += xc.iter().map(|v| (v.f64() + s).powi(2)).sum::<f64>();
+            let d = s.f64() - mu;
+            ss += sum64(xc, |v| {
+                let z = v.f64() + d;
+                z * z
+            });
         }
         (mu, 1.0 / (ss / m + self.eps).sqrt())
     }
 }
 
-/// f32 / f64; sums and the normalisation are computed in f64, the sigmoid in `Self`'s precision
-/// (`exp` in f64 was a sixth of the f32 op's time).
-trait Float: Copy + Send + Sync + 'static {
+/// `sum f(x_i)` in f64 with four partial sums (independent additions the compiler can overlap).
+#[inline(always)]
+fn sum64<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let mut quads = xs.chunks_exact(4);
+    for q in &mut quads {
+        for (a, &v) in acc.iter_mut().zip(q) {
+            *a += f(v);
+        }
+    }
+    let tail: f64 = quads.remainder().iter().map(|&v| f(v)).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// f32 / f64. Group sums (statistics, the backward's reductions) accumulate in f64; the
+/// per-element work (normalisation, affine map, activation, the backward's `dz`) runs in `Self`
+/// with per-channel constants computed once in f64 and rounded to `Self`.
+trait Float:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    const ZERO: Self;
+    const ONE: Self;
     fn f64(self) -> f64;
     fn of(v: f64) -> Self;
-    /// `1 / (1 + exp(-a))` evaluated in `Self`.
-    fn sigmoid(a: f64) -> f64;
+    fn exp(self) -> Self;
 }
 
 macro_rules! float {
     ($t:ty) => {
         impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            #[inline(always)]
             fn f64(self) -> f64 {
                 self as f64
             }
+            #[inline(always)]
             fn of(v: f64) -> Self {
                 v as $t
             }
-            fn sigmoid(a: f64) -> f64 {
-                (1.0 / (1.0 + (-(a as $t)).exp())) as f64
+            #[inline(always)]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
             }
         }
     };
 }
 float!(f32);
 float!(f64);
+
+/// `a sigmoid(a)`.
+#[inline(always)]
+fn silu<T: Float>(a: T) -> T {
+    a / (T::ONE + (-a).exp())
+}
+
+/// `d/da a sigmoid(a) = s (1 + a (1 - s))`, `s = sigmoid(a)`.
+#[inline(always)]
+fn silu_slope<T: Float>(a: T) -> T {
+    let s = T::ONE / (T::ONE + (-a).exp());
+    s * (T::ONE + a * (T::ONE - s))
+}
+
+#[inline(always)]
+fn leaky<T: Float>(a: T, k: T) -> T {
+    if a > T::ZERO {
+        a
+    } else {
+        k * a
+    }
+}
+
+#[inline(always)]
+fn leaky_slope<T: Float>(a: T, k: T) -> T {
+    if a > T::ZERO {
+        T::ONE
+    } else {
+        k
+    }
+}
+
+/// Runs `$body` with `$f` bound to the activation and `$df` to its derivative (closures over
+/// `T`), one copy of the body per activation so the choice is made outside the element loops.
+macro_rules! with_act {
+    ($act:expr, $t:ty, |$f:ident, $df:ident| $body:block) => {
+        match $act {
+            NormAct::Identity => {
+                let $f = |a: $t| a;
+                let $df = |_: $t| <$t as Float>::ONE;
+                $body
+            }
+            NormAct::Silu => {
+                let $f = silu::<$t>;
+                let $df = silu_slope::<$t>;
+                $body
+            }
+            NormAct::LeakyRelu(k) => {
+                let k = <$t as Float>::of(k);
+                let $f = move |a: $t| leaky(a, k);
+                let $df = move |a: $t| leaky_slope(a, k);
+                $body
+            }
+        }
+    };
+}
 
 /// `(op, operands)` for [`fastconv::dispatch`] after checking that each operand has its `len`
 /// values.
@@ -243,19 +301,23 @@ fn check_lens<'a, const N: usize>(
 
 fn forward<T: Float>(g: &Geom, x: &[T], p: &[T]) -> Vec<T> {
     let (cg, hw) = (g.cg(), g.hw);
-    let mut y = vec![T::of(0.0); g.x_len()];
+    let mut y = vec![T::ZERO; g.x_len()];
     y.par_chunks_mut(cg * hw).enumerate().for_each(|(k, yg)| {
         let (n, grp) = (k / g.groups, k % g.groups);
         let xg = &x[k * cg * hw..][..cg * hw];
         let (shift, gamma, beta) = g.params(p, n, grp);
         let (mu, rstd) = g.stats(xg, shift);
-        for (ci, (yc, xc)) in yg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
-            let scale = gamma[ci].f64() * rstd;
-            let offset = beta[ci].f64() + (shift[ci].f64() - mu) * scale;
-            for (yv, xv) in yc.iter_mut().zip(xc) {
-                *yv = T::of(g.act.value::<T>(xv.f64() * scale + offset));
+        with_act!(g.act, T, |act, _slope| {
+            for (ci, (yc, xc)) in yg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
+                // a = gamma (x + shift - mu) rstd + beta = x scale + offset.
+                let scale = gamma[ci].f64() * rstd;
+                let offset = beta[ci].f64() + (shift[ci].f64() - mu) * scale;
+                let (scale, offset) = (T::of(scale), T::of(offset));
+                for (yv, &xv) in yc.iter_mut().zip(xc) {
+                    *yv = act(xv * scale + offset);
+                }
             }
-        }
+        });
     });
     y
 }
@@ -264,7 +326,7 @@ fn forward<T: Float>(g: &Geom, x: &[T], p: &[T]) -> Vec<T> {
 fn backward<T: Float>(g: &Geom, x: &[T], p: &[T], dy: &[T]) -> Vec<T> {
     let (cg, hw, len) = (g.cg(), g.hw, g.x_len());
     let m = (cg * hw) as f64;
-    let mut out = vec![T::of(0.0); len + g.p_len()];
+    let mut out = vec![T::ZERO; len + g.p_len()];
     let (dx, dp) = out.split_at_mut(len);
     // Per group: (dshift, partial dgamma, partial dbeta) of its channels.
     let per_group: Vec<Vec<[f64; 3]>> = dx
@@ -279,35 +341,58 @@ fn backward<T: Float>(g: &Geom, x: &[T], p: &[T], dy: &[T]) -> Vec<T> {
             let mut chan = vec![[0.0f64; 3]; cg];
             let (mut s1, mut s2) = (0.0, 0.0);
             // Pass 1: dzhat = da gamma into dx, the channel sums and the group means.
-            for ci in 0..cg {
-                let (gm, bt, sh) = (gamma[ci].f64(), beta[ci].f64(), shift[ci].f64() - mu);
-                let (mut sda, mut sdaz) = (0.0, 0.0);
-                let r = ci * hw..(ci + 1) * hw;
-                for ((d, xv), dyv) in dxg[r.clone()].iter_mut().zip(&xg[r.clone()]).zip(&dyg[r]) {
-                    let zhat = (xv.f64() + sh) * rstd;
-                    let da = dyv.f64() * g.act.slope::<T>(gm * zhat + bt);
-                    sda += da;
-                    sdaz += da * zhat;
-                    *d = T::of(da * gm);
+            with_act!(g.act, T, |_act, slope| {
+                for ci in 0..cg {
+                    let gm = gamma[ci].f64();
+                    // zhat = x rstd + zoff, a = gamma zhat + beta = x scale + offset.
+                    let zoff = (shift[ci].f64() - mu) * rstd;
+                    let (scale, offset) = (gm * rstd, gm * zoff + beta[ci].f64());
+                    let (r, zo, sc, of, gmt) = (
+                        T::of(rstd),
+                        T::of(zoff),
+                        T::of(scale),
+                        T::of(offset),
+                        T::of(gm),
+                    );
+                    let (mut sda, mut sdaz) = ([0.0f64; 2], [0.0f64; 2]);
+                    let rg = ci * hw..(ci + 1) * hw;
+                    for (j, ((d, &xv), &dyv)) in dxg[rg.clone()]
+                        .iter_mut()
+                        .zip(&xg[rg.clone()])
+                        .zip(&dyg[rg])
+                        .enumerate()
+                    {
+                        let da = dyv * slope(xv * sc + of);
+                        let zhat = xv * r + zo;
+                        sda[j & 1] += da.f64();
+                        sdaz[j & 1] += (da * zhat).f64();
+                        *d = da * gmt;
+                    }
+                    let (sda, sdaz) = (sda[0] + sda[1], sdaz[0] + sdaz[1]);
+                    chan[ci][1] = sdaz;
+                    chan[ci][2] = sda;
+                    s1 += sda * gm;
+                    s2 += sdaz * gm;
                 }
-                chan[ci][1] = sdaz;
-                chan[ci][2] = sda;
-                s1 += sda * gm;
-                s2 += sdaz * gm;
-            }
+            });
             let (mean1, mean2) = (s1 / m, s2 / m);
-            // Pass 2: dz = rstd (dzhat - mean1 - zhat mean2), and dshift = its channel sums.
+            // Pass 2: dz = rstd (dzhat - mean1 - zhat mean2) = dzhat A + x B + C with
+            // zhat = x rstd + zoff; dshift = its channel sums.
             for ci in 0..cg {
-                let sh = shift[ci].f64() - mu;
-                let r = ci * hw..(ci + 1) * hw;
-                let mut sdz = 0.0;
-                for (d, xv) in dxg[r.clone()].iter_mut().zip(&xg[r]) {
-                    let zhat = (xv.f64() + sh) * rstd;
-                    let dz = rstd * (d.f64() - mean1 - zhat * mean2);
-                    sdz += dz;
-                    *d = T::of(dz);
+                let zoff = (shift[ci].f64() - mu) * rstd;
+                let (a, b, c) = (
+                    T::of(rstd),
+                    T::of(-rstd * rstd * mean2),
+                    T::of(-rstd * (mean1 + zoff * mean2)),
+                );
+                let rg = ci * hw..(ci + 1) * hw;
+                let mut sdz = [0.0f64; 2];
+                for (j, (d, &xv)) in dxg[rg.clone()].iter_mut().zip(&xg[rg]).enumerate() {
+                    let dz = *d * a + xv * b + c;
+                    sdz[j & 1] += dz.f64();
+                    *d = dz;
                 }
-                chan[ci][0] = sdz;
+                chan[ci][0] = sdz[0] + sdz[1];
             }
             chan
         })

@@ -6,16 +6,19 @@
 //! `m ← β1 m + (1-β1) g`, `v ← β2 v + (1-β2) g²`,
 //! `θ ← θ - lr · (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + ε)`.
 //!
-//! On the CPU (f32, f64, contiguous) each of the three lines is one in-place pass over the
-//! parameter's buffers (candle in-place custom ops: no allocation, no temporary tensors);
-//! elsewhere the same formulas run as tensor operations.
+//! On the CPU (f32, f64, contiguous) the three lines are one in-place pass over the parameter's
+//! buffers (nested candle in-place custom ops, `FusedM`: no allocation, no temporary tensors),
+//! with the bias corrections folded into two scalars, split over the rayon pool for long
+//! variables; elsewhere the same formulas run as tensor operations.
 
 use crate::{Error, Result};
 use candle_core::{
-    backprop::GradStore, CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, Var,
+    backprop::GradStore, CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Tensor, Var,
 };
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Adam over a fixed list of named variables.
 pub struct Adam {
@@ -95,30 +98,18 @@ impl Adam {
                 && theta.is_contiguous();
             if native {
                 let g = g.contiguous()?;
-                m.inplace_op2(
-                    &g,
-                    &Moment {
-                        beta: self.beta1,
-                        square: false,
-                    },
-                )?;
-                v.inplace_op2(
-                    &g,
-                    &Moment {
-                        beta: self.beta2,
-                        square: true,
-                    },
-                )?;
-                theta.inplace_op3(
-                    m,
+                m.inplace_op1(&FusedM {
                     v,
-                    &Update {
-                        lr,
-                        c1,
-                        c2,
+                    theta,
+                    g: &g,
+                    k: Consts {
+                        beta1: self.beta1,
+                        beta2: self.beta2,
+                        step: lr / c1,
+                        rc2: 1.0 / c2.sqrt(),
                         eps: self.eps,
                     },
-                )?;
+                })?;
                 continue;
             }
             let m = ((m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
@@ -212,20 +203,6 @@ impl Adam {
     }
 }
 
-/// `x ← β x + (1-β) g` (`m`), or `x ← β x + (1-β) g²` (`v`) when `square`, in place.
-struct Moment {
-    beta: f64,
-    square: bool,
-}
-
-/// `θ ← θ - lr (m / c1) / (sqrt(v / c2) + ε)` in place.
-struct Update {
-    lr: f64,
-    c1: f64,
-    c2: f64,
-    eps: f64,
-}
-
 /// The contiguous range of a layout.
 fn range(l: &Layout) -> candle_core::Result<std::ops::Range<usize>> {
     let (a, b) = l
@@ -238,75 +215,174 @@ fn mismatch() -> candle_core::Error {
     candle_core::Error::Msg("adam: operands must all be f32 or all f64 and of one size".into())
 }
 
-impl InplaceOp2 for Moment {
+/// The constants of one step (see [`FusedM`]).
+#[derive(Clone, Copy)]
+struct Consts {
+    beta1: f64,
+    beta2: f64,
+    step: f64,
+    rc2: f64,
+    eps: f64,
+}
+
+/// Variables at least this long are split over the rayon pool.
+const PAR_MIN: usize = 32 * 1024;
+/// Elements per rayon task.
+const PAR_CHUNK: usize = 16 * 1024;
+
+/// One Adam step of one variable on the CPU, in place: `m ← β1 m + (1-β1) g`,
+/// `v ← β2 v + (1-β2) g²`, `θ ← θ - step m / (sqrt(v) rc2 + ε)` with `step = lr / c1` and
+/// `rc2 = 1 / sqrt(c2)` (the bias corrections folded into two scalars), in one pass over the
+/// four buffers.
+///
+/// Candle hands an in-place op one writable storage, so the op is applied three times, nested:
+/// on `m` ([`FusedM`]), whose `cpu_fwd` applies [`FusedV`] to `v`, whose `cpu_fwd` applies
+/// [`FusedTheta`] to `θ` with `g` as operand; the outer storages travel down behind a `Mutex`.
+/// The four tensors have distinct storages (the moments are buffers of their own, see
+/// [`Adam::new`] and [`Adam::load_state`]), so no lock is taken twice.
+struct FusedM<'a> {
+    v: &'a Tensor,
+    theta: &'a Tensor,
+    g: &'a Tensor,
+    k: Consts,
+}
+
+struct FusedV<'a, 'm> {
+    m: Mutex<(&'m mut CpuStorage, &'m Layout)>,
+    theta: &'a Tensor,
+    g: &'a Tensor,
+    k: Consts,
+}
+
+struct FusedTheta<'m> {
+    m: Mutex<(&'m mut CpuStorage, &'m Layout)>,
+    v: Mutex<(&'m mut CpuStorage, &'m Layout)>,
+    k: Consts,
+}
+
+impl InplaceOp1 for FusedM<'_> {
     fn name(&self) -> &'static str {
-        "adam-moment"
+        "adam-step"
+    }
+    fn cpu_fwd(&self, m: &mut CpuStorage, lm: &Layout) -> candle_core::Result<()> {
+        self.v.inplace_op1(&FusedV {
+            m: Mutex::new((m, lm)),
+            theta: self.theta,
+            g: self.g,
+            k: self.k,
+        })
+    }
+}
+
+impl InplaceOp1 for FusedV<'_, '_> {
+    fn name(&self) -> &'static str {
+        "adam-step"
+    }
+    fn cpu_fwd(&self, v: &mut CpuStorage, lv: &Layout) -> candle_core::Result<()> {
+        let mut m = self.m.lock().map_err(|_| poisoned())?;
+        let (m, lm) = &mut *m;
+        self.theta.inplace_op2(
+            self.g,
+            &FusedTheta {
+                m: Mutex::new((&mut **m, *lm)),
+                v: Mutex::new((v, lv)),
+                k: self.k,
+            },
+        )
+    }
+}
+
+impl InplaceOp2 for FusedTheta<'_> {
+    fn name(&self) -> &'static str {
+        "adam-step"
     }
     fn cpu_fwd(
         &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
+        th: &mut CpuStorage,
+        lth: &Layout,
+        g: &CpuStorage,
+        lg: &Layout,
     ) -> candle_core::Result<()> {
-        let (r1, r2) = (range(l1)?, range(l2)?);
-        if r1.len() != r2.len() {
+        let mut m = self.m.lock().map_err(|_| poisoned())?;
+        let mut v = self.v.lock().map_err(|_| poisoned())?;
+        let (m, lm) = &mut *m;
+        let (v, lv) = &mut *v;
+        let (rt, rm, rv, rg) = (range(lth)?, range(lm)?, range(lv)?, range(lg)?);
+        let n = rt.len();
+        if rm.len() != n || rv.len() != n || rg.len() != n {
             return Err(mismatch());
         }
-        macro_rules! run {
-            ($x:expr, $g:expr, $t:ty) => {{
-                let (b, a) = (self.beta as $t, (1.0 - self.beta) as $t);
-                let (x, g) = (&mut $x[r1], &$g[r2]);
-                if self.square {
-                    x.iter_mut()
-                        .zip(g)
-                        .for_each(|(x, &g)| *x = *x * b + g * g * a);
-                } else {
-                    x.iter_mut().zip(g).for_each(|(x, &g)| *x = *x * b + g * a);
-                }
-            }};
-        }
-        match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => run!(x, g, f32),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => run!(x, g, f64),
+        match (th, &mut **m, &mut **v, g) {
+            (CpuStorage::F32(t), CpuStorage::F32(m), CpuStorage::F32(v), CpuStorage::F32(g)) => {
+                adam_step(&self.k, &mut t[rt], &mut m[rm], &mut v[rv], &g[rg])
+            }
+            (CpuStorage::F64(t), CpuStorage::F64(m), CpuStorage::F64(v), CpuStorage::F64(g)) => {
+                adam_step(&self.k, &mut t[rt], &mut m[rm], &mut v[rv], &g[rg])
+            }
             _ => return Err(mismatch()),
         }
         Ok(())
     }
 }
 
-impl InplaceOp3 for Update {
-    fn name(&self) -> &'static str {
-        "adam-update"
+fn poisoned() -> candle_core::Error {
+    candle_core::Error::Msg("adam: poisoned lock".into())
+}
+
+/// f32 / f64 for [`adam_step`].
+trait Float:
+    Copy
+    + Send
+    + Sync
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
+    fn of(v: f64) -> Self;
+    fn sqrt(self) -> Self;
+}
+
+impl Float for f32 {
+    fn of(v: f64) -> Self {
+        v as f32
     }
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<()> {
-        let (r1, r2, r3) = (range(l1)?, range(l2)?, range(l3)?);
-        if r1.len() != r2.len() || r1.len() != r3.len() {
-            return Err(mismatch());
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+impl Float for f64 {
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+}
+
+/// The fused update over equally long slices; over rayon chunks for long variables.
+fn adam_step<T: Float>(k: &Consts, th: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) {
+    let (b1, a1) = (T::of(k.beta1), T::of(1.0 - k.beta1));
+    let (b2, a2) = (T::of(k.beta2), T::of(1.0 - k.beta2));
+    let (step, rc2, eps) = (T::of(k.step), T::of(k.rc2), T::of(k.eps));
+    let run = |th: &mut [T], m: &mut [T], v: &mut [T], g: &[T]| {
+        for (((th, m), v), &g) in th.iter_mut().zip(m).zip(v).zip(g) {
+            let mi = b1 * *m + a1 * g;
+            let vi = b2 * *v + a2 * (g * g);
+            *m = mi;
+            *v = vi;
+            *th = *th - step * mi / (vi.sqrt() * rc2 + eps);
         }
-        macro_rules! run {
-            ($th:expr, $m:expr, $v:expr, $t:ty) => {{
-                let (lr, c1, c2, eps) =
-                    (self.lr as $t, self.c1 as $t, self.c2 as $t, self.eps as $t);
-                for ((th, &m), &v) in $th[r1].iter_mut().zip(&$m[r2]).zip(&$v[r3]) {
-                    *th -= (m / c1) / ((v / c2).sqrt() + eps) * lr;
-                }
-            }};
-        }
-        match (s1, s2, s3) {
-            (CpuStorage::F32(th), CpuStorage::F32(m), CpuStorage::F32(v)) => run!(th, m, v, f32),
-            (CpuStorage::F64(th), CpuStorage::F64(m), CpuStorage::F64(v)) => run!(th, m, v, f64),
-            _ => return Err(mismatch()),
-        }
-        Ok(())
+    };
+    if th.len() < PAR_MIN {
+        run(th, m, v, g);
+    } else {
+        th.par_chunks_mut(PAR_CHUNK)
+            .zip(m.par_chunks_mut(PAR_CHUNK))
+            .zip(v.par_chunks_mut(PAR_CHUNK))
+            .zip(g.par_chunks(PAR_CHUNK))
+            .for_each(|(((th, m), v), g)| run(th, m, v, g));
     }
 }
 
@@ -425,6 +501,37 @@ mod tests {
         let want = reference(&[1.0, -2.0, 0.5, 3.0], &[0.3, 0.1, -0.7, 2.5], 30, 0.05);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+        }
+    }
+
+    /// A variable long enough for the rayon-split step (several chunks and a short last one),
+    /// f64, against the transcription.
+    #[test]
+    fn long_variables_match_the_scalar_algorithm() {
+        let dev = Device::Cpu;
+        let n = 2 * PAR_MIN + 123;
+        let th0: Vec<f64> = (0..n)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 17.0)
+            .collect();
+        let c: Vec<f64> = (0..n)
+            .map(|i| ((i * 53 % 89) as f64 - 44.0) / 23.0)
+            .collect();
+        let theta = Var::from_slice(&th0, n, &dev).unwrap();
+        let target = Tensor::new(c.as_slice(), &dev).unwrap();
+        let mut adam = Adam::new(vec![("w".into(), theta.clone())]).unwrap();
+        for _ in 0..6 {
+            let loss = (theta.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            adam.step(&loss.backward().unwrap(), 0.05).unwrap();
+        }
+        let got = theta.as_tensor().to_vec1::<f64>().unwrap();
+        let want = reference(&th0, &c, 6, 0.05);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() < 1e-12, "element {i}: {g} vs {w}");
         }
     }
 
