@@ -187,7 +187,7 @@ fn wrong_architecture_is_a_typed_error() {
 fn plain_weights_load_bit_exact_and_refuse_mismatches() {
     let cfg = small_unet();
     let (varmap, _) = built(&cfg);
-    let path = tmp("plain.safetensors");
+    let path = tmp("plain-weights.safetensors");
     varmap.save(&path).unwrap();
     let (copy, _) = built(&cfg);
     models::checkpoint::load_weights(&path, &copy).unwrap();
