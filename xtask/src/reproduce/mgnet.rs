@@ -12,7 +12,7 @@
 //! - `single-equal-wu`: batch `N0` for as many iterations as Full-Multiscale's #WU buys.
 //!
 //! A label is a constant function on the image, so the sampler gives it as a one-hot field
-//! `[N, K, H, W]` that restricts with the image (averaging keeps it; [`data::label_field`]); the
+//! `[N, K, H, W]` that restricts with the image (averaging keeps it; [`data::label_field()`]); the
 //! loss reads the field's mean ([`data::field_cross_entropy`]). Adam, cosine learning rate (restarted per stage by default); batch norm uses batch
 //! statistics (no running means), also when evaluating (batches of [`EVAL_BATCH`] images).
 
