@@ -124,6 +124,16 @@ pub struct IterRecord {
     pub second_order: Option<optim::StepReport>,
 }
 
+impl IterRecord {
+    /// The per-term variance ratios `V_l / V_fine` (SPEC section 3) when this iteration
+    /// measured per-term statistics of two or more terms; `None` on the other iterations and
+    /// on single-level stages (whose running ratios are carried in [`IterRecord::variance_ratios`]).
+    pub fn measured_ratios(&self) -> Option<&[Option<f64>]> {
+        let measured = self.terms.len() > 1 && self.terms.iter().any(|t| t.variance.is_some());
+        measured.then_some(self.variance_ratios.as_slice())
+    }
+}
+
 /// What a [`Driver`] trains: `model(input, t)`, its per-sample mean `loss(pred, target)`, the
 /// sampler of fresh finest-mesh batches (001 eq. 6: every term its own batch) and the
 /// variables the gradient is taken for.

@@ -589,7 +589,7 @@ impl fmg::Hooks<TrainerUpdate, LoaderSampler> for Hooks<'_, '_> {
         ctx: Context<'_, TrainerUpdate, LoaderSampler>,
     ) -> HookResult<fmg::Control> {
         let wall_s = self.wall_offset + rec.wall_s;
-        let measured = rec.terms.len() > 1 && rec.terms.iter().any(|t| t.variance.is_some());
+        let measured = rec.measured_ratios();
         self.history.push(HistoryPoint {
             iteration: rec.iteration,
             stage: rec.stage,
@@ -599,8 +599,8 @@ impl fmg::Hooks<TrainerUpdate, LoaderSampler> for Hooks<'_, '_> {
             wall_s,
             train_s: self.train_offset + rec.wall_s - self.overhead_s,
             val_loss: rec.val_loss,
-            variance: measured.then(|| rec.variance_ratios.clone()),
-            stats_step_s: measured.then_some(rec.step_s),
+            variance: measured.map(<[Option<f64>]>::to_vec),
+            stats_step_s: measured.map(|_| rec.step_s),
         });
         if !rec.variance_ratios.is_empty() {
             self.ratios = rec.variance_ratios.clone();

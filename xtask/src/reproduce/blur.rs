@@ -333,6 +333,9 @@ pub struct Run {
     /// `(mesh n, test loss)` of the final layer, finest first.
     pub per_mesh: Vec<(usize, f64)>,
     pub wall_s: f64,
+    /// The iterations that measured per-term statistics (every `eval_every`, multiscale
+    /// strategies): their per-term variance ratios `V_l / V_fine` (SPEC section 3).
+    pub variance: Vec<train::HistoryPoint>,
 }
 
 impl Run {
@@ -356,6 +359,7 @@ struct CurveHooks<'a> {
     every: u64,
     total: u64,
     curve: Vec<(u64, f64, f64)>,
+    variance: Vec<train::HistoryPoint>,
 }
 
 impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
@@ -365,6 +369,20 @@ impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
         _ctx: fmg::Context<'_, U, S>,
     ) -> fmg::HookResult<fmg::Control> {
         let done = rec.iteration + 1;
+        if let Some(ratios) = rec.measured_ratios() {
+            self.variance.push(train::HistoryPoint {
+                iteration: rec.iteration,
+                stage: rec.stage,
+                level: rec.level,
+                loss: rec.loss,
+                wu: rec.wu_total.to_f64(),
+                wall_s: rec.wall_s,
+                train_s: rec.wall_s,
+                val_loss: None,
+                variance: Some(ratios.to_vec()),
+                stats_step_s: Some(rec.step_s),
+            });
+        }
         if done.is_multiple_of(self.every) || done == self.total {
             let loss = self.test.loss(self.model, 0)?;
             self.curve.push((done, rec.wu_total.to_f64(), loss));
@@ -399,6 +417,12 @@ fn train(
         lr_min: s.lr / 100.0,
         seed,
         fused_levels: true,
+        // Per-term statistics (SPEC section 3) once per evaluation, for the multiscale runs.
+        stats_every: if method == StrategyKind::Single {
+            0
+        } else {
+            s.eval_every.max(1)
+        },
         ..Default::default()
     };
     let driver = fmg::Driver::new(stages, cfg)?;
@@ -423,6 +447,7 @@ fn train(
         every: s.eval_every.max(1) as u64,
         total: driver.total_iters(),
         curve: vec![(0, 0.0, test.loss(model, 0)?)],
+        variance: Vec::new(),
     };
     let f = |x: &Tensor, _t: Option<&Tensor>| model.forward(x);
     let loss = |p: &Tensor, t: &Tensor| (p - t)?.sqr();
@@ -455,6 +480,7 @@ fn train(
         curve: hooks.curve,
         per_mesh,
         wall_s,
+        variance: hooks.variance,
     })
 }
 
@@ -593,6 +619,14 @@ pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
         )?;
     }
     md.push_str("\n000 Table 3 gives iterations 200, 200 and 145 for SGD, Multiscale-SGD and Full-Multiscale-SGD (early-stopped); its #WU entries are missing from our copy of the seed.\n");
+    let variance: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            let name = format!("{} {}", r.layer.name(), r.method.name());
+            (0, name, r.variance.clone())
+        })
+        .collect();
+    md.push_str(&crate::reproduce::runs::write_variance(dir, &variance)?);
     std::fs::write(dir.join("results.md"), &md).context("cannot write results.md")?;
 
     let series = |f: &dyn Fn(&Run) -> Vec<(f64, f64)>| -> Vec<Series> {
@@ -732,7 +766,7 @@ mod tests {
         let s = Settings {
             fine: 16,
             levels: 2,
-            n0: 1,
+            n0: 2,
             iters: 4,
             pool: 4,
             test: 2,
@@ -754,12 +788,13 @@ mod tests {
                 .windows(2)
                 .all(|w| w[1].0 > w[0].0 && w[1].1 > w[0].1));
         }
-        // #WU per iteration: single 3; MGE 1 + 1/4 + 2/4 = 7/4; FMG stages 4 x 2/4 + 2 x 7/4.
+        // #WU per iteration (N0 = 2): single 6; MGE 2 (1 + 1/4) + 4/4 = 7/2; FMG stages
+        // 4 x 4/4 + 2 x 7/2.
         let wu: Vec<f64> = runs[..3]
             .iter()
             .map(|r| r.curve.last().unwrap().1)
             .collect();
-        assert_eq!(wu, vec![12.0, 7.0, 5.5]);
+        assert_eq!(wu, vec![24.0, 14.0, 11.0]);
         let dir = std::env::temp_dir().join(format!("xtask-blur-{}", std::process::id()));
         let dir = crate::common::ensure_out_dir(&dir).unwrap();
         let md = write_outputs(&dir, &s, &runs).unwrap();
@@ -770,11 +805,18 @@ mod tests {
             "results.md",
             "blur_loss_vs_wu.png",
             "blur_loss_per_mesh.png",
+            "variance.csv",
+            "variance.png",
         ] {
             assert!(dir.join(f).metadata().unwrap().len() > 0, "{f}");
         }
         let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 6 * 2);
+        // Per-term ratios of 2 terms, measured every 2 iterations of a stage with 2 levels:
+        // MGE at iterations 0 and 2, FMG only at the first of its 2 fine-stage iterations.
+        let variance = std::fs::read_to_string(dir.join("variance.csv")).unwrap();
+        assert_eq!(variance.lines().count(), 1 + 2 * (2 + 1) * 2, "{variance}");
+        assert!(md.contains("Per-term variance ratios"));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

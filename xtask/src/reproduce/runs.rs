@@ -23,7 +23,7 @@ use train::LossKind;
 /// Size of an experiment: meshes, widths, batches and iterations.
 #[derive(Debug, Clone)]
 pub struct Preset {
-    pub name: &'static str,
+    pub protocol: Protocol,
     /// Finest mesh n.
     pub size: usize,
     pub levels: usize,
@@ -52,7 +52,7 @@ impl Preset {
     /// The paper's protocol (001 Tables 7-8).
     pub fn full() -> Self {
         Self {
-            name: "full",
+            protocol: Protocol::Full,
             size: 64,
             levels: 4,
             n0: 16,
@@ -74,7 +74,7 @@ impl Preset {
     /// (single-paper alone 112 s); see docs/training.md.
     pub fn quick() -> Self {
         Self {
-            name: "quick",
+            protocol: Protocol::Quick,
             size: 32,
             levels: 3,
             n0: 2,
@@ -91,10 +91,33 @@ impl Preset {
         }
     }
 
+    /// About an hour on 2 CPU cores for `table2 --standard --seeds 3 --tasks denoise,deblur`:
+    /// the paper's mesh (64x64) and levels (L = 4), the quick protocol's narrow widths, and
+    /// ITERS iterations, where the quick runs' validation loss has levelled off
+    /// (docs/training.md, "The standard protocol").
+    pub fn standard() -> Self {
+        Self {
+            protocol: Protocol::Standard,
+            size: 64,
+            levels: 4,
+            n0: 2,
+            sr_n0: 2,
+            iterations: 1000,
+            sr_iterations: 250,
+            unet_channels: [8, 16, 32],
+            resnet_hidden: 16,
+            espcn_hidden: [16, 16, 8, 8],
+            srresnet: (16, 3),
+            validation_images: 16,
+            validations: 10,
+            test_patches: Some(64),
+        }
+    }
+
     /// Seconds, for the tests.
     pub fn smoke() -> Self {
         Self {
-            name: "smoke",
+            protocol: Protocol::Smoke,
             size: 16,
             levels: 2,
             n0: 1,
@@ -113,10 +136,16 @@ impl Preset {
 
     pub fn of(protocol: Protocol, smoke: bool) -> Self {
         match (smoke, protocol) {
-            (true, _) => Self::smoke(),
+            (true, _) | (false, Protocol::Smoke) => Self::smoke(),
             (false, Protocol::Quick) => Self::quick(),
+            (false, Protocol::Standard) => Self::standard(),
             (false, Protocol::Full) => Self::full(),
         }
+    }
+
+    /// The protocol's name (`smoke`, `quick`, `standard`, `full`).
+    pub fn name(&self) -> &'static str {
+        self.protocol.name()
     }
 
     /// `N_0` of `task`: [`Preset::sr_n0`] for super-resolution, [`Preset::n0`] otherwise.
@@ -154,7 +183,7 @@ impl Preset {
         let _ = writeln!(
             s,
             "protocol `{}` against the paper's (001 Tables 7-8):",
-            self.name
+            self.name()
         );
         let _ = writeln!(
             s,
@@ -328,7 +357,7 @@ impl RunSpec {
 
     /// The `[train]` section of this run under `preset`, seeded by `seed`.
     fn train_section(&self, preset: &Preset, seed: u64) -> Result<TrainSection> {
-        let full = preset.name == "full";
+        let full = preset.protocol == Protocol::Full;
         let lr = if full { 5e-4 } else { 2e-3 };
         let (lr, lr_schedule, loss, fmg_schedule) = match self.task {
             Task::Superres => (
@@ -434,7 +463,7 @@ fn run_spec(spec: &RunSpec, preset: &Preset, cfg: &TrainConfig) -> Result<String
     Ok(format!(
         "code {}\nprotocol {}\nrun {} ({} {})\n{}",
         crate::reproduce::code_version(),
-        preset.name,
+        preset.name(),
         spec.dir_name(),
         spec.strategy.name(),
         spec.iterations,

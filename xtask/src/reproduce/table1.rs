@@ -60,7 +60,12 @@ impl Setup {
                 images: 512,
                 widths: vec![vec![32, 64, 128]],
             },
-            crate::reproduce::Protocol::Quick => Setup {
+            crate::reproduce::Protocol::Standard => Setup {
+                sizes: vec![256, 128, 64, 32],
+                images: 256,
+                widths: vec![vec![32, 64, 128]],
+            },
+            crate::reproduce::Protocol::Quick | crate::reproduce::Protocol::Smoke => Setup {
                 sizes: vec![128, 64, 32, 16],
                 images: 128,
                 widths: vec![vec![32, 64, 128], vec![8, 16, 32]],

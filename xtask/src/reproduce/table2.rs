@@ -410,7 +410,7 @@ fn finish(
     write_csv(&dir.join("results.csv"), records)?;
     let mut md = format!(
         "# 001 Table 2, reproduced ({} protocol, seeds {})\n\n{}\nTest metric on identical degraded test images for every strategy of a seed: mean ± sd over seeds. `*` = not significantly different from `single-paper`, `**` = different (paired two-sided t-test at 5% over seeds when there are two or more, else over test patches; `p patches` pools every patch of every seed and overstates significance, since patches of one photo are correlated). #WU counted from what ran; `train s` is the training time alone (validation and checkpoints excluded; {:.0} s of wall time so far for the whole experiment, other jobs on the machine inflate it).\n\n",
-        preset.name,
+        preset.name(),
         seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
         preset.scale_factors(),
         progress.elapsed_s()
@@ -558,6 +558,7 @@ mod tests {
         let args = Args {
             common: Common {
                 quick: false,
+                standard: false,
                 full: false,
                 out: Some(out.clone()),
                 seed: 0,
@@ -601,6 +602,7 @@ mod tests {
         let args = || Args {
             common: Common {
                 quick: false,
+                standard: false,
                 full: false,
                 out: Some(out.clone()),
                 seed: 0,

@@ -8,7 +8,7 @@ use crate::reproduce::runs::{
     avg, compare, summary, test_set, train_and_score, Preset, Progress, RunSpec,
 };
 use crate::reproduce::{
-    compare_over_seeds, fmt_wu, marker, mean, p_cell, seed_cell, seed_dir, Common, Record,
+    compare_over_seeds, fmt_wu, marker, mean, p_cell, seed_cell, seed_dir, Common, Protocol, Record,
 };
 use anyhow::{Context as _, Result};
 use std::fmt::Write as _;
@@ -41,10 +41,11 @@ const STRATEGIES: [&str; 3] = ["single-practical", "multiscale", "full-multiscal
 
 /// Default budgets of each preset.
 fn budgets(preset: &Preset) -> Vec<f64> {
-    match preset.name {
-        "smoke" => vec![6.0, 12.0],
-        "quick" => vec![100.0, 200.0, 400.0, 800.0],
-        _ => PAPER.iter().map(|p| p.0 * 1000.0).collect(),
+    match preset.protocol {
+        Protocol::Smoke => vec![6.0, 12.0],
+        Protocol::Quick => vec![100.0, 200.0, 400.0, 800.0],
+        Protocol::Standard => vec![500.0, 1000.0, 2000.0, 4000.0],
+        Protocol::Full => PAPER.iter().map(|p| p.0 * 1000.0).collect(),
     }
 }
 
@@ -147,7 +148,7 @@ fn write_results(
         "# 001 Table 5, reproduced ({} protocol, seeds {}): denoising, UNet, test MSE at fixed #WU budgets\n\n{}\n\
          Each run trains to its own budget (the cosine schedule ends there), from the same initial weights per seed; test MSE as mean ± sd over seeds; `*`/`**`: paired t-test against single-scale at the same budget (over seeds when there are two or more, else over test patches) not significant / significant at 5%. Paper budgets are printed as in 001 (units as there).\n\n\
          | budget | #WU single | single-scale (N0) | #WU MS | multiscale | p MS | #WU FMG | full-multiscale | p FMG | paper budget | paper single | paper multiscale |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        preset.name,
+        preset.name(),
         seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
         preset.scale_factors()
     );
@@ -267,6 +268,7 @@ mod tests {
         let args = Args {
             common: Common {
                 quick: false,
+                standard: false,
                 full: false,
                 out: Some(out.clone()),
                 seed: 0,
@@ -287,6 +289,7 @@ mod tests {
         let args = Args {
             common: Common {
                 quick: false,
+                standard: false,
                 full: false,
                 out: Some(out.clone()),
                 seed: 0,

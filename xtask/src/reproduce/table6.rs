@@ -3,7 +3,7 @@
 //! model and scored on the same degraded test images.
 
 use crate::reproduce::runs::{avg, summary, test_set, train_and_score, Preset, Progress, RunSpec};
-use crate::reproduce::{fmt_wu, seed_cell, seed_dir, Common, Record};
+use crate::reproduce::{fmt_wu, seed_cell, seed_dir, Common, Protocol, Record};
 use anyhow::{Context as _, Result};
 use data::Task;
 use std::fmt::Write as _;
@@ -32,7 +32,7 @@ const MODELS: [&str; 2] = ["unet", "resnet"];
 /// The preset of Table 6: the protocol's, with fewer iterations for `--quick` (12 runs).
 fn preset(common: &Common, smoke: bool) -> Preset {
     let mut p = Preset::of(common.protocol(), smoke);
-    if p.name == "quick" {
+    if p.protocol == Protocol::Quick {
         p.iterations = 120;
     }
     p
@@ -40,7 +40,7 @@ fn preset(common: &Common, smoke: bool) -> Preset {
 
 /// The deepest hierarchy of the preset (smoke meshes of 16x16 allow L = 3 at most).
 fn max_levels(preset: &Preset) -> usize {
-    if preset.name == "smoke" {
+    if preset.protocol == Protocol::Smoke {
         3
     } else {
         4
@@ -119,7 +119,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
         "# 001 Table 6, reproduced ({} protocol, seeds {}): denoising, coarsening, L = {levels}\n\n{}\n\
          Test MSE: mean ± sd over seeds. The finest full-multiscale stage runs the same number of iterations for every L (001 Table 6: 250), the coarsest `2^(L-1)` times as many.\n\n\
          | Training strategy | # of levels | #WU paper | #WU ours | train s UNet | UNet ours | UNet paper | train s ResNet | ResNet ours | ResNet paper |\n|---|---|---|---|---|---|---|---|---|---|\n",
-        preset.name,
+        preset.name(),
         seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
         protocol
     );
@@ -219,6 +219,7 @@ mod tests {
         let quick = preset(
             &Common {
                 quick: true,
+                standard: false,
                 full: false,
                 out: None,
                 seed: 0,
@@ -250,6 +251,7 @@ mod tests {
         let args = Args {
             common: Common {
                 quick: false,
+                standard: false,
                 full: false,
                 out: Some(out.clone()),
                 seed: 0,
