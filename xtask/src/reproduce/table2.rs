@@ -151,8 +151,20 @@ fn all_rows() -> Vec<(String, &'static str)> {
     rows
 }
 
+/// The baseline of the markers and per-patch p-values of `task`: `single-paper` when it ran,
+/// else `single-equal-wu` (the standard protocol leaves out `single-paper`).
+fn reference(task: Task, records: &[Record]) -> &'static str {
+    match records
+        .iter()
+        .any(|r| r.task == task.name() && r.strategy == "single-paper")
+    {
+        true => "single-paper",
+        false => "single-equal-wu",
+    }
+}
+
 /// The `results.md` section of one task: our test metric (mean ± sd over seeds, with the
-/// marker of the paired test against `single-paper`: over seeds with two or more, else over
+/// marker of the paired test against [`reference`]: over seeds with two or more, else over
 /// patches) beside the paper's value, #WU and training time (validation excluded), per model.
 pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
     let ms = models(task);
@@ -163,10 +175,11 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
         "↓"
     };
     let paper_rows = paper(task);
+    let reference = reference(task, records);
     let mut s = String::new();
     writeln!(
         s,
-        "### {} — {} ({arrow})\n",
+        "### {} — {} ({arrow}; markers against `{reference}`)\n",
         task.name(),
         metric.name().to_uppercase()
     )?;
@@ -201,8 +214,8 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
             if runs.is_empty() {
                 write!(s, " | | | | |")?;
             } else {
-                let base = over_seeds(records, task.name(), ms[i], "single-paper", "-");
-                let c = if strategy == "single-paper" {
+                let base = over_seeds(records, task.name(), ms[i], reference, "-");
+                let c = if strategy == reference {
                     SeedComparison::default()
                 } else {
                     compare_over_seeds(runs, &base)
@@ -271,6 +284,11 @@ fn specs(task: Task, model: &str, preset: &Preset, recipes: bool) -> Result<Vec<
         spec("single-practical", "-", StrategyKind::Single, Some(n0)),
         spec("single-equal-wu", "-", StrategyKind::Single, Some(n0)),
     ];
+    if preset.core_strategies_only {
+        runs.retain(|r| {
+            r.label != "single-paper" && r.subsampling != "crop" && r.subsampling != "both"
+        });
+    }
     if recipes {
         for (strategy, recipe) in RECIPE_ROWS {
             let skip = match recipe {
@@ -385,8 +403,8 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     Ok(())
 }
 
-/// Fill in the per-patch p-values against `single-paper` of the same seed and (re)write
-/// `results.csv` and `results.md`.
+/// Fill in the per-patch p-values against the [`reference`] baseline of the same seed and
+/// (re)write `results.csv` and `results.md`.
 fn finish(
     dir: &Path,
     preset: &Preset,
@@ -396,20 +414,22 @@ fn finish(
 ) -> Result<()> {
     let bases: Vec<Record> = records
         .iter()
-        .filter(|r| r.strategy == "single-paper")
+        .filter(|r| {
+            let task = r.task.parse::<Task>().ok();
+            task.is_some_and(|t| r.strategy == reference(t, records))
+        })
         .cloned()
         .collect();
-    for r in records.iter_mut().filter(|r| r.strategy != "single-paper") {
-        if let Some(b) = bases
-            .iter()
-            .find(|b| b.seed == r.seed && b.task == r.task && b.model == r.model)
-        {
+    for r in records.iter_mut() {
+        if let Some(b) = bases.iter().find(|b| {
+            b.seed == r.seed && b.task == r.task && b.model == r.model && b.strategy != r.strategy
+        }) {
             r.p_value = compare(r, b).map(|t| t.p_value);
         }
     }
     write_csv(&dir.join("results.csv"), records)?;
     let mut md = format!(
-        "# 001 Table 2, reproduced ({} protocol, seeds {})\n\n{}\nTest metric on identical degraded test images for every strategy of a seed: mean ± sd over seeds. `*` = not significantly different from `single-paper`, `**` = different (paired two-sided t-test at 5% over seeds when there are two or more, else over test patches; `p patches` pools every patch of every seed and overstates significance, since patches of one photo are correlated). #WU counted from what ran; `train s` is the training time alone (validation and checkpoints excluded; {:.0} s of wall time so far for the whole experiment, other jobs on the machine inflate it).\n\n",
+        "# 001 Table 2, reproduced ({} protocol, seeds {})\n\n{}\nTest metric on identical degraded test images for every strategy of a seed: mean ± sd over seeds. `*` = not significantly different from `single-paper` (from `single-equal-wu` where `single-paper` did not run), `**` = different (paired two-sided t-test at 5% over seeds when there are two or more, else over test patches; `p patches` pools every patch of every seed and overstates significance, since patches of one photo are correlated). #WU counted from what ran; `train s` is the training time alone (validation and checkpoints excluded; {:.0} s of wall time so far for the whole experiment, other jobs on the machine inflate it).\n\n",
         preset.name(),
         seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
         preset.scale_factors(),
