@@ -544,6 +544,88 @@ mod tests {
     }
 
     #[test]
+    fn without_single_paper_the_markers_are_against_single_equal_wu() {
+        let rec = |strategy: &str, sub: &str, seed: u64, v: f64| Record {
+            task: "deblur".into(),
+            model: "resnet".into(),
+            strategy: strategy.into(),
+            subsampling: sub.into(),
+            wu: 100.0,
+            wall_s: 1.0,
+            metric: Metric::Mse,
+            seed,
+            train_s: 1.0,
+            per_image: vec![v - 0.01, v, v + 0.01],
+            p_value: None,
+        };
+        let mut records = Vec::new();
+        for (seed, diff) in [(0, 0.05), (1, 0.06), (2, 0.055)] {
+            records.push(rec("single-equal-wu", "-", seed, 0.2));
+            records.push(rec("full-multiscale", "coarsen", seed, 0.2 + diff));
+        }
+        let md = markdown_task(Task::Deblur, &records).unwrap();
+        assert!(md.contains("markers against `single-equal-wu`"), "{md}");
+        let fmg = md
+            .lines()
+            .find(|l| l.starts_with("| full-multiscale | coarsen |"))
+            .unwrap();
+        assert!(fmg.contains("| 0.2550 ± 0.0050** | 0.003 |"), "{fmg}");
+        let base = md
+            .lines()
+            .find(|l| l.starts_with("| single-equal-wu |"))
+            .unwrap();
+        assert!(base.contains("| 0.2000 ± 0.0000 | - | - |"), "{base}");
+    }
+
+    #[test]
+    fn standard_protocol_trains_the_core_strategies_at_the_papers_mesh() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            common: Common,
+        }
+        let cli = Cli::try_parse_from(["t", "--standard"]).unwrap();
+        assert_eq!(cli.common.protocol(), crate::reproduce::Protocol::Standard);
+        for clash in [
+            ["t", "--standard", "--full"],
+            ["t", "--standard", "--quick"],
+        ] {
+            assert!(Cli::try_parse_from(clash).is_err(), "{clash:?}");
+        }
+        let standard = Preset::of(cli.common.protocol(), false);
+        let printed = standard.scale_factors();
+        assert!(printed.contains("protocol `standard`"), "{printed}");
+        assert!(
+            printed.contains("mesh 64x64 (paper 64x64, x1.00); levels L = 4 (paper 4)"),
+            "{printed}"
+        );
+        for task in [Task::Denoise, Task::Deblur] {
+            let labels: Vec<String> = specs(task, "unet", &standard, false)
+                .unwrap()
+                .iter()
+                .map(|s| format!("{} {}", s.label, s.subsampling))
+                .collect();
+            assert_eq!(
+                labels,
+                [
+                    "full-multiscale coarsen",
+                    "multiscale coarsen",
+                    "single-practical -",
+                    "single-equal-wu -"
+                ]
+            );
+        }
+        // The quick protocol keeps all seven.
+        assert_eq!(
+            specs(Task::Deblur, "unet", &Preset::quick(), false)
+                .unwrap()
+                .len(),
+            7
+        );
+    }
+
+    #[test]
     fn full_protocol_prints_and_plans_the_papers_super_resolution_batches() {
         let full = Preset::full();
         assert!(
