@@ -501,3 +501,69 @@ fn resume_from_driver_state_is_exact_with_adaptive_batches_and_early_stopping() 
         "fresh estimates never changed the run: the test cannot fail"
     );
 }
+
+/// States that do not belong to the driver are refused before any training, naming why.
+#[test]
+fn foreign_or_impossible_states_are_refused() {
+    let base = LevelPlan::multiscale(3, 2).unwrap();
+    let plan = stages(Strategy::FullMultiscale(StageSchedule::Equal), &base, 4).unwrap();
+    let cfg = DriverConfig {
+        patience: Some(2),
+        validate_every: 1,
+        ..Default::default()
+    };
+    let driver = Driver::new(plan.clone(), cfg).unwrap();
+    let total = driver.total_iters();
+    assert_eq!(total, 12);
+    assert!(driver.state_at(total).unwrap().is_done(3));
+    let e = driver.state_at(total + 1).unwrap_err().to_string();
+    assert!(
+        e.contains("iteration 13 is past the schedule's 12 iterations"),
+        "{e}"
+    );
+
+    let vm = VarMap::new();
+    let net = Tiny::new(&vm, 1, 4);
+    let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t);
+    let vars = vm.all_vars();
+    let snapshot = || -> Vec<Vec<f32>> {
+        let flat = |v: &candle_core::Var| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        vars.iter().map(flat).collect()
+    };
+    let before = snapshot();
+    let mut opt = AdamW::new(vars.clone(), ParamsAdamW::default()).unwrap();
+    let mut refuse = |state: fmg::DriverState| {
+        let mut s = SmoothSampler::new(1, 16, 1);
+        let problem = fmg::Problem {
+            model: &model,
+            loss: &mse,
+            sampler: &mut s,
+            vars: &vars,
+        };
+        let acct = &mut Accountant::new();
+        let e = driver.run(problem, &mut opt, acct, state, &mut NoHooks);
+        e.unwrap_err().to_string()
+    };
+    // Iteration 5 lies in stage 1, not stage 0.
+    let mut s = driver.state_at(5).unwrap();
+    s.stage = 0;
+    let e = refuse(s);
+    assert!(
+        e.contains("iteration 5 is in stage 1, the state says stage 0"),
+        "{e}"
+    );
+    // Estimates of another level count.
+    let mut s = driver.state_at(5).unwrap();
+    s.tracker = mge::VarianceTracker::new(3, 0.9);
+    let e = refuse(s);
+    assert!(e.contains("do not match stage 1's 2 levels"), "{e}");
+    // A state saved without early stopping.
+    let other = Driver::new(plan, DriverConfig::default()).unwrap();
+    let e = refuse(other.state_at(5).unwrap());
+    assert!(
+        e.contains("early stopping is set in one of the state and the driver"),
+        "{e}"
+    );
+    // No iteration ran: the refusals left the parameters untouched.
+    assert_eq!(snapshot(), before);
+}

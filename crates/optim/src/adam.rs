@@ -431,8 +431,9 @@ mod tests {
     use super::*;
     use candle_core::DType;
 
-    /// Minimise `sum (θ - c)^2` and compare with a scalar f64 transcription of Algorithm 1.
-    fn run(adam: &mut Adam, theta: &Var, target: &Tensor, steps: usize, lr: f64) -> Vec<f32> {
+    /// `steps` steps of `adam` on `sum (θ - c)^2`; θ afterwards, flattened, as f64 (exact for
+    /// f32 values).
+    fn run(adam: &mut Adam, theta: &Var, target: &Tensor, steps: usize, lr: f64) -> Vec<f64> {
         for _ in 0..steps {
             let loss = (theta.as_tensor() - target)
                 .unwrap()
@@ -442,7 +443,8 @@ mod tests {
                 .unwrap();
             adam.step(&loss.backward().unwrap(), lr).unwrap();
         }
-        theta.as_tensor().to_vec1::<f32>().unwrap()
+        let flat = theta.as_tensor().flatten_all().unwrap();
+        flat.to_dtype(DType::F64).unwrap().to_vec1().unwrap()
     }
 
     fn reference(theta0: &[f64], c: &[f64], steps: usize, lr: f64) -> Vec<f64> {
@@ -472,7 +474,7 @@ mod tests {
         let got = run(&mut adam, &theta, &c, 25, 0.05);
         let want = reference(&[1.0, -2.0, 0.5], &[0.3, 0.1, -0.7], 25, 0.05);
         for (g, w) in got.iter().zip(&want) {
-            assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
+            assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
         }
     }
 
@@ -483,21 +485,7 @@ mod tests {
         let theta = Var::from_slice(&[1.0f64, -2.0, 0.5, 3.0], (2, 2), &dev).unwrap();
         let c = Tensor::new(&[[0.3f64, 0.1], [-0.7, 2.5]], &dev).unwrap();
         let mut adam = Adam::new(vec![("w".into(), theta.clone())]).unwrap();
-        for _ in 0..30 {
-            let loss = (theta.as_tensor() - &c)
-                .unwrap()
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap();
-            adam.step(&loss.backward().unwrap(), 0.05).unwrap();
-        }
-        let got = theta
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
+        let got = run(&mut adam, &theta, &c, 30, 0.05);
         let want = reference(&[1.0, -2.0, 0.5, 3.0], &[0.3, 0.1, -0.7, 2.5], 30, 0.05);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
@@ -519,20 +507,45 @@ mod tests {
         let theta = Var::from_slice(&th0, n, &dev).unwrap();
         let target = Tensor::new(c.as_slice(), &dev).unwrap();
         let mut adam = Adam::new(vec![("w".into(), theta.clone())]).unwrap();
-        for _ in 0..6 {
-            let loss = (theta.as_tensor() - &target)
+        let got = run(&mut adam, &theta, &target, 6, 0.05);
+        let want = reference(&th0, &c, 6, 0.05);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() < 1e-12, "element {i}: {g} vs {w}");
+        }
+    }
+
+    /// The `candle_nn::Optimizer` face steps exactly like [`Adam::step`] at the rate last set,
+    /// and names its variables `p00000, p00001, ...`.
+    #[test]
+    fn optimizer_trait_steps_like_adam_at_its_rate() {
+        use candle_nn::Optimizer as _;
+        let dev = Device::Cpu;
+        let c = Tensor::new(&[0.3f32, 0.1, -0.4], &dev).unwrap();
+        let a = Var::from_slice(&[1.0f32, -2.0, 0.5], 3, &dev).unwrap();
+        let b = Var::from_tensor(&a.as_tensor().copy().unwrap()).unwrap();
+        let mut adam = Adam::new(vec![("p00000".into(), a.clone())]).unwrap();
+        let mut opt = AdamOptimizer::new(vec![b.clone()], 0.5).unwrap();
+        assert_eq!(opt.learning_rate(), 0.5);
+        for lr in [0.1, 0.05, 0.2] {
+            opt.set_learning_rate(lr);
+            let loss = (b.as_tensor() - &c)
                 .unwrap()
                 .sqr()
                 .unwrap()
                 .sum_all()
                 .unwrap();
-            adam.step(&loss.backward().unwrap(), 0.05).unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+            run(&mut adam, &a, &c, 1, lr);
+            assert_eq!(
+                b.as_tensor().to_vec1::<f32>().unwrap(),
+                a.as_tensor().to_vec1::<f32>().unwrap(),
+                "lr {lr}"
+            );
         }
-        let got = theta.as_tensor().to_vec1::<f64>().unwrap();
-        let want = reference(&th0, &c, 6, 0.05);
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() < 1e-12, "element {i}: {g} vs {w}");
-        }
+        assert_eq!(opt.adam.steps(), 3);
+        let mut keys: Vec<String> = opt.adam.state().unwrap().into_keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["m.p00000", "step", "v.p00000"]);
     }
 
     #[test]
