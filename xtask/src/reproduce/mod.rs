@@ -32,7 +32,8 @@ pub enum Experiment {
     Table1(crate::reproduce::table1::Args),
     /// 001 Table 2: every task x strategy x subsampling, with the three single-scale baselines.
     Table2(crate::reproduce::table2::Args),
-    /// 001 Table 5: test error at fixed #WU budgets, single-scale against multiscale.
+    /// 001 Table 5: test error at fixed #WU budgets, single-scale against multiscale (and the
+    /// recipes), per task and model, with the ranking's stability across budgets.
     Table5(crate::reproduce::table5::Args),
     /// 001 Table 6: multiscale and full-multiscale with L = 2, 3, 4 levels.
     Table6(crate::reproduce::table6::Args),

@@ -285,11 +285,12 @@ pub struct RunSpec {
     pub iterations: usize,
     /// Appended to the folder name (e.g. `b600` for a #WU budget, `L4`), may be empty.
     pub tag: String,
-    /// What the run changes beyond its strategy (`table2 --recipes`).
+    /// What the run changes beyond its strategy (`table2 --recipes`, `table5 --recipes`).
     pub recipe: Recipe,
 }
 
-/// A multiscale recipe on top of a strategy (`table2 --recipes`, issue 15 item 9).
+/// A multiscale recipe on top of a strategy (`table2 --recipes`, `table5 --recipes`, issue 15
+/// item 9; the rows: [`recipe_specs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Recipe {
     /// The strategy as it is.
@@ -316,6 +317,29 @@ impl Recipe {
     }
 }
 
+/// The recipe rows of `--recipes` (`table2`, `table5`) that apply to `task`, in table order:
+/// (strategy label, recipe), coarsening for the multiscale ones. Multiscale with the
+/// noise-consistent restriction (denoising only), multiscale and full-multiscale with adaptive
+/// batches, and single-practical, multiscale and full-multiscale with mesh-free convolutions
+/// (not for super-resolution).
+pub fn recipe_specs(task: Task) -> Vec<(&'static str, Recipe)> {
+    const ROWS: [(&str, Recipe); 6] = [
+        ("multiscale", Recipe::NoiseConsistent),
+        ("multiscale", Recipe::Adaptive),
+        ("full-multiscale", Recipe::Adaptive),
+        ("single-practical", Recipe::Mfc),
+        ("multiscale", Recipe::Mfc),
+        ("full-multiscale", Recipe::Mfc),
+    ];
+    ROWS.into_iter()
+        .filter(|(_, recipe)| match recipe {
+            Recipe::NoiseConsistent => task == Task::Denoise,
+            Recipe::Mfc => task != Task::Superres,
+            Recipe::Plain | Recipe::Adaptive => true,
+        })
+        .collect()
+}
+
 impl RunSpec {
     /// Folder of the run inside the experiment's folder.
     pub fn dir_name(&self) -> String {
@@ -331,8 +355,9 @@ impl RunSpec {
         s
     }
 
-    /// Single-scale with batch `N0`, multiscale or full-multiscale with coarsening (`label`
-    /// names the strategy: `single-practical`, `multiscale`, `full-multiscale`).
+    /// A denoising run: single-scale with batch `n0`, multiscale or full-multiscale with
+    /// coarsening (`label` names the strategy: `single-practical`, `multiscale`,
+    /// `full-multiscale`), no recipe. [`RunSpec::new`] builds any task's.
     pub fn denoise(
         model: &str,
         label: &str,
@@ -355,6 +380,32 @@ impl RunSpec {
             tag,
             recipe: Recipe::Plain,
         })
+    }
+
+    /// A run of `task` under `preset` (its levels and the task's `N_0`): strategy `label` as in
+    /// [`RunSpec::denoise`] with `recipe` on top (the label and folder carry the recipe's
+    /// suffix, e.g. `multiscale+mfc`).
+    pub fn new(
+        task: Task,
+        model: &str,
+        label: &str,
+        recipe: Recipe,
+        preset: &Preset,
+        iterations: usize,
+        tag: String,
+    ) -> Result<Self> {
+        let mut spec = Self::denoise(
+            model,
+            label,
+            preset.levels,
+            preset.task_n0(task),
+            iterations,
+            tag,
+        )?;
+        spec.task = task;
+        spec.label.push_str(recipe.suffix());
+        spec.recipe = recipe;
+        Ok(spec)
     }
 
     /// The #WU this run will spend, from the closed forms (001 Appendix B).
@@ -774,6 +825,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("fullmultiscale"), "{e}");
+    }
+
+    /// The recipe rows that apply per task, and a recipe run's label, folder and batch.
+    #[test]
+    fn recipe_rows_per_task_and_their_runs() {
+        let names = |t| {
+            recipe_specs(t)
+                .into_iter()
+                .map(|(s, r)| format!("{s}{}", r.suffix()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(Task::Denoise),
+            [
+                "multiscale+noise-consistent",
+                "multiscale+adaptive",
+                "full-multiscale+adaptive",
+                "single-practical+mfc",
+                "multiscale+mfc",
+                "full-multiscale+mfc"
+            ]
+        );
+        assert_eq!(names(Task::Deblur), names(Task::Denoise)[1..]);
+        assert_eq!(names(Task::Inpaint), names(Task::Deblur));
+        assert_eq!(
+            names(Task::Superres),
+            ["multiscale+adaptive", "full-multiscale+adaptive"]
+        );
+        let full = Preset::full();
+        let s = RunSpec::new(
+            Task::Superres,
+            "espcn",
+            "single-practical",
+            Recipe::Adaptive,
+            &full,
+            10,
+            "b5".into(),
+        )
+        .unwrap();
+        assert_eq!(s.dir_name(), "superres-espcn-single-practical+adaptive-b5");
+        assert_eq!(
+            (s.single_batch, s.levels, s.recipe),
+            (Some(8), 4, Recipe::Adaptive)
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::commands::eval::save_samples;
 use crate::reproduce::runs::{
-    avg, compare, label_strategy, plot_runs, summary, test_set, train_and_score, Preset, Progress,
+    avg, compare, plot_runs, recipe_specs, summary, test_set, train_and_score, Preset, Progress,
     Recipe, RunSpec,
 };
 use crate::reproduce::{
@@ -61,7 +61,8 @@ pub fn models(task: Task) -> [&'static str; 2] {
     }
 }
 
-fn display_model(m: &str) -> &str {
+/// How the tables name `m` (`UNet`, `ResNet`, `ESPCN`; anything else as it is).
+pub fn display_model(m: &str) -> &str {
     match m {
         "unet" => "UNet",
         "resnet" => "ResNet",
@@ -123,24 +124,14 @@ const OUR_ROWS: [(&str, &str); 7] = [
     ("full-multiscale", "both"),
 ];
 
-/// The recipe rows of `--recipes`: (strategy, recipe), coarsening for the multiscale ones.
-const RECIPE_ROWS: [(&str, Recipe); 6] = [
-    ("multiscale", Recipe::NoiseConsistent),
-    ("multiscale", Recipe::Adaptive),
-    ("full-multiscale", Recipe::Adaptive),
-    ("single-practical", Recipe::Mfc),
-    ("multiscale", Recipe::Mfc),
-    ("full-multiscale", Recipe::Mfc),
-];
-
-/// Every row a table may show, in order: the paper's strategies, then the recipes (their
-/// strategy label carries the recipe's suffix).
-fn all_rows() -> Vec<(String, &'static str)> {
+/// Every row the table of `task` may show, in order: the paper's strategies, then the recipes
+/// that apply to `task` ([`recipe_specs`]; their strategy label carries the recipe's suffix).
+fn all_rows(task: Task) -> Vec<(String, &'static str)> {
     let mut rows: Vec<(String, &str)> = OUR_ROWS
         .iter()
         .map(|(s, sub)| (s.to_string(), *sub))
         .collect();
-    for (strategy, recipe) in RECIPE_ROWS {
+    for (strategy, recipe) in recipe_specs(task) {
         let sub = if strategy.starts_with("single") {
             "-"
         } else {
@@ -193,7 +184,7 @@ pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
     }
     writeln!(s)?;
     writeln!(s, "|{}", "---|".repeat(3 + 6 * ms.len()))?;
-    for (strategy, sub) in all_rows() {
+    for (strategy, sub) in all_rows(task) {
         let (strategy, sub) = (strategy.as_str(), sub);
         let paper_row = paper_rows
             .iter()
@@ -290,20 +281,16 @@ fn specs(task: Task, model: &str, preset: &Preset, recipes: bool) -> Result<Vec<
         });
     }
     if recipes {
-        for (strategy, recipe) in RECIPE_ROWS {
-            let skip = match recipe {
-                Recipe::NoiseConsistent => task != Task::Denoise,
-                Recipe::Mfc => task == Task::Superres,
-                Recipe::Plain | Recipe::Adaptive => false,
-            };
-            if skip {
-                continue;
-            }
-            let (kind, sub) = label_strategy(strategy)?;
-            let batch = (kind == StrategyKind::Single).then_some(n0);
-            let mut r = spec(&format!("{strategy}{}", recipe.suffix()), sub, kind, batch);
-            r.recipe = recipe;
-            runs.push(r);
+        for (strategy, recipe) in recipe_specs(task) {
+            runs.push(RunSpec::new(
+                task,
+                model,
+                strategy,
+                recipe,
+                preset,
+                iterations,
+                String::new(),
+            )?);
         }
     }
     Ok(runs)
@@ -456,7 +443,7 @@ fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
     )?;
     writeln!(s, "|---|---|---|---|---|")?;
     for model in models(task) {
-        for (strategy, sub) in all_rows().iter().filter(|(st, _)| st != "single-paper") {
+        for (strategy, sub) in all_rows(task).iter().filter(|(st, _)| st != "single-paper") {
             let (strategy, sub) = (strategy.as_str(), *sub);
             let runs = over_seeds(records, task.name(), model, strategy, sub);
             if runs.is_empty() {
