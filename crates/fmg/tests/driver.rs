@@ -506,7 +506,8 @@ fn resume_from_driver_state_is_exact_with_adaptive_batches_and_early_stopping() 
 #[test]
 fn foreign_or_impossible_states_are_refused() {
     let base = LevelPlan::multiscale(3, 2).unwrap();
-    let plan = stages(Strategy::FullMultiscale(StageSchedule::Equal), &base, 4).unwrap();
+    let schedule = StageSchedule::Equal;
+    let plan = stages(Strategy::FullMultiscale { schedule }, &base, 4).unwrap();
     let cfg = DriverConfig {
         patience: Some(2),
         validate_every: 1,
@@ -554,9 +555,9 @@ fn foreign_or_impossible_states_are_refused() {
     );
     // Estimates of another level count.
     let mut s = driver.state_at(5).unwrap();
-    s.tracker = mge::VarianceTracker::new(3, 0.9);
+    s.tracker = mge::VarianceTracker::new(5, 0.9);
     let e = refuse(s);
-    assert!(e.contains("do not match stage 1's 2 levels"), "{e}");
+    assert!(e.contains("do not match stage 1's 3 levels"), "{e}");
     // A state saved without early stopping.
     let other = Driver::new(plan, DriverConfig::default()).unwrap();
     let e = refuse(other.state_at(5).unwrap());

@@ -524,7 +524,7 @@ mod tests {
         let a = Var::from_slice(&[1.0f32, -2.0, 0.5], 3, &dev).unwrap();
         let b = Var::from_tensor(&a.as_tensor().copy().unwrap()).unwrap();
         let mut adam = Adam::new(vec![("p00000".into(), a.clone())]).unwrap();
-        let mut opt = AdamOptimizer::new(vec![b.clone()], 0.5).unwrap();
+        let mut opt = <AdamOptimizer as candle_nn::Optimizer>::new(vec![b.clone()], 0.5).unwrap();
         assert_eq!(opt.learning_rate(), 0.5);
         for lr in [0.1, 0.05, 0.2] {
             opt.set_learning_rate(lr);
