@@ -155,7 +155,7 @@ fn reference(task: Task, records: &[Record]) -> &'static str {
 }
 
 /// The `results.md` section of one task: our test metric (mean ± sd over seeds, with the
-/// marker of the paired test against [`reference`]: over seeds with two or more, else over
+/// marker of the paired test against [`reference()`]: over seeds with two or more, else over
 /// patches) beside the paper's value, #WU and training time (validation excluded), per model.
 pub fn markdown_task(task: Task, records: &[Record]) -> Result<String> {
     let ms = models(task);
@@ -390,7 +390,7 @@ pub fn run(args: Args, ctx: &crate::common::Context) -> Result<()> {
     Ok(())
 }
 
-/// Fill in the per-patch p-values against the [`reference`] baseline of the same seed and
+/// Fill in the per-patch p-values against the [`reference()`] baseline of the same seed and
 /// (re)write `results.csv` and `results.md`.
 fn finish(
     dir: &Path,
