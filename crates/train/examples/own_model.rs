@@ -4,9 +4,15 @@ use candle_nn::{conv2d, Conv2dConfig, VarMap};
 use mge::Sampler;
 use std::sync::Arc;
 
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn main() -> Result<()> {
+    train::threads::configure(); // thread-pool settings, then the work on the pool
+    train::threads::run(train_own_model)?
+}
+
 #[rustfmt::skip] // kept compact on purpose: the whole recipe on one screen
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    train::threads::configure();
+fn train_own_model() -> Result<()> {
     let dev = Device::Cpu;
     // Any candle model (candle-nn layers): a residual pair of 3x3 convolutions.
     let varmap = VarMap::new();

@@ -10,6 +10,11 @@
 //!   core through rayon (`fastconv`).
 //!
 //! A value already in the environment is left as it is.
+//!
+//! [`run`] then runs the program on a worker of the rayon pool, so that the serial code
+//! between kernels and the kernels' parallel parts share the pool's threads: called from
+//! `main`, a third thread would wait for every kernel while the pool's idle workers spin
+//! (`sched_yield`) beside it (`docs/performance.md`, "One thread pool").
 
 /// Sets the two variables where unset (`RAYON_NUM_THREADS` = available cores).
 pub fn configure() {
@@ -22,4 +27,11 @@ pub fn configure() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+}
+
+/// Runs `f` on a worker of a new rayon pool of `RAYON_NUM_THREADS` threads (call
+/// [`configure`] first) and returns its result. Every rayon and candle kernel called inside
+/// `f` uses that pool.
+pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, rayon::ThreadPoolBuildError> {
+    Ok(rayon::ThreadPoolBuilder::new().build()?.install(f))
 }
