@@ -41,17 +41,33 @@ struct Leaves {
     channels: usize,
 }
 
-/// Cells `lo..=hi` (wrapped periodically) touched by `[v - r, v + r]`, or all of them.
-fn span(v: f64, r: f64) -> impl Iterator<Item = usize> {
+/// `floor(v)` for the finite values of the bucket spans, without the libm call (baseline x86-64
+/// has no rounding instruction): truncation, one down for negative non-integers.
+fn floor(v: f64) -> i64 {
+    let t = v as i64;
+    if (t as f64) > v {
+        t - 1
+    } else {
+        t
+    }
+}
+
+/// Bucket range `(lo, hi)` touched by `[v - r, v + r]` (to be wrapped periodically), or all
+/// buckets.
+fn span(v: f64, r: f64) -> (i64, i64) {
     let (lo, hi) = (
-        ((v - r) * BUCKETS as f64).floor() as i64,
-        ((v + r) * BUCKETS as f64).floor() as i64,
+        floor((v - r) * BUCKETS as f64),
+        floor((v + r) * BUCKETS as f64),
     );
-    let (lo, hi) = if hi - lo + 1 >= BUCKETS as i64 {
+    if hi - lo + 1 >= BUCKETS as i64 {
         (0, BUCKETS as i64 - 1)
     } else {
         (lo, hi)
-    };
+    }
+}
+
+/// The buckets of a span, wrapped periodically.
+fn cells((lo, hi): (i64, i64)) -> impl Iterator<Item = usize> {
     (lo..=hi).map(|k| k.rem_euclid(BUCKETS as i64) as usize)
 }
 
@@ -112,23 +128,28 @@ impl DeadLeaves {
         }
         // Cells touched by each disk's bounding box, wrapped periodically: count, then fill in
         // disk order (front to back within every cell).
-        let cells = BUCKETS * BUCKETS;
-        let mut bucket_start = vec![0u32; cells + 1];
-        for (&(x, y), &r) in centres.iter().zip(&radii) {
-            for by in span(y, r) {
-                for bx in span(x, r) {
+        let spans: Vec<[(i64, i64); 2]> = centres
+            .iter()
+            .zip(&radii)
+            .map(|(&(x, y), &r)| [span(x, r), span(y, r)])
+            .collect();
+        let cells_total = BUCKETS * BUCKETS;
+        let mut bucket_start = vec![0u32; cells_total + 1];
+        for &[sx, sy] in &spans {
+            for by in cells(sy) {
+                for bx in cells(sx) {
                     bucket_start[by * BUCKETS + bx + 1] += 1;
                 }
             }
         }
-        for k in 0..cells {
+        for k in 0..cells_total {
             bucket_start[k + 1] += bucket_start[k];
         }
-        let mut fill: Vec<u32> = bucket_start[..cells].to_vec();
-        let mut bucket_disks = vec![0u32; bucket_start[cells] as usize];
-        for (d, (&(x, y), &r)) in centres.iter().zip(&radii).enumerate() {
-            for by in span(y, r) {
-                for bx in span(x, r) {
+        let mut fill: Vec<u32> = bucket_start[..cells_total].to_vec();
+        let mut bucket_disks = vec![0u32; bucket_start[cells_total] as usize];
+        for (d, &[sx, sy]) in spans.iter().enumerate() {
+            for by in cells(sy) {
+                for bx in cells(sx) {
                     let k = by * BUCKETS + bx;
                     bucket_disks[fill[k] as usize] = d as u32;
                     fill[k] += 1;
@@ -287,6 +308,19 @@ mod tests {
             }
         }
         out
+    }
+
+    proptest::proptest! {
+        /// The libm-free `floor` of the bucket spans equals `f64::floor` (spans lie in
+        /// `[-64, 96]`; the range checked is wider, integers and their neighbours included).
+        #[test]
+        fn floor_matches_libm(v in -1.0e6f64..1.0e6, k in -200i64..200) {
+            proptest::prop_assert_eq!(floor(v), v.floor() as i64);
+            let k = k as f64;
+            for w in [k, k.next_down(), k.next_up(), -0.0] {
+                proptest::prop_assert_eq!(floor(w), w.floor() as i64);
+            }
+        }
     }
 
     #[test]
