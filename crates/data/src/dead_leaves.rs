@@ -168,38 +168,98 @@ impl DeadLeaves {
     }
 }
 
+/// Sub-samples per pixel side up to which a pixel's sub-samples share one scan of their bucket.
+const SHARED_SCAN_MAX: usize = 8;
+
+/// No disk contains the point: the background.
+const BACKGROUND: u32 = u32::MAX;
+
+/// `d - round(d)` (round half away from zero): the periodic difference. For |d| < 1, the only
+/// case of points and centres in [0, 1), without the libm call (same result bit for bit).
+fn wrap(d: f64) -> f64 {
+    let a = d.abs();
+    if a < 0.5 {
+        d
+    } else if a < 1.0 {
+        if d > 0.0 {
+            d - 1.0
+        } else {
+            d + 1.0
+        }
+    } else {
+        d - d.round()
+    }
+}
+
 impl Leaves {
-    /// Index into `colours` of the front-most disk containing `(x, y)` (periodic distance).
-    fn colour_at(&self, x: f64, y: f64) -> &[f32] {
-        let cell = ((y * BUCKETS as f64) as usize).min(BUCKETS - 1) * BUCKETS
-            + ((x * BUCKETS as f64) as usize).min(BUCKETS - 1);
-        // `d - round(d)` (round half away from zero); for |d| < 1, the only case of points and
-        // centres in [0, 1), without the libm call (same result bit for bit).
-        let wrap = |d: f64| {
-            let a = d.abs();
-            if a < 0.5 {
-                d
-            } else if a < 1.0 {
-                if d > 0.0 {
-                    d - 1.0
-                } else {
-                    d + 1.0
-                }
-            } else {
-                d - d.round()
-            }
-        };
-        let disks = &self.bucket_disks
-            [self.bucket_start[cell] as usize..self.bucket_start[cell + 1] as usize];
-        for &d in disks {
-            let d = d as usize;
-            let (cx, cy) = self.centres[d];
+    /// The bucket of point `(x, y)`.
+    fn cell(x: f64, y: f64) -> usize {
+        ((y * BUCKETS as f64) as usize).min(BUCKETS - 1) * BUCKETS
+            + ((x * BUCKETS as f64) as usize).min(BUCKETS - 1)
+    }
+
+    /// The disks of bucket `cell`, front to back.
+    fn disks(&self, cell: usize) -> &[u32] {
+        &self.bucket_disks[self.bucket_start[cell] as usize..self.bucket_start[cell + 1] as usize]
+    }
+
+    /// The colour of disk `d`, or the background for [`BACKGROUND`].
+    fn colour(&self, d: u32) -> &[f32] {
+        match d {
+            BACKGROUND => &self.background,
+            d => &self.colours[d as usize * self.channels..][..self.channels],
+        }
+    }
+
+    /// The front-most disk containing `(x, y)` (periodic distance), or [`BACKGROUND`].
+    fn disk_at(&self, x: f64, y: f64) -> u32 {
+        for &d in self.disks(Self::cell(x, y)) {
+            let (cx, cy) = self.centres[d as usize];
             let (dx, dy) = (wrap(x - cx), wrap(y - cy));
-            if dx * dx + dy * dy < self.radii2[d] {
-                return &self.colours[d * self.channels..(d + 1) * self.channels];
+            if dx * dx + dy * dy < self.radii2[d as usize] {
+                return d;
             }
         }
-        &self.background
+        BACKGROUND
+    }
+
+    /// [`Leaves::disk_at`] of every point `(xs[b], ys[a])` into `hits[a * s + b]`, for points
+    /// that all lie in bucket `cell` (`s = xs.len() = ys.len() <= SHARED_SCAN_MAX`): one scan of
+    /// the bucket's disks for all of them, each disk tested only against the points no disk
+    /// before it contains (the same tests, in the same arithmetic, as one scan per point).
+    fn disks_at(&self, cell: usize, xs: &[f64], ys: &[f64], hits: &mut [u32]) {
+        let s = xs.len();
+        let points = s * s;
+        hits[..points].fill(BACKGROUND);
+        let mut left: u64 = if points == 64 {
+            u64::MAX
+        } else {
+            (1u64 << points) - 1
+        };
+        let (mut dx, mut dy) = ([0f64; SHARED_SCAN_MAX], [0f64; SHARED_SCAN_MAX]);
+        for &d in self.disks(cell) {
+            let (cx, cy) = self.centres[d as usize];
+            let r2 = self.radii2[d as usize];
+            for (v, &x) in dx.iter_mut().zip(xs) {
+                *v = wrap(x - cx);
+            }
+            for (v, &y) in dy.iter_mut().zip(ys) {
+                *v = wrap(y - cy);
+            }
+            let mut m = left;
+            while m != 0 {
+                let k = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let (ex, ey) = (dx[k % s], dy[k / s]);
+                if ex * ex + ey * ey < r2 {
+                    hits[k] = d;
+                    left &= !(1u64 << k);
+                }
+            }
+            if left == 0 {
+                return;
+            }
+        }
     }
 }
 
@@ -221,15 +281,30 @@ impl ImageSource for DeadLeaves {
         let h = 1.0 / n as f64;
         let weight = 1.0 / (s * s) as f32;
         let mut out = vec![0f32; c * n * n];
+        let mut hits = vec![BACKGROUND; s * s];
+        let (mut xs, mut ys) = (vec![0f64; s], vec![0f64; s]);
         for i in 0..n {
+            for (a, y) in ys.iter_mut().enumerate() {
+                *y = (i as f64 + (a as f64 + 0.5) / s as f64) * h;
+            }
             for j in 0..n {
-                for a in 0..s {
-                    let y = (i as f64 + (a as f64 + 0.5) / s as f64) * h;
-                    for b in 0..s {
-                        let x = (j as f64 + (b as f64 + 0.5) / s as f64) * h;
-                        for (ch, v) in leaves.colour_at(x, y).iter().enumerate() {
-                            out[(ch * n + i) * n + j] += v * weight;
-                        }
+                for (b, x) in xs.iter_mut().enumerate() {
+                    *x = (j as f64 + (b as f64 + 0.5) / s as f64) * h;
+                }
+                // Buckets grow with x and y: the pixel lies in one bucket when its first and
+                // last sub-samples do.
+                let cell = Leaves::cell(xs[0], ys[0]);
+                if s <= SHARED_SCAN_MAX && cell == Leaves::cell(xs[s - 1], ys[s - 1]) {
+                    leaves.disks_at(cell, &xs, &ys, &mut hits);
+                } else {
+                    for (k, hit) in hits.iter_mut().enumerate() {
+                        *hit = leaves.disk_at(xs[k % s], ys[k / s]);
+                    }
+                }
+                // Sums in sub-sample order (row a, then column b), as always.
+                for &d in &hits {
+                    for (ch, v) in leaves.colour(d).iter().enumerate() {
+                        out[(ch * n + i) * n + j] += v * weight;
                     }
                 }
             }
@@ -332,6 +407,8 @@ mod tests {
             DeadLeaves::new(11)
                 .with_radii(0.002, 0.01)
                 .with_subsamples(3),
+            // More sub-samples than one shared scan takes: one scan per point.
+            DeadLeaves::new(5).with_subsamples(SHARED_SCAN_MAX + 1),
         ];
         for src in &sources {
             for (index, n) in [(0u64, 1usize), (1, 8), (2, 13), (5, 32), (9, 64)] {

@@ -16,7 +16,7 @@
 //! | `validation.rs` | validation loss, divergence checks |
 //! | `evaluate.rs` | [`TestSet`]: a fixed degraded test set, predictions and per-image [`Scores`] (MSE `mean((f(u) - y)^2)`, PSNR `10 log10(1 / MSE)`, SSIM) |
 //! | `loss.rs` | MSE and physical-window SSIM losses (SPEC sections 0 and 6) |
-//! | `threads.rs` | thread-pool settings that make CPU steps 1.6-5x faster |
+//! | `threads.rs` | thread-pool settings, and the pool worker to train on, that make CPU steps faster |
 //! | `error.rs` | typed errors naming the file or setting at fault |
 //!
 //! Train your own candle model with Full-Multiscale and MGE (`examples/own_model.rs`):

@@ -35,3 +35,33 @@ pub fn configure() {
 pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, rayon::ThreadPoolBuildError> {
     Ok(rayon::ThreadPoolBuilder::new().build()?.install(f))
 }
+
+#[cfg(test)]
+mod tests {
+    /// `run` gives its result back and runs the closure on a worker of a pool of
+    /// `RAYON_NUM_THREADS` (or all available) threads.
+    #[test]
+    fn run_executes_on_a_pool_worker() {
+        let want = match std::env::var("RAYON_NUM_THREADS") {
+            Ok(n) => n.parse().unwrap(),
+            Err(_) => std::thread::available_parallelism().unwrap().get(),
+        };
+        assert_eq!(
+            rayon::current_thread_index(),
+            None,
+            "the test thread is no worker"
+        );
+        let (index, threads, joined) = super::run(|| {
+            let joined = rayon::join(|| 1, || 2);
+            (
+                rayon::current_thread_index(),
+                rayon::current_num_threads(),
+                joined,
+            )
+        })
+        .unwrap();
+        assert!(index.is_some(), "the closure ran off the pool");
+        assert_eq!(threads, want);
+        assert_eq!(joined, (1, 2));
+    }
+}
