@@ -48,25 +48,25 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    train::threads::configure();
+    // Thread settings first, then everything on a worker of the rayon pool.
+    train::threads::run(run_command)?
+}
+
+/// Parses the command line and runs the command.
+fn run_command() -> anyhow::Result<()> {
     let cli = Cli::parse();
     common::init_tracing(matches!(cli.command, Command::Reproduce(_)))?;
     let ctx = common::Context::new(&cli.global)?;
-    train::threads::run(|| dispatch(cli.command, &ctx))?
-}
-
-/// Runs the command, on a worker of the rayon pool ([`train::threads::run`]).
-fn dispatch(command: Command, ctx: &common::Context) -> anyhow::Result<()> {
-    match command {
-        Command::Stencil(a) => stencil::run(a, ctx),
-        Command::Data(a) => data_cmd::run(a, ctx),
-        Command::Models(a) => models_cmd::run(a, ctx),
-        Command::Mfc(a) => mfc_cmd::run(a, ctx),
-        Command::Bench(a) => bench::run(a, ctx),
-        Command::Train(a) => train_cmd::run_train(a, ctx),
-        Command::Eval(a) => eval::run(a, ctx),
-        Command::Landscape(a) => landscape::run(a, ctx),
-        Command::Workunits(a) => workunits_cmd::run(a, ctx),
-        Command::Reproduce(a) => reproduce::run(a, ctx),
+    match cli.command {
+        Command::Stencil(a) => stencil::run(a, &ctx),
+        Command::Data(a) => data_cmd::run(a, &ctx),
+        Command::Models(a) => models_cmd::run(a, &ctx),
+        Command::Mfc(a) => mfc_cmd::run(a, &ctx),
+        Command::Bench(a) => bench::run(a, &ctx),
+        Command::Train(a) => train_cmd::run_train(a, &ctx),
+        Command::Eval(a) => eval::run(a, &ctx),
+        Command::Landscape(a) => landscape::run(a, &ctx),
+        Command::Workunits(a) => workunits_cmd::run(a, &ctx),
+        Command::Reproduce(a) => reproduce::run(a, &ctx),
     }
 }

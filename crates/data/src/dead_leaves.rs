@@ -211,22 +211,11 @@ impl Leaves {
         }
     }
 
-    /// The front-most disk containing `(x, y)` (periodic distance), or [`BACKGROUND`].
-    fn disk_at(&self, x: f64, y: f64) -> u32 {
-        for &d in self.disks(Self::cell(x, y)) {
-            let (cx, cy) = self.centres[d as usize];
-            let (dx, dy) = (wrap(x - cx), wrap(y - cy));
-            if dx * dx + dy * dy < self.radii2[d as usize] {
-                return d;
-            }
-        }
-        BACKGROUND
-    }
-
-    /// [`Leaves::disk_at`] of every point `(xs[b], ys[a])` into `hits[a * s + b]`, for points
-    /// that all lie in bucket `cell` (`s = xs.len() = ys.len() <= SHARED_SCAN_MAX`): one scan of
-    /// the bucket's disks for all of them, each disk tested only against the points no disk
-    /// before it contains (the same tests, in the same arithmetic, as one scan per point).
+    /// The front-most disk containing `(xs[b], ys[a])` (periodic distance), or [`BACKGROUND`],
+    /// into `hits[a * s + b]`, for points that all lie in bucket `cell` (`s = xs.len() =
+    /// ys.len() <= SHARED_SCAN_MAX`): one scan of the bucket's disks for all of them, each disk
+    /// tested only against the points no disk before it contains (the same tests, in the same
+    /// arithmetic, as one scan per point).
     fn disks_at(&self, cell: usize, xs: &[f64], ys: &[f64], hits: &mut [u32]) {
         let s = xs.len();
         let points = s * s;
@@ -298,7 +287,9 @@ impl ImageSource for DeadLeaves {
                     leaves.disks_at(cell, &xs, &ys, &mut hits);
                 } else {
                     for (k, hit) in hits.iter_mut().enumerate() {
-                        *hit = leaves.disk_at(xs[k % s], ys[k / s]);
+                        let (x, y) = (xs[k % s], ys[k / s]);
+                        let cell = Leaves::cell(x, y);
+                        leaves.disks_at(cell, &[x], &[y], std::slice::from_mut(hit));
                     }
                 }
                 // Sums in sub-sample order (row a, then column b), as always.

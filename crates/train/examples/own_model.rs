@@ -7,8 +7,7 @@ use std::sync::Arc;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> Result<()> {
-    train::threads::configure(); // thread-pool settings, then the work on the pool
-    train::threads::run(train_own_model)?
+    train::threads::run(train_own_model)? // thread settings, then the work on the pool
 }
 
 #[rustfmt::skip] // kept compact on purpose: the whole recipe on one screen

@@ -1,5 +1,5 @@
 //! Thread-pool settings to apply at start-up, before the first tensor operation (measured in
-//! `docs/performance.md`, "Per-level cost"): call [`configure`] first thing in `main`.
+//! `docs/performance.md`, "Per-level cost"): call [`run`] (or [`configure`]) first in `main`.
 //!
 //! - `RAYON_NUM_THREADS`: candle 0.11's `get_num_threads()` re-reads it on every matmul and,
 //!   when unset, counts the physical cores by parsing `/proc/cpuinfo` (`num_cpus`), which took
@@ -11,7 +11,7 @@
 //!
 //! A value already in the environment is left as it is.
 //!
-//! [`run`] then runs the program on a worker of the rayon pool, so that the serial code
+//! [`run`] sets them and then runs the program on a worker of the rayon pool, so that the serial code
 //! between kernels and the kernels' parallel parts share the pool's threads: called from
 //! `main`, a third thread would wait for every kernel while the pool's idle workers spin
 //! (`sched_yield`) beside it (`docs/performance.md`, "One thread pool").
@@ -29,10 +29,11 @@ pub fn configure() {
     }
 }
 
-/// Runs `f` on a worker of a new rayon pool of `RAYON_NUM_THREADS` threads (call
-/// [`configure`] first) and returns its result. Every rayon and candle kernel called inside
-/// `f` uses that pool.
+/// [`configure`]s the threads, then runs `f` on a worker of a new rayon pool of
+/// `RAYON_NUM_THREADS` threads and returns its result. Every rayon and candle kernel called
+/// inside `f` uses that pool. Call it first in `main`.
 pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, rayon::ThreadPoolBuildError> {
+    configure();
     Ok(rayon::ThreadPoolBuilder::new().build()?.install(f))
 }
 
