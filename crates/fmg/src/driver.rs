@@ -62,7 +62,8 @@ pub struct DriverConfig {
     /// Minimum improvement of the validation loss that resets the patience.
     pub min_delta: f64,
     /// Per-term gradient statistics ([`GradientMode::PerTerm`]) every this many iterations
-    /// (0: never; 1: every iteration).
+    /// (0: never; 1: every iteration), measured in a pass of their own on the iteration's draws
+    /// at its parameters: the training step itself is the same for every value.
     pub stats_every: usize,
     /// MLMC-optimal allocation per stage (`Some(probe_every)`), budget = the stage plan's
     /// closed-form #WU per iteration; implies per-term statistics every iteration.
@@ -109,8 +110,12 @@ pub struct IterRecord {
     pub wu: Fraction,
     /// Cumulative #WU (the accountant's total after this iteration).
     pub wu_total: Fraction,
-    /// Seconds this iteration took (estimator + optimizer step).
+    /// Seconds this iteration's training took (estimator + optimizer step), without
+    /// [`IterRecord::stats_s`].
     pub step_s: f64,
+    /// Seconds of the diagnostic per-term statistics pass (`stats_every`; 0 on the other
+    /// iterations and with adaptive allocation, whose statistics are part of its step).
+    pub stats_s: f64,
     /// Seconds since [`Driver::run`] started.
     pub wall_s: f64,
     /// Per-term statistics.
@@ -365,15 +370,18 @@ impl Driver {
             };
             for k in state.next_iteration..end {
                 let t0 = Instant::now();
-                let mut mode = match self.cfg.stats_every {
-                    0 => GradientMode::Total,
-                    e if (k - first_global).is_multiple_of(e as u64) => GradientMode::PerTerm,
-                    _ => GradientMode::Total,
+                // Adaptive allocation needs the per-term statistics to train; otherwise they
+                // are a diagnostic measured in a pass of their own (below).
+                let diagnostic = adaptive.is_none()
+                    && self.cfg.stats_every > 0
+                    && (k - first_global).is_multiple_of(self.cfg.stats_every as u64);
+                let mode = match &adaptive {
+                    Some(a) => {
+                        est.set_plan(a.plan(k - first_global)?)?;
+                        GradientMode::PerTerm
+                    }
+                    None => GradientMode::Total,
                 };
-                if let Some(a) = &adaptive {
-                    est.set_plan(a.plan(k - first_global)?)?;
-                    mode = GradientMode::PerTerm;
-                }
                 est.set_mode(mode);
                 let rate = match self.cfg.lr_restart_per_stage {
                     true => CosineLr {
@@ -386,7 +394,7 @@ impl Driver {
                 update.set_learning_rate(rate);
                 let wu0 = acct.total();
                 let mut recorder = Recorder::new(&mut *sampler);
-                let step = est.step(model, loss, &mut recorder, vars, k, acct)?;
+                let mut step = est.step(model, loss, &mut recorder, vars, k, acct)?;
                 let draws = recorder.into_draws();
                 if !step.loss.is_finite() {
                     return Err(Error::NonFinite {
@@ -394,6 +402,24 @@ impl Driver {
                         level,
                         loss: step.loss,
                     });
+                }
+                let mut stats_s = 0.0;
+                if diagnostic {
+                    // The same draws at the same parameters, per term; its gradient and #WU
+                    // are discarded, so the training is the same whatever `stats_every` is.
+                    let t = Instant::now();
+                    est.set_mode(GradientMode::PerTerm);
+                    let per_term = est.step(
+                        model,
+                        loss,
+                        &mut Replay::new(&draws),
+                        vars,
+                        k,
+                        &mut Accountant::new(),
+                    );
+                    est.set_mode(GradientMode::Total);
+                    step.terms = per_term?.terms;
+                    stats_s = t.elapsed().as_secs_f64();
                 }
                 let second_order = update.update(&step, &mut || {
                     est.loss(model, loss, &mut Replay::new(&draws), k, acct)
@@ -422,7 +448,8 @@ impl Driver {
                     lr: rate,
                     wu: acct.total().checked_sub(wu0)?,
                     wu_total: acct.total(),
-                    step_s: t0.elapsed().as_secs_f64(),
+                    step_s: t0.elapsed().as_secs_f64() - stats_s,
+                    stats_s,
                     wall_s: clock.elapsed().as_secs_f64(),
                     terms: step.terms,
                     variance_ratios: adaptive

@@ -89,6 +89,56 @@ fn every_strategy_lowers_the_loss() {
     }
 }
 
+/// The per-term statistics are a pass of their own: a run that measures them every 3
+/// iterations trains exactly as one that never does (same losses, #WU and final weights, bit
+/// for bit), and only the measuring iterations carry ratios and a statistics time.
+#[test]
+fn statistics_do_not_change_the_training() {
+    let base = DriverConfig {
+        lr: 3e-3,
+        lr_min: 3e-4,
+        ..Default::default()
+    };
+    let with_stats = DriverConfig {
+        stats_every: 3,
+        ..base.clone()
+    };
+    for strategy in [
+        Strategy::Multiscale,
+        Strategy::FullMultiscale {
+            schedule: StageSchedule::Halving,
+        },
+    ] {
+        let (_, plain_val, plain) = train(strategy, 12, base.clone());
+        let (_, stats_val, stats) = train(strategy, 12, with_stats.clone());
+        assert_eq!(plain_val.to_bits(), stats_val.to_bits(), "{strategy:?}");
+        assert_eq!(plain.len(), stats.len());
+        for (a, b) in plain.iter().zip(&stats) {
+            assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{strategy:?}, iteration {}", a.iteration);
+            assert_eq!(a.wu_total, b.wu_total);
+            assert!(a.measured_ratios().is_none() && a.stats_s == 0.0);
+        }
+        let first = |it: u64| {
+            stats
+                .iter()
+                .filter(|r| r.stage == stats[it as usize].stage)
+                .map(|r| r.iteration)
+                .min()
+                .unwrap()
+        };
+        for r in &stats {
+            let measuring = (r.iteration - first(r.iteration)) % 3 == 0;
+            assert_eq!(r.stats_s > 0.0, measuring, "{strategy:?}, iteration {}", r.iteration);
+            assert_eq!(
+                r.terms.iter().any(|t| t.variance.is_some()),
+                measuring,
+                "{strategy:?}, iteration {}",
+                r.iteration
+            );
+        }
+    }
+}
+
 #[test]
 fn adaptive_allocation_trains_and_reports_ratios() {
     let cfg = DriverConfig {

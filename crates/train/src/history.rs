@@ -28,7 +28,8 @@ pub struct HistoryPoint {
     /// on the iterations that measured per-term statistics: same #WU, 2-4x the backward work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variance: Option<Vec<Option<f64>>>,
-    /// Wall time of this iteration's step when it measured statistics.
+    /// Seconds of the per-term statistics pass when this iteration measured them (0 with
+    /// adaptive allocation, whose statistics are part of its training step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_step_s: Option<f64>,
 }

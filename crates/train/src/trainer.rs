@@ -589,6 +589,8 @@ impl fmg::Hooks<TrainerUpdate, LoaderSampler> for Hooks<'_, '_> {
         ctx: Context<'_, TrainerUpdate, LoaderSampler>,
     ) -> HookResult<fmg::Control> {
         let wall_s = self.wall_offset + rec.wall_s;
+        // Diagnostic statistics, like validation and checkpoints, are not training time.
+        self.overhead_s += rec.stats_s;
         let measured = rec.measured_ratios();
         self.history.push(HistoryPoint {
             iteration: rec.iteration,
@@ -600,7 +602,7 @@ impl fmg::Hooks<TrainerUpdate, LoaderSampler> for Hooks<'_, '_> {
             train_s: self.train_offset + rec.wall_s - self.overhead_s,
             val_loss: rec.val_loss,
             variance: measured.map(<[Option<f64>]>::to_vec),
-            stats_step_s: measured.map(|_| rec.step_s),
+            stats_step_s: measured.map(|_| rec.stats_s),
         });
         if !rec.variance_ratios.is_empty() {
             self.ratios = rec.variance_ratios.clone();

@@ -380,7 +380,7 @@ impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
                 train_s: rec.wall_s,
                 val_loss: None,
                 variance: Some(ratios.to_vec()),
-                stats_step_s: Some(rec.step_s),
+                stats_step_s: Some(rec.stats_s),
             });
         }
         if done.is_multiple_of(self.every) || done == self.total {

@@ -706,7 +706,7 @@ pub fn plot_runs(dir: &Path, stem: &str, runs: &[(String, Vec<HistoryPoint>)]) -
 pub fn write_variance(dir: &Path, runs: &[(u64, String, Vec<HistoryPoint>)]) -> Result<String> {
     let mut csv = String::from("seed,run,iteration,wu,term,ratio\n");
     let mut series = Vec::new();
-    let mut note = String::from("\nPer-term variance ratios `V_l / V_fine` (SPEC section 3), last measurement per run (`variance.csv`, `variance.png`); the iterations that measured them have the same #WU but 2-4x the backward work:\n\n| seed | run | ratios (finest term first) | measurements | their step time s | training s |\n|---|---|---|---|---|---|\n");
+    let mut note = String::from("\nPer-term variance ratios `V_l / V_fine` (SPEC section 3), last measurement per run (`variance.csv`, `variance.png`); each measurement is a pass of its own over the iteration's draws (2-4 backward passes per term), outside #WU and outside the training time:\n\n| seed | run | ratios (finest term first) | measurements | their time s | training s |\n|---|---|---|---|---|---|\n");
     for (seed, name, history) in runs {
         let measured: Vec<&HistoryPoint> =
             history.iter().filter(|p| p.variance.is_some()).collect();
