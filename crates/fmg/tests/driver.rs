@@ -114,7 +114,12 @@ fn statistics_do_not_change_the_training() {
         assert_eq!(plain_val.to_bits(), stats_val.to_bits(), "{strategy:?}");
         assert_eq!(plain.len(), stats.len());
         for (a, b) in plain.iter().zip(&stats) {
-            assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{strategy:?}, iteration {}", a.iteration);
+            assert_eq!(
+                a.loss.to_bits(),
+                b.loss.to_bits(),
+                "{strategy:?}, iteration {}",
+                a.iteration
+            );
             assert_eq!(a.wu_total, b.wu_total);
             assert!(a.measured_ratios().is_none() && a.stats_s == 0.0);
         }
@@ -128,7 +133,12 @@ fn statistics_do_not_change_the_training() {
         };
         for r in &stats {
             let measuring = (r.iteration - first(r.iteration)) % 3 == 0;
-            assert_eq!(r.stats_s > 0.0, measuring, "{strategy:?}, iteration {}", r.iteration);
+            assert_eq!(
+                r.stats_s > 0.0,
+                measuring,
+                "{strategy:?}, iteration {}",
+                r.iteration
+            );
             assert_eq!(
                 r.terms.iter().any(|t| t.variance.is_some()),
                 measuring,

@@ -17,6 +17,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use fastconv::CpuKernel;
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
 /// The activation applied after the affine map.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,7 +86,13 @@ pub fn group_norm_act(
         eps,
         act,
     };
-    x.contiguous()?.apply_op2(&p, GroupNormActOp(geom))
+    x.contiguous()?.apply_op2(
+        &p,
+        GroupNormActOp {
+            geom,
+            stats: Mutex::new(None),
+        },
+    )
 }
 
 /// [`group_norm_act`] by candle's tensor operations (the reference the fused op is tested
@@ -321,31 +328,44 @@ fn check_lens<'a, const N: usize>(
     Ok(operands.map(|(s, l, _)| (s, l)))
 }
 
-fn forward<T: Float>(g: &Geom, x: &[T], p: &[T]) -> Vec<T> {
+/// The output and every group's `(mu, rstd)` (sample-major), which the backward reuses.
+fn forward<T: Float>(g: &Geom, x: &[T], p: &[T]) -> (Vec<T>, Vec<(f64, f64)>) {
     let (cg, hw) = (g.cg(), g.hw);
     let mut y = vec![T::ZERO; g.x_len()];
-    y.par_chunks_mut(cg * hw).enumerate().for_each(|(k, yg)| {
-        let (n, grp) = (k / g.groups, k % g.groups);
-        let xg = &x[k * cg * hw..][..cg * hw];
-        let (shift, gamma, beta) = g.params(p, n, grp);
-        let (mu, rstd) = g.stats(xg, shift);
-        with_act!(g.act, T, |act, _slope| {
-            for (ci, (yc, xc)) in yg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
-                // a = gamma (x + shift - mu) rstd + beta = x scale + offset.
-                let scale = gamma[ci].f64() * rstd;
-                let offset = beta[ci].f64() + (shift[ci].f64() - mu) * scale;
-                let (scale, offset) = (T::of(scale), T::of(offset));
-                for (yv, &xv) in yc.iter_mut().zip(xc) {
-                    *yv = act(xv * scale + offset);
+    let stats: Vec<(f64, f64)> = y
+        .par_chunks_mut(cg * hw)
+        .enumerate()
+        .map(|(k, yg)| {
+            let (n, grp) = (k / g.groups, k % g.groups);
+            let xg = &x[k * cg * hw..][..cg * hw];
+            let (shift, gamma, beta) = g.params(p, n, grp);
+            let (mu, rstd) = g.stats(xg, shift);
+            with_act!(g.act, T, |act, _slope| {
+                for (ci, (yc, xc)) in yg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
+                    // a = gamma (x + shift - mu) rstd + beta = x scale + offset.
+                    let scale = gamma[ci].f64() * rstd;
+                    let offset = beta[ci].f64() + (shift[ci].f64() - mu) * scale;
+                    let (scale, offset) = (T::of(scale), T::of(offset));
+                    for (yv, &xv) in yc.iter_mut().zip(xc) {
+                        *yv = act(xv * scale + offset);
+                    }
                 }
-            }
-        });
-    });
-    y
+            });
+            (mu, rstd)
+        })
+        .collect();
+    (y, stats)
 }
 
 /// `[dx (N C H W) | dshift (N C) | dgamma (C) | dbeta (C)]`.
-fn backward<T: Float>(g: &Geom, x: &[T], p: &[T], dy: &[T]) -> Vec<T> {
+/// `stats`: the forward's `(mu, rstd)` per group, recomputed (the same values) when absent.
+fn backward<T: Float>(
+    g: &Geom,
+    x: &[T],
+    p: &[T],
+    dy: &[T],
+    stats: Option<&[(f64, f64)]>,
+) -> Vec<T> {
     let (cg, hw, len) = (g.cg(), g.hw, g.x_len());
     let m = (cg * hw) as f64;
     let mut out = vec![T::ZERO; len + g.p_len()];
@@ -359,7 +379,7 @@ fn backward<T: Float>(g: &Geom, x: &[T], p: &[T], dy: &[T]) -> Vec<T> {
             let xg = &x[k * cg * hw..][..cg * hw];
             let dyg = &dy[k * cg * hw..][..cg * hw];
             let (shift, gamma, beta) = g.params(p, n, grp);
-            let (mu, rstd) = g.stats(xg, shift);
+            let (mu, rstd) = stats.map_or_else(|| g.stats(xg, shift), |s| s[k]);
             let mut chan = vec![[0.0f64; 3]; cg];
             let (mut s1, mut s2) = (0.0, 0.0);
             // Pass 1: dzhat = da gamma into dx, the channel sums and the group means.
@@ -441,20 +461,28 @@ fn backward<T: Float>(g: &Geom, x: &[T], p: &[T], dy: &[T]) -> Vec<T> {
     out
 }
 
-/// `(x, p) -> y`, `p = [shift | gamma | beta]`; backward by [`GroupNormActBwd`].
-struct GroupNormActOp(Geom);
+/// `(x, p) -> y`, `p = [shift | gamma | beta]`; backward by [`GroupNormActBwd`], which
+/// reuses the group statistics the forward kept.
+struct GroupNormActOp {
+    geom: Geom,
+    stats: Mutex<Option<Arc<Vec<(f64, f64)>>>>,
+}
 /// `(x, p, dy) -> [dx | dp]`.
-struct GroupNormActBwd(Geom);
+struct GroupNormActBwd(Geom, Option<Arc<Vec<(f64, f64)>>>);
 
 impl<T: Float> CpuKernel<T, 2> for GroupNormActOp {
     fn run(&self, [x, p]: [&[T]; 2]) -> Vec<T> {
-        forward(&self.0, x, p)
+        let (y, stats) = forward(&self.geom, x, p);
+        if let Ok(mut kept) = self.stats.lock() {
+            *kept = Some(Arc::new(stats));
+        }
+        y
     }
 }
 
 impl<T: Float> CpuKernel<T, 3> for GroupNormActBwd {
     fn run(&self, [x, p, dy]: [&[T]; 3]) -> Vec<T> {
-        backward(&self.0, x, p, dy)
+        backward(&self.0, x, p, dy, self.1.as_deref().map(Vec::as_slice))
     }
 }
 
@@ -469,7 +497,7 @@ impl CustomOp2 for GroupNormActOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.0;
+        let g = &self.geom;
         let op = self.name();
         let operands = check_lens(op, [(s1, l1, g.x_len()), (s2, l2, g.p_len())])?;
         Ok((fastconv::dispatch(op, self, operands)?, l1.shape().clone()))
@@ -481,8 +509,9 @@ impl CustomOp2 for GroupNormActOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = &self.0;
-        let packed = x.apply_op3_no_bwd(p, &dy.contiguous()?, &GroupNormActBwd(*g))?;
+        let g = &self.geom;
+        let stats = self.stats.lock().ok().and_then(|s| s.clone());
+        let packed = x.apply_op3_no_bwd(p, &dy.contiguous()?, &GroupNormActBwd(*g, stats))?;
         let dx = packed.narrow(0, 0, g.x_len())?.reshape(x.shape())?;
         let dp = packed.narrow(0, g.x_len(), g.p_len())?;
         Ok((Some(dx), Some(dp)))

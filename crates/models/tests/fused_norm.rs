@@ -256,3 +256,38 @@ fn rejects_groups_that_do_not_divide_channels() {
     let x = Tensor::zeros((1, 6, 2, 2), DType::F32, &Device::Cpu).unwrap();
     assert!(group_norm_act(&x, None, None, 4, 1e-5, NormAct::Identity).is_err());
 }
+
+/// The backward reuses the statistics its forward kept: a second backward through the same
+/// graph, and a fresh forward + backward, give the same gradients bit for bit.
+#[test]
+fn backward_with_kept_statistics_is_repeatable() {
+    for dtype in [DType::F32, DType::F64] {
+        let x = var(1, &[2, 8, 5, 5], dtype).unwrap();
+        let s = var(2, &[2, 8], dtype).unwrap();
+        let (g, b) = (var(3, &[8], dtype).unwrap(), var(4, &[8], dtype).unwrap());
+        let w = var(5, &[2, 8, 5, 5], dtype).unwrap();
+        let grads = || {
+            let y = group_norm_act(&x, Some(&s), Some((&g, &b)), 4, 1e-5, NormAct::Silu).unwrap();
+            (y * w.as_tensor()).unwrap().sum_all().unwrap()
+        };
+        let flat = |loss: &Tensor| -> Vec<Vec<f64>> {
+            let store = loss.backward().unwrap();
+            [&x, &s, &g, &b]
+                .iter()
+                .map(|v| {
+                    let t = store.get(v.as_tensor()).unwrap();
+                    t.to_dtype(DType::F64)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let loss = grads();
+        let first = flat(&loss);
+        assert_eq!(first, flat(&loss), "{dtype:?}: second backward");
+        assert_eq!(first, flat(&grads()), "{dtype:?}: fresh forward");
+    }
+}
