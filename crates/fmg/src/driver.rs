@@ -116,6 +116,9 @@ pub struct IterRecord {
     /// Seconds of the diagnostic per-term statistics pass (`stats_every`; 0 on the other
     /// iterations and with adaptive allocation, whose statistics are part of its step).
     pub stats_s: f64,
+    /// #WU of that pass (its model applications on the replayed draws), outside
+    /// [`IterRecord::wu`] and [`IterRecord::wu_total`].
+    pub stats_wu: Fraction,
     /// Seconds since [`Driver::run`] started.
     pub wall_s: f64,
     /// Per-term statistics.
@@ -403,23 +406,19 @@ impl Driver {
                         loss: step.loss,
                     });
                 }
-                let mut stats_s = 0.0;
+                let (mut stats_s, mut stats_wu) = (0.0, Fraction::ZERO);
                 if diagnostic {
                     // The same draws at the same parameters, per term; its gradient and #WU
                     // are discarded, so the training is the same whatever `stats_every` is.
                     let t = Instant::now();
                     est.set_mode(GradientMode::PerTerm);
-                    let per_term = est.step(
-                        model,
-                        loss,
-                        &mut Replay::new(&draws),
-                        vars,
-                        k,
-                        &mut Accountant::new(),
-                    );
+                    let mut spent = Accountant::new();
+                    let per_term =
+                        est.step(model, loss, &mut Replay::new(&draws), vars, k, &mut spent);
                     est.set_mode(GradientMode::Total);
                     step.terms = per_term?.terms;
                     stats_s = t.elapsed().as_secs_f64();
+                    stats_wu = spent.total();
                 }
                 let second_order = update.update(&step, &mut || {
                     est.loss(model, loss, &mut Replay::new(&draws), k, acct)
@@ -450,6 +449,7 @@ impl Driver {
                     wu_total: acct.total(),
                     step_s: t0.elapsed().as_secs_f64() - stats_s,
                     stats_s,
+                    stats_wu,
                     wall_s: clock.elapsed().as_secs_f64(),
                     terms: step.terms,
                     variance_ratios: adaptive

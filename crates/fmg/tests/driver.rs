@@ -122,6 +122,7 @@ fn statistics_do_not_change_the_training() {
             );
             assert_eq!(a.wu_total, b.wu_total);
             assert!(a.measured_ratios().is_none() && a.stats_s == 0.0);
+            assert_eq!(a.stats_wu.to_f64(), 0.0);
         }
         let first = |it: u64| {
             stats
@@ -145,6 +146,9 @@ fn statistics_do_not_change_the_training() {
                 "{strategy:?}, iteration {}",
                 r.iteration
             );
+            // The pass applies the model to the iteration's draws once more: its #WU.
+            let pass_wu = if measuring { r.wu.to_f64() } else { 0.0 };
+            assert_eq!(r.stats_wu.to_f64(), pass_wu, "iteration {}", r.iteration);
         }
     }
 }

@@ -25,13 +25,16 @@ pub struct HistoryPoint {
     /// Validation loss, on the iterations that validated.
     pub val_loss: Option<f64>,
     /// Per-term variance ratios `V_l / V_fine` (SPEC section 3, smoothed), finest term first,
-    /// on the iterations that measured per-term statistics: same #WU, 2-4x the backward work.
+    /// on the iterations that measured per-term statistics (in a pass of their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variance: Option<Vec<Option<f64>>>,
     /// Seconds of the per-term statistics pass when this iteration measured them (0 with
     /// adaptive allocation, whose statistics are part of its training step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_step_s: Option<f64>,
+    /// #WU of that pass (outside `wu`), when this iteration measured statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats_wu: Option<f64>,
 }
 
 /// The header of [`write_csv`].
@@ -68,6 +71,7 @@ mod tests {
             val_loss,
             variance: None,
             stats_step_s: None,
+            stats_wu: None,
         };
         let path = std::env::temp_dir().join(format!("train-history-{}.csv", std::process::id()));
         write_csv(&path, &[p(0, None), p(1, Some(0.25))]).unwrap();

@@ -603,6 +603,7 @@ impl fmg::Hooks<TrainerUpdate, LoaderSampler> for Hooks<'_, '_> {
             val_loss: rec.val_loss,
             variance: measured.map(<[Option<f64>]>::to_vec),
             stats_step_s: measured.map(|_| rec.stats_s),
+            stats_wu: measured.map(|_| rec.stats_wu.to_f64()),
         });
         if !rec.variance_ratios.is_empty() {
             self.ratios = rec.variance_ratios.clone();

@@ -381,6 +381,7 @@ impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
                 val_loss: None,
                 variance: Some(ratios.to_vec()),
                 stats_step_s: Some(rec.stats_s),
+                stats_wu: Some(rec.stats_wu.to_f64()),
             });
         }
         if done.is_multiple_of(self.every) || done == self.total {

@@ -706,7 +706,7 @@ pub fn plot_runs(dir: &Path, stem: &str, runs: &[(String, Vec<HistoryPoint>)]) -
 pub fn write_variance(dir: &Path, runs: &[(u64, String, Vec<HistoryPoint>)]) -> Result<String> {
     let mut csv = String::from("seed,run,iteration,wu,term,ratio\n");
     let mut series = Vec::new();
-    let mut note = String::from("\nPer-term variance ratios `V_l / V_fine` (SPEC section 3), last measurement per run (`variance.csv`, `variance.png`); each measurement is a pass of its own over the iteration's draws (2-4 backward passes per term), outside #WU and outside the training time:\n\n| seed | run | ratios (finest term first) | measurements | their time s | training s |\n|---|---|---|---|---|---|\n");
+    let mut note = String::from("\nPer-term variance ratios `V_l / V_fine` (SPEC section 3), last measurement per run (`variance.csv`, `variance.png`); each measurement is a pass of its own over the iteration's draws (2-4 backward passes per term), outside the run's #WU and training time, so both are given here:\n\n| seed | run | ratios (finest term first) | measurements | their #WU | run's #WU | their time s | training s |\n|---|---|---|---|---|---|---|---|\n");
     for (seed, name, history) in runs {
         let measured: Vec<&HistoryPoint> =
             history.iter().filter(|p| p.variance.is_some()).collect();
@@ -744,15 +744,18 @@ pub fn write_variance(dir: &Path, runs: &[(u64, String, Vec<HistoryPoint>)]) -> 
             .and_then(|p| p.variance.clone())
             .unwrap_or_default();
         let stats_s: f64 = measured.iter().filter_map(|p| p.stats_step_s).sum();
+        let stats_wu: f64 = measured.iter().filter_map(|p| p.stats_wu).sum();
+        let last_point = history.last();
         writeln!(
             note,
-            "| {seed} | {name} | {} | {} | {stats_s:.1} | {:.1} |",
+            "| {seed} | {name} | {} | {} | {stats_wu:.0} | {:.0} | {stats_s:.1} | {:.1} |",
             last.iter()
                 .map(|v| v.map_or("-".into(), |v| format!("{v:.3}")))
                 .collect::<Vec<_>>()
                 .join(" / "),
             measured.len(),
-            history.last().map_or(0.0, |p| p.train_s)
+            last_point.map_or(0.0, |p| p.wu),
+            last_point.map_or(0.0, |p| p.train_s)
         )?;
     }
     crate::common::write_atomic(&dir.join("variance.csv"), csv.as_bytes())?;
