@@ -102,3 +102,78 @@ fn labeled_batches_match_their_images() {
     let mut unlabeled = Loader::new(Arc::new(DeadLeaves::new(0)), 8, 0, 1);
     assert!(unlabeled.next_labeled_batch(2, &Device::Cpu).is_err());
 }
+
+/// A source that fails on image 7 of a finite set by panicking (a defect in a user's source).
+struct PanicsOnSeven;
+
+impl ImageSource for PanicsOnSeven {
+    fn channels(&self) -> usize {
+        1
+    }
+    fn len(&self) -> Option<usize> {
+        Some(12)
+    }
+    fn image(&self, index: u64, n: usize) -> data::Result<Tensor> {
+        assert_ne!(index, 7, "a broken source");
+        Ok(Tensor::full(index as f32 / 100.0, (1, n, n), &Device::Cpu)?)
+    }
+}
+
+/// Prefetching changes nothing in the stream: the same batches for varying batch sizes, epochs
+/// of a finite source, a jump of the position (resume) and an infinite source, on pools of 1
+/// and 2 threads (a batch never waits for a task that no thread will run).
+#[test]
+fn prefetch_gives_the_same_batches() {
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let sources: [data::SharedSource; 2] =
+                [Arc::new(Constants(10)), Arc::new(DeadLeaves::new(3))];
+            for source in sources {
+                let mut plain = Loader::new(source.clone(), 8, 5, 2);
+                let mut ahead = Loader::new(source, 8, 5, 2).with_prefetch(true);
+                for (step, count) in [4, 8, 4, 8, 2, 2, 6, 1, 7, 3].into_iter().enumerate() {
+                    if step == 6 {
+                        plain.set_position(3);
+                        ahead.set_position(3);
+                    }
+                    let a = plain.next_batch(count, &Device::Cpu).unwrap();
+                    let b = ahead.next_batch(count, &Device::Cpu).unwrap();
+                    let (a, b): (Vec<f32>, Vec<f32>) = (
+                        a.flatten_all().unwrap().to_vec1().unwrap(),
+                        b.flatten_all().unwrap().to_vec1().unwrap(),
+                    );
+                    assert_eq!(a, b, "{threads} threads, step {step}");
+                    assert_eq!(plain.position(), ahead.position());
+                }
+                assert!(ahead.next_batch(0, &Device::Cpu).is_err());
+            }
+        });
+    }
+}
+
+/// A source that panics while rendering ahead gives the batch that needs that image an error,
+/// not an aborted process, and images queued but never needed cost no error.
+#[test]
+fn prefetch_turns_a_panicking_source_into_an_error() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let source: data::SharedSource = Arc::new(PanicsOnSeven);
+        // Unshuffled order is not guaranteed, so draw until image 7 has been asked for.
+        let mut loader = Loader::new(source, 4, 0, 1).with_prefetch(true);
+        let mut failed = false;
+        for _ in 0..12 {
+            if loader.next_batch(1, &Device::Cpu).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "image 7 must fail");
+    });
+}

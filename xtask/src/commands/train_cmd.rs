@@ -237,7 +237,7 @@ pub fn train_run(
     let (source, validation_source) = sources(cfg)?;
     let validation = validation_set(cfg, validation_source, device)?;
     let sampler = mge::LoaderSampler::new(
-        Loader::new(source, cfg.data.size, t.seed, cfg.data.threads),
+        Loader::new(source, cfg.data.size, t.seed, cfg.data.threads).with_prefetch(true),
         cfg.task.degradation(cfg.data.blur_sigma),
         t.seed,
         device.clone(),
