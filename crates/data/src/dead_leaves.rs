@@ -34,11 +34,11 @@ pub struct DeadLeaves {
 struct Leaves {
     centres: Vec<(f64, f64)>,
     radii2: Vec<f64>,
+    /// The disks' colours, then the background's: entry `k` of the palette is
+    /// `colours[k * channels..(k + 1) * channels]`, the background's `k` is the disk count.
     colours: Vec<f32>,
-    background: Vec<f32>,
     bucket_start: Vec<u32>,
     bucket_disks: Vec<u32>,
-    channels: usize,
 }
 
 /// `floor(v)` for the finite values of the bucket spans, without the libm call (baseline x86-64
@@ -115,10 +115,10 @@ impl DeadLeaves {
     fn leaves(&self, index: u64) -> Leaves {
         let mut rng = StdRng::seed_from_u64(mix_seed(self.seed, index));
         let c = self.channels;
-        let background = (0..c).map(|_| rng.random::<f32>()).collect();
+        let background: Vec<f32> = (0..c).map(|_| rng.random::<f32>()).collect();
         let mut centres = Vec::with_capacity(self.disks);
         let mut radii = Vec::with_capacity(self.disks);
-        let mut colours = Vec::with_capacity(self.disks * c);
+        let mut colours = Vec::with_capacity((self.disks + 1) * c);
         for _ in 0..self.disks {
             let (x, y) = (rng.random::<f64>(), rng.random::<f64>());
             let r = self.radius(rng.random::<f64>());
@@ -126,6 +126,7 @@ impl DeadLeaves {
             radii.push(r);
             colours.extend((0..c).map(|_| rng.random::<f32>()));
         }
+        colours.extend(background);
         // Cells touched by each disk's bounding box, wrapped periodically: count, then fill in
         // disk order (front to back within every cell).
         let spans: Vec<[(i64, i64); 2]> = centres
@@ -160,10 +161,8 @@ impl DeadLeaves {
             centres,
             radii2: radii.iter().map(|r| r * r).collect(),
             colours,
-            background,
             bucket_start,
             bucket_disks,
-            channels: c,
         }
     }
 }
@@ -171,21 +170,14 @@ impl DeadLeaves {
 /// Sub-samples per pixel side up to which a pixel's sub-samples share one scan of their bucket.
 const SHARED_SCAN_MAX: usize = 8;
 
-/// No disk contains the point: the background.
-const BACKGROUND: u32 = u32::MAX;
-
 /// `d - round(d)` (round half away from zero): the periodic difference. For |d| < 1, the only
-/// case of points and centres in [0, 1), without the libm call (same result bit for bit).
+/// case of points and centres in [0, 1), without the libm call and without a branch (`d - 0`,
+/// `d - 1` or `d + 1`: the same result bit for bit), so that loops over it vectorise.
 fn wrap(d: f64) -> f64 {
     let a = d.abs();
-    if a < 0.5 {
-        d
-    } else if a < 1.0 {
-        if d > 0.0 {
-            d - 1.0
-        } else {
-            d + 1.0
-        }
+    if a < 1.0 {
+        let shift = if a < 0.5 { 0.0 } else { 1f64.copysign(d) };
+        d - shift
     } else {
         d - d.round()
     }
@@ -203,50 +195,63 @@ impl Leaves {
         &self.bucket_disks[self.bucket_start[cell] as usize..self.bucket_start[cell + 1] as usize]
     }
 
-    /// The colour of disk `d`, or the background for [`BACKGROUND`].
-    fn colour(&self, d: u32) -> &[f32] {
-        match d {
-            BACKGROUND => &self.background,
-            d => &self.colours[d as usize * self.channels..][..self.channels],
+    /// The palette entry of the background: no disk contains the point.
+    fn background(&self) -> u32 {
+        self.centres.len() as u32
+    }
+
+    /// The front-most disk containing `(xs[b], ys[a])` (periodic distance), or the background,
+    /// into `hits[a * s + b]`, for points that all lie in bucket `cell` (`s = xs.len() =
+    /// ys.len() <= SHARED_SCAN_MAX`): one scan of the bucket's disks for all of them (the same
+    /// tests `wrap(x - cx)^2 + wrap(y - cy)^2 < r^2`, in the same arithmetic, as one scan per
+    /// point; a point keeps the first disk that contains it).
+    fn disks_at(&self, cell: usize, xs: &[f64], ys: &[f64], hits: &mut [u32]) {
+        match xs.len() {
+            1 => self.scan::<1>(cell, xs, ys, hits),
+            2 => self.scan::<2>(cell, xs, ys, hits),
+            3 => self.scan::<3>(cell, xs, ys, hits),
+            4 => self.scan::<4>(cell, xs, ys, hits),
+            5 => self.scan::<5>(cell, xs, ys, hits),
+            6 => self.scan::<6>(cell, xs, ys, hits),
+            7 => self.scan::<7>(cell, xs, ys, hits),
+            // At most SHARED_SCAN_MAX by the caller.
+            _ => self.scan::<SHARED_SCAN_MAX>(cell, xs, ys, hits),
         }
     }
 
-    /// The front-most disk containing `(xs[b], ys[a])` (periodic distance), or [`BACKGROUND`],
-    /// into `hits[a * s + b]`, for points that all lie in bucket `cell` (`s = xs.len() =
-    /// ys.len() <= SHARED_SCAN_MAX`): one scan of the bucket's disks for all of them, each disk
-    /// tested only against the points no disk before it contains (the same tests, in the same
-    /// arithmetic, as one scan per point).
-    fn disks_at(&self, cell: usize, xs: &[f64], ys: &[f64], hits: &mut [u32]) {
-        let s = xs.len();
-        let points = s * s;
-        hits[..points].fill(BACKGROUND);
-        let mut left: u64 = if points == 64 {
-            u64::MAX
-        } else {
-            (1u64 << points) - 1
-        };
-        let (mut dx, mut dy) = ([0f64; SHARED_SCAN_MAX], [0f64; SHARED_SCAN_MAX]);
+    /// [`Self::disks_at`] for `S` points a side: every disk is tested against all `S x S` points
+    /// at once (a mask, no branch per point), and the points it is the first to contain take it.
+    fn scan<const S: usize>(&self, cell: usize, xs: &[f64], ys: &[f64], hits: &mut [u32]) {
+        let (xs, ys): (&[f64; S], &[f64; S]) = (xs.try_into().unwrap(), ys.try_into().unwrap());
+        hits[..S * S].fill(self.background());
+        let mut left: u64 = u64::MAX >> (64 - S * S);
         for &d in self.disks(cell) {
             let (cx, cy) = self.centres[d as usize];
             let r2 = self.radii2[d as usize];
-            for (v, &x) in dx.iter_mut().zip(xs) {
-                *v = wrap(x - cx);
-            }
-            for (v, &y) in dy.iter_mut().zip(ys) {
-                *v = wrap(y - cy);
-            }
-            let mut m = left;
-            while m != 0 {
-                let k = m.trailing_zeros() as usize;
-                m &= m - 1;
-                let (ex, ey) = (dx[k % s], dy[k / s]);
-                if ex * ex + ey * ey < r2 {
-                    hits[k] = d;
-                    left &= !(1u64 << k);
+            let dx2: [f64; S] = std::array::from_fn(|b| {
+                let e = wrap(xs[b] - cx);
+                e * e
+            });
+            let dy2: [f64; S] = std::array::from_fn(|a| {
+                let e = wrap(ys[a] - cy);
+                e * e
+            });
+            let mut inside = 0u64;
+            for (a, &ey2) in dy2.iter().enumerate() {
+                for (b, &ex2) in dx2.iter().enumerate() {
+                    inside |= u64::from(ex2 + ey2 < r2) << (a * S + b);
                 }
             }
-            if left == 0 {
-                return;
+            let mut first = inside & left;
+            if first != 0 {
+                left &= !first;
+                while first != 0 {
+                    hits[first.trailing_zeros() as usize] = d;
+                    first &= first - 1;
+                }
+                if left == 0 {
+                    return;
+                }
             }
         }
     }
@@ -270,13 +275,15 @@ impl ImageSource for DeadLeaves {
         let h = 1.0 / n as f64;
         let weight = 1.0 / (s * s) as f32;
         let mut out = vec![0f32; c * n * n];
-        let mut hits = vec![BACKGROUND; s * s];
+        // The palette entries of one row of pixels: pixel j's sub-samples are
+        // `row[j * s * s..(j + 1) * s * s]`, row a then column b.
+        let mut row = vec![0u32; n * s * s];
         let (mut xs, mut ys) = (vec![0f64; s], vec![0f64; s]);
         for i in 0..n {
             for (a, y) in ys.iter_mut().enumerate() {
                 *y = (i as f64 + (a as f64 + 0.5) / s as f64) * h;
             }
-            for j in 0..n {
+            for (j, hits) in row.chunks_mut(s * s).enumerate() {
                 for (b, x) in xs.iter_mut().enumerate() {
                     *x = (j as f64 + (b as f64 + 0.5) / s as f64) * h;
                 }
@@ -284,7 +291,7 @@ impl ImageSource for DeadLeaves {
                 // last sub-samples do.
                 let cell = Leaves::cell(xs[0], ys[0]);
                 if s <= SHARED_SCAN_MAX && cell == Leaves::cell(xs[s - 1], ys[s - 1]) {
-                    leaves.disks_at(cell, &xs, &ys, &mut hits);
+                    leaves.disks_at(cell, &xs, &ys, hits);
                 } else {
                     for (k, hit) in hits.iter_mut().enumerate() {
                         let (x, y) = (xs[k % s], ys[k / s]);
@@ -292,10 +299,14 @@ impl ImageSource for DeadLeaves {
                         leaves.disks_at(cell, &[x], &[y], std::slice::from_mut(hit));
                     }
                 }
-                // Sums in sub-sample order (row a, then column b), as always.
-                for &d in &hits {
-                    for (ch, v) in leaves.colour(d).iter().enumerate() {
-                        out[(ch * n + i) * n + j] += v * weight;
+            }
+            // Each pixel sums its sub-samples in order (row a, then column b), as always; the
+            // pixels of the row are summed side by side.
+            for ch in 0..c {
+                let sums = &mut out[(ch * n + i) * n..][..n];
+                for k in 0..s * s {
+                    for (sum, hits) in sums.iter_mut().zip(row.chunks(s * s)) {
+                        *sum += leaves.colours[hits[k] as usize * c + ch] * weight;
                     }
                 }
             }
@@ -386,6 +397,33 @@ mod tests {
             for w in [k, k.next_down(), k.next_up(), -0.0] {
                 proptest::prop_assert_eq!(floor(w), w.floor() as i64);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+        /// Every shared-scan width (1 to 8 sub-samples a side, and one scan per point above),
+        /// any radii and mesh: the reference renderer's image bit for bit.
+        #[test]
+        fn every_scan_width_matches_the_reference(
+            seed in 0u64..1000,
+            index in 0u64..1000,
+            channels in 1usize..4,
+            r_min in 0.001f64..0.1,
+            spread in 1.0f64..20.0,
+            s in 1usize..=SHARED_SCAN_MAX + 1,
+            n in 1usize..40,
+        ) {
+            let src = DeadLeaves::new(seed)
+                .with_channels(channels)
+                .with_radii(r_min, r_min * spread)
+                .with_subsamples(s);
+            let got: Vec<f32> = src.image(index, n).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let want = reference(&src, index, n);
+            proptest::prop_assert!(
+                got.iter().map(|v| v.to_bits()).eq(want.iter().map(|v| v.to_bits())),
+                "{:?} image {} at {}", src, index, n
+            );
         }
     }
 
