@@ -119,6 +119,9 @@ pub struct IterRecord {
     /// #WU of that pass (its model applications on the replayed draws), outside
     /// [`IterRecord::wu`] and [`IterRecord::wu_total`].
     pub stats_wu: Fraction,
+    /// Seconds of [`IterRecord::step_s`] spent in the sampler: drawing and degrading the
+    /// iteration's fresh batches (with a loader that renders ahead, what was not ready).
+    pub data_s: f64,
     /// Seconds since [`Driver::run`] started.
     pub wall_s: f64,
     /// Per-term statistics.
@@ -398,6 +401,7 @@ impl Driver {
                 let wu0 = acct.total();
                 let mut recorder = Recorder::new(&mut *sampler);
                 let mut step = est.step(model, loss, &mut recorder, vars, k, acct)?;
+                let data_s = recorder.seconds();
                 let draws = recorder.into_draws();
                 if !step.loss.is_finite() {
                     return Err(Error::NonFinite {
@@ -450,6 +454,7 @@ impl Driver {
                     step_s: t0.elapsed().as_secs_f64() - stats_s,
                     stats_s,
                     stats_wu,
+                    data_s,
                     wall_s: clock.elapsed().as_secs_f64(),
                     terms: step.terms,
                     variance_ratios: adaptive

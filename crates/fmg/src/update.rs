@@ -131,10 +131,11 @@ fn scalar(x: &Tensor) -> Result<f64> {
 }
 
 /// A [`Sampler`] that passes draws through and keeps a copy of each (tensors are shared,
-/// not copied).
+/// not copied), and the seconds spent in them.
 pub struct Recorder<'a, S: ?Sized = dyn Sampler> {
     inner: &'a mut S,
     draws: Vec<Degraded>,
+    seconds: f64,
 }
 
 impl<'a, S: Sampler + ?Sized> Recorder<'a, S> {
@@ -143,7 +144,13 @@ impl<'a, S: Sampler + ?Sized> Recorder<'a, S> {
         Recorder {
             inner,
             draws: Vec::new(),
+            seconds: 0.0,
         }
+    }
+
+    /// Seconds spent in `inner`'s draws so far.
+    pub fn seconds(&self) -> f64 {
+        self.seconds
     }
 
     /// The draws so far, in order.
@@ -154,7 +161,9 @@ impl<'a, S: Sampler + ?Sized> Recorder<'a, S> {
 
 impl<S: Sampler + ?Sized> Sampler for Recorder<'_, S> {
     fn draw(&mut self, count: usize) -> mge::Result<Degraded> {
+        let t = std::time::Instant::now();
         let d = self.inner.draw(count)?;
+        self.seconds += t.elapsed().as_secs_f64();
         self.draws.push(d.clone());
         Ok(d)
     }

@@ -632,3 +632,55 @@ fn foreign_or_impossible_states_are_refused() {
     // No iteration ran: the refusals left the parameters untouched.
     assert_eq!(snapshot(), before);
 }
+
+/// A sampler that sleeps before every draw (a slow data source).
+struct Slow<S> {
+    inner: S,
+    draws: usize,
+}
+
+impl<S: Sampler> Sampler for Slow<S> {
+    fn draw(&mut self, count: usize) -> mge::Result<data::Degraded> {
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        self.draws += 1;
+        self.inner.draw(count)
+    }
+}
+
+#[test]
+fn data_time_is_the_part_of_the_step_spent_drawing() {
+    let vm = VarMap::new();
+    let net = Tiny::new(&vm, 1, 8);
+    let base = LevelPlan::multiscale(3, 4).unwrap();
+    let driver = Driver::new(
+        stages(Strategy::Multiscale, &base, 4).unwrap(),
+        DriverConfig::default(),
+    )
+    .unwrap();
+    let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW::default()).unwrap();
+    let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t);
+    let mut s = Slow {
+        inner: SmoothSampler::new(1, 32, 1),
+        draws: 0,
+    };
+    let recs = driver
+        .run(
+            fmg::Problem {
+                model: &model,
+                loss: &mse,
+                sampler: &mut s,
+                vars: &vm.all_vars(),
+            },
+            &mut opt,
+            &mut Accountant::new(),
+            driver.state_at(0).unwrap(),
+            &mut NoHooks,
+        )
+        .unwrap();
+    // Three terms, each its own fresh batch: three draws of at least 3 ms per iteration.
+    assert_eq!(s.draws, 3 * recs.len());
+    for r in &recs {
+        assert!(r.data_s >= 0.009, "iteration {}: {}", r.iteration, r.data_s);
+        assert!(r.data_s <= r.step_s, "iteration {}", r.iteration);
+    }
+}

@@ -22,6 +22,10 @@ pub struct HistoryPoint {
     /// Wall time of the training steps alone: `wall_s` less validation and checkpoints.
     #[serde(default)]
     pub train_s: f64,
+    /// Of `train_s`, the seconds spent drawing the training batches: rendering or reading and
+    /// degrading images (with a loader that renders ahead, what was not ready in time).
+    #[serde(default)]
+    pub data_s: f64,
     /// Validation loss, on the iterations that validated.
     pub val_loss: Option<f64>,
     /// Per-term variance ratios `V_l / V_fine` (SPEC section 3, smoothed), finest term first,
@@ -38,7 +42,7 @@ pub struct HistoryPoint {
 }
 
 /// The header of [`write_csv`].
-pub const CSV_HEADER: &str = "iteration,stage,level,loss,wu,wall_s,train_s,val_loss";
+pub const CSV_HEADER: &str = "iteration,stage,level,loss,wu,wall_s,train_s,data_s,val_loss";
 
 /// Writes `h` to `path` as CSV ([`CSV_HEADER`]; `val_loss` empty where not validated),
 /// atomically.
@@ -47,8 +51,8 @@ pub fn write_csv(path: &Path, h: &[HistoryPoint]) -> Result<()> {
     for p in h {
         let v = p.val_loss.map(|v| format!("{v:.6e}")).unwrap_or_default();
         s.push_str(&format!(
-            "{},{},{},{:.6e},{:.3},{:.3},{:.3},{v}\n",
-            p.iteration, p.stage, p.level, p.loss, p.wu, p.wall_s, p.train_s
+            "{},{},{},{:.6e},{:.3},{:.3},{:.3},{:.3},{v}\n",
+            p.iteration, p.stage, p.level, p.loss, p.wu, p.wall_s, p.train_s, p.data_s
         ));
     }
     models::atomic::write_atomic(path, s.as_bytes()).map_err(io_error("cannot write", path))
@@ -68,6 +72,7 @@ mod tests {
             wu: 2.25,
             wall_s: 1.0,
             train_s: 0.75,
+            data_s: 0.25,
             val_loss,
             variance: None,
             stats_step_s: None,
@@ -78,8 +83,11 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let rows: Vec<&str> = text.lines().collect();
         assert_eq!(rows[0], CSV_HEADER);
-        assert_eq!(rows[1], "0,0,1,5.000000e-1,2.250,1.000,0.750,");
-        assert_eq!(rows[2], "1,0,1,5.000000e-1,2.250,1.000,0.750,2.500000e-1");
+        assert_eq!(rows[1], "0,0,1,5.000000e-1,2.250,1.000,0.750,0.250,");
+        assert_eq!(
+            rows[2],
+            "1,0,1,5.000000e-1,2.250,1.000,0.750,0.250,2.500000e-1"
+        );
         std::fs::remove_file(&path).ok();
     }
 }

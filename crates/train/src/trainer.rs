@@ -338,6 +338,7 @@ impl<'a> Trainer<'a> {
             stages: self.driver.stages().len(),
             wall_offset: self.wall_offset,
             train_offset: self.history.last().map_or(0.0, |h| h.train_s),
+            data_s: self.history.last().map_or(0.0, |h| h.data_s),
             overhead_s: 0.0,
             history: std::mem::take(&mut self.history),
             ratios: Vec::new(),
@@ -468,6 +469,8 @@ struct Hooks<'h, 'a> {
     /// Training time before this session (resume), and validation + checkpoint time in it.
     train_offset: f64,
     overhead_s: f64,
+    /// Seconds spent drawing training batches, over resumes.
+    data_s: f64,
     history: Vec<HistoryPoint>,
     ratios: Vec<Option<f64>>,
     restriction: grids::Restriction,
@@ -591,6 +594,7 @@ impl fmg::Hooks<TrainerUpdate, LoaderSampler> for Hooks<'_, '_> {
         let wall_s = self.wall_offset + rec.wall_s;
         // Diagnostic statistics, like validation and checkpoints, are not training time.
         self.overhead_s += rec.stats_s;
+        self.data_s += rec.data_s;
         let measured = rec.measured_ratios();
         self.history.push(HistoryPoint {
             iteration: rec.iteration,
@@ -600,6 +604,7 @@ impl fmg::Hooks<TrainerUpdate, LoaderSampler> for Hooks<'_, '_> {
             wu: rec.wu_total.to_f64(),
             wall_s,
             train_s: self.train_offset + rec.wall_s - self.overhead_s,
+            data_s: self.data_s,
             val_loss: rec.val_loss,
             variance: measured.map(<[Option<f64>]>::to_vec),
             stats_step_s: measured.map(|_| rec.stats_s),

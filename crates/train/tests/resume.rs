@@ -77,6 +77,11 @@ fn train(out: &Path, stop_at: Option<u64>) -> Result<Vec<Point>, train::Error> {
         });
     trainer.resume()?;
     let outcome = trainer.run()?;
+    // Drawing batches is part of the training time, summed over resumes.
+    for (i, h) in outcome.history.iter().enumerate() {
+        assert!(h.data_s > 0.0 && h.data_s <= h.train_s, "{h:?}");
+        assert!(i == 0 || h.data_s >= outcome.history[i - 1].data_s, "{h:?}");
+    }
     Ok(outcome
         .history
         .iter()

@@ -632,12 +632,15 @@ fn run_train_on(
     }
     let last_val = r.history.iter().rev().find_map(|p| p.val_loss);
     println!(
-        "{} {}: {} iterations, #WU {:.1}, wall {:.1} s, final validation loss {}, checkpoint {}",
+        "{} {}: {} iterations, #WU {:.1}, wall {:.1} s (training {:.1} s, of it drawing batches \
+         {:.1} s), final validation loss {}, checkpoint {}",
         cfg.task.name(),
         strategy.name(),
         r.history.last().map_or(0, |p| p.iteration + 1),
         r.wu,
         r.wall_s,
+        r.train_s,
+        r.history.last().map_or(0.0, |p| p.data_s),
         last_val.map_or("-".into(), |v| format!("{v:.5e}")),
         r.final_checkpoint.display()
     );

@@ -360,6 +360,8 @@ struct CurveHooks<'a> {
     total: u64,
     curve: Vec<(u64, f64, f64)>,
     variance: Vec<train::HistoryPoint>,
+    /// Seconds spent drawing batches so far.
+    data_s: f64,
 }
 
 impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
@@ -369,6 +371,7 @@ impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
         _ctx: fmg::Context<'_, U, S>,
     ) -> fmg::HookResult<fmg::Control> {
         let done = rec.iteration + 1;
+        self.data_s += rec.data_s;
         if let Some(ratios) = rec.measured_ratios() {
             self.variance.push(train::HistoryPoint {
                 iteration: rec.iteration,
@@ -378,6 +381,7 @@ impl<U: ?Sized, S: ?Sized> fmg::Hooks<U, S> for CurveHooks<'_> {
                 wu: rec.wu_total.to_f64(),
                 wall_s: rec.wall_s,
                 train_s: rec.wall_s,
+                data_s: self.data_s,
                 val_loss: None,
                 variance: Some(ratios.to_vec()),
                 stats_step_s: Some(rec.stats_s),
@@ -449,6 +453,7 @@ fn train(
         total: driver.total_iters(),
         curve: vec![(0, 0.0, test.loss(model, 0)?)],
         variance: Vec::new(),
+        data_s: 0.0,
     };
     let f = |x: &Tensor, _t: Option<&Tensor>| model.forward(x);
     let loss = |p: &Tensor, t: &Tensor| (p - t)?.sqr();

@@ -203,6 +203,8 @@ pub struct Record {
     pub seed: u64,
     /// Wall time of the training steps alone (validation and checkpoints excluded).
     pub train_s: f64,
+    /// Of `train_s`, the seconds spent drawing training batches (the rest is the model's).
+    pub data_s: f64,
     /// Test metric per test image (same images and degradations for every run of a task).
     pub per_image: Vec<f64>,
     /// Two-sided paired t-test p-value against the paper's single-scale baseline.
@@ -235,17 +237,17 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// `results.csv`: `seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value`
+/// `results.csv`: `seed,task,model,strategy,subsampling,wu,wall_s,train_s,data_s,metric,value,p_value`
 /// (one row per run and seed; `p_value` is the per-patch paired test against the baseline).
 pub fn write_csv(path: &Path, records: &[Record]) -> Result<()> {
     let mut s = String::from(
-        "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value\n",
+        "seed,task,model,strategy,subsampling,wu,wall_s,train_s,data_s,metric,value,p_value\n",
     );
     for r in records {
         let p = r.p_value.map(|p| format!("{p:.6}")).unwrap_or_default();
         writeln!(
             s,
-            "{},{},{},{},{},{:.3},{:.4},{:.4},{},{:.6},{}",
+            "{},{},{},{},{},{:.3},{:.4},{:.4},{:.4},{},{:.6},{}",
             r.seed,
             r.task,
             r.model,
@@ -254,6 +256,7 @@ pub fn write_csv(path: &Path, records: &[Record]) -> Result<()> {
             r.wu,
             r.wall_s,
             r.train_s,
+            r.data_s,
             r.metric.name(),
             r.mean(),
             p
@@ -374,6 +377,7 @@ mod tests {
             metric: Metric::Mse,
             seed: 3,
             train_s: 10.25,
+            data_s: 2.5,
             per_image: vec![0.1, 0.3],
             p_value: Some(0.2),
         };
@@ -383,11 +387,11 @@ mod tests {
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value"
+            "seed,task,model,strategy,subsampling,wu,wall_s,train_s,data_s,metric,value,p_value"
         );
         assert_eq!(
             lines[1],
-            "3,denoise,unet,multiscale,coarsen,74000.000,12.5000,10.2500,mse,0.200000,0.200000"
+            "3,denoise,unet,multiscale,coarsen,74000.000,12.5000,10.2500,2.5000,mse,0.200000,0.200000"
         );
         assert!(lines[2].ends_with(",mse,0.200000,"));
         std::fs::remove_file(&path).ok();
@@ -430,6 +434,7 @@ mod tests {
             metric: Metric::Mse,
             seed,
             train_s: 1.0,
+            data_s: 0.0,
             per_image: v,
             p_value: None,
         };

@@ -630,6 +630,7 @@ pub fn train_and_score(
         metric,
         seed,
         train_s: outcome.train_s,
+        data_s: outcome.history.last().map_or(0.0, |p| p.data_s),
         per_image: scores.metric(metric).to_vec(),
         p_value: None,
     };
@@ -900,6 +901,7 @@ mod tests {
             metric: data::Metric::Mse,
             seed: 0,
             train_s: 1.0,
+            data_s: 0.0,
             per_image: vec![0.1],
             p_value: None,
         };

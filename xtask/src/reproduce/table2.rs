@@ -459,9 +459,10 @@ fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
                 let t = compare_over_seeds(&runs, &b).primary();
                 write!(
                     s,
-                    " WU x{:.3}, time x{:.2}, Δ {:+.4}, d {}, p {} |",
+                    " WU x{:.3}, time x{:.2} (model x{:.2}), Δ {:+.4}, d {}, p {} |",
                     avg(&runs, |r| r.wu) / avg(&b, |r| r.wu),
                     avg(&runs, |r| r.train_s) / avg(&b, |r| r.train_s),
+                    avg(&runs, |r| r.train_s - r.data_s) / avg(&b, |r| r.train_s - r.data_s),
                     avg(&runs, |r| r.mean()) - avg(&b, |r| r.mean()),
                     t.map_or("-".into(), |t| format!("{:+.2}", t.effect_size)),
                     p_cell(t),
@@ -491,6 +492,7 @@ mod tests {
             metric: Metric::Mse,
             seed,
             train_s: 3.0,
+            data_s: 0.0,
             per_image: vec![v - 0.01, v, v + 0.01],
             p_value: None,
         };
@@ -531,6 +533,31 @@ mod tests {
     }
 
     #[test]
+    fn ratios_give_the_models_share_of_the_time_beside_the_whole() {
+        let rec = |strategy: &str, sub: &str, train_s: f64, data_s: f64| Record {
+            task: "denoise".into(),
+            model: "unet".into(),
+            strategy: strategy.into(),
+            subsampling: sub.into(),
+            wu: 100.0,
+            wall_s: 5.0,
+            metric: Metric::Mse,
+            seed: 0,
+            train_s,
+            data_s,
+            per_image: vec![0.1, 0.2, 0.3],
+            p_value: None,
+        };
+        let records = [
+            rec("single-equal-wu", "-", 2.0, 0.5),
+            rec("full-multiscale", "coarsen", 3.0, 1.5),
+        ];
+        let md = markdown_ratios(Task::Denoise, &records).unwrap();
+        // Time 3.0 / 2.0; less drawing batches, 1.5 / 1.5.
+        assert!(md.contains("WU x1.000, time x1.50 (model x1.00)"), "{md}");
+    }
+
+    #[test]
     fn without_single_paper_the_markers_are_against_single_equal_wu() {
         let rec = |strategy: &str, sub: &str, seed: u64, v: f64| Record {
             task: "deblur".into(),
@@ -542,6 +569,7 @@ mod tests {
             metric: Metric::Mse,
             seed,
             train_s: 1.0,
+            data_s: 0.0,
             per_image: vec![v - 0.01, v, v + 0.01],
             p_value: None,
         };
@@ -708,7 +736,7 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines[0],
-            "seed,task,model,strategy,subsampling,wu,wall_s,train_s,metric,value,p_value"
+            "seed,task,model,strategy,subsampling,wu,wall_s,train_s,data_s,metric,value,p_value"
         );
         assert_eq!(lines.len(), 1 + 4 * 2 * 7, "{csv}");
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
@@ -721,17 +749,21 @@ mod tests {
                         .find(|l| l.starts_with(&row))
                         .unwrap_or_else(|| panic!("no {row} in {csv}"));
                     let cells: Vec<&str> = line.split(',').collect();
-                    assert_eq!(cells.len(), 11, "{line}");
+                    assert_eq!(cells.len(), 12, "{line}");
                     assert!(
                         cells[5].parse::<f64>().unwrap() > 0.0
-                            && cells[9].parse::<f64>().unwrap().is_finite(),
+                            && cells[10].parse::<f64>().unwrap().is_finite(),
                         "{line}"
                     );
-                    let (wall, train): (f64, f64) =
-                        (cells[6].parse().unwrap(), cells[7].parse().unwrap());
+                    let (wall, train, data): (f64, f64, f64) = (
+                        cells[6].parse().unwrap(),
+                        cells[7].parse().unwrap(),
+                        cells[8].parse().unwrap(),
+                    );
                     assert!(train > 0.0 && train <= wall, "{line}");
+                    assert!((0.0..=train).contains(&data), "{line}");
                     // p-values against single-paper on every other row.
-                    assert_eq!(cells[10].is_empty(), strategy == "single-paper", "{line}");
+                    assert_eq!(cells[11].is_empty(), strategy == "single-paper", "{line}");
                     let run = RunSpec {
                         task,
                         model: m.into(),
