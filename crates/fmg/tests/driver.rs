@@ -20,6 +20,18 @@ fn val_loss(net: &Tiny, val: &data::Degraded) -> f64 {
 }
 
 fn train(strategy: Strategy, iters: usize, cfg: DriverConfig) -> (f64, f64, Vec<IterRecord>) {
+    let mut s = SmoothSampler::new(1, 32, 1);
+    s.noise_scale = 0.5;
+    train_from(strategy, iters, cfg, &mut s)
+}
+
+/// [`train`] on the draws of `sampler`.
+fn train_from(
+    strategy: Strategy,
+    iters: usize,
+    cfg: DriverConfig,
+    sampler: &mut dyn Sampler,
+) -> (f64, f64, Vec<IterRecord>) {
     let vm = VarMap::new();
     let net = Tiny::new(&vm, 1, 8);
     let val = SmoothSampler::new(1, 32, 99).draw(16).unwrap();
@@ -36,14 +48,12 @@ fn train(strategy: Strategy, iters: usize, cfg: DriverConfig) -> (f64, f64, Vec<
     )
     .unwrap();
     let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t);
-    let mut s = SmoothSampler::new(1, 32, 1);
-    s.noise_scale = 0.5;
     let recs = driver
         .run(
             fmg::Problem {
                 model: &model,
                 loss: &mse,
-                sampler: &mut s,
+                sampler,
                 vars: &vm.all_vars(),
             },
             &mut opt,
@@ -649,34 +659,11 @@ impl<S: Sampler> Sampler for Slow<S> {
 
 #[test]
 fn data_time_is_the_part_of_the_step_spent_drawing() {
-    let vm = VarMap::new();
-    let net = Tiny::new(&vm, 1, 8);
-    let base = LevelPlan::multiscale(3, 4).unwrap();
-    let driver = Driver::new(
-        stages(Strategy::Multiscale, &base, 4).unwrap(),
-        DriverConfig::default(),
-    )
-    .unwrap();
-    let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW::default()).unwrap();
-    let model = |x: &Tensor, t: Option<&Tensor>| net.forward(x, t);
     let mut s = Slow {
         inner: SmoothSampler::new(1, 32, 1),
         draws: 0,
     };
-    let recs = driver
-        .run(
-            fmg::Problem {
-                model: &model,
-                loss: &mse,
-                sampler: &mut s,
-                vars: &vm.all_vars(),
-            },
-            &mut opt,
-            &mut Accountant::new(),
-            driver.state_at(0).unwrap(),
-            &mut NoHooks,
-        )
-        .unwrap();
+    let (_, _, recs) = train_from(Strategy::Multiscale, 4, DriverConfig::default(), &mut s);
     // Three terms, each its own fresh batch: three draws of at least 3 ms per iteration.
     assert_eq!(s.draws, 3 * recs.len());
     for r in &recs {
