@@ -1,6 +1,7 @@
 //! Checkpoints: the variables of a model in safetensors, with the model kind, its configuration
 //! (JSON), caller-supplied extra entries and a checksum in the header metadata, written
-//! atomically (temporary file, fsync, rename).
+//! atomically (temporary file, fsync, rename). The header's keys are sorted, so the same state
+//! gives the same bytes (a file digest can check that two runs agree).
 
 use crate::config::{build, ModelConfig};
 use crate::error::{Error, Result};
@@ -82,7 +83,44 @@ pub fn save(
     ]);
     let bytes = safetensors::serialize(tensors.iter(), Some(metadata))
         .map_err(|e| Error::InvalidConfig(format!("cannot serialise checkpoint: {e}")))?;
+    let bytes = sorted_header(bytes)?;
     crate::atomic::write_atomic(path, &bytes).map_err(io_err(path))
+}
+
+/// `bytes` (a safetensors file: 8-byte little-endian header length, JSON header padded with
+/// spaces, data) with the header's keys in sorted order. safetensors writes the metadata from a
+/// hash map, whose order changes from map to map; sorted, the same state gives the same file.
+fn sorted_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let bad = |e: String| Error::InvalidConfig(format!("cannot serialise checkpoint: {e}"));
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("no header".into()))?;
+    let end = usize::try_from(u64::from_le_bytes(len))
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| bad("header longer than the file".into()))?;
+    let text = std::str::from_utf8(&bytes[8..end])
+        .map_err(|e| bad(e.to_string()))?
+        .trim_end();
+    let json = |e: serde_json::Error| bad(e.to_string());
+    let mut header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(json)?;
+    if let Some(meta) = header.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, String> = serde_json::from_value(meta.take()).map_err(json)?;
+        *meta = serde_json::to_value(sorted).map_err(json)?;
+    }
+    let sorted = serde_json::to_string(&header).map_err(json)?;
+    if sorted.len() != text.len() {
+        return Err(bad(format!(
+            "sorted header has {} bytes, not {}",
+            sorted.len(),
+            text.len()
+        )));
+    }
+    bytes[8..8 + sorted.len()].copy_from_slice(sorted.as_bytes());
+    Ok(bytes)
 }
 
 /// JSON of a metadata value (the configuration, the extra map).

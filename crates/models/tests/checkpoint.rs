@@ -45,6 +45,28 @@ fn bits(t: &Tensor) -> Vec<u32> {
 }
 
 #[test]
+fn saving_the_same_state_gives_the_same_bytes() {
+    let cfg = small_unet();
+    let (varmap, _) = built(&cfg);
+    let extra = BTreeMap::from([
+        ("iteration".to_string(), "42".to_string()),
+        ("optimizer".to_string(), "adam.safetensors".to_string()),
+    ]);
+    let path = tmp("same_bytes.safetensors");
+    save(&path, &cfg, &varmap, &extra).unwrap();
+    let first = std::fs::read(&path).unwrap();
+    // The metadata has five entries: a hash map's order would differ between saves.
+    for _ in 0..8 {
+        save(&path, &cfg, &varmap, &extra).unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == first,
+            "checkpoint bytes differ"
+        );
+    }
+    assert_eq!(load(&path, &Device::Cpu).unwrap().2, extra);
+}
+
+#[test]
 fn round_trip_is_bit_exact() {
     let cfg = small_unet();
     let (varmap, net) = built(&cfg);
