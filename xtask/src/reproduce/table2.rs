@@ -433,10 +433,11 @@ fn finish(
 }
 
 /// Per run: test metric difference to each baseline (mean over seeds) with Cohen's d_z and p
-/// of the primary test, and the #WU and training-time ratios run / baseline.
+/// of the primary test, and the #WU and training-time ratios run / baseline (the latter also
+/// without the time spent drawing batches).
 fn markdown_ratios(task: Task, records: &[Record]) -> Result<String> {
     let mut s = String::new();
-    writeln!(s, "Against each single-scale baseline ({}): #WU ratio, training-time ratio (validation excluded), mean difference of the metric (run - baseline), Cohen's d_z and p of the paired test (over seeds when there are two or more).\n", task.name())?;
+    writeln!(s, "Against each single-scale baseline ({}): #WU ratio, training-time ratio (validation excluded; in brackets without the time spent drawing batches, the model's share), mean difference of the metric (run - baseline), Cohen's d_z and p of the paired test (over seeds when there are two or more).\n", task.name())?;
     writeln!(
         s,
         "| model | run | vs single-paper | vs single-practical | vs single-equal-wu |"
