@@ -88,8 +88,7 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
             continue;
         }
         T::with_scratch(kr * rows * wo, |cols| {
-            for i0 in (0..g.ho).step_by(rows) {
-                let i1 = (i0 + rows).min(g.ho);
+            for (i0, i1) in g.bands(std::mem::size_of::<T>()) {
                 let tw = (i1 - i0) * wo;
                 let cols = &mut cols[..kr * tw];
                 im2col(g, xg, i0, i1, cols, tw);

@@ -93,8 +93,7 @@ fn grad_input_image<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
             continue;
         }
         T::with_scratch(kr * rows * wo, |dcols| {
-            for i0 in (0..g.ho).step_by(rows) {
-                let i1 = (i0 + rows).min(g.ho);
+            for (i0, i1) in g.bands(std::mem::size_of::<T>()) {
                 let tw = (i1 - i0) * wo;
                 let dcols = &mut dcols[..kr * tw];
                 matmul(

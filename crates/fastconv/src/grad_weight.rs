@@ -1,5 +1,9 @@
 //! Weight gradient: `dW_g = sum_n dy_g[n] cols(x[n])^T`, band by band, per-worker partial sums;
 //! for small images several images side by side in one GEMM.
+//!
+//! The partial sums hold each group's `dW_g^T` (`k_rows x og`, row-major), transposed once at
+//! the end: `gemm` runs 1.5-2x faster writing `dW_g` column-major when `og` is small (32-64
+//! output channels against `k_rows` = 288-1152).
 
 use crate::batch::{images_per_gemm, sum_over_chunks};
 use crate::elem::Elem;
@@ -22,14 +26,35 @@ pub(crate) fn grad_weight_with<T: Elem>(
     images: usize,
 ) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
-    sum_over_chunks(g.batch, images, g.c_out * g.k_rows(), |n0, nb, acc, par| {
+    let transposed = sum_over_chunks(g.batch, images, g.c_out * g.k_rows(), |n0, nb, acc, par| {
         let (xc, dyc) = (&x[n0 * xs..][..nb * xs], &dy[n0 * ys..][..nb * ys]);
         if images == 1 {
             grad_weight_image(g, xc, dyc, acc, par)
         } else {
             grad_weight_chunk(g, xc, dyc, nb, acc, par)
         }
-    })
+    });
+    untranspose_groups(g, &transposed)
+}
+
+/// `dw[grp]` (`og x k_rows`) from `dwt[grp]` (`k_rows x og`), group by group.
+fn untranspose_groups<T: Elem>(g: &ConvGeometry, dwt: &[T]) -> Vec<T> {
+    let (og, kr) = (g.og(), g.k_rows());
+    let mut dw = vec![T::ZERO; dwt.len()];
+    for (block, tblock) in dw.chunks_exact_mut(og * kr).zip(dwt.chunks_exact(og * kr)) {
+        for (o, row) in block.chunks_exact_mut(kr).enumerate() {
+            for (r, v) in row.iter_mut().enumerate() {
+                *v = tblock[r * og + o];
+            }
+        }
+    }
+    dw
+}
+
+/// Group `grp`'s `dW_g` (`og x k_rows`) as a column-major view of its transposed block.
+fn dw_group<'a, T>(g: &ConvGeometry, dwt: &'a mut [T], grp: usize) -> MatMut<'a, T> {
+    let (og, kr) = (g.og(), g.k_rows());
+    MatMut::cm(&mut dwt[grp * og * kr..][..og * kr], og, kr, og)
 }
 
 /// Several images in one GEMM per group: `dW_g += [dy[0] .. dy[nb - 1]] [cols(x[0]) ..
@@ -65,7 +90,7 @@ fn grad_weight_chunk<T: Elem>(
                 }
             }
             matmul(
-                MatMut::rm(&mut dw[grp * og * kr..][..og * kr], og, kr, kr),
+                dw_group(g, dw, grp),
                 Mat::rm(dyt, og, ld, ld),
                 Mat::rm(cols, kr, ld, ld).t(),
                 true,
@@ -82,11 +107,10 @@ fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T],
     for grp in 0..g.groups {
         let xg = &x[grp * cg * hw_in..][..cg * hw_in];
         let dyg = &dy[grp * og * hw_out..][..og * hw_out];
-        let dwg = &mut dw[grp * og * kr..][..og * kr];
         if g.is_pointwise() {
             let xt = Mat::rm(xg, cg, hw_in, hw_in).t();
             matmul(
-                MatMut::rm(dwg, og, kr, kr),
+                dw_group(g, dw, grp),
                 Mat::rm(dyg, og, hw_out, hw_out),
                 xt,
                 true,
@@ -95,14 +119,13 @@ fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T],
             continue;
         }
         T::with_scratch(kr * rows * wo, |cols| {
-            for i0 in (0..g.ho).step_by(rows) {
-                let i1 = (i0 + rows).min(g.ho);
+            for (i0, i1) in g.bands(std::mem::size_of::<T>()) {
                 let tw = (i1 - i0) * wo;
                 let cols = &mut cols[..kr * tw];
                 im2col(g, xg, i0, i1, cols, tw);
                 let dy_band = Mat::rm(&dyg[i0 * wo..], og, tw, hw_out);
                 matmul(
-                    MatMut::rm(&mut *dwg, og, kr, kr),
+                    dw_group(g, dw, grp),
                     dy_band,
                     Mat::rm(cols, kr, tw, tw).t(),
                     true,

@@ -61,6 +61,17 @@ impl<'a, T> MatMut<'a, T> {
             cs: 1,
         }
     }
+
+    /// Column-major `rows x cols` with leading dimension `ld`.
+    pub fn cm(data: &'a mut [T], rows: usize, cols: usize, ld: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: 1,
+            cs: ld,
+        }
+    }
 }
 
 fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {

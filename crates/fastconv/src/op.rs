@@ -41,10 +41,29 @@ pub(crate) struct GradBiasOp(pub ConvGeometry);
 
 /// `(x, w) -> y = conv2d(x, w)`; backward gives `dx` by [`GradInputOp`] and `dw` by [`GradWeightOp`].
 pub(crate) struct Conv2dOp(pub ConvGeometry);
+
 /// `(dy, w) -> dx`, the adjoint of the forward in `x`.
 pub(crate) struct GradInputOp(pub ConvGeometry);
 /// `(x, dy) -> dw`, the adjoint of the forward in `w`.
 pub(crate) struct GradWeightOp(pub ConvGeometry);
+
+/// `dx` for the backward of a convolution with geometry `g`, or `None` when `x` is a constant
+/// (neither a variable nor computed from one), whose gradient nobody reads: the input image of a
+/// network's first layer.
+fn grad_input(g: &ConvGeometry, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+    if !x.track_op() {
+        return Ok(None);
+    }
+    Ok(Some(dy.apply_op2_no_bwd(w, &GradInputOp(*g))?))
+}
+
+/// `dw`, or `None` when `w` is a constant (a frozen weight).
+fn grad_weight(g: &ConvGeometry, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+    if !w.track_op() {
+        return Ok(None);
+    }
+    Ok(Some(x.apply_op2_no_bwd(dy, &GradWeightOp(*g))?))
+}
 
 impl Kernel<2> for Conv2dOp {
     const NAME: &'static str = "fastconv-conv2d";
@@ -130,9 +149,10 @@ impl CustomOp2 for Conv2dOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(w, &GradInputOp(self.0))?;
-        let dw = x.apply_op2_no_bwd(&dy, &GradWeightOp(self.0))?;
-        Ok((Some(dx), Some(dw)))
+        Ok((
+            grad_input(&self.0, x, w, &dy)?,
+            grad_weight(&self.0, x, w, &dy)?,
+        ))
     }
 }
 
@@ -185,15 +205,21 @@ impl CustomOp3 for Conv2dBiasOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(w, &GradInputOp(self.0))?;
-        let dw = x.apply_op2_no_bwd(&dy, &GradWeightOp(self.0))?;
-        let db = dy.apply_op1_no_bwd(&GradBiasOp(self.0))?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        let db = if b.track_op() {
+            Some(dy.apply_op1_no_bwd(&GradBiasOp(self.0))?)
+        } else {
+            None
+        };
+        Ok((
+            grad_input(&self.0, x, w, &dy)?,
+            grad_weight(&self.0, x, w, &dy)?,
+            db,
+        ))
     }
 }
 

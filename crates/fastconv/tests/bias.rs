@@ -117,3 +117,48 @@ fn wrong_bias_length_is_an_error() {
     let b = Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap();
     assert!(fastconv::conv2d_bias(&x, &w, &b, 1, 1, 1).is_err());
 }
+
+/// A constant input (the network's input image) or a frozen weight or bias gets no gradient,
+/// and the gradients of the other operands are those computed when everything is a variable,
+/// bit for bit; the same for `conv2d` without bias.
+#[test]
+fn constants_get_no_gradient_and_leave_the_others_unchanged() -> Result<()> {
+    let (pad, stride) = (1, 1);
+    let x = var(11, &[2, 3, 6, 5], DType::F32)?;
+    let w = var(12, &[4, 3, 3, 3], DType::F32)?;
+    let b = var(13, &[4], DType::F32)?;
+    let all = run(true, (&x, &w, &b), (pad, stride, 1), 14)?;
+    let r = var(14, all[0].dims(), DType::F32)?;
+    for constant in 0..3 {
+        let operands = [x.as_tensor(), w.as_tensor(), b.as_tensor()];
+        let detached: Vec<Tensor> = (0..3)
+            .map(|i| match i == constant {
+                true => operands[i].detach(),
+                false => operands[i].clone(),
+            })
+            .collect();
+        let y = fastconv::conv2d_bias(&detached[0], &detached[1], &detached[2], pad, stride, 1)?;
+        let g = (&y * r.as_tensor())?.sum_all()?.backward()?;
+        if constant < 2 {
+            let y = fastconv::conv2d(&detached[0], &detached[1], pad, stride, 1)?;
+            let g = (&y * r.as_tensor())?.sum_all()?.backward()?;
+            assert!(g.get(&detached[constant]).is_none());
+            assert!(g.get(&detached[1 - constant]).is_some());
+        }
+        for i in 0..3 {
+            match (i == constant, g.get(&detached[i])) {
+                (true, got) => assert!(got.is_none(), "operand {i} is constant"),
+                (false, Some(got)) => {
+                    let same = got.flatten_all()?.to_vec1::<f32>()?
+                        == all[i + 1].flatten_all()?.to_vec1::<f32>()?;
+                    assert!(
+                        same,
+                        "gradient {i} changed with operand {constant} constant"
+                    );
+                }
+                (false, None) => panic!("operand {i} lost its gradient"),
+            }
+        }
+    }
+    Ok(())
+}
