@@ -40,6 +40,13 @@ pub(crate) fn images_per_gemm(g: &ConvGeometry, elem_bytes: usize) -> usize {
     per_worker.div_ceil(pieces)
 }
 
+/// Whether `g` runs one image at a time in bands of output rows (im2col by row copies): for
+/// images of at least [`WIDE_OUTPUT`] output pixels; smaller ones go whole through the gather
+/// table, `images` at a time, where a row copy of a few pixels would cost more than it moves.
+pub(crate) fn banded(g: &ConvGeometry, images: usize) -> bool {
+    images == 1 && g.hw_out() >= WIDE_OUTPUT
+}
+
 /// Call `f(n0, out_chunk, par)` for every chunk of `images` consecutive images starting at image
 /// `n0`, where `out_chunk` holds their `per_image` elements each (the last chunk may be shorter).
 pub(crate) fn for_each_chunk<T: Elem>(

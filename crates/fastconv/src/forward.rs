@@ -1,7 +1,7 @@
 //! Forward convolution: `y[n, o] = W_o cols(x[n])` per group, im2col band by band + GEMM; for
 //! small images several images side by side in one GEMM.
 
-use crate::batch::{for_each_chunk, images_per_gemm};
+use crate::batch::{banded, for_each_chunk, images_per_gemm};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{gather_table, im2col, im2col_gather};
@@ -14,14 +14,14 @@ pub(crate) fn forward<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T]) -> Vec<T> {
     forward_with(g, x, w, images_per_gemm(g, std::mem::size_of::<T>()))
 }
 
-/// [`forward`] with `images` images per GEMM (1: one image at a time, banded).
+/// [`forward`] with `images` images per GEMM (1 and images of at least 256 output pixels: one image at a time, banded; see [`banded`]).
 pub(crate) fn forward_with<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], images: usize) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let mut y = vec![T::ZERO; g.batch * ys];
     for_each_chunk(&mut y, ys, images, |n0, yc, par| {
         let nb = yc.len() / ys;
         let xc = &x[n0 * xs..][..nb * xs];
-        if images == 1 {
+        if banded(g, images) {
             forward_image(g, xc, w, yc, par)
         } else {
             forward_chunk(g, xc, w, yc, par)

@@ -1,7 +1,7 @@
 //! Input gradient: `dx[n] = col2im(W^T dy[n])` per group (the adjoint of the forward GEMM); for
 //! small images several images side by side in one GEMM.
 
-use crate::batch::{for_each_chunk, images_per_gemm};
+use crate::batch::{banded, for_each_chunk, images_per_gemm};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im, col2im_gather, gather_table};
@@ -14,7 +14,7 @@ pub(crate) fn grad_input<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T]) -> Vec<T>
     grad_input_with(g, dy, w, images_per_gemm(g, std::mem::size_of::<T>()))
 }
 
-/// [`grad_input`] with `images` images per GEMM (1: one image at a time, banded).
+/// [`grad_input`] with `images` images per GEMM (1 and images of at least 256 output pixels: one image at a time, banded; see [`banded`]).
 pub(crate) fn grad_input_with<T: Elem>(
     g: &ConvGeometry,
     dy: &[T],
@@ -26,7 +26,7 @@ pub(crate) fn grad_input_with<T: Elem>(
     for_each_chunk(&mut dx, xs, images, |n0, dxc, par| {
         let nb = dxc.len() / xs;
         let dyc = &dy[n0 * ys..][..nb * ys];
-        if images == 1 {
+        if banded(g, images) {
             grad_input_image(g, dyc, w, dxc, par)
         } else {
             grad_input_chunk(g, dyc, w, dxc, par)

@@ -5,7 +5,7 @@
 //! the end: `gemm` runs 1.5-2x faster writing `dW_g` column-major when `og` is small (32-64
 //! output channels against `k_rows` = 288-1152).
 
-use crate::batch::{images_per_gemm, sum_over_chunks};
+use crate::batch::{banded, images_per_gemm, sum_over_chunks};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{gather_table, im2col, im2col_gather};
@@ -18,7 +18,7 @@ pub(crate) fn grad_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T
     grad_weight_with(g, x, dy, images_per_gemm(g, std::mem::size_of::<T>()))
 }
 
-/// [`grad_weight`] with `images` images per GEMM (1: one image at a time, banded).
+/// [`grad_weight`] with `images` images per GEMM (1 and images of at least 256 output pixels: one image at a time, banded; see [`banded`]).
 pub(crate) fn grad_weight_with<T: Elem>(
     g: &ConvGeometry,
     x: &[T],
@@ -28,7 +28,7 @@ pub(crate) fn grad_weight_with<T: Elem>(
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let transposed = sum_over_chunks(g.batch, images, g.c_out * g.k_rows(), |n0, nb, acc, par| {
         let (xc, dyc) = (&x[n0 * xs..][..nb * xs], &dy[n0 * ys..][..nb * ys]);
-        if images == 1 {
+        if banded(g, images) {
             grad_weight_image(g, xc, dyc, acc, par)
         } else {
             grad_weight_chunk(g, xc, dyc, nb, acc, par)
