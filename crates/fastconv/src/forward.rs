@@ -14,7 +14,8 @@ pub(crate) fn forward<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T]) -> Vec<T> {
     forward_with(g, x, w, images_per_gemm(g, std::mem::size_of::<T>()))
 }
 
-/// [`forward`] with `images` images per GEMM (1 and images of at least 256 output pixels: one image at a time, banded; see [`banded`]).
+/// [`forward`] with `images` images per GEMM; one image at a time in bands of rows when
+/// [`banded`].
 pub(crate) fn forward_with<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], images: usize) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let mut y = vec![T::ZERO; g.batch * ys];

@@ -3,18 +3,25 @@
 
 use crate::batch::{banded, for_each_chunk, images_per_gemm};
 use crate::elem::Elem;
+use crate::forward::forward;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im, col2im_gather, gather_table};
 use crate::matmul::{matmul, Mat, MatMut};
+use crate::transposed::transposed;
 use gemm::Parallelism;
 
 /// `dx[n, c, s i + a - p, s j + b - p] += sum_o w[o, c, a, b] dy[n, o, i, j]` (adjoint of
-/// [`crate::forward`]); returns contiguous `dx` of `g.x_dims()`.
+/// [`crate::forward`]); returns contiguous `dx` of `g.x_dims()`. Layers that narrow the
+/// channels with stride 1 take the forward convolution of [`crate::transposed`].
 pub(crate) fn grad_input<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T]) -> Vec<T> {
+    if let Some((gt, wt)) = transposed(g, w) {
+        return forward(&gt, dy, &wt);
+    }
     grad_input_with(g, dy, w, images_per_gemm(g, std::mem::size_of::<T>()))
 }
 
-/// [`grad_input`] with `images` images per GEMM (1 and images of at least 256 output pixels: one image at a time, banded; see [`banded`]).
+/// [`grad_input`] with `images` images per GEMM; one image at a time in bands of rows when
+/// [`banded`].
 pub(crate) fn grad_input_with<T: Elem>(
     g: &ConvGeometry,
     dy: &[T],

@@ -18,7 +18,8 @@ pub(crate) fn grad_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T
     grad_weight_with(g, x, dy, images_per_gemm(g, std::mem::size_of::<T>()))
 }
 
-/// [`grad_weight`] with `images` images per GEMM (1 and images of at least 256 output pixels: one image at a time, banded; see [`banded`]).
+/// [`grad_weight`] with `images` images per GEMM; one image at a time in bands of rows when
+/// [`banded`].
 pub(crate) fn grad_weight_with<T: Elem>(
     g: &ConvGeometry,
     x: &[T],

@@ -17,6 +17,7 @@
 //! | `dispatch.rs` | the f32/f64 dispatch of a custom op's CPU forward ([`dispatch`]), also used by `mfc` and `models` |
 //! | `forward.rs` | forward `y[n, o] = W_o cols(x[n])` per group (001 eq. 1 as a GEMM) |
 //! | `grad_input.rs` | input gradient `dx[n] = col2im(W^T dy[n])` |
+//! | `transposed.rs` | input gradient of a narrowing stride-1 layer as `conv2d(dy, W')`, `W'` the flipped, transposed kernel |
 //! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T` |
 //! | `bias.rs` | fused bias `y[n, o, :] += b[o]` and `db[o] = sum dy[n, o, i, j]` |
 //! | `im2col.rs` | im2col and its adjoint col2im on a band of output rows |
@@ -51,6 +52,7 @@ mod grad_weight;
 mod im2col;
 mod matmul;
 mod op;
+mod transposed;
 
 pub use dispatch::{dispatch, CpuKernel, StorageError};
 pub use error::ConvError;
