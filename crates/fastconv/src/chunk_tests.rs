@@ -7,7 +7,8 @@ use crate::grad_input::grad_input_with;
 use crate::grad_weight::grad_weight_with;
 use proptest::prelude::*;
 
-fn values(seed: u64, len: usize) -> Vec<f64> {
+/// `len` pseudo-random values in `[-1, 1)` from `seed` (xorshift).
+pub(crate) fn values(seed: u64, len: usize) -> Vec<f64> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D;
     (0..len)
         .map(|_| {

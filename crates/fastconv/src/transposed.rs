@@ -46,21 +46,10 @@ pub(crate) fn transposed<T: Elem>(g: &ConvGeometry, w: &[T]) -> Option<(ConvGeom
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk_tests::values;
     use crate::forward::forward;
     use crate::grad_input::grad_input_with;
     use proptest::prelude::*;
-
-    fn values(seed: u64, len: usize) -> Vec<f64> {
-        let mut s = seed | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-            })
-            .collect()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
