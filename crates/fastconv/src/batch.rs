@@ -2,7 +2,7 @@
 //! GEMM) per task on the rayon pool, GEMMs single-threaded inside; when there are fewer tasks
 //! than threads, the GEMMs get the threads instead.
 
-use crate::elem::Elem;
+use crate::elem::{written_zeros, Elem};
 use crate::geometry::ConvGeometry;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -87,7 +87,7 @@ pub(crate) fn sum_over_chunks<T: Elem>(
     let partials: Vec<Vec<T>> = (0..workers)
         .into_par_iter()
         .map(|t| {
-            let mut acc = vec![T::ZERO; len];
+            let mut acc = written_zeros(len);
             let end = ((t + 1) * per).min(batch);
             let mut n0 = t * per;
             while n0 < end {
@@ -99,7 +99,7 @@ pub(crate) fn sum_over_chunks<T: Elem>(
         })
         .collect();
     let mut it = partials.into_iter();
-    let mut total = it.next().unwrap_or_else(|| vec![T::ZERO; len]);
+    let mut total = it.next().unwrap_or_else(|| written_zeros(len));
     for p in it {
         for (a, b) in total.iter_mut().zip(&p) {
             *a += *b;

@@ -38,3 +38,15 @@ macro_rules! impl_elem {
 
 impl_elem!(f32, SCRATCH_F32);
 impl_elem!(f64, SCRATCH_F64);
+
+/// `len` zeros written into fresh memory, never `calloc`ed. A `calloc`ed block of pages reads
+/// as the kernel's shared zero page, so a kernel that accumulates into it (`dx += ...`) takes a
+/// copy-on-write fault per page, each with a TLB shootdown to every core the process runs on.
+/// Writing the zeros first faults each page in once, without the shootdown.
+pub(crate) fn written_zeros<T: Elem>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    // Hides the fresh allocation from LLVM, which would turn `malloc` + `memset(0)` into `calloc`.
+    std::hint::black_box(&mut v);
+    v.resize(len, T::ZERO);
+    v
+}

@@ -2,7 +2,7 @@
 //! small images several images side by side in one GEMM.
 
 use crate::batch::{banded, for_each_chunk, images_per_gemm};
-use crate::elem::Elem;
+use crate::elem::{written_zeros, Elem};
 use crate::forward::forward;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im, col2im_gather, gather_table};
@@ -29,7 +29,7 @@ pub(crate) fn grad_input_with<T: Elem>(
     images: usize,
 ) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
-    let mut dx = vec![T::ZERO; g.batch * xs];
+    let mut dx = written_zeros(g.batch * xs);
     for_each_chunk(&mut dx, xs, images, |n0, dxc, par| {
         let nb = dxc.len() / xs;
         let dyc = &dy[n0 * ys..][..nb * ys];
