@@ -45,7 +45,7 @@ impl_elem!(f64, SCRATCH_F64);
 /// Writing the zeros first faults each page in once, without the shootdown.
 pub(crate) fn written_zeros<T: Elem>(len: usize) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
-    // Hides the fresh allocation from LLVM, which would turn `malloc` + `memset(0)` into `calloc`.
+    // Hides the fresh allocation from LLVM, which may fold `malloc` + `memset(0)` into `calloc`.
     std::hint::black_box(&mut v);
     v.resize(len, T::ZERO);
     v
