@@ -26,18 +26,15 @@ pub(crate) fn transposed<T: Elem>(g: &ConvGeometry, w: &[T]) -> Option<(ConvGeom
         g.groups,
     )
     .ok()?;
+    // Flipping both kernel axes reverses each `k x k` block: `(k - 1 - a) k + (k - 1 - b) =
+    // k^2 - 1 - (a k + b)`.
+    let kk = k * k;
     let mut wt = vec![T::ZERO; w.len()];
-    for grp in 0..g.groups {
-        for o in 0..og {
-            for c in 0..cg {
-                for a in 0..k {
-                    for b in 0..k {
-                        let src = (((grp * og + o) * cg + c) * k + a) * k + b;
-                        let dst = (((grp * cg + c) * og + o) * k + (k - 1 - a)) * k + (k - 1 - b);
-                        wt[dst] = w[src];
-                    }
-                }
-            }
+    for (block, src) in w.chunks_exact(kk).enumerate() {
+        let (grp, o, c) = (block / (og * cg), block / cg % og, block % cg);
+        let dst = &mut wt[((grp * cg + c) * og + o) * kk..][..kk];
+        for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+            *d = v;
         }
     }
     Some((gt, wt))
