@@ -26,6 +26,7 @@
 //! | `embedding.rs` | noise-level conditioning (sinusoidal embedding + MLPs) |
 //! | `norm.rs` | group/layer norm per sample, batch norm (004 eq. 23) |
 //! | `fused_norm.rs` | group norm + shift + activation as one CPU op |
+//! | `upsample.rs` | nearest up-sampling and its adjoint (block sums) as CPU ops, each the other's backward |
 //! | `activation.rs` | ReLU, leaky ReLU, identity, the Hat of 004 |
 //! | `init.rs` | seeded initialisation |
 //! | `params.rs` | parameter counting |
@@ -71,6 +72,7 @@ pub mod srresnet;
 pub mod superres;
 pub mod transfer;
 pub mod unet;
+pub mod upsample;
 
 pub use config::{
     build, Activation, DeepResnetConfig, EspcnConfig, HatConfig, MgnetConfig, ModelConfig,

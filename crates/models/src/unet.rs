@@ -219,8 +219,7 @@ impl Model for Unet {
                 .ok_or_else(|| candle_core::Error::Msg("UNet skip stack empty".into()))?;
             h = stage.res.forward(&Tensor::cat(&[&h, &skip], 1)?, emb)?;
             if let Some(up) = &stage.up {
-                let (_, _, hh, ww) = h.dims4()?;
-                h = up.forward(&h.upsample_nearest2d(2 * hh, 2 * ww)?)?;
+                h = up.forward(&crate::upsample::upsample_nearest(&h, 2)?)?;
             }
         }
         self.out_conv
