@@ -28,14 +28,14 @@ pub(crate) fn plan(tasks: usize) -> (usize, Parallelism) {
 /// least [`WIDE_OUTPUT`] pixels, else as many as fit the im2col tile (`k_rows x images hw_out`
 /// within the tile budget) up to an even share of each worker's images, so that the GEMMs of
 /// coarse meshes (8^2 .. 2^2: 64 .. 4 columns per image) get `images x hw_out` columns.
-pub(crate) fn images_per_gemm(g: &ConvGeometry, elem_bytes: usize) -> usize {
+pub(crate) fn images_per_gemm(g: &ConvGeometry, elem_bytes: usize, tile_bytes: usize) -> usize {
     let hw = g.hw_out();
     if hw == 0 || hw >= WIDE_OUTPUT || g.batch < 2 {
         return 1;
     }
     let threads = rayon::current_num_threads().max(1);
     let per_worker = g.batch.div_ceil(threads);
-    let fit = (g.tile_bytes() / (g.k_rows().max(1) * hw * elem_bytes)).max(1);
+    let fit = (tile_bytes / (g.k_rows().max(1) * hw * elem_bytes)).max(1);
     let pieces = per_worker.div_ceil(fit);
     per_worker.div_ceil(pieces)
 }

@@ -128,7 +128,10 @@ fn coarse_mesh_layers_take_the_multi_image_path_and_match() {
         (16, 8, 4, 1, 0),
     ] {
         let g = ConvGeometry::new(&[16, c_in, n, n], &[c_out, c_in, k, k], pad, 1, 1).unwrap();
-        assert!(crate::batch::images_per_gemm(&g, 8) > 1, "{g:?}");
+        assert!(
+            crate::batch::images_per_gemm(&g, 8, g.tile_bytes()) > 1,
+            "{g:?}"
+        );
         let x = values(3, 16 * c_in * n * n);
         let w = values(4, c_out * g.k_rows());
         let dy = values(5, 16 * c_out * g.hw_out());

@@ -11,7 +11,12 @@ use gemm::Parallelism;
 /// `y[n, o, i, j] = sum_{c, a, b} w[o, c, a, b] x[n, g(o) cg + c, s i + a - p, s j + b - p]`
 /// for contiguous `x`, `w`; returns contiguous `y` of `g.y_dims()`.
 pub(crate) fn forward<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T]) -> Vec<T> {
-    forward_with(g, x, w, images_per_gemm(g, std::mem::size_of::<T>()))
+    forward_with(
+        g,
+        x,
+        w,
+        images_per_gemm(g, std::mem::size_of::<T>(), g.tile_bytes()),
+    )
 }
 
 /// [`forward`] with `images` images per GEMM; one image at a time in bands of rows when
@@ -73,7 +78,7 @@ fn forward_chunk<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
 
 fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: Parallelism) {
     let (cg, og, kr, hw_in, hw_out, wo) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out(), g.wo);
-    let rows = g.tile_rows(std::mem::size_of::<T>());
+    let rows = g.tile_rows(std::mem::size_of::<T>(), g.tile_bytes());
     for grp in 0..g.groups {
         let xg = &x[grp * cg * hw_in..][..cg * hw_in];
         let wg = Mat::rm(&w[grp * og * kr..][..og * kr], og, kr, kr);
@@ -89,7 +94,7 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
             continue;
         }
         T::with_scratch(kr * rows * wo, |cols| {
-            for (i0, i1) in g.bands(std::mem::size_of::<T>()) {
+            for (i0, i1) in g.bands(std::mem::size_of::<T>(), g.tile_bytes()) {
                 let tw = (i1 - i0) * wo;
                 let cols = &mut cols[..kr * tw];
                 im2col(g, xg, i0, i1, cols, tw);

@@ -11,6 +11,13 @@ const TILE_BYTES: usize = 384 * 1024;
 /// so a tile may exceed [`TILE_BYTES`] to reach this width.
 const MIN_TILE_COLS: usize = 64;
 
+/// Fewest pixels per GEMM of the weight gradient. Its GEMM `dW_g^T += cols dy^T` has the
+/// tile's pixels as inner dimension and reads and writes all of `dW_g^T` once per tile: with
+/// 64-128 pixels (the tiles of a 128-channel layer at 32^2 and 64^2) that traffic, not the
+/// multiply-adds, set its speed. Measured in `docs/performance.md`, "Wider weight-gradient
+/// tiles".
+const MIN_WEIGHT_GRAD_COLS: usize = 512;
+
 /// Geometry of `y = conv2d(x, w)` with `x: [batch, c_in, h, w]`, `w: [c_out, c_in / groups, kh, kw]`,
 /// `y: [batch, c_out, ho, wo]`, `ho = (h + 2 padding - kh) / stride + 1` (candle's `conv2d`
 /// convention, dilation 1), likewise `wo`.
@@ -139,26 +146,36 @@ impl ConvGeometry {
         TILE_BYTES
     }
 
-    /// The bands of output rows `[i0, i1)` that the im2col tiles cover, top to bottom, of
-    /// heights that differ by at most one row.
-    pub(crate) fn bands(&self, elem_bytes: usize) -> impl Iterator<Item = (usize, usize)> {
-        let (ho, count) = (self.ho, self.band_count(elem_bytes));
+    /// Bytes of im2col buffer per tile of the weight gradient: [`TILE_BYTES`], or more so that
+    /// a tile holds [`MIN_WEIGHT_GRAD_COLS`] pixels of `elem_bytes`-byte elements.
+    pub(crate) fn weight_grad_tile_bytes(&self, elem_bytes: usize) -> usize {
+        TILE_BYTES.max(self.k_rows() * MIN_WEIGHT_GRAD_COLS * elem_bytes)
+    }
+
+    /// The bands of output rows `[i0, i1)` that im2col tiles of `tile_bytes` cover, top to
+    /// bottom, of heights that differ by at most one row.
+    pub(crate) fn bands(
+        &self,
+        elem_bytes: usize,
+        tile_bytes: usize,
+    ) -> impl Iterator<Item = (usize, usize)> {
+        let (ho, count) = (self.ho, self.band_count(elem_bytes, tile_bytes));
         (0..count).map(move |k| (k * ho / count, (k + 1) * ho / count))
     }
 
     /// Rows of the tallest of [`Self::bands`]: the im2col scratch holds `k_rows x (rows wo)`.
-    pub(crate) fn tile_rows(&self, elem_bytes: usize) -> usize {
-        self.ho.div_ceil(self.band_count(elem_bytes))
+    pub(crate) fn tile_rows(&self, elem_bytes: usize, tile_bytes: usize) -> usize {
+        self.ho.div_ceil(self.band_count(elem_bytes, tile_bytes))
     }
 
     /// How many bands: `rows` = as many rows as fit one tile of `k_rows x (rows wo)` elements of
-    /// `elem_bytes` bytes in [`TILE_BYTES`], at least [`MIN_TILE_COLS`] pixels' worth; then
+    /// `elem_bytes` bytes in `tile_bytes`, at least [`MIN_TILE_COLS`] pixels' worth; then
     /// `ceil(ho / rows)` bands of even height, or `floor(ho / rows)` slightly taller ones when
     /// the former would be narrower than [`MIN_TILE_COLS`] (8 rows that fit 7 at a time become
     /// one band of 8, not 4 and 4).
-    fn band_count(&self, elem_bytes: usize) -> usize {
+    fn band_count(&self, elem_bytes: usize, tile_bytes: usize) -> usize {
         let (ho, wo) = (self.ho.max(1), self.wo.max(1));
-        let fit = TILE_BYTES / (self.k_rows() * wo * elem_bytes).max(1);
+        let fit = tile_bytes / (self.k_rows() * wo * elem_bytes).max(1);
         let rows = fit.max(MIN_TILE_COLS.div_ceil(wo)).clamp(1, ho);
         let count = ho.div_ceil(rows);
         if (ho / count) * wo >= MIN_TILE_COLS.min(ho * wo) {
@@ -183,18 +200,22 @@ mod tests {
         // k_rows = 1728: 7 rows of 8 pixels fit in the tile budget, the image has 8.
         let g = geometry(192, 3, 8, 8);
         assert_eq!(TILE_BYTES / (g.k_rows() * g.wo * 4), 7);
-        assert_eq!(g.bands(4).collect::<Vec<_>>(), [(0, 8)]);
-        assert_eq!(g.tile_rows(4), 8);
+        assert_eq!(g.bands(4, TILE_BYTES).collect::<Vec<_>>(), [(0, 8)]);
+        assert_eq!(g.tile_rows(4, TILE_BYTES), 8);
     }
 
     proptest! {
+        /// For the tile budget of every pass: the forward's and the input gradient's, and the
+        /// weight gradient's wider one.
         #[test]
         fn bands_cover_the_image_wide_even_and_within_budget(
             c_in in 1usize..300, k in prop_oneof![Just(1usize), Just(3)], h in 1usize..130,
-            w in 1usize..130, eb in prop_oneof![Just(4usize), Just(8)],
+            w in 1usize..130, eb in prop_oneof![Just(4usize), Just(8)], weights in any::<bool>(),
         ) {
             let g = geometry(c_in, k, h, w);
-            let bands: Vec<(usize, usize)> = g.bands(eb).collect();
+            let tile = if weights { g.weight_grad_tile_bytes(eb) } else { g.tile_bytes() };
+            prop_assert!(tile >= TILE_BYTES);
+            let bands: Vec<(usize, usize)> = g.bands(eb, tile).collect();
             // Contiguous, top to bottom, covering every row.
             prop_assert_eq!(bands[0].0, 0);
             prop_assert_eq!(bands[bands.len() - 1].1, g.ho);
@@ -202,11 +223,16 @@ mod tests {
             let heights: Vec<usize> = bands.iter().map(|(i0, i1)| i1 - i0).collect();
             let (lo, hi) = (*heights.iter().min().unwrap(), *heights.iter().max().unwrap());
             prop_assert!(lo >= 1 && hi - lo <= 1);
-            prop_assert_eq!(hi, g.tile_rows(eb));
-            // No band narrower than MIN_TILE_COLS, unless the image is.
+            prop_assert_eq!(hi, g.tile_rows(eb, tile));
+            // No band narrower than MIN_TILE_COLS, unless the image is; the weight gradient's
+            // no narrower than about half MIN_WEIGHT_GRAD_COLS (whole rows, heights evened
+            // out), unless the image is.
             prop_assert!(lo * g.wo >= MIN_TILE_COLS.min(g.ho * g.wo));
+            if weights {
+                prop_assert!(2 * lo * g.wo + g.wo > MIN_WEIGHT_GRAD_COLS.min(g.ho * g.wo));
+            }
             // At most twice the rows of the budget (or of the width alone).
-            let raw = (TILE_BYTES / (g.k_rows() * g.wo * eb))
+            let raw = (tile / (g.k_rows() * g.wo * eb))
                 .max(MIN_TILE_COLS.div_ceil(g.wo))
                 .clamp(1, g.ho);
             prop_assert!(hi <= 2 * raw);

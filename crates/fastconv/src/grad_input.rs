@@ -17,7 +17,12 @@ pub(crate) fn grad_input<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T]) -> Vec<T>
     if let Some((gt, wt)) = transposed(g, w) {
         return forward(&gt, dy, &wt);
     }
-    grad_input_with(g, dy, w, images_per_gemm(g, std::mem::size_of::<T>()))
+    grad_input_with(
+        g,
+        dy,
+        w,
+        images_per_gemm(g, std::mem::size_of::<T>(), g.tile_bytes()),
+    )
 }
 
 /// [`grad_input`] with `images` images per GEMM; one image at a time in bands of rows when
@@ -84,7 +89,7 @@ fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
 
 fn grad_input_image<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], par: Parallelism) {
     let (cg, og, kr, hw_in, hw_out, wo) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out(), g.wo);
-    let rows = g.tile_rows(std::mem::size_of::<T>());
+    let rows = g.tile_rows(std::mem::size_of::<T>(), g.tile_bytes());
     for grp in 0..g.groups {
         let wgt = Mat::rm(&w[grp * og * kr..][..og * kr], og, kr, kr).t();
         let dyg = &dy[grp * og * hw_out..][..og * hw_out];
@@ -100,7 +105,7 @@ fn grad_input_image<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
             continue;
         }
         T::with_scratch(kr * rows * wo, |dcols| {
-            for (i0, i1) in g.bands(std::mem::size_of::<T>()) {
+            for (i0, i1) in g.bands(std::mem::size_of::<T>(), g.tile_bytes()) {
                 let tw = (i1 - i0) * wo;
                 let dcols = &mut dcols[..kr * tw];
                 matmul(

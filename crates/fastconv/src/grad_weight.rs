@@ -15,7 +15,13 @@ use gemm::Parallelism;
 /// `dw[o, c, a, b] = sum_{n, i, j} dy[n, o, i, j] x[n, g(o) cg + c, s i + a - p, s j + b - p]`;
 /// returns contiguous `dw` of `g.w_dims()`.
 pub(crate) fn grad_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T> {
-    grad_weight_with(g, x, dy, images_per_gemm(g, std::mem::size_of::<T>()))
+    let eb = std::mem::size_of::<T>();
+    grad_weight_with(
+        g,
+        x,
+        dy,
+        images_per_gemm(g, eb, g.weight_grad_tile_bytes(eb)),
+    )
 }
 
 /// [`grad_weight`] with `images` images per GEMM; one image at a time in bands of rows when
@@ -104,7 +110,11 @@ fn grad_weight_chunk<T: Elem>(
 /// One image at a time (`x`, `dy` of one image each).
 fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T], par: Parallelism) {
     let (cg, og, kr, hw_in, hw_out, wo) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out(), g.wo);
-    let rows = g.tile_rows(std::mem::size_of::<T>());
+    let (eb, tile) = (
+        std::mem::size_of::<T>(),
+        g.weight_grad_tile_bytes(std::mem::size_of::<T>()),
+    );
+    let rows = g.tile_rows(eb, tile);
     for grp in 0..g.groups {
         let xg = &x[grp * cg * hw_in..][..cg * hw_in];
         let dyg = &dy[grp * og * hw_out..][..og * hw_out];
@@ -120,7 +130,7 @@ fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T],
             continue;
         }
         T::with_scratch(kr * rows * wo, |cols| {
-            for (i0, i1) in g.bands(std::mem::size_of::<T>()) {
+            for (i0, i1) in g.bands(eb, tile) {
                 let tw = (i1 - i0) * wo;
                 let cols = &mut cols[..kr * tw];
                 im2col(g, xg, i0, i1, cols, tw);
