@@ -21,18 +21,15 @@ fn loss_and_grad(
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
+    let values = |t: &Tensor| -> Vec<f64> {
+        let flat = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
+        flat.to_vec1().unwrap()
+    };
+    let (a, b) = (values(a), values(b));
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn random(dims: (usize, usize, usize, usize), dtype: DType, seed: u64) -> Tensor {
