@@ -65,6 +65,19 @@ struct Times {
     step: f64,
 }
 
+/// How far a whole step's best time may stray from forward+backward plus the update, measured
+/// in the same rounds, before the row is called disturbed: the two are the same work, so a
+/// larger gap means every sample of one of them was slowed by something else on the machine.
+const STEP_CONSISTENCY: f64 = 1.25;
+
+impl Times {
+    /// `step / (fwdbwd + opt)` when it lies outside `[1 / STEP_CONSISTENCY, STEP_CONSISTENCY]`.
+    fn disturbed(&self) -> Option<f64> {
+        let r = self.step / (self.fwdbwd + self.opt);
+        (!(1.0 / STEP_CONSISTENCY..=STEP_CONSISTENCY).contains(&r)).then_some(r)
+    }
+}
+
 struct Row {
     model: String,
     widths: Vec<usize>,
@@ -266,6 +279,7 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
         "\n| model | widths | mesh | impl | fwd ms | fwd+bwd ms | opt ms | step ms | ms/WU | bwd/fwd | ours/torch ms/WU |\n\
          |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let mut disturbed = Vec::new();
     for r in rows {
         let ratio = match (
             r.imp,
@@ -273,9 +287,23 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
                 o.imp == "torch" && o.model == r.model && o.widths == r.widths && o.mesh == r.mesh
             }),
         ) {
+            ("ours", Some(t)) if r.t.disturbed().or(t.t.disturbed()).is_some() => {
+                format!("{:.2} (disturbed)", r.ms_per_wu / t.ms_per_wu)
+            }
             ("ours", Some(t)) => format!("{:.2}", r.ms_per_wu / t.ms_per_wu),
             _ => "-".into(),
         };
+        if let Some(q) = r.t.disturbed() {
+            disturbed.push(format!(
+                "- {} {} {}^2 {}: step {:.2} ms against forward+backward + update {:.2} ms (x{q:.2}, the same work): its rounds were disturbed and the ratio of that mesh is unreliable; rerun with more `--reps` or `--min-s`.",
+                r.model,
+                join(&r.widths),
+                r.mesh,
+                r.imp,
+                r.t.step,
+                r.t.fwdbwd + r.t.opt
+            ));
+        }
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {ratio} |",
@@ -290,6 +318,13 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
             r.ms_per_wu,
             (r.t.fwdbwd - r.t.fwd) / r.t.fwd
         );
+    }
+    if !disturbed.is_empty() {
+        md.push('\n');
+        for line in disturbed {
+            tracing::warn!("{line}");
+            let _ = writeln!(md, "{line}");
+        }
     }
     md
 }
@@ -392,4 +427,66 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(fwdbwd: f64, opt: f64, step: f64) -> Times {
+        Times {
+            fwd: fwdbwd / 3.0,
+            fwdbwd,
+            opt,
+            step,
+        }
+    }
+
+    /// A step far from forward+backward plus the update (either way) is flagged; one within the
+    /// tolerance is not.
+    #[test]
+    fn a_step_that_strays_from_its_parts_is_disturbed() {
+        assert_eq!(times(994.0, 18.0, 1012.0 * 1.1).disturbed(), None);
+        assert_eq!(times(994.0, 18.0, 1012.0 / 1.1).disturbed(), None);
+        let q = times(994.36, 18.22, 1591.19).disturbed().unwrap();
+        assert!((q - 1.571).abs() < 1e-3, "{q}");
+        assert!(times(100.0, 0.0, 70.0).disturbed().is_some());
+    }
+
+    /// The table marks the mesh whose PyTorch step was disturbed and says why below it.
+    #[test]
+    fn the_table_marks_a_disturbed_mesh() {
+        let args = Args {
+            out: PathBuf::from("unused"),
+            python: "python3".into(),
+            models: vec!["unet".into()],
+            sizes: vec![64, 32],
+            widths: "paper".into(),
+            batch: 16,
+            reps: 2,
+            min_s: 2.0,
+        };
+        let row = |mesh, imp, t: Times| Row {
+            model: "unet".into(),
+            widths: vec![32, 64, 128],
+            mesh,
+            imp,
+            t,
+            ms_per_wu: t.step / 16.0,
+        };
+        let rows = [
+            row(64, "ours", times(1242.26, 3.58, 1296.42)),
+            row(64, "torch", times(994.36, 18.22, 1591.19)),
+            row(32, "ours", times(320.14, 3.27, 324.81)),
+            row(32, "torch", times(218.09, 14.45, 246.43)),
+        ];
+        let md = markdown(&rows, &args, &[], ("0".into(), "0".into()));
+        assert!(md.contains("| 0.81 (disturbed) |"), "{md}");
+        assert!(md.contains("| 1.32 |"), "{md}");
+        assert!(
+            md.contains("- unet 32/64/128 64^2 torch: step 1591.19 ms"),
+            "{md}"
+        );
+        assert_eq!(md.matches("rounds were disturbed").count(), 1, "{md}");
+    }
 }
