@@ -42,6 +42,7 @@ pub struct Loader {
 
 /// One image queued for rendering on the pool: whoever claims it first renders it (the pool's
 /// task, or the batch that needs it before the task started).
+#[derive(Default)]
 struct Prefetched {
     claimed: AtomicBool,
     image: Mutex<Option<Result<Tensor>>>,
@@ -208,11 +209,7 @@ impl Loader {
             if self.ahead.contains_key(&position) {
                 continue;
             }
-            let task = Arc::new(Prefetched {
-                claimed: AtomicBool::new(false),
-                image: Mutex::new(None),
-                ready: Condvar::new(),
-            });
+            let task = Arc::new(Prefetched::default());
             self.ahead.insert(position, (index, task.clone()));
             let (source, n) = (self.source.clone(), self.n);
             rayon::spawn(move || task.run(&source, index, n));
