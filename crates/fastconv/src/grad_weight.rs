@@ -110,10 +110,8 @@ fn grad_weight_chunk<T: Elem>(
 /// One image at a time (`x`, `dy` of one image each).
 fn grad_weight_image<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T], par: Parallelism) {
     let (cg, og, kr, hw_in, hw_out, wo) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out(), g.wo);
-    let (eb, tile) = (
-        std::mem::size_of::<T>(),
-        g.weight_grad_tile_bytes(std::mem::size_of::<T>()),
-    );
+    let eb = std::mem::size_of::<T>();
+    let tile = g.weight_grad_tile_bytes(eb);
     let rows = g.tile_rows(eb, tile);
     for grp in 0..g.groups {
         let xg = &x[grp * cg * hw_in..][..cg * hw_in];

@@ -76,13 +76,9 @@ impl Blocks {
         self.coarse() * self.s * self.s
     }
 
-    /// `dims` with its last two sides scaled by `num / den`.
-    fn scaled(dims: &[usize], num: usize, den: usize) -> Shape {
-        let mut d = dims.to_vec();
-        let k = d.len();
-        d[k - 2] = d[k - 2] * num / den;
-        d[k - 1] = d[k - 1] * num / den;
-        Shape::from(d)
+    /// `[N, C, rows, cols]` for the `[N, C, _, _]` of `dims`.
+    fn shape(dims: &[usize], rows: usize, cols: usize) -> Shape {
+        Shape::from((dims[0], dims[1], rows, cols))
     }
 }
 
@@ -110,10 +106,10 @@ impl<T: Copy + Default + Send + Sync> CpuKernel<T, 1> for Upsample {
     /// `x` holds whole coarse planes; every fine row is its coarse row with each value repeated
     /// `s` times, written `s` times.
     fn run(&self, [x]: [&[T]; 1]) -> Vec<T> {
-        let Blocks { s, h, w } = self.0;
+        let Blocks { s, w, .. } = self.0;
         let mut y = vec![T::default(); x.len() / self.0.coarse() * self.0.fine()];
         for_each_plane(&mut y, self.0.fine(), |k, yp| {
-            let xp = &x[k * h * w..][..h * w];
+            let xp = &x[k * self.0.coarse()..][..self.0.coarse()];
             for (xr, yrows) in xp.chunks_exact(w).zip(yp.chunks_exact_mut(s * s * w)) {
                 let (first, rest) = yrows.split_at_mut(s * w);
                 for (&v, block) in xr.iter().zip(first.chunks_exact_mut(s)) {
@@ -159,7 +155,8 @@ impl CustomOp1 for Upsample {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = fastconv::dispatch(self.name(), self, [(s, l)])?;
-        Ok((out, Blocks::scaled(l.dims(), self.0.s, 1)))
+        let Blocks { s, h, w } = self.0;
+        Ok((out, Blocks::shape(l.dims(), s * h, s * w)))
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
@@ -174,7 +171,7 @@ impl CustomOp1 for BlockSum {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = fastconv::dispatch(self.name(), self, [(s, l)])?;
-        Ok((out, Blocks::scaled(l.dims(), 1, self.0.s)))
+        Ok((out, Blocks::shape(l.dims(), self.0.h, self.0.w)))
     }
 
     fn bwd(&self, _y: &Tensor, _x: &Tensor, dx: &Tensor) -> Result<Option<Tensor>> {
