@@ -159,42 +159,64 @@ impl Geom {
         )
     }
     /// Mean and `1 / sqrt(var + eps)` of `z = x + shift` over one group (`x` its `cg hw` values),
-    /// accumulated in f64.
+    /// in two passes (the mean, then the centred squares), each summed by [`lane_sums`].
     fn stats<T: Float>(&self, x: &[T], shift: &[T]) -> (f64, f64) {
         let m = (self.cg() * self.hw) as f64;
         let mut sum = 0.0;
         for (xc, s) in x.chunks(self.hw).zip(shift) {
-            sum += sum64(xc, |v| v.f64()) + self.hw as f64 * s.f64();
+            sum += lane_sums(xc, xc, |v, _| [v])[0] + self.hw as f64 * s.f64();
         }
         let mu = sum / m;
         let mut ss = 0.0;
         for (xc, s) in x.chunks(self.hw).zip(shift) {
-            let d = s.f64() - mu;
-            ss += sum64(xc, |v| {
-                let z = v.f64() + d;
-                z * z
-            });
+            let d = T::of(s.f64() - mu);
+            ss += lane_sums(xc, xc, |v, _| {
+                let z = v + d;
+                [z * z]
+            })[0];
         }
         (mu, 1.0 / (ss / m + self.eps).sqrt())
     }
 }
 
-/// `sum f(x_i)` in f64 with four partial sums (independent additions the compiler can overlap).
+/// Side-by-side partial sums in [`lane_sums`] (independent additions, so the loop vectorises).
+const LANES: usize = 16;
+/// Elements that [`lane_sums`] sums in `T` before adding them into f64.
+const BLOCK: usize = 256;
+
+/// The `K` sums `sum_i f(a_i, b_i)` over two slices of equal length: [`LANES`] partial sums in
+/// `T` over each block of [`BLOCK`] elements, each block's partials then added in f64. In f32 a
+/// partial sum adds `BLOCK / LANES = 16` terms, so the error stays within about `16 eps_f32`
+/// times each block's sum of absolute terms.
 #[inline(always)]
-fn sum64<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let mut quads = xs.chunks_exact(4);
-    for q in &mut quads {
-        for (a, &v) in acc.iter_mut().zip(q) {
-            *a += f(v);
+fn lane_sums<T: Float, const K: usize>(a: &[T], b: &[T], f: impl Fn(T, T) -> [T; K]) -> [f64; K] {
+    let mut total = [0.0f64; K];
+    for (ab, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let mut acc = [[T::ZERO; LANES]; K];
+        let (aq, bq) = (ab.chunks_exact(LANES), bb.chunks_exact(LANES));
+        for (&av, &bv) in aq.remainder().iter().zip(bq.remainder()) {
+            let r = f(av, bv);
+            for k in 0..K {
+                total[k] += r[k].f64();
+            }
+        }
+        for (al, bl) in aq.zip(bq) {
+            for i in 0..LANES {
+                let r = f(al[i], bl[i]);
+                for k in 0..K {
+                    acc[k][i] = acc[k][i] + r[k];
+                }
+            }
+        }
+        for k in 0..K {
+            total[k] += acc[k].iter().map(|v| v.f64()).sum::<f64>();
         }
     }
-    let tail: f64 = quads.remainder().iter().map(|&v| f(v)).sum();
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    total
 }
 
-/// f32 / f64. Group sums (statistics, the backward's reductions) accumulate in f64; the
-/// per-element work (normalisation, affine map, activation, the backward's `dz`) runs in `Self`
+/// f32 / f64. Group sums (statistics, the backward's reductions) add blocks of `Self` partial
+/// sums in f64 ([`lane_sums`]); the per-element work (normalisation, affine map, activation, the backward's `dz`) runs in `Self`
 /// with per-channel constants computed once in f64 and rounded to `Self`.
 trait Float:
     Copy
@@ -225,7 +247,9 @@ trait Float:
 fn exp_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.3);
-    let k = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // `kr = ROUND + k` exactly (spacing 1 in [2^23, 2^24)), so its bits are ROUND's plus `k`.
+    let kr = x * std::f32::consts::LOG2_E + ROUND;
+    let k = kr - ROUND;
     let r = (x - k * 0.693_359_4) + k * 2.121_944_4e-4;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -234,7 +258,12 @@ fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * (r * r) + r + 1.0;
-    e * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // 2^k from `k + 127` in the exponent field, by integer arithmetic on the bits (no float to
+    // integer conversion, so loops over this function vectorise).
+    let biased = kr
+        .to_bits()
+        .wrapping_add(127u32.wrapping_sub(ROUND.to_bits()));
+    e * f32::from_bits(biased << 23)
 }
 
 macro_rules! float {
@@ -398,24 +427,16 @@ fn backward<T: Float>(
                         T::of(offset),
                         T::of(gm),
                     );
-                    let (mut sda, mut sdaz) = ([0.0f64; 2], [0.0f64; 2]);
                     let rg = ci * hw..(ci + 1) * hw;
-                    // da first (no sums in this loop, so it vectorises), then the f64 sums.
-                    for ((d, &xv), &dyv) in dxg[rg.clone()]
-                        .iter_mut()
-                        .zip(&xg[rg.clone()])
-                        .zip(&dyg[rg.clone()])
-                    {
+                    let (d, xc) = (&mut dxg[rg.clone()], &xg[rg.clone()]);
+                    // da first (no sums in this loop, so it vectorises), then the sums.
+                    for ((d, &xv), &dyv) in d.iter_mut().zip(xc).zip(&dyg[rg]) {
                         *d = dyv * slope(xv * sc + of);
                     }
-                    for (j, (d, &xv)) in dxg[rg.clone()].iter_mut().zip(&xg[rg]).enumerate() {
-                        let da = *d;
-                        let zhat = xv * r + zo;
-                        sda[j & 1] += da.f64();
-                        sdaz[j & 1] += (da * zhat).f64();
-                        *d = da * gmt;
+                    let [sda, sdaz] = lane_sums(d, xc, |da, xv| [da, da * (xv * r + zo)]);
+                    for d in d.iter_mut() {
+                        *d = *d * gmt;
                     }
-                    let (sda, sdaz) = (sda[0] + sda[1], sdaz[0] + sdaz[1]);
                     chan[ci][1] = sdaz;
                     chan[ci][2] = sda;
                     s1 += sda * gm;
@@ -433,13 +454,11 @@ fn backward<T: Float>(
                     T::of(-rstd * (mean1 + zoff * mean2)),
                 );
                 let rg = ci * hw..(ci + 1) * hw;
-                let mut sdz = [0.0f64; 2];
-                for (j, (d, &xv)) in dxg[rg.clone()].iter_mut().zip(&xg[rg]).enumerate() {
-                    let dz = *d * a + xv * b + c;
-                    sdz[j & 1] += dz.f64();
-                    *d = dz;
+                let d = &mut dxg[rg.clone()];
+                for (d, &xv) in d.iter_mut().zip(&xg[rg]) {
+                    *d = *d * a + xv * b + c;
                 }
-                chan[ci][0] = sdz[0] + sdz[1];
+                chan[ci][0] = lane_sums(d, d, |dz, _| [dz])[0];
             }
             chan
         })

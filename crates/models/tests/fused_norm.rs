@@ -48,7 +48,8 @@ struct Case {
     seed: u64,
 }
 
-fn cases() -> impl Strategy<Value = Case> {
+/// Random cases with planes of `side` x `side` (each side drawn from the range).
+fn cases(side: std::ops::Range<usize>) -> impl Strategy<Value = Case> {
     let act = prop_oneof![
         Just(NormAct::Identity),
         Just(NormAct::Silu),
@@ -59,8 +60,8 @@ fn cases() -> impl Strategy<Value = Case> {
         1usize..4,
         1usize..4,
         1usize..4,
-        1usize..6,
-        1usize..6,
+        side.clone(),
+        side,
         any::<bool>(),
         any::<bool>(),
         act,
@@ -145,13 +146,27 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn matches_candle_composition_f64(c in cases()) {
+    fn matches_candle_composition_f64(c in cases(1..6)) {
         check(&c, DType::F64, 1e-10).unwrap();
     }
 
     #[test]
-    fn matches_candle_composition_f32(c in cases()) {
+    fn matches_candle_composition_f32(c in cases(1..6)) {
         check(&c, DType::F32, 2e-4).unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Planes of 144-1521 values: the kernels' sums run over several blocks of 16-wide partial
+    /// sums, with remainders.
+    #[test]
+    fn large_planes_match_candle_composition(c in cases(12..40), f64_too in any::<bool>()) {
+        check(&c, DType::F32, 2e-4).unwrap();
+        if f64_too {
+            check(&c, DType::F64, 1e-10).unwrap();
+        }
     }
 }
 
