@@ -18,6 +18,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use fastconv::CpuKernel;
+use multiversion::multiversion;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -366,26 +367,33 @@ fn forward<T: Float>(g: &Geom, x: &[T], p: &[T]) -> (Vec<T>, Vec<(f64, f64)>) {
     let stats: Vec<(f64, f64)> = y
         .par_chunks_mut(cg * hw)
         .enumerate()
-        .map(|(k, yg)| {
-            let (n, grp) = (k / g.groups, k % g.groups);
-            let xg = &x[k * cg * hw..][..cg * hw];
-            let (shift, gamma, beta) = g.params(p, n, grp);
-            let (mu, rstd) = g.stats(xg, shift);
-            with_act!(g.act, T, |act, _slope| {
-                for (ci, (yc, xc)) in yg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
-                    // a = gamma (x + shift - mu) rstd + beta = x scale + offset.
-                    let scale = gamma[ci].f64() * rstd;
-                    let offset = beta[ci].f64() + (shift[ci].f64() - mu) * scale;
-                    let (scale, offset) = (T::of(scale), T::of(offset));
-                    for (yv, &xv) in yc.iter_mut().zip(xc) {
-                        *yv = act(xv * scale + offset);
-                    }
-                }
-            });
-            (mu, rstd)
-        })
+        .map(|(k, yg)| forward_group(g, k, x, p, yg))
         .collect();
     (y, stats)
+}
+
+/// One group `k` (sample-major) of [`forward`]: its output `yg` and its `(mu, rstd)`. Compiled
+/// for AVX-512 and AVX2 as well and chosen at run time (the same operations in the same order
+/// on every target, so the same values).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq", "x86_64+avx2+fma"))]
+fn forward_group<T: Float>(g: &Geom, k: usize, x: &[T], p: &[T], yg: &mut [T]) -> (f64, f64) {
+    let (cg, hw) = (g.cg(), g.hw);
+    let (n, grp) = (k / g.groups, k % g.groups);
+    let xg = &x[k * cg * hw..][..cg * hw];
+    let (shift, gamma, beta) = g.params(p, n, grp);
+    let (mu, rstd) = g.stats(xg, shift);
+    with_act!(g.act, T, |act, _slope| {
+        for (ci, (yc, xc)) in yg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
+            // a = gamma (x + shift - mu) rstd + beta = x scale + offset.
+            let scale = gamma[ci].f64() * rstd;
+            let offset = beta[ci].f64() + (shift[ci].f64() - mu) * scale;
+            let (scale, offset) = (T::of(scale), T::of(offset));
+            for (yv, &xv) in yc.iter_mut().zip(xc) {
+                *yv = act(xv * scale + offset);
+            }
+        }
+    });
+    (mu, rstd)
 }
 
 /// `[dx (N C H W) | dshift (N C) | dgamma (C) | dbeta (C)]`.
@@ -398,70 +406,13 @@ fn backward<T: Float>(
     stats: Option<&[(f64, f64)]>,
 ) -> Vec<T> {
     let (cg, hw, len) = (g.cg(), g.hw, g.x_len());
-    let m = (cg * hw) as f64;
     let mut out = vec![T::ZERO; len + g.p_len()];
     let (dx, dp) = out.split_at_mut(len);
     // Per group: (dshift, partial dgamma, partial dbeta) of its channels.
     let per_group: Vec<Vec<[f64; 3]>> = dx
         .par_chunks_mut(cg * hw)
         .enumerate()
-        .map(|(k, dxg)| {
-            let (n, grp) = (k / g.groups, k % g.groups);
-            let xg = &x[k * cg * hw..][..cg * hw];
-            let dyg = &dy[k * cg * hw..][..cg * hw];
-            let (shift, gamma, beta) = g.params(p, n, grp);
-            let (mu, rstd) = stats.map_or_else(|| g.stats(xg, shift), |s| s[k]);
-            let mut chan = vec![[0.0f64; 3]; cg];
-            let (mut s1, mut s2) = (0.0, 0.0);
-            // Pass 1: dzhat = da gamma into dx, the channel sums and the group means.
-            with_act!(g.act, T, |_act, slope| {
-                for ci in 0..cg {
-                    let gm = gamma[ci].f64();
-                    // zhat = x rstd + zoff, a = gamma zhat + beta = x scale + offset.
-                    let zoff = (shift[ci].f64() - mu) * rstd;
-                    let (scale, offset) = (gm * rstd, gm * zoff + beta[ci].f64());
-                    let (r, zo, sc, of, gmt) = (
-                        T::of(rstd),
-                        T::of(zoff),
-                        T::of(scale),
-                        T::of(offset),
-                        T::of(gm),
-                    );
-                    let rg = ci * hw..(ci + 1) * hw;
-                    let (d, xc) = (&mut dxg[rg.clone()], &xg[rg.clone()]);
-                    // da first (no sums in this loop, so it vectorises), then the sums.
-                    for ((d, &xv), &dyv) in d.iter_mut().zip(xc).zip(&dyg[rg]) {
-                        *d = dyv * slope(xv * sc + of);
-                    }
-                    let [sda, sdaz] = lane_sums(d, xc, |da, xv| [da, da * (xv * r + zo)]);
-                    for d in d.iter_mut() {
-                        *d = *d * gmt;
-                    }
-                    chan[ci][1] = sdaz;
-                    chan[ci][2] = sda;
-                    s1 += sda * gm;
-                    s2 += sdaz * gm;
-                }
-            });
-            let (mean1, mean2) = (s1 / m, s2 / m);
-            // Pass 2: dz = rstd (dzhat - mean1 - zhat mean2) = dzhat A + x B + C with
-            // zhat = x rstd + zoff; dshift = its channel sums.
-            for ci in 0..cg {
-                let zoff = (shift[ci].f64() - mu) * rstd;
-                let (a, b, c) = (
-                    T::of(rstd),
-                    T::of(-rstd * rstd * mean2),
-                    T::of(-rstd * (mean1 + zoff * mean2)),
-                );
-                let rg = ci * hw..(ci + 1) * hw;
-                let d = &mut dxg[rg.clone()];
-                for (d, &xv) in d.iter_mut().zip(&xg[rg]) {
-                    *d = *d * a + xv * b + c;
-                }
-                chan[ci][0] = lane_sums(d, d, |dz, _| [dz])[0];
-            }
-            chan
-        })
+        .map(|(k, dxg)| backward_group(g, k, [x, p, dy], stats, dxg))
         .collect();
     let (nc, c) = (g.n * g.c, g.c);
     let mut dgamma = vec![0.0f64; c];
@@ -480,6 +431,75 @@ fn backward<T: Float>(
         dp[nc + c + ch] = T::of(dbeta[ch]);
     }
     out
+}
+
+/// One group `k` of [`backward`]: its `dx` into `dxg` and `(dshift, partial dgamma, partial
+/// dbeta)` of each of its channels. Compiled per target as [`forward_group`].
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq", "x86_64+avx2+fma"))]
+fn backward_group<T: Float>(
+    g: &Geom,
+    k: usize,
+    [x, p, dy]: [&[T]; 3],
+    stats: Option<&[(f64, f64)]>,
+    dxg: &mut [T],
+) -> Vec<[f64; 3]> {
+    let (cg, hw) = (g.cg(), g.hw);
+    let m = (cg * hw) as f64;
+    let (n, grp) = (k / g.groups, k % g.groups);
+    let xg = &x[k * cg * hw..][..cg * hw];
+    let dyg = &dy[k * cg * hw..][..cg * hw];
+    let (shift, gamma, beta) = g.params(p, n, grp);
+    let (mu, rstd) = stats.map_or_else(|| g.stats(xg, shift), |s| s[k]);
+    let mut chan = vec![[0.0f64; 3]; cg];
+    let (mut s1, mut s2) = (0.0, 0.0);
+    // Pass 1: dzhat = da gamma into dx, the channel sums and the group means.
+    with_act!(g.act, T, |_act, slope| {
+        for ci in 0..cg {
+            let gm = gamma[ci].f64();
+            // zhat = x rstd + zoff, a = gamma zhat + beta = x scale + offset.
+            let zoff = (shift[ci].f64() - mu) * rstd;
+            let (scale, offset) = (gm * rstd, gm * zoff + beta[ci].f64());
+            let (r, zo, sc, of, gmt) = (
+                T::of(rstd),
+                T::of(zoff),
+                T::of(scale),
+                T::of(offset),
+                T::of(gm),
+            );
+            let rg = ci * hw..(ci + 1) * hw;
+            let (d, xc) = (&mut dxg[rg.clone()], &xg[rg.clone()]);
+            // da first (no sums in this loop, so it vectorises), then the sums.
+            for ((d, &xv), &dyv) in d.iter_mut().zip(xc).zip(&dyg[rg]) {
+                *d = dyv * slope(xv * sc + of);
+            }
+            let [sda, sdaz] = lane_sums(d, xc, |da, xv| [da, da * (xv * r + zo)]);
+            for d in d.iter_mut() {
+                *d = *d * gmt;
+            }
+            chan[ci][1] = sdaz;
+            chan[ci][2] = sda;
+            s1 += sda * gm;
+            s2 += sdaz * gm;
+        }
+    });
+    let (mean1, mean2) = (s1 / m, s2 / m);
+    // Pass 2: dz = rstd (dzhat - mean1 - zhat mean2) = dzhat A + x B + C with
+    // zhat = x rstd + zoff; dshift = its channel sums.
+    for ci in 0..cg {
+        let zoff = (shift[ci].f64() - mu) * rstd;
+        let (a, b, c) = (
+            T::of(rstd),
+            T::of(-rstd * rstd * mean2),
+            T::of(-rstd * (mean1 + zoff * mean2)),
+        );
+        let rg = ci * hw..(ci + 1) * hw;
+        let d = &mut dxg[rg.clone()];
+        for (d, &xv) in d.iter_mut().zip(&xg[rg]) {
+            *d = *d * a + xv * b + c;
+        }
+        chan[ci][0] = lane_sums(d, d, |dz, _| [dz])[0];
+    }
+    chan
 }
 
 /// `(x, p) -> y`, `p = [shift | gamma | beta]`; backward by [`GroupNormActBwd`], which
