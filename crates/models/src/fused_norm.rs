@@ -182,43 +182,37 @@ impl Geom {
 
 /// Side-by-side partial sums in [`lane_sums`] (independent additions, so the loop vectorises).
 const LANES: usize = 16;
-/// Elements that [`lane_sums`] sums in `T` before adding them into f64.
-const BLOCK: usize = 256;
 
-/// The `K` sums `sum_i f(a_i, b_i)` over two slices of equal length: [`LANES`] partial sums in
-/// `T` over each block of [`BLOCK`] elements, each block's partials then added in f64. In f32 a
-/// partial sum adds `BLOCK / LANES = 16` terms, so the error stays within about `16 eps_f32`
-/// times each block's sum of absolute terms.
+/// The `K` sums `sum_i f(a_i, b_i)` over two slices of equal length, each term rounded to f64
+/// and added into [`LANES`] partial sums in f64 (lane `l` takes the terms `l, l + LANES, ...`),
+/// then the partial sums and the tail in order. One running sum waits for every addition
+/// before it; independent lanes let the compiler keep a vector of them.
 #[inline(always)]
 fn lane_sums<T: Float, const K: usize>(a: &[T], b: &[T], f: impl Fn(T, T) -> [T; K]) -> [f64; K] {
-    let mut total = [0.0f64; K];
-    for (ab, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
-        let mut acc = [[T::ZERO; LANES]; K];
-        let (aq, bq) = (ab.chunks_exact(LANES), bb.chunks_exact(LANES));
-        for (&av, &bv) in aq.remainder().iter().zip(bq.remainder()) {
-            let r = f(av, bv);
+    let mut acc = [[0.0f64; LANES]; K];
+    let (aq, bq) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (aq.remainder(), bq.remainder());
+    for (al, bl) in aq.zip(bq) {
+        for i in 0..LANES {
+            let r = f(al[i], bl[i]);
             for k in 0..K {
-                total[k] += r[k].f64();
+                acc[k][i] += r[k].f64();
             }
         }
-        for (al, bl) in aq.zip(bq) {
-            for i in 0..LANES {
-                let r = f(al[i], bl[i]);
-                for k in 0..K {
-                    acc[k][i] = acc[k][i] + r[k];
-                }
-            }
-        }
+    }
+    let mut total = acc.map(|lanes| lanes.iter().sum::<f64>());
+    for (&av, &bv) in ar.iter().zip(br) {
+        let r = f(av, bv);
         for k in 0..K {
-            total[k] += acc[k].iter().map(|v| v.f64()).sum::<f64>();
+            total[k] += r[k].f64();
         }
     }
     total
 }
 
-/// f32 / f64. Group sums (statistics, the backward's reductions) add blocks of `Self` partial
-/// sums in f64 ([`lane_sums`]); the per-element work (normalisation, affine map, activation, the backward's `dz`) runs in `Self`
-/// with per-channel constants computed once in f64 and rounded to `Self`.
+/// f32 / f64. Group sums (statistics, the backward's reductions) accumulate in f64
+/// ([`lane_sums`]); the per-element work (normalisation, affine map, activation, the backward's
+/// `dz`) runs in `Self` with per-channel constants computed once in f64 and rounded to `Self`.
 trait Float:
     Copy
     + Send

@@ -159,8 +159,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// Planes of 144-1521 values: the kernels' sums run over several blocks of 16-wide partial
-    /// sums, with remainders.
+    /// Planes of 144-1521 values: the kernels' sums run over many rounds of their 16 partial
+    /// sums, with remainders (the cases above reach at most one round).
     #[test]
     fn large_planes_match_candle_composition(c in cases(12..40), f64_too in any::<bool>()) {
         check(&c, DType::F32, 2e-4).unwrap();
