@@ -27,102 +27,93 @@ pub(crate) fn im2col<T: Elem>(
     cols: &mut [T],
     ld: usize,
 ) {
-    debug_assert!(ld >= (i1 - i0) * g.wo);
-    if g.stride == 1 && g.wo == g.w {
-        im2col_same(g, x, i0, i1, cols, ld)
-    } else {
-        im2col_rows(g, x, i0, i1, cols, ld)
-    }
-}
-
-/// [`im2col`] one output row at a time (any stride and padding).
-fn im2col_rows<T: Elem>(
-    g: &ConvGeometry,
-    x: &[T],
-    i0: usize,
-    i1: usize,
-    cols: &mut [T],
-    ld: usize,
-) {
-    let (p, s, wo) = (g.padding, g.stride, g.wo);
-    let tw = (i1 - i0) * wo;
-    let (ia, ib) = (i0, i1);
+    let tw = (i1 - i0) * g.wo;
+    debug_assert!(ld >= tw);
+    let flat = g.stride == 1 && g.wo == g.w;
     for (c, xc) in x.chunks_exact(g.hw_in()).enumerate().take(g.cg()) {
         for a in 0..g.kh {
-            let (r0, r1) = valid_range(a, p, s, g.h, g.ho);
             for b in 0..g.kw {
-                let (j0, j1) = valid_range(b, p, s, g.w, wo);
                 let row = &mut cols[((c * g.kh + a) * g.kw + b) * ld..][..tw];
-                for (dst, i) in row.chunks_exact_mut(wo).zip(ia..ib) {
-                    if i < r0 || i >= r1 {
-                        dst.fill(T::ZERO);
-                        continue;
-                    }
-                    let src = &xc[(s * i + a - p) * g.w..][..g.w];
-                    dst[..j0].fill(T::ZERO);
-                    dst[j1..].fill(T::ZERO);
-                    if j0 == j1 {
-                        continue;
-                    }
-                    if s == 1 {
-                        let start = j0 + b - p;
-                        dst[j0..j1].copy_from_slice(&src[start..start + (j1 - j0)]);
-                    } else {
-                        for (j, d) in dst.iter_mut().enumerate().take(j1).skip(j0) {
-                            *d = src[s * j + b - p];
-                        }
-                    }
+                if flat {
+                    tap_row_flat(g, xc, (a, b), (i0, i1), row);
+                } else {
+                    tap_row_by_rows(g, xc, (a, b), (i0, i1), row);
                 }
             }
         }
     }
 }
 
-/// [`im2col`] for stride 1 and output rows as wide as the input's (`wo = w`): tap `(a, b)`'s
-/// row of `cols` over the band's in-image rows is the input read flat from offset
-/// `(i + a - p) w + b - p` on, one copy, after which the `b - p` columns per row that wrapped
-/// around to the neighbouring input row are zeroed. Rows outside the image are zeros.
-fn im2col_same<T: Elem>(
+/// Tap `(a, b)`'s row of the im2col matrix of channel `xc` over output rows `i0..i1`, one
+/// output row at a time (any stride and padding).
+fn tap_row_by_rows<T: Elem>(
     g: &ConvGeometry,
-    x: &[T],
-    i0: usize,
-    i1: usize,
-    cols: &mut [T],
-    ld: usize,
+    xc: &[T],
+    (a, b): (usize, usize),
+    (i0, i1): (usize, usize),
+    row: &mut [T],
+) {
+    let (p, s, wo) = (g.padding, g.stride, g.wo);
+    let (r0, r1) = valid_range(a, p, s, g.h, g.ho);
+    let (j0, j1) = valid_range(b, p, s, g.w, wo);
+    for (dst, i) in row.chunks_exact_mut(wo).zip(i0..i1) {
+        if i < r0 || i >= r1 {
+            dst.fill(T::ZERO);
+            continue;
+        }
+        let src = &xc[(s * i + a - p) * g.w..][..g.w];
+        dst[..j0].fill(T::ZERO);
+        dst[j1..].fill(T::ZERO);
+        if j0 == j1 {
+            continue;
+        }
+        if s == 1 {
+            let start = j0 + b - p;
+            dst[j0..j1].copy_from_slice(&src[start..start + (j1 - j0)]);
+        } else {
+            for (j, d) in dst.iter_mut().enumerate().take(j1).skip(j0) {
+                *d = src[s * j + b - p];
+            }
+        }
+    }
+}
+
+/// [`tap_row_by_rows`] for stride 1 and output rows as wide as the input's (`wo = w`): over the
+/// band's in-image rows, the row is the channel read flat from offset `(i0 + a - p) w + b - p`
+/// on, one copy, after which the `|b - p|` columns per output row that wrapped around to the
+/// neighbouring input row are zeroed. Rows outside the image are zeros.
+fn tap_row_flat<T: Elem>(
+    g: &ConvGeometry,
+    xc: &[T],
+    (a, b): (usize, usize),
+    (i0, i1): (usize, usize),
+    row: &mut [T],
 ) {
     let (p, w, hw) = (g.padding, g.w, g.hw_in());
-    let tw = (i1 - i0) * w;
-    for (c, xc) in x.chunks_exact(hw).enumerate().take(g.cg()) {
-        for a in 0..g.kh {
-            let (r0, r1) = valid_range(a, p, 1, g.h, g.ho);
-            let (r0, r1) = (r0.clamp(i0, i1), r1.clamp(i0, i1).max(r0.clamp(i0, i1)));
-            for b in 0..g.kw {
-                let (j0, j1) = valid_range(b, p, 1, w, w);
-                let row = &mut cols[((c * g.kh + a) * g.kw + b) * ld..][..tw];
-                row[..(r0 - i0) * w].fill(T::ZERO);
-                row[(r1 - i0) * w..].fill(T::ZERO);
-                if r0 == r1 {
-                    continue;
-                }
-                // Flat source index of band column q: q + (i0 + a - p) w + b - p, clipped to
-                // the image (the clipped ends are wrapped columns, zeroed below).
-                let shift = (i0 + a) as isize * w as isize - (p * w + p) as isize + b as isize;
-                let (q0, q1) = ((r0 - i0) * w, (r1 - i0) * w);
-                let lo = q0.max((-shift).max(0) as usize).min(q1);
-                let hi = q1.min((hw as isize - shift).max(0) as usize).max(lo);
-                if hi > lo {
-                    let src0 = (lo as isize + shift) as usize;
-                    row[lo..hi].copy_from_slice(&xc[src0..src0 + (hi - lo)]);
-                }
-                row[q0..lo].fill(T::ZERO);
-                row[hi..q1].fill(T::ZERO);
-                // Column by column down the band (a strided loop: no `memset` call per row).
-                for jj in (0..j0).chain(j1..w) {
-                    for v in row[q0 + jj..q1].iter_mut().step_by(w) {
-                        *v = T::ZERO;
-                    }
-                }
-            }
+    let (r0, r1) = valid_range(a, p, 1, g.h, g.ho);
+    let (r0, r1) = (r0.clamp(i0, i1), r1.clamp(i0, i1).max(r0.clamp(i0, i1)));
+    let (j0, j1) = valid_range(b, p, 1, w, w);
+    row[..(r0 - i0) * w].fill(T::ZERO);
+    row[(r1 - i0) * w..].fill(T::ZERO);
+    if r0 == r1 {
+        return;
+    }
+    // Flat source index of band column q: q + (i0 + a - p) w + b - p, clipped to the channel
+    // (the clipped ends are wrapped columns, zeroed below).
+    let shift = (i0 + a) as isize * w as isize - (p * w + p) as isize + b as isize;
+    let (q0, q1) = ((r0 - i0) * w, (r1 - i0) * w);
+    let lo = q0.max((-shift).max(0) as usize).min(q1);
+    let hi = q1.min((hw as isize - shift).max(0) as usize).max(lo);
+    if hi > lo {
+        let src0 = (lo as isize + shift) as usize;
+        row[lo..hi].copy_from_slice(&xc[src0..src0 + (hi - lo)]);
+    }
+    row[q0..lo].fill(T::ZERO);
+    row[hi..q1].fill(T::ZERO);
+    // Column by column down the band (a strided loop: no `memset` call per row).
+    for jj in (0..j0).chain(j1..w) {
+        for v in row[q0 + jj..q1].iter_mut().step_by(w) {
+            *v = T::ZERO;
         }
     }
 }
@@ -257,12 +248,12 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The one-copy [`im2col_same`] equals the row-by-row [`im2col_rows`] bit for bit, on
-        /// bands anywhere in the image (padding `(k - 1) / 2`, so output rows are input wide).
+        /// The one-copy [`tap_row_flat`] equals the row-by-row [`tap_row_by_rows`] bit for bit,
+        /// on bands anywhere in the image (padding `(k - 1) / 2`, so output rows are input wide).
         #[test]
-        fn same_width_im2col_is_the_row_by_row_one(
+        fn flat_tap_rows_are_the_row_by_row_ones(
             cg in 1usize..4, h in 1usize..12, w in 1usize..12, k in prop_oneof![Just(1usize), Just(3), Just(5)],
-            band in (0usize..12, 1usize..12), ld_extra in 0usize..3, seed in any::<u64>(),
+            band in (0usize..12, 1usize..12), seed in any::<u64>(),
         ) {
             let g = ConvGeometry::new(&[1, cg, h, w], &[1, cg, k, k], (k - 1) / 2, 1, 1);
             prop_assume!(g.is_ok());
@@ -271,13 +262,16 @@ mod tests {
             let i0 = band.0 % g.ho;
             let i1 = (i0 + band.1).min(g.ho);
             let x: Vec<f64> = (0..cg * h * w).map(|i| ((i as u64 ^ seed) % 1009) as f64 - 504.0).collect();
-            let ld = (i1 - i0) * w + ld_extra;
-            let (mut same, mut rows) = (vec![f64::NAN; g.k_rows() * ld], vec![f64::NAN; g.k_rows() * ld]);
-            im2col_same(&g, &x, i0, i1, &mut same, ld);
-            im2col_rows(&g, &x, i0, i1, &mut rows, ld);
-            for (r, (a, b)) in same.chunks(ld).zip(rows.chunks(ld)).enumerate() {
-                let tw = (i1 - i0) * w;
-                prop_assert_eq!(&a[..tw], &b[..tw], "row {}", r);
+            let tw = (i1 - i0) * w;
+            for c in 0..cg {
+                let xc = &x[c * h * w..][..h * w];
+                for tap in 0..k * k {
+                    let (a, b) = (tap / k, tap % k);
+                    let (mut flat, mut rows) = (vec![f64::NAN; tw], vec![f64::NAN; tw]);
+                    tap_row_flat(&g, xc, (a, b), (i0, i1), &mut flat);
+                    tap_row_by_rows(&g, xc, (a, b), (i0, i1), &mut rows);
+                    prop_assert_eq!(flat, rows, "channel {} tap {:?}", c, (a, b));
+                }
             }
         }
     }
