@@ -91,7 +91,8 @@ fn tap_row_flat<T: Elem>(
 ) {
     let (p, w, hw) = (g.padding, g.w, g.hw_in());
     let (r0, r1) = valid_range(a, p, 1, g.h, g.ho);
-    let (r0, r1) = (r0.clamp(i0, i1), r1.clamp(i0, i1).max(r0.clamp(i0, i1)));
+    let r0 = r0.clamp(i0, i1);
+    let r1 = r1.clamp(r0, i1);
     let (j0, j1) = valid_range(b, p, 1, w, w);
     row[..(r0 - i0) * w].fill(T::ZERO);
     row[(r1 - i0) * w..].fill(T::ZERO);
