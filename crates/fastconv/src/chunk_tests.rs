@@ -22,7 +22,7 @@ pub(crate) fn values(seed: u64, len: usize) -> Vec<f64> {
 
 /// `(y, dx, dw)` by direct loops over `y[n, o, i, j] = sum w[o, c, a, b] x[n, g cg + c, s i + a
 /// - p, s j + b - p]` and its two adjoints.
-fn reference(g: &ConvGeometry, x: &[f64], w: &[f64], dy: &[f64]) -> [Vec<f64>; 3] {
+pub(crate) fn reference(g: &ConvGeometry, x: &[f64], w: &[f64], dy: &[f64]) -> [Vec<f64>; 3] {
     let (cg, og) = (g.cg(), g.og());
     let mut y = vec![0.0; g.batch * g.c_out * g.hw_out()];
     let mut dx = vec![0.0; x.len()];
@@ -57,7 +57,7 @@ fn reference(g: &ConvGeometry, x: &[f64], w: &[f64], dy: &[f64]) -> [Vec<f64>; 3
     [y, dx, dw]
 }
 
-fn max_err(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn max_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(1f64, |m, v| m.max(v.abs()));
     a.iter().zip(b).fold(0f64, |m, (p, q)| m.max((p - q).abs())) / scale

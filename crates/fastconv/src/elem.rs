@@ -1,5 +1,6 @@
 //! The element types our kernels run on (f32, f64) and their thread-local scratch buffers.
 
+use crate::geometry::ConvGeometry;
 use std::cell::Cell;
 
 /// A float the `gemm` crate multiplies, with a per-thread reusable scratch buffer.
@@ -9,10 +10,18 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
     /// Run `f` on a scratch slice of `len` elements (contents unspecified) owned by this thread.
     /// Re-entrant: a nested call on the same thread gets a fresh buffer.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+    /// Whether [`Self::direct_forward`] runs `g` (f32 only: [`crate::direct::applies`]).
+    fn has_direct(_g: &ConvGeometry) -> bool {
+        false
+    }
+    /// The forward convolution of `g` by [`crate::direct`], `None` when it does not apply.
+    fn direct_forward(_g: &ConvGeometry, _x: &[Self], _w: &[Self]) -> Option<Vec<Self>> {
+        None
+    }
 }
 
 macro_rules! impl_elem {
-    ($t:ty, $tls:ident) => {
+    ($t:ty, $tls:ident $(, $direct:item)*) => {
         thread_local! {
             static $tls: Cell<Vec<$t>> = const { Cell::new(Vec::new()) };
         }
@@ -32,11 +41,21 @@ macro_rules! impl_elem {
                 });
                 r
             }
+            $($direct)*
         }
     };
 }
 
-impl_elem!(f32, SCRATCH_F32);
+impl_elem!(
+    f32,
+    SCRATCH_F32,
+    fn has_direct(g: &ConvGeometry) -> bool {
+        crate::direct::applies(g)
+    },
+    fn direct_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
+        Self::has_direct(g).then(|| crate::direct::forward(g, x, w))
+    }
+);
 impl_elem!(f64, SCRATCH_F64);
 
 /// `len` zeros written into fresh memory, never `calloc`ed. A `calloc`ed block of pages reads

@@ -9,8 +9,12 @@ use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
 /// `y[n, o, i, j] = sum_{c, a, b} w[o, c, a, b] x[n, g(o) cg + c, s i + a - p, s j + b - p]`
-/// for contiguous `x`, `w`; returns contiguous `y` of `g.y_dims()`.
+/// for contiguous `x`, `w`; returns contiguous `y` of `g.y_dims()`. Runs [`crate::direct`]
+/// where it applies.
 pub(crate) fn forward<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T]) -> Vec<T> {
+    if let Some(y) = T::direct_forward(g, x, w) {
+        return y;
+    }
     forward_with(
         g,
         x,

@@ -4,18 +4,21 @@
 //!
 //! For stride 1, `dx[c, i', j'] = sum_{o, a, b} W[o, c, a, b] dy[o, i' - a + p, j' - b + p]`;
 //! with `a' = kh - 1 - a` this is the correlation of `dy` (padded by `kh - 1 - p`) with `W'`.
-//! When a layer narrows the channels (`og < cg`: the decoder's first convolutions, 96 -> 32),
-//! this GEMM has the inner dimension `og kh kw` instead of `og` and its im2col copies `dy`
+//! When [`crate::direct`] runs `conv2d(dy, W')`, no im2col matrix is formed at all. Otherwise, when
+//! a layer narrows the channels (`og < cg`: the decoder's first convolutions, 96 -> 32), this GEMM
+//! has the inner dimension `og kh kw` instead of `og` and its im2col copies `dy`
 //! (`og kh kw` rows) instead of scatter-adding `cg kh kw` rows back into `dx`.
 
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 
 /// The geometry and kernel `(g', W')` of `dx = conv2d(dy, W')` for `g`, when `g` is a
-/// channel-narrowing (`og < cg`), stride-1, square-kernel convolution with `p <= kh - 1`.
+/// stride-1, square-kernel convolution with `p <= kh - 1` that either narrows the channels
+/// (`og < cg`) or whose `g'` runs the direct convolution ([`crate::direct`], no im2col either
+/// way).
 pub(crate) fn transposed<T: Elem>(g: &ConvGeometry, w: &[T]) -> Option<(ConvGeometry, Vec<T>)> {
     let (cg, og, k) = (g.cg(), g.og(), g.kh);
-    if g.stride != 1 || g.kw != k || g.padding >= k || og >= cg {
+    if g.stride != 1 || g.kw != k || g.padding >= k {
         return None;
     }
     let gt = ConvGeometry::new(
@@ -26,6 +29,9 @@ pub(crate) fn transposed<T: Elem>(g: &ConvGeometry, w: &[T]) -> Option<(ConvGeom
         g.groups,
     )
     .ok()?;
+    if og >= cg && !T::has_direct(&gt) {
+        return None;
+    }
     // Flipping both kernel axes reverses each `k x k` block: `(k - 1 - a) k + (k - 1 - b) =
     // k^2 - 1 - (a k + b)`.
     let kk = k * k;
