@@ -113,7 +113,7 @@ fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> 
 }
 
 /// `(h + 2p) (w + 2p)`: one channel of the padded input.
-fn padded_plane(g: &ConvGeometry) -> usize {
+pub(crate) fn padded_plane(g: &ConvGeometry) -> usize {
     (g.h + 2 * g.padding) * (g.w + 2 * g.padding)
 }
 
@@ -163,7 +163,7 @@ fn segments(g: &ConvGeometry) -> Vec<Segment> {
 }
 
 /// `xp[c]` = `x[c]` with `p` zero rows above and below and `p` zero columns left and right.
-fn pad(g: &ConvGeometry, x: &[f32], xp: &mut [f32]) {
+pub(crate) fn pad(g: &ConvGeometry, x: &[f32], xp: &mut [f32]) {
     let (p, w, wp) = (g.padding, g.w, g.w + 2 * g.padding);
     let plane = padded_plane(g);
     for (src, dst) in x.chunks_exact(g.hw_in()).zip(xp.chunks_exact_mut(plane)) {

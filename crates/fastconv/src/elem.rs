@@ -18,6 +18,10 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
     fn direct_forward(_g: &ConvGeometry, _x: &[Self], _w: &[Self]) -> Option<Vec<Self>> {
         None
     }
+    /// The weight gradient of `g` by [`crate::direct_weight`], `None` when it does not apply.
+    fn direct_grad_weight(_g: &ConvGeometry, _x: &[Self], _dy: &[Self]) -> Option<Vec<Self>> {
+        None
+    }
 }
 
 macro_rules! impl_elem {
@@ -54,6 +58,10 @@ impl_elem!(
     },
     fn direct_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
         Self::has_direct(g).then(|| crate::direct::forward(g, x, w))
+    },
+    #[cfg(target_arch = "x86_64")]
+    fn direct_grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+        crate::direct_weight::applies(g).then(|| crate::direct_weight::grad_weight(g, x, dy))
     }
 );
 impl_elem!(f64, SCRATCH_F64);

@@ -13,8 +13,11 @@ use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
 /// `dw[o, c, a, b] = sum_{n, i, j} dy[n, o, i, j] x[n, g(o) cg + c, s i + a - p, s j + b - p]`;
-/// returns contiguous `dw` of `g.w_dims()`.
+/// returns contiguous `dw` of `g.w_dims()`. Runs [`crate::direct_weight`] where it applies.
 pub(crate) fn grad_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    if let Some(dw) = T::direct_grad_weight(g, x, dy) {
+        return dw;
+    }
     let eb = std::mem::size_of::<T>();
     grad_weight_with(
         g,

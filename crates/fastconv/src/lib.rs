@@ -8,7 +8,8 @@
 //! gradient `col2im(W^T dy)` and the weight gradient `sum_n dy[n] im2col(x[n])^T`. In f32 on
 //! CPUs with AVX-512, stride-1 layers with 8k output channels and rows of 16 or more pixels run
 //! a direct convolution instead (no im2col matrix), and so does their input gradient, as the
-//! forward convolution of `dy` with the flipped kernel.
+//! forward convolution of `dy` with the flipped kernel; their weight gradient does too when
+//! the output channels are a multiple of 32.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
 //!
 //! Sources: `001 eq. 1` is the convolution of *Multiscale Training of Convolutional Neural
@@ -20,6 +21,7 @@
 //! | `dispatch.rs` | the f32/f64 dispatch of a custom op's CPU forward ([`dispatch`]), also used by `mfc` and `models` |
 //! | `forward.rs` | forward `y[n, o] = W_o cols(x[n])` per group (001 eq. 1 as a GEMM) |
 //! | `direct.rs` | forward of a stride-1 convolution without im2col (f32, AVX-512): 24 sums in registers per tile of 48 pixels x 8 channels |
+//! | `direct_weight.rs` | weight gradient of stride-1 layers with 32k output channels without im2col: output channels in the lanes, taps broadcast from the padded image (f32, AVX-512) |
 //! | `grad_input.rs` | input gradient `dx[n] = col2im(W^T dy[n])` |
 //! | `transposed.rs` | input gradient of a narrowing stride-1 layer as `conv2d(dy, W')`, `W'` the flipped, transposed kernel |
 //! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T` |
@@ -47,6 +49,8 @@ mod bias;
 #[cfg(test)]
 mod chunk_tests;
 mod direct;
+#[cfg(target_arch = "x86_64")]
+mod direct_weight;
 mod dispatch;
 mod elem;
 mod error;
