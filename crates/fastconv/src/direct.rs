@@ -19,6 +19,7 @@ use crate::batch::plan;
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Output channels per tile: one broadcast weight each per tap.
 const OUT_BLOCK: usize = 8;
@@ -77,15 +78,18 @@ fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> 
     let packed = pack_weights(g, w);
     let segments = segments(g);
     let plane = padded_plane(g);
-    let mut y = vec![0f32; g.batch * ys];
+    // Written, not zeroed: the segments cover every pixel of every block of 8 output planes of
+    // every image (checked below), and the kernel stores every covered lane.
+    assert_eq!(segments.iter().map(|s| s.lanes).sum::<usize>(), g.hw_out());
+    let mut y = Vec::with_capacity(g.batch * ys);
     let (workers, _) = plan(g.batch);
-    let image = |(n, yn): (usize, &mut [f32]), parallel: bool| {
+    let image = |(n, yn): (usize, &mut [MaybeUninit<f32>]), parallel: bool| {
         f32::with_scratch(g.c_in * plane, |xp| {
             pad(g, &x[n * xs..][..xs], xp);
             let xp = &*xp;
             let block = OUT_BLOCK * g.hw_out();
             for band in bands(g, &segments, band_bytes) {
-                let run = |(b, yb): (usize, &mut [f32])| {
+                let run = |(b, yb): (usize, &mut [MaybeUninit<f32>])| {
                     let grp = b / (g.og() / OUT_BLOCK);
                     let xg = &xp[grp * g.cg() * plane..][..g.cg() * plane];
                     let wb = &packed[b * g.k_rows() * OUT_BLOCK..][..g.k_rows() * OUT_BLOCK];
@@ -99,16 +103,19 @@ fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> 
             }
         })
     };
+    let out = &mut y.spare_capacity_mut()[..g.batch * ys];
     if workers > 1 {
-        y.par_chunks_mut(ys)
+        out.par_chunks_mut(ys)
             .enumerate()
             .for_each(|p| image(p, false));
     } else {
         let parallel = rayon::current_num_threads() > 1;
-        y.chunks_mut(ys)
+        out.chunks_mut(ys)
             .enumerate()
             .for_each(|p| image(p, parallel));
     }
+    // SAFETY: every element of `out` was written (the coverage assert above).
+    unsafe { y.set_len(g.batch * ys) };
     y
 }
 
@@ -180,7 +187,13 @@ pub(crate) fn pad(g: &ConvGeometry, x: &[f32], xp: &mut [f32]) {
 /// The pixels of `segments` in the [`OUT_BLOCK`] output planes `yb` (`8 x ho wo`) from one
 /// group's padded input `xg` (`cg` planes) and packed weights `wb` (`cg kh kw x 8`), tile by
 /// tile.
-fn out_block(g: &ConvGeometry, xg: &[f32], wb: &[f32], segments: &[Segment], yb: &mut [f32]) {
+fn out_block(
+    g: &ConvGeometry,
+    xg: &[f32],
+    wb: &[f32],
+    segments: &[Segment],
+    yb: &mut [MaybeUninit<f32>],
+) {
     let wp = g.w + 2 * g.padding;
     let plane = padded_plane(g);
     // Bounds of every access in `tile`: the last tap of a segment reads lanes `input + (kh - 1)
@@ -205,10 +218,11 @@ fn out_block(g: &ConvGeometry, xg: &[f32], wb: &[f32], segments: &[Segment], yb:
         // `xg` and writes of `yb` (segments are sorted, so `last` has the largest offsets).
         #[cfg(target_arch = "x86_64")]
         unsafe {
+            let y = yb.as_mut_ptr().cast::<f32>();
             match tile.len() {
-                3 => kernel::tile::<3>(&shape, xg.as_ptr(), wb.as_ptr(), tile, yb.as_mut_ptr()),
-                2 => kernel::tile::<2>(&shape, xg.as_ptr(), wb.as_ptr(), tile, yb.as_mut_ptr()),
-                _ => kernel::tile::<1>(&shape, xg.as_ptr(), wb.as_ptr(), tile, yb.as_mut_ptr()),
+                3 => kernel::tile::<3>(&shape, xg.as_ptr(), wb.as_ptr(), tile, y),
+                2 => kernel::tile::<2>(&shape, xg.as_ptr(), wb.as_ptr(), tile, y),
+                _ => kernel::tile::<1>(&shape, xg.as_ptr(), wb.as_ptr(), tile, y),
             }
         }
     }
