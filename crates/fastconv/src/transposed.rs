@@ -36,11 +36,18 @@ pub(crate) fn transposed<T: Elem>(g: &ConvGeometry, w: &[T]) -> Option<(ConvGeom
     // k^2 - 1 - (a k + b)`.
     let kk = k * k;
     let mut wt = vec![T::ZERO; w.len()];
-    for (block, src) in w.chunks_exact(kk).enumerate() {
-        let (grp, o, c) = (block / (og * cg), block / cg % og, block % cg);
-        let dst = &mut wt[((grp * cg + c) * og + o) * kk..][..kk];
-        for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
-            *d = v;
+    // Written in order: `wt`'s block `(grp, c, o)` from `w`'s block `(grp, o, c)`.
+    for (wg, wtg) in w
+        .chunks_exact(og * cg * kk)
+        .zip(wt.chunks_exact_mut(og * cg * kk))
+    {
+        for (c, wtc) in wtg.chunks_exact_mut(og * kk).enumerate() {
+            for (o, dst) in wtc.chunks_exact_mut(kk).enumerate() {
+                let src = &wg[(o * cg + c) * kk..][..kk];
+                for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = v;
+                }
+            }
         }
     }
     Some((gt, wt))

@@ -20,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use fastconv::CpuKernel;
 use multiversion::multiversion;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 /// The activation applied after the affine map.
@@ -357,12 +358,16 @@ fn check_lens<'a, const N: usize>(
 /// The output and every group's `(mu, rstd)` (sample-major), which the backward reuses.
 fn forward<T: Float>(g: &Geom, x: &[T], p: &[T]) -> (Vec<T>, Vec<(f64, f64)>) {
     let (cg, hw) = (g.cg(), g.hw);
-    let mut y = vec![T::ZERO; g.x_len()];
-    let stats: Vec<(f64, f64)> = y
+    // Written, not zeroed first: the groups' chunks cover `y`, and `forward_group` writes each
+    // of its values once.
+    let mut y = Vec::with_capacity(g.x_len());
+    let stats: Vec<(f64, f64)> = y.spare_capacity_mut()[..g.x_len()]
         .par_chunks_mut(cg * hw)
         .enumerate()
         .map(|(k, yg)| forward_group(g, k, x, p, yg))
         .collect();
+    // SAFETY: every one of the `x_len` values was written above.
+    unsafe { y.set_len(g.x_len()) };
     (y, stats)
 }
 
@@ -370,7 +375,13 @@ fn forward<T: Float>(g: &Geom, x: &[T], p: &[T]) -> (Vec<T>, Vec<(f64, f64)>) {
 /// for AVX-512 and AVX2 as well and chosen at run time (the same operations in the same order
 /// on every target, so the same values).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq", "x86_64+avx2+fma"))]
-fn forward_group<T: Float>(g: &Geom, k: usize, x: &[T], p: &[T], yg: &mut [T]) -> (f64, f64) {
+fn forward_group<T: Float>(
+    g: &Geom,
+    k: usize,
+    x: &[T],
+    p: &[T],
+    yg: &mut [MaybeUninit<T>],
+) -> (f64, f64) {
     let (cg, hw) = (g.cg(), g.hw);
     let (n, grp) = (k / g.groups, k % g.groups);
     let xg = &x[k * cg * hw..][..cg * hw];
@@ -383,7 +394,7 @@ fn forward_group<T: Float>(g: &Geom, k: usize, x: &[T], p: &[T], yg: &mut [T]) -
             let offset = beta[ci].f64() + (shift[ci].f64() - mu) * scale;
             let (scale, offset) = (T::of(scale), T::of(offset));
             for (yv, &xv) in yc.iter_mut().zip(xc) {
-                *yv = act(xv * scale + offset);
+                yv.write(act(xv * scale + offset));
             }
         }
     });
