@@ -411,8 +411,9 @@ fn backward<T: Float>(
     stats: Option<&[(f64, f64)]>,
 ) -> Vec<T> {
     let (cg, hw, len) = (g.cg(), g.hw, g.x_len());
-    let mut out = vec![T::ZERO; len + g.p_len()];
-    let (dx, dp) = out.split_at_mut(len);
+    // Written, not zeroed first: the groups write all of `dx`, and `dp` is written below.
+    let mut out = Vec::with_capacity(len + g.p_len());
+    let (dx, dp) = out.spare_capacity_mut()[..len + g.p_len()].split_at_mut(len);
     // Per group: (dshift, partial dgamma, partial dbeta) of its channels.
     let per_group: Vec<Vec<[f64; 3]>> = dx
         .par_chunks_mut(cg * hw)
@@ -426,15 +427,18 @@ fn backward<T: Float>(
         let (n, grp) = (k / g.groups, k % g.groups);
         for (ci, [ds, dgm, dbt]) in chan.iter().enumerate() {
             let ch = grp * cg + ci;
-            dp[n * c + ch] = T::of(*ds);
+            dp[n * c + ch].write(T::of(*ds));
             dgamma[ch] += dgm;
             dbeta[ch] += dbt;
         }
     }
     for ch in 0..c {
-        dp[nc + ch] = T::of(dgamma[ch]);
-        dp[nc + c + ch] = T::of(dbeta[ch]);
+        dp[nc + ch].write(T::of(dgamma[ch]));
+        dp[nc + c + ch].write(T::of(dbeta[ch]));
     }
+    // SAFETY: `dx` by every group; `dp` (`p_len = N C + 2 C`): `dshift[n, ch]` for every
+    // sample and channel (each group's `cg` channels), then `dgamma` and `dbeta`.
+    unsafe { out.set_len(len + g.p_len()) };
     out
 }
 
@@ -446,7 +450,7 @@ fn backward_group<T: Float>(
     k: usize,
     [x, p, dy]: [&[T]; 3],
     stats: Option<&[(f64, f64)]>,
-    dxg: &mut [T],
+    dxg: &mut [MaybeUninit<T>],
 ) -> Vec<[f64; 3]> {
     let (cg, hw) = (g.cg(), g.hw);
     let m = (cg * hw) as f64;
@@ -475,8 +479,10 @@ fn backward_group<T: Float>(
             let (d, xc) = (&mut dxg[rg.clone()], &xg[rg.clone()]);
             // da first (no sums in this loop, so it vectorises), then the sums.
             for ((d, &xv), &dyv) in d.iter_mut().zip(xc).zip(&dyg[rg]) {
-                *d = dyv * slope(xv * sc + of);
+                d.write(dyv * slope(xv * sc + of));
             }
+            // SAFETY: every value of `d` was written just above.
+            let d = unsafe { &mut *(d as *mut [MaybeUninit<T>] as *mut [T]) };
             let [sda, sdaz] = lane_sums(d, xc, |da, xv| [da, da * (xv * r + zo)]);
             for d in d.iter_mut() {
                 *d = *d * gmt;
@@ -487,6 +493,8 @@ fn backward_group<T: Float>(
             s2 += sdaz * gm;
         }
     });
+    // SAFETY: pass 1 wrote every channel's `hw` values, all of `dxg`.
+    let dxg = unsafe { &mut *(dxg as *mut [MaybeUninit<T>] as *mut [T]) };
     let (mean1, mean2) = (s1 / m, s2 / m);
     // Pass 2: dz = rstd (dzhat - mean1 - zhat mean2) = dzhat A + x B + C with
     // zhat = x rstd + zoff; dshift = its channel sums.

@@ -12,6 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use fastconv::CpuKernel;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Elements from which the ops split their planes over the rayon pool.
 const PARALLEL_MIN: usize = 1 << 16;
@@ -107,19 +108,27 @@ impl<T: Copy + Default + Send + Sync> CpuKernel<T, 1> for Upsample {
     /// `s` times, written `s` times.
     fn run(&self, [x]: [&[T]; 1]) -> Vec<T> {
         let Blocks { s, w, .. } = self.0;
-        let mut y = vec![T::default(); x.len() / self.0.coarse() * self.0.fine()];
-        for_each_plane(&mut y, self.0.fine(), |k, yp| {
-            let xp = &x[k * self.0.coarse()..][..self.0.coarse()];
-            for (xr, yrows) in xp.chunks_exact(w).zip(yp.chunks_exact_mut(s * s * w)) {
-                let (first, rest) = yrows.split_at_mut(s * w);
-                for (&v, block) in xr.iter().zip(first.chunks_exact_mut(s)) {
-                    block.fill(v);
+        let len = x.len() / self.0.coarse() * self.0.fine();
+        // Written, not zeroed first: the planes' rows cover `y` (`fine = s^2 coarse`).
+        let mut y = Vec::with_capacity(len);
+        for_each_plane(
+            &mut y.spare_capacity_mut()[..len],
+            self.0.fine(),
+            |k, yp| {
+                let xp = &x[k * self.0.coarse()..][..self.0.coarse()];
+                for (xr, yrows) in xp.chunks_exact(w).zip(yp.chunks_exact_mut(s * s * w)) {
+                    let (first, rest) = yrows.split_at_mut(s * w);
+                    for (&v, block) in xr.iter().zip(first.chunks_exact_mut(s)) {
+                        block.fill(MaybeUninit::new(v));
+                    }
+                    for row in rest.chunks_exact_mut(s * w) {
+                        row.copy_from_slice(first);
+                    }
                 }
-                for row in rest.chunks_exact_mut(s * w) {
-                    row.copy_from_slice(first);
-                }
-            }
-        });
+            },
+        );
+        // SAFETY: each plane's `h` coarse rows write `s` fine rows of `s w` values: all `len`.
+        unsafe { y.set_len(len) };
         y
     }
 }
