@@ -20,6 +20,16 @@ pub(crate) fn values(seed: u64, len: usize) -> Vec<f64> {
         .collect()
 }
 
+/// `v` rounded to f32.
+pub(crate) fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&a| a as f32).collect()
+}
+
+/// `v` widened to f64.
+pub(crate) fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&a| f64::from(a)).collect()
+}
+
 /// `(y, dx, dw)` by direct loops over `y[n, o, i, j] = sum w[o, c, a, b] x[n, g cg + c, s i + a
 /// - p, s j + b - p]` and its two adjoints.
 pub(crate) fn reference(g: &ConvGeometry, x: &[f64], w: &[f64], dy: &[f64]) -> [Vec<f64>; 3] {
@@ -83,13 +93,11 @@ fn check(g: &ConvGeometry, seed: u64) {
         );
     }
     // f32 through the multi-image path against the same f64 reference.
-    let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
-    let back = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
-    let (x32, w32, dy32) = (f(&x), f(&w), f(&dy));
+    let (x32, w32, dy32) = (f32s(&x), f32s(&w), f32s(&dy));
     let images = g.batch.max(2);
-    assert!(max_err(&back(forward_with(g, &x32, &w32, images)), &y) < 1e-5);
-    assert!(max_err(&back(grad_input_with(g, &dy32, &w32, images)), &dx) < 1e-5);
-    assert!(max_err(&back(grad_weight_with(g, &x32, &dy32, images)), &dw) < 1e-5);
+    assert!(max_err(&f64s(&forward_with(g, &x32, &w32, images)), &y) < 1e-5);
+    assert!(max_err(&f64s(&grad_input_with(g, &dy32, &w32, images)), &dx) < 1e-5);
+    assert!(max_err(&f64s(&grad_weight_with(g, &x32, &dy32, images)), &dw) < 1e-5);
 }
 
 proptest! {

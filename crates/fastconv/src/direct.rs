@@ -291,17 +291,9 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk_tests::{max_err, reference, values};
+    use crate::chunk_tests::{f32s, f64s, max_err, reference, values};
     use crate::grad_input::{grad_input, grad_input_with};
     use proptest::prelude::*;
-
-    fn f32s(v: &[f64]) -> Vec<f32> {
-        v.iter().map(|&a| a as f32).collect()
-    }
-
-    fn f64s(v: &[f32]) -> Vec<f64> {
-        v.iter().map(|&a| f64::from(a)).collect()
-    }
 
     /// The conditions of [`applies`] besides the CPU's.
     fn shape_applies(g: &ConvGeometry) -> bool {

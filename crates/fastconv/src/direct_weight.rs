@@ -204,12 +204,8 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk_tests::{max_err, reference, values};
+    use crate::chunk_tests::{f32s, f64s, max_err, reference, values};
     use proptest::prelude::*;
-
-    fn f32s(v: &[f64]) -> Vec<f32> {
-        v.iter().map(|&a| a as f32).collect()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
@@ -240,7 +236,7 @@ mod tests {
             let dy = values(seed ^ 5, n * g.c_out * g.hw_out());
             let wt = vec![0.0; g.c_out * g.k_rows()];
             let [_, _, want] = reference(&g, &x, &wt, &dy);
-            let got: Vec<f64> = grad_weight(&g, &f32s(&x), &f32s(&dy)).into_iter().map(f64::from).collect();
+            let got = f64s(&grad_weight(&g, &f32s(&x), &f32s(&dy)));
             let err = max_err(&got, &want);
             prop_assert!(err < 1e-5, "relative error {err} for {g:?}");
         }
