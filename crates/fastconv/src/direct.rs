@@ -18,6 +18,7 @@
 use crate::batch::plan;
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
+use gemm::Parallelism;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -36,15 +37,16 @@ const BAND_BYTES: usize = 256 * 1024;
 /// anyway), output channels per group a multiple of [`OUT_BLOCK`], output rows at least
 /// [`LANES`] wide, and a CPU with AVX-512F.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    g.stride == 1
-        && !g.is_pointwise()
-        && g.og().is_multiple_of(OUT_BLOCK)
-        && g.wo >= LANES
-        && g.batch > 0
-        && cpu_has_avx512()
+    direct_capable(g) && g.og().is_multiple_of(OUT_BLOCK) && g.wo >= LANES
 }
 
-fn cpu_has_avx512() -> bool {
+/// What every direct kernel needs: stride 1, not a 1x1 unpadded kernel, a non-empty batch and
+/// a CPU with AVX-512F.
+pub(crate) fn direct_capable(g: &ConvGeometry) -> bool {
+    g.stride == 1 && !g.is_pointwise() && g.batch > 0 && cpu_has_avx512()
+}
+
+pub(crate) fn cpu_has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -82,7 +84,7 @@ fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> 
     // every image (checked below), and the kernel stores every covered lane.
     assert_eq!(segments.iter().map(|s| s.lanes).sum::<usize>(), g.hw_out());
     let mut y = Vec::with_capacity(g.batch * ys);
-    let (workers, _) = plan(g.batch);
+    let (workers, par) = plan(g.batch);
     let image = |(n, yn): (usize, &mut [MaybeUninit<f32>]), parallel: bool| {
         f32::with_scratch(g.c_in * plane, |xp| {
             pad(g, &x[n * xs..][..xs], xp);
@@ -109,7 +111,8 @@ fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> 
             .enumerate()
             .for_each(|p| image(p, false));
     } else {
-        let parallel = rayon::current_num_threads() > 1;
+        // One worker: the blocks of output channels take the threads, if there are several.
+        let parallel = !matches!(par, Parallelism::None);
         out.chunks_mut(ys)
             .enumerate()
             .for_each(|p| image(p, parallel));
@@ -119,9 +122,14 @@ fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> 
     y
 }
 
+/// `w + 2p`: one row of the padded input.
+pub(crate) fn padded_width(g: &ConvGeometry) -> usize {
+    g.w + 2 * g.padding
+}
+
 /// `(h + 2p) (w + 2p)`: one channel of the padded input.
 pub(crate) fn padded_plane(g: &ConvGeometry) -> usize {
-    (g.h + 2 * g.padding) * (g.w + 2 * g.padding)
+    (g.h + 2 * g.padding) * padded_width(g)
 }
 
 /// `segments` cut into bands of whole tiles whose padded input rows (`cg (rows + kh - 1)
@@ -132,7 +140,7 @@ fn bands<'s>(
     segments: &'s [Segment],
     band_bytes: usize,
 ) -> std::slice::Chunks<'s, Segment> {
-    let row_bytes = g.cg() * (g.w + 2 * g.padding) * std::mem::size_of::<f32>();
+    let row_bytes = g.cg() * padded_width(g) * std::mem::size_of::<f32>();
     let rows = (band_bytes / row_bytes.max(1))
         .saturating_sub(g.kh - 1)
         .max(1);
@@ -157,7 +165,7 @@ fn pack_weights(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
 
 /// Every output row of `g` cut into segments of [`LANES`] pixels, the last one of a row shorter.
 fn segments(g: &ConvGeometry) -> Vec<Segment> {
-    let wp = g.w + 2 * g.padding;
+    let wp = padded_width(g);
     (0..g.ho)
         .flat_map(|i| {
             (0..g.wo).step_by(LANES).map(move |j| Segment {
@@ -171,7 +179,7 @@ fn segments(g: &ConvGeometry) -> Vec<Segment> {
 
 /// `xp[c]` = `x[c]` with `p` zero rows above and below and `p` zero columns left and right.
 pub(crate) fn pad(g: &ConvGeometry, x: &[f32], xp: &mut [f32]) {
-    let (p, w, wp) = (g.padding, g.w, g.w + 2 * g.padding);
+    let (p, w, wp) = (g.padding, g.w, padded_width(g));
     let plane = padded_plane(g);
     for (src, dst) in x.chunks_exact(g.hw_in()).zip(xp.chunks_exact_mut(plane)) {
         dst[..p * wp].fill(0.0);
@@ -194,7 +202,7 @@ fn out_block(
     segments: &[Segment],
     yb: &mut [MaybeUninit<f32>],
 ) {
-    let wp = g.w + 2 * g.padding;
+    let wp = padded_width(g);
     let plane = padded_plane(g);
     // Bounds of every access in `tile`: the last tap of a segment reads lanes `input + (kh - 1)
     // wp + kw - 1 + [0, lanes)` of the last channel's plane, and the output writes `output +

@@ -11,7 +11,7 @@
 //! keep the band's transposed `dy` in L1 while every input channel passes over it.
 
 use crate::batch::sum_over_chunks;
-use crate::direct::{pad, padded_plane};
+use crate::direct::{direct_capable, pad, padded_plane, padded_width};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use gemm::Parallelism;
@@ -24,14 +24,10 @@ const TAPS: usize = 12;
 /// Output pixels per band: the band's transposed `dy` of 32 channels, 32 KiB, stays in L1.
 const BAND_PIXELS: usize = 256;
 
-/// Whether [`grad_weight`] runs `g`: stride 1, not a 1x1 unpadded kernel, output channels per
-/// group a multiple of 32, a CPU with AVX-512F.
+/// Whether [`grad_weight`] runs `g`: [`direct_capable`] and output channels per group a
+/// multiple of 32 (any row width).
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    g.stride == 1
-        && !g.is_pointwise()
-        && g.og().is_multiple_of(OUT_BLOCK)
-        && g.batch > 0
-        && std::arch::is_x86_feature_detected!("avx512f")
+    direct_capable(g) && g.og().is_multiple_of(OUT_BLOCK)
 }
 
 /// `dw` of `g` (contiguous `x: [N, C_in, H, W]`, `dy: [N, C_out, ho, wo]`) as a fresh
@@ -47,6 +43,11 @@ pub(crate) fn grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         g.k_rows(),
     );
     let block = OUT_BLOCK * kr;
+    let wp = padded_width(g);
+    // Each tap's offset in the padded plane, `(a, b)` in the kernel's order.
+    let offsets: Vec<usize> = (0..g.kh)
+        .flat_map(|a| (0..g.kw).map(move |b| a * wp + b))
+        .collect();
     // Per worker: `[block][k_rows][32]`, block `b` = group `b / (og / 32)`.
     let blocked = sum_over_chunks(g.batch, 1, g.c_out * kr, |n, _, dwt, par| {
         f32::with_scratch(g.c_in * plane + ys, |buf| {
@@ -57,7 +58,8 @@ pub(crate) fn grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             let run = |(b, acc): (usize, &mut [f32])| {
                 let grp = b / (g.og() / OUT_BLOCK);
                 let xg = &xp[grp * g.cg() * plane..][..g.cg() * plane];
-                out_block(g, xg, &dyt[b * OUT_BLOCK * hw..][..OUT_BLOCK * hw], acc);
+                let dyb = &dyt[b * OUT_BLOCK * hw..][..OUT_BLOCK * hw];
+                out_block(g, &offsets, xg, dyb, acc);
             };
             match par {
                 Parallelism::None => dwt.chunks_mut(block).enumerate().for_each(run),
@@ -91,16 +93,14 @@ fn transpose_blocks(dy: &[f32], hw: usize, dyt: &mut [f32]) {
 }
 
 /// Adds to `acc` (`[k_rows][32]`) the sums over one image of its padded input `xg` (`cg`
-/// planes of the block's group) times the block's transposed `dy` (`[hw][32]`).
-fn out_block(g: &ConvGeometry, xg: &[f32], dyt: &[f32], acc: &mut [f32]) {
-    let (wp, plane, kk) = (g.w + 2 * g.padding, padded_plane(g), g.kh * g.kw);
-    let offsets: Vec<usize> = (0..g.kh)
-        .flat_map(|a| (0..g.kw).map(move |b| a * wp + b))
-        .collect();
+/// planes of the block's group, read at the taps' `offsets`) times the block's transposed `dy`
+/// (`[hw][32]`).
+fn out_block(g: &ConvGeometry, offsets: &[usize], xg: &[f32], dyt: &[f32], acc: &mut [f32]) {
+    let (wp, plane, kk) = (padded_width(g), padded_plane(g), g.kh * g.kw);
     let band_rows = BAND_PIXELS.div_ceil(g.wo).max(1);
     // Bounds of every access in `taps`: the last pixel `(ho - 1, wo - 1)` at the largest tap
     // offset stays inside one padded plane; `dyt` has 32 values per pixel.
-    assert!((g.ho - 1) * wp + g.wo - 1 + offsets[kk - 1] < plane);
+    assert!(offsets.len() == kk && (g.ho - 1) * wp + g.wo - 1 + offsets[kk - 1] < plane);
     assert!(xg.len() == g.cg() * plane && dyt.len() == OUT_BLOCK * g.hw_out());
     assert!(acc.len() == OUT_BLOCK * g.k_rows());
     for i0 in (0..g.ho).step_by(band_rows) {
@@ -228,7 +228,7 @@ mod tests {
                 return Ok(());
             };
             let shape = !g.is_pointwise();
-            prop_assert_eq!(applies(&g), shape && std::arch::is_x86_feature_detected!("avx512f"));
+            prop_assert_eq!(applies(&g), shape && crate::direct::cpu_has_avx512());
             if !applies(&g) {
                 return Ok(());
             }
