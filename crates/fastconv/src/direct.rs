@@ -77,7 +77,7 @@ fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> 
     assert!(applies(g), "direct convolution called for {g:?}");
     assert!(x.len() == g.batch * g.c_in * g.hw_in() && w.len() == g.c_out * g.k_rows());
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
-    let packed = pack_weights(g, w);
+    let packed = pack_weights(g, w, OUT_BLOCK);
     let segments = segments(g);
     let plane = padded_plane(g);
     // Written, not zeroed: the segments cover every pixel of every block of 8 output planes of
@@ -149,15 +149,24 @@ fn bands<'s>(
     segments.chunks(len)
 }
 
-/// `w` regrouped as `[G][og / 8][cg kh kw][8]`: a tile reads the 8 weights of one tap
-/// contiguously.
-fn pack_weights(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
+/// `w` regrouped as `[C_out / block][cg kh kw][block]` (blocks within a group, since `og` is a
+/// multiple of `block`): a tile reads one tap's `block` weights contiguously. Written in that
+/// order, 16 taps at a time, so that the rows read and the values written stay in L1.
+pub(crate) fn pack_weights(g: &ConvGeometry, w: &[f32], block: usize) -> Vec<f32> {
+    const TAPS: usize = 16;
     let kr = g.k_rows();
     let mut packed = vec![0f32; w.len()];
-    for (o, row) in w.chunks_exact(kr).enumerate() {
-        let (block, lane) = (o / OUT_BLOCK, o % OUT_BLOCK);
-        for (k, &v) in row.iter().enumerate() {
-            packed[(block * kr + k) * OUT_BLOCK + lane] = v;
+    for (dst, rows) in packed
+        .chunks_exact_mut(block * kr)
+        .zip(w.chunks_exact(block * kr))
+    {
+        for k0 in (0..kr).step_by(TAPS) {
+            let taps = TAPS.min(kr - k0);
+            for (lane, row) in rows.chunks_exact(kr).enumerate() {
+                for (k, &v) in row[k0..k0 + taps].iter().enumerate() {
+                    dst[(k0 + k) * block + lane] = v;
+                }
+            }
         }
     }
     packed

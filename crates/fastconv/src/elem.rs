@@ -54,10 +54,17 @@ impl_elem!(
     f32,
     SCRATCH_F32,
     fn has_direct(g: &ConvGeometry) -> bool {
-        crate::direct::applies(g)
+        crate::direct::applies(g) || coarse(g)
     },
     fn direct_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
-        Self::has_direct(g).then(|| crate::direct::forward(g, x, w))
+        if crate::direct::applies(g) {
+            return Some(crate::direct::forward(g, x, w));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if coarse(g) {
+            return Some(crate::direct_coarse::forward(g, x, w));
+        }
+        None
     },
     #[cfg(target_arch = "x86_64")]
     fn direct_grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
@@ -65,6 +72,19 @@ impl_elem!(
     }
 );
 impl_elem!(f64, SCRATCH_F64);
+
+/// Whether [`crate::direct_coarse`] runs `g` (x86-64 only).
+fn coarse(g: &ConvGeometry) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::direct_coarse::applies(g)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = g;
+        false
+    }
+}
 
 /// `len` zeros written into fresh memory, never `calloc`ed. A `calloc`ed block of pages reads
 /// as the kernel's shared zero page, so a kernel that accumulates into it (`dx += ...`) takes a

@@ -50,6 +50,8 @@ mod bias;
 mod chunk_tests;
 mod direct;
 #[cfg(target_arch = "x86_64")]
+mod direct_coarse;
+#[cfg(target_arch = "x86_64")]
 mod direct_weight;
 mod dispatch;
 mod elem;
