@@ -31,10 +31,11 @@ const CHUNK_WEIGHTS: usize = 6 * 1024;
 /// Output rows below this width take this kernel (rows of 16 and more take [`crate::direct`]).
 pub(crate) const NARROW: usize = 16;
 
-/// Fewest output pixels per image: on 2^2 meshes a tile has too few sums to hide the
-/// multiply-adds' latency, and the GEMM path's several images per GEMM win (a 128-channel
-/// layer at 2^2: 0.14 ms forward against 0.36 ms here).
-const MIN_PIXELS: usize = 16;
+/// Fewest output pixels per image. Measured at batch 16 (`docs/performance.md`, "Coarse meshes
+/// with the channels in the lanes"): at 4^2 a 64-channel layer's forward + backward took 0.60
+/// ms here against 0.54 ms on the GEMM path, which puts several images in one GEMM; at 2^2 a
+/// 128-channel layer's forward 0.36 ms against 0.14 ms.
+const MIN_PIXELS: usize = 64;
 /// Most weights per group (`og cg kh kw` floats). Repacking larger weights for every call costs
 /// more than this kernel saves: at 8^2, 128 -> 128 channels took 1.15 ms against the GEMM
 /// path's 1.04 ms, 32 -> 32 channels 0.14 ms against 0.19 ms (`docs/performance.md`, "Coarse
@@ -330,14 +331,14 @@ mod tests {
         }
 
         /// The coarse direct forward in f32 against the f64 loops of 001 eq. 1 (relative 1e-5):
-        /// rows of 1..15 pixels, rectangular kernels, paddings 0..3, 32 and 64 output channels
+        /// rows of up to 15 pixels, rectangular kernels, paddings 0..3, 32 and 64 output channels
         /// per group (two and four registers) and 96 (three blocks of two), groups, one image
         /// (blocks across threads) or several, and chunks of input channels from one channel
         /// to all. Without AVX-512 only `applies() == false` is checked.
         #[test]
         fn coarse_forward_matches_the_defining_loops(
             n in 1usize..4, cg in 1usize..12, og in prop_oneof![Just(32usize), Just(64), Just(96)],
-            groups in 1usize..3, h in 1usize..20, w in 1usize..16, kh in 1usize..4,
+            groups in 1usize..3, h in 4usize..24, w in 4usize..16, kh in 1usize..4,
             kw in 1usize..4, padding in 0usize..3,
             chunk in prop_oneof![Just(1usize), Just(1000), Just(CHUNK_WEIGHTS)],
             seed in any::<u64>(),
@@ -367,7 +368,7 @@ mod tests {
         #[test]
         fn coarse_input_gradient_matches_col2im(
             n in 1usize..3, og in 1usize..20, c_in in prop_oneof![Just(32usize), Just(64)],
-            h in 4usize..12, w in 4usize..16, k in prop_oneof![Just(1usize), Just(3)],
+            h in 8usize..14, w in 8usize..16, k in prop_oneof![Just(1usize), Just(3)],
             seed in any::<u64>(),
         ) {
             let g = ConvGeometry::new(&[n, c_in, h, w], &[og, c_in, k, k], k / 2, 1, 1).unwrap();
@@ -379,16 +380,22 @@ mod tests {
         }
     }
 
-    /// The paper UNet's 32-channel layers at 8^2 take this path on AVX-512 machines; 2^2
-    /// meshes, 128-channel layers and 16-channel layers keep the GEMM path.
+    /// The paper UNet's 32- and 64-channel layers at 8^2 take this path on AVX-512 machines;
+    /// 4^2 and 2^2 meshes, 128-channel layers and 16-channel layers keep the GEMM path.
     #[test]
     fn which_layers_take_the_coarse_path() {
         let layer = |c: usize, mesh: usize| {
             ConvGeometry::new(&[16, c, mesh, mesh], &[c, c, 3, 3], 1, 1, 1).unwrap()
         };
         assert_eq!(applies(&layer(32, 8)), cpu_has_avx512());
-        assert_eq!(applies(&layer(64, 4)), cpu_has_avx512());
-        for g in [layer(32, 2), layer(128, 8), layer(16, 8), layer(32, 16)] {
+        assert_eq!(applies(&layer(64, 8)), cpu_has_avx512());
+        for g in [
+            layer(64, 4),
+            layer(32, 2),
+            layer(128, 8),
+            layer(16, 8),
+            layer(32, 16),
+        ] {
             assert!(!applies(&g), "{g:?}");
         }
     }
