@@ -9,7 +9,9 @@
 //! CPUs with AVX-512, stride-1 layers with 8k output channels and rows of 16 or more pixels run
 //! a direct convolution instead (no im2col matrix), and so does their input gradient, as the
 //! forward convolution of `dy` with the flipped kernel; their weight gradient does too when
-//! the output channels are a multiple of 32.
+//! the output channels are a multiple of 32. Coarse-mesh layers (rows under 16 pixels, at least
+//! 64 pixels, 32k output channels, small weights) run a second direct kernel with the output
+//! channels in the lanes, again for the forward and the input gradient.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
 //!
 //! Sources: `001 eq. 1` is the convolution of *Multiscale Training of Convolutional Neural
@@ -21,6 +23,7 @@
 //! | `dispatch.rs` | the f32/f64 dispatch of a custom op's CPU forward ([`dispatch`]), also used by `mfc` and `models` |
 //! | `forward.rs` | forward `y[n, o] = W_o cols(x[n])` per group (001 eq. 1 as a GEMM) |
 //! | `direct.rs` | forward of a stride-1 convolution without im2col (f32, AVX-512): 24 sums in registers per tile of 48 pixels x 8 channels |
+//! | `direct_coarse.rs` | forward of a stride-1 convolution on a coarse mesh (rows under 16 pixels) without im2col: 32 or 64 output channels in the lanes, pixels broadcast from the padded image (f32, AVX-512) |
 //! | `direct_weight.rs` | weight gradient of stride-1 layers with 32k output channels without im2col: output channels in the lanes, taps broadcast from the padded image (f32, AVX-512) |
 //! | `grad_input.rs` | input gradient `dx[n] = col2im(W^T dy[n])` |
 //! | `transposed.rs` | input gradient of a narrowing stride-1 layer as `conv2d(dy, W')`, `W'` the flipped, transposed kernel |
