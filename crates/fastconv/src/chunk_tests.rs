@@ -30,6 +30,32 @@ pub(crate) fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&a| f64::from(a)).collect()
 }
 
+/// Relative error of `forward(x, w)` in f32 against the f64 loops of 001 eq. 1, for inputs and
+/// weights drawn from `seed`.
+pub(crate) fn forward_error(
+    g: &ConvGeometry,
+    seed: u64,
+    forward: impl Fn(&[f32], &[f32]) -> Vec<f32>,
+) -> f64 {
+    let x = values(seed, g.batch * g.c_in * g.hw_in());
+    let wt = values(seed ^ 1, g.c_out * g.k_rows());
+    let dy = vec![0.0; g.batch * g.c_out * g.hw_out()];
+    let [want, _, _] = reference(g, &x, &wt, &dy);
+    max_err(&f64s(&forward(&f32s(&x), &f32s(&wt))), &want)
+}
+
+/// Relative error of [`crate::grad_input::grad_input`] (which takes the transposed, direct path
+/// where it applies) against the col2im path in f32, for `dy` and weights drawn from `seed`.
+pub(crate) fn input_gradient_error(g: &ConvGeometry, seed: u64) -> f64 {
+    let dy = f32s(&values(seed, g.batch * g.c_out * g.hw_out()));
+    let wt = f32s(&values(seed ^ 3, g.c_out * g.k_rows()));
+    let want = grad_input_with(g, &dy, &wt, 1);
+    max_err(
+        &f64s(&crate::grad_input::grad_input(g, &dy, &wt)),
+        &f64s(&want),
+    )
+}
+
 /// `(y, dx, dw)` by direct loops over `y[n, o, i, j] = sum w[o, c, a, b] x[n, g cg + c, s i + a
 /// - p, s j + b - p]` and its two adjoints.
 pub(crate) fn reference(g: &ConvGeometry, x: &[f64], w: &[f64], dy: &[f64]) -> [Vec<f64>; 3] {

@@ -76,27 +76,44 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
 fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> Vec<f32> {
     assert!(applies(g), "direct convolution called for {g:?}");
     assert!(x.len() == g.batch * g.c_in * g.hw_in() && w.len() == g.c_out * g.k_rows());
-    let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let packed = pack_weights(g, w, OUT_BLOCK);
     let segments = segments(g);
     let plane = padded_plane(g);
     // Written, not zeroed: the segments cover every pixel of every block of 8 output planes of
     // every image (checked below), and the kernel stores every covered lane.
     assert_eq!(segments.iter().map(|s| s.lanes).sum::<usize>(), g.hw_out());
+    let bands: Vec<&[Segment]> = bands(g, &segments, band_bytes).collect();
+    let block = OUT_BLOCK * g.hw_out();
+    for_each_block(g, x, block, bands.len(), |band, xp, b, yb| {
+        let grp = b / (g.og() / OUT_BLOCK);
+        let xg = &xp[grp * g.cg() * plane..][..g.cg() * plane];
+        let wb = &packed[b * g.k_rows() * OUT_BLOCK..][..g.k_rows() * OUT_BLOCK];
+        out_block(g, xg, wb, bands[band], yb);
+    })
+}
+
+/// The output `[N][C_out ho wo]` of a direct kernel, written block by block: each image's input
+/// is zero-padded once ([`pad`]), then for each of `phases` phases (bands of rows, which keep
+/// their input in L2 while every block passes over them), `write(phase, xp, b, yb)` must write
+/// every value of block `b` (`yb`, `block` values) of that phase. Images run on the pool's
+/// threads when there are at least as many as threads, else the blocks of each phase do.
+pub(crate) fn for_each_block(
+    g: &ConvGeometry,
+    x: &[f32],
+    block: usize,
+    phases: usize,
+    write: impl Fn(usize, &[f32], usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
+    assert!(x.len() == g.batch * xs && ys.is_multiple_of(block));
     let mut y = Vec::with_capacity(g.batch * ys);
     let (workers, par) = plan(g.batch);
     let image = |(n, yn): (usize, &mut [MaybeUninit<f32>]), parallel: bool| {
-        f32::with_scratch(g.c_in * plane, |xp| {
+        f32::with_scratch(g.c_in * padded_plane(g), |xp| {
             pad(g, &x[n * xs..][..xs], xp);
             let xp = &*xp;
-            let block = OUT_BLOCK * g.hw_out();
-            for band in bands(g, &segments, band_bytes) {
-                let run = |(b, yb): (usize, &mut [MaybeUninit<f32>])| {
-                    let grp = b / (g.og() / OUT_BLOCK);
-                    let xg = &xp[grp * g.cg() * plane..][..g.cg() * plane];
-                    let wb = &packed[b * g.k_rows() * OUT_BLOCK..][..g.k_rows() * OUT_BLOCK];
-                    out_block(g, xg, wb, band, yb);
-                };
+            for phase in 0..phases {
+                let run = |(b, yb): (usize, &mut [MaybeUninit<f32>])| write(phase, xp, b, yb);
                 if parallel {
                     yn.par_chunks_mut(block).enumerate().for_each(run);
                 } else {
@@ -117,7 +134,8 @@ fn forward_banded(g: &ConvGeometry, x: &[f32], w: &[f32], band_bytes: usize) -> 
             .enumerate()
             .for_each(|p| image(p, parallel));
     }
-    // SAFETY: every element of `out` was written (the coverage assert above).
+    // SAFETY: every element of `out` was written: `write` writes every value of every block of
+    // every image (its callers' contract).
     unsafe { y.set_len(g.batch * ys) };
     y
 }
@@ -308,8 +326,7 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk_tests::{f32s, f64s, max_err, reference, values};
-    use crate::grad_input::{grad_input, grad_input_with};
+    use crate::chunk_tests::{f32s, f64s, forward_error, input_gradient_error, max_err, values};
     use proptest::prelude::*;
 
     /// The conditions of [`applies`] besides the CPU's.
@@ -344,12 +361,7 @@ mod tests {
             if !applies(&g) {
                 return Ok(());
             }
-            let x = values(seed, n * g.c_in * g.hw_in());
-            let wt = values(seed ^ 1, g.c_out * g.k_rows());
-            let dy = vec![0.0; n * g.c_out * g.hw_out()];
-            let [want, _, _] = reference(&g, &x, &wt, &dy);
-            let got = forward_banded(&g, &f32s(&x), &f32s(&wt), band);
-            let err = max_err(&f64s(&got), &want);
+            let err = forward_error(&g, seed, |x, w| forward_banded(&g, x, w, band));
             prop_assert!(err < 1e-5, "relative error {err} for {g:?}");
         }
 
@@ -364,10 +376,7 @@ mod tests {
             let c_in = cblocks * OUT_BLOCK;
             prop_assume!(og <= c_in);
             let g = ConvGeometry::new(&[n, c_in, h, w], &[og, c_in, k, k], k / 2, 1, 1).unwrap();
-            let dy = f32s(&values(seed, n * og * g.hw_out()));
-            let wt = f32s(&values(seed ^ 3, og * g.k_rows()));
-            let want = grad_input_with(&g, &dy, &wt, 1);
-            let err = max_err(&f64s(&grad_input(&g, &dy, &wt)), &f64s(&want));
+            let err = input_gradient_error(&g, seed);
             prop_assert!(err < 1e-5, "relative error {err} for {g:?}");
         }
     }

@@ -13,13 +13,8 @@
 //! Taken for f32 on x86-64 CPUs with AVX-512F when [`applies`]; wider rows run [`crate::direct`],
 //! everything else the im2col path of [`crate::forward`].
 
-use crate::batch::plan;
-use crate::direct::{direct_capable, pack_weights, pad, padded_plane, padded_width};
-use crate::elem::Elem;
+use crate::direct::{direct_capable, for_each_block, pack_weights, padded_plane, padded_width};
 use crate::geometry::ConvGeometry;
-use gemm::Parallelism;
-use rayon::prelude::*;
-use std::mem::MaybeUninit;
 
 /// Output channels per register (f32 lanes of a 512-bit register).
 const LANES: usize = 16;
@@ -104,7 +99,7 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
 fn forward_chunked(g: &ConvGeometry, x: &[f32], w: &[f32], chunk_weights: usize) -> Vec<f32> {
     assert!(applies(g), "coarse direct convolution called for {g:?}");
     assert!(x.len() == g.batch * g.c_in * g.hw_in() && w.len() == g.c_out * g.k_rows());
-    let (xs, ys, hw) = (g.c_in * g.hw_in(), g.c_out * g.hw_out(), g.hw_out());
+    let hw = g.hw_out();
     let v = registers(g);
     let channels = v * LANES;
     let packed = pack_weights(g, w, channels);
@@ -117,47 +112,19 @@ fn forward_chunked(g: &ConvGeometry, x: &[f32], w: &[f32], chunk_weights: usize)
     // output planes of every image is transposed from its whole pixel-major buffer.
     assert_eq!(tiles.iter().map(|t| t.rows * t.cols).sum::<usize>(), hw);
     let plane = padded_plane(g);
-    let mut y = Vec::with_capacity(g.batch * ys);
-    let (workers, par) = plan(g.batch);
-    let block = channels * hw;
-    let image = |(n, yn): (usize, &mut [MaybeUninit<f32>]), parallel: bool| {
-        f32::with_scratch(g.c_in * plane, |xp| {
-            pad(g, &x[n * xs..][..xs], xp);
-            let xp = &*xp;
-            let run = |(b, yb): (usize, &mut [MaybeUninit<f32>])| {
-                let grp = b / (g.og() / channels);
-                let xg = &xp[grp * g.cg() * plane..][..g.cg() * plane];
-                let wb = &packed[b * g.k_rows() * channels..][..g.k_rows() * channels];
-                let mut yt = vec![0f32; block];
-                out_block(g, v, chunk_weights, xg, wb, &tiles, &mut yt);
-                // `yb[o][p] = yt[p][o]`: every value of the block written.
-                for (o, dst) in yb.chunks_exact_mut(hw).enumerate() {
-                    for (p, d) in dst.iter_mut().enumerate() {
-                        d.write(yt[p * channels + o]);
-                    }
-                }
-            };
-            if parallel {
-                yn.par_chunks_mut(block).enumerate().for_each(run);
-            } else {
-                yn.chunks_mut(block).enumerate().for_each(run);
+    for_each_block(g, x, channels * hw, 1, |_, xp, b, yb| {
+        let grp = b / (g.og() / channels);
+        let xg = &xp[grp * g.cg() * plane..][..g.cg() * plane];
+        let wb = &packed[b * g.k_rows() * channels..][..g.k_rows() * channels];
+        let mut yt = vec![0f32; channels * hw];
+        out_block(g, v, chunk_weights, xg, wb, &tiles, &mut yt);
+        // `yb[o][p] = yt[p][o]`: every value of the block written.
+        for (o, dst) in yb.chunks_exact_mut(hw).enumerate() {
+            for (p, d) in dst.iter_mut().enumerate() {
+                d.write(yt[p * channels + o]);
             }
-        })
-    };
-    let out = &mut y.spare_capacity_mut()[..g.batch * ys];
-    if workers > 1 {
-        out.par_chunks_mut(ys)
-            .enumerate()
-            .for_each(|p| image(p, false));
-    } else {
-        let parallel = !matches!(par, Parallelism::None);
-        out.chunks_mut(ys)
-            .enumerate()
-            .for_each(|p| image(p, parallel));
-    }
-    // SAFETY: every element of `out` was written (each block of each image in `run`).
-    unsafe { y.set_len(g.batch * ys) };
-    y
+        }
+    })
 }
 
 /// The block's `16 v` output channels of every pixel, pixel-major, into `yt` (`[hw][16 v]`),
@@ -293,9 +260,9 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk_tests::{f32s, f64s, max_err, reference, values};
+    use crate::chunk_tests::{forward_error, input_gradient_error};
     use crate::direct::cpu_has_avx512;
-    use crate::grad_input::{grad_input, grad_input_with};
+    use crate::elem::Elem;
     use proptest::prelude::*;
 
     /// The conditions of [`applies`] besides the CPU's.
@@ -353,12 +320,7 @@ mod tests {
             if !applies(&g) {
                 return Ok(());
             }
-            let x = values(seed, n * g.c_in * g.hw_in());
-            let wt = values(seed ^ 1, g.c_out * g.k_rows());
-            let dy = vec![0.0; n * g.c_out * g.hw_out()];
-            let [want, _, _] = reference(&g, &x, &wt, &dy);
-            let got = forward_chunked(&g, &f32s(&x), &f32s(&wt), chunk);
-            let err = max_err(&f64s(&got), &want);
+            let err = forward_error(&g, seed, |x, w| forward_chunked(&g, x, w, chunk));
             prop_assert!(err < 1e-5, "relative error {err} for {g:?}");
         }
 
@@ -372,10 +334,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let g = ConvGeometry::new(&[n, c_in, h, w], &[og, c_in, k, k], k / 2, 1, 1).unwrap();
-            let dy = f32s(&values(seed, n * og * g.hw_out()));
-            let wt = f32s(&values(seed ^ 3, og * g.k_rows()));
-            let want = grad_input_with(&g, &dy, &wt, 1);
-            let err = max_err(&f64s(&grad_input(&g, &dy, &wt)), &f64s(&want));
+            let err = input_gradient_error(&g, seed);
             prop_assert!(err < 1e-5, "relative error {err} for {g:?}");
         }
     }
