@@ -265,7 +265,9 @@ pub fn load_batch(
     Ok(Tensor::stack(&images, 0)?.to_device(device)?)
 }
 
-/// Images `indices` of `source` at mesh `n`, rendered on up to `threads` threads, in order.
+/// Images `indices` of `source` at mesh `n`, rendered in up to `threads` parts side by side (on
+/// the current rayon pool when called on one of its workers, else on threads of their own), in
+/// order; a panic while rendering is an error.
 fn render(
     source: &(dyn ImageSource + Send + Sync),
     indices: &[u64],
@@ -276,16 +278,31 @@ fn render(
         return Ok(Vec::new());
     }
     let chunk = indices.len().div_ceil(threads.max(1));
+    let part = |part: &[u64]| -> Result<Vec<Tensor>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            part.iter()
+                .map(|&i| source.image(i, n))
+                .collect::<Result<Vec<_>>>()
+        }))
+        .unwrap_or_else(|_| Err(Error::InvalidArgument("an image worker panicked".into())))
+    };
+    // On a rayon worker (a training loop), the pool's threads render: threads of our own would
+    // compete for the cores with the pool's workers, which a training loop may keep spinning
+    // (`train::threads::warm`; full-multiscale's drawing in `reproduce table2 --quick` took
+    // 3.3 s that way against 1.7 s on the pool).
+    if rayon::current_thread_index().is_some() {
+        use rayon::prelude::*;
+        let parts = indices
+            .par_chunks(chunk)
+            .map(part)
+            .collect::<Result<Vec<Vec<Tensor>>>>()?;
+        return Ok(parts.into_iter().flatten().collect());
+    }
+    let part = &part;
     let images: Vec<Tensor> = std::thread::scope(|scope| {
         let handles: Vec<_> = indices
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|&i| source.image(i, n))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
+            .map(|p| scope.spawn(move || part(p)))
             .collect();
         handles
             .into_iter()

@@ -177,3 +177,29 @@ fn prefetch_turns_a_panicking_source_into_an_error() {
         assert!(failed, "image 7 must fail");
     });
 }
+
+/// `load_batch` on a pool worker (the pool's threads render) gives the images it gives off any
+/// pool (threads of its own), and a panicking source is an error on both paths.
+#[test]
+fn load_batch_on_the_pool_matches_its_own_threads() {
+    let source = DeadLeaves::new(9);
+    let indices = [3, 1, 4, 1, 5, 9, 2];
+    let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let own = flat(data::load_batch(&source, &indices, 8, 3, &Device::Cpu).unwrap());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (on_pool, broken) = pool.install(|| {
+        (
+            flat(data::load_batch(&source, &indices, 8, 3, &Device::Cpu).unwrap()),
+            data::load_batch(&PanicsOnSeven, &[6, 7], 4, 2, &Device::Cpu),
+        )
+    });
+    assert_eq!(on_pool, own);
+    assert!(
+        broken.is_err(),
+        "a panicking source must be an error on the pool"
+    );
+    assert!(data::load_batch(&PanicsOnSeven, &[6, 7], 4, 2, &Device::Cpu).is_err());
+}
