@@ -2,7 +2,8 @@
 //! UNet and the ResNet of 001 Table 7, at the paper's and the quick protocol's widths, per
 //! mesh, beside the same networks in PyTorch (`xtask/python/step_twin.py`, same layers and the
 //! same parameter count, checked), measured interleaved in one run: for every network and mesh,
-//! our rounds, then PyTorch's, so both see the same machine load.
+//! our rounds, then PyTorch's, so both see the same machine load. Our rounds run as
+//! `train::Trainer` runs its loop, inside `train::threads::warm`.
 //!
 //! Work units (001 Definition 1): a step on `B` images at mesh `n` costs `B (n / n_0)^2` WU,
 //! `n_0` the finest mesh of `--sizes`; `ms_per_wu = step_ms / (B (n / n_0)^2)`.
@@ -261,7 +262,7 @@ fn join(w: &[usize]) -> String {
 fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)) -> String {
     let mut md = format!(
         "# Training step per mesh: ours vs PyTorch (batch {}, MSE, Adam)\n\n\
-         Best of {} rounds (more, up to 20x, until they add up to {} s) after a warm-up round; ours and PyTorch measured interleaved per network and mesh.\n\
+         Best of {} rounds (more, up to 20x, until they add up to {} s) after a warm-up round; ours and PyTorch measured interleaved per network and mesh; our rounds run as the trainer's loop does, with the pool's other workers kept awake (`train::threads::warm`).\n\
          1 WU = one forward+backward of one {}^2 image (001 Definition 1); bwd/fwd = (fwd+bwd - fwd) / fwd.\n\
          Load average (1, 5, 15 min) at the start: {}; at the end: {} ({} cores, shared).\n\n",
         args.batch,
@@ -364,7 +365,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
             for &n in &args.sizes {
                 let wu = (args.batch * n * n) as f64 / (finest * finest) as f64;
                 let batch = denoising_batch(args.batch, n, dev)?;
-                let t = measure(net.as_ref(), &mut adam, &batch, args.reps, args.min_s)?;
+                // As the trainer runs its loop: the pool's other workers kept awake, for our
+                // rounds only (PyTorch's process gets the cores to itself).
+                let t = train::threads::warm(|| {
+                    measure(net.as_ref(), &mut adam, &batch, args.reps, args.min_s)
+                })?;
                 tracing::info!(
                     "{model} {} n={n} ours: {t:?} (load {:.2})",
                     join(&widths),
