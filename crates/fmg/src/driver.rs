@@ -204,6 +204,11 @@ impl Driver {
         self
     }
 
+    /// The number of ranks every iteration is split over (1 without [`Driver::with_parallel`]).
+    pub fn ranks(&self) -> usize {
+        self.parallel.as_ref().map_or(1, |p| p.comm.size())
+    }
+
     /// The settings (learning rate, validation, statistics, hot start).
     pub fn config(&self) -> &DriverConfig {
         &self.cfg

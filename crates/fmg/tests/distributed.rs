@@ -99,3 +99,28 @@ fn every_strategy_on_2_and_3_ranks_follows_the_single_process_curve() {
         }
     }
 }
+
+/// `Driver::ranks`: 1 without a parallel context, the communicator's size with one (the trainer
+/// keeps the pool's workers awake only for a single rank).
+#[test]
+fn ranks_is_the_communicators_size() {
+    let base = LevelPlan::multiscale(3, 2).unwrap();
+    let driver = || {
+        Driver::new(
+            stages(Strategy::Multiscale, &base, 8).unwrap(),
+            DriverConfig::default(),
+        )
+        .unwrap()
+    };
+    assert_eq!(driver().ranks(), 1);
+    for c in LocalGroup::new(3, Duration::from_secs(60)).unwrap() {
+        let comm: Rc<dyn Communicator> = Rc::new(c);
+        let split = Split::Data;
+        assert_eq!(
+            driver()
+                .with_parallel(Some(Parallel { comm, split }))
+                .ranks(),
+            3
+        );
+    }
+}

@@ -218,7 +218,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Whether the training loop keeps the rayon pool's other workers awake
-    /// ([`crate::threads::warm`]; default on). It matters only on a pool worker
+    /// ([`crate::threads::warm`]; default on, and off anyway when the driver splits iterations
+    /// over several ranks, which share the machine's cores). It matters only on a pool worker
     /// ([`crate::threads::run`]): then the other workers spin while the run lasts, which makes
     /// small steps much faster (a quarter at 8^2) but takes those cores from anything else on the
     /// machine; turn it off when the run shares its cores.
@@ -303,7 +304,7 @@ impl<'a> Trainer<'a> {
         let vars = optim::sorted_vars(self.varmap)?;
         let ratios = if self.finished {
             Vec::new()
-        } else if self.warm_workers {
+        } else if self.warm_workers && self.driver.ranks() == 1 {
             crate::threads::warm(|| self.train(&vars))?
         } else {
             self.train(&vars)?
