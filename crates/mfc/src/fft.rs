@@ -366,10 +366,13 @@ pub(crate) fn planes_per_worker(planes: usize, plane_len: usize) -> usize {
     planes.div_ceil(workers(planes, plane_len)).max(1)
 }
 
-/// Run `f(i, job)` for the `i`-th of `jobs`, each job on its own scoped thread (a single job on
-/// the caller's thread). Jobs own disjoint parts of the output (chunks of `&mut` slices), so
-/// the workers need no shared mutable state.
+/// Run `f(i, job)` for the `i`-th of `jobs`, the jobs side by side on the current rayon pool (a
+/// single job on the caller's thread). Jobs own disjoint parts of the output (chunks of `&mut`
+/// slices), so the workers need no shared mutable state. On the pool, not on threads of their
+/// own: those would compete for the cores with a training loop's spinning workers
+/// (`train::threads::warm`; `reproduce blur --quick` took 8.7-9.9 s that way against 7.0 s).
 pub(crate) fn run_jobs<J: Send, F: Fn(usize, J) + Sync>(jobs: impl IntoIterator<Item = J>, f: F) {
+    use rayon::prelude::*;
     let mut jobs: Vec<J> = jobs.into_iter().collect();
     if jobs.len() <= 1 {
         if let Some(job) = jobs.pop() {
@@ -377,12 +380,9 @@ pub(crate) fn run_jobs<J: Send, F: Fn(usize, J) + Sync>(jobs: impl IntoIterator<
         }
         return;
     }
-    std::thread::scope(|s| {
-        for (i, job) in jobs.into_iter().enumerate() {
-            let f = &f;
-            s.spawn(move || f(i, job));
-        }
-    });
+    jobs.into_par_iter()
+        .enumerate()
+        .for_each(|(i, job)| f(i, job));
 }
 
 /// `rfft2` of `p` planes `[h, w]`, column `m` of the result times `scales[m]`; output re planes

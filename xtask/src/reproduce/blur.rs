@@ -458,18 +458,21 @@ fn train(
     let f = |x: &Tensor, _t: Option<&Tensor>| model.forward(x);
     let loss = |p: &Tensor, t: &Tensor| (p - t)?.sqr();
     let clock = std::time::Instant::now();
-    driver.run(
-        fmg::Problem {
-            model: &f,
-            loss: &loss,
-            sampler: &mut sampler,
-            vars: &vars,
-        },
-        &mut opt,
-        &mut acct,
-        driver.state_at(0)?,
-        &mut hooks,
-    )?;
+    // As `train::Trainer` runs: the pool's other workers kept awake (`train::threads::warm`).
+    train::threads::warm(|| {
+        driver.run(
+            fmg::Problem {
+                model: &f,
+                loss: &loss,
+                sampler: &mut sampler,
+                vars: &vars,
+            },
+            &mut opt,
+            &mut acct,
+            driver.state_at(0)?,
+            &mut hooks,
+        )
+    })?;
     let wall_s = clock.elapsed().as_secs_f64();
     let per_mesh = (0..s.levels)
         .map(|l| Ok((s.fine >> l, test.loss(model, l)?)))
@@ -500,10 +503,17 @@ pub fn experiment(s: &Settings, seed: u64) -> Result<Vec<Run>> {
     let mut runs = vec![];
     for layer in [Layer::Stencil, Layer::Mfc] {
         let vm = VarMap::new();
+        // Seeded (candle's own initialisers draw from an unseeded generator): the same seed
+        // gives the same initial weights, hence the same run.
         let model = BlurModel::new(
             layer,
             s.kernel,
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+            models::init::seeded_var_builder(
+                &vm,
+                data::mix_seed(seed, 2),
+                DType::F32,
+                &Device::Cpu,
+            ),
         )?;
         let init = vm
             .all_vars()

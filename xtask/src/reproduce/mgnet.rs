@@ -374,8 +374,9 @@ impl Trainer<'_> {
         let fwd = |x: &Tensor, t: Option<&Tensor>| model.forward(x, t);
         let loss = |p: &Tensor, f: &Tensor| field_cross_entropy(p, f);
         tracing::info!("{strategy} / {activation} / seed {seed}: {total} iterations");
-        let records = driver
-            .run(
+        // As `train::Trainer` runs: the pool's other workers kept awake.
+        let records = train::threads::warm(|| {
+            driver.run(
                 fmg::Problem {
                     model: &fwd,
                     loss: &loss,
@@ -387,13 +388,12 @@ impl Trainer<'_> {
                 driver.state_at(0)?,
                 &mut hooks,
             )
-            .map_err(|e| match e {
-                fmg::Error::NonFinite { .. } => {
-                    crate::reproduce::labelled::diverged(&e.to_string())
-                }
-                e => e.into(),
-            })
-            .with_context(|| format!("training {strategy} / {activation} / seed {seed}"))?;
+        })
+        .map_err(|e| match e {
+            fmg::Error::NonFinite { .. } => crate::reproduce::labelled::diverged(&e.to_string()),
+            e => e.into(),
+        })
+        .with_context(|| format!("training {strategy} / {activation} / seed {seed}"))?;
         if let Some(name) = train::validation::non_finite_parameter(&varmap)? {
             return Err(crate::reproduce::labelled::diverged(&format!("parameter {name} is not finite after training {strategy} / {activation} / seed {seed}")));
         }
