@@ -535,7 +535,7 @@ fn target(runs: &[Run], layer: Layer) -> f64 {
 }
 
 /// Writes `results.csv`, `curves.csv`, `results.md` and the two plots into `dir`; returns the markdown.
-pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
+pub fn write_outputs(dir: &Path, s: &Settings, seed: u64, runs: &[Run]) -> Result<String> {
     let mut csv = String::from(
         "layer,method,mesh,test_loss,iterations,wu,target,iters_to_target,wu_to_target,wall_s\n",
     );
@@ -639,7 +639,7 @@ pub fn write_outputs(dir: &Path, s: &Settings, runs: &[Run]) -> Result<String> {
         .iter()
         .map(|r| {
             let name = format!("{} {}", r.layer.name(), r.method.name());
-            (0, name, r.variance.clone())
+            (seed, name, r.variance.clone())
         })
         .collect();
     md.push_str(&crate::reproduce::runs::write_variance(dir, &variance)?);
@@ -693,7 +693,7 @@ pub fn run(args: Args) -> Result<()> {
     s.lr = args.lr.unwrap_or(s.lr);
     let dir = crate::common::out_dir_or_default(args.out.as_deref(), "blur")?;
     let runs = experiment(&s, args.seed)?;
-    let md = write_outputs(&dir, &s, &runs)?;
+    let md = write_outputs(&dir, &s, args.seed, &runs)?;
     println!("{md}");
     println!("wrote {}", dir.display());
     Ok(())
@@ -813,7 +813,7 @@ mod tests {
         assert_eq!(wu, vec![24.0, 14.0, 11.0]);
         let dir = std::env::temp_dir().join(format!("xtask-blur-{}", std::process::id()));
         let dir = crate::common::ensure_out_dir(&dir).unwrap();
-        let md = write_outputs(&dir, &s, &runs).unwrap();
+        let md = write_outputs(&dir, &s, 3, &runs).unwrap();
         assert!(md.contains("| mfc | full-multiscale |"));
         for f in [
             "results.csv",
@@ -832,6 +832,11 @@ mod tests {
         // MGE at iterations 0 and 2, FMG only at the first of its 2 fine-stage iterations.
         let variance = std::fs::read_to_string(dir.join("variance.csv")).unwrap();
         assert_eq!(variance.lines().count(), 1 + 2 * (2 + 1) * 2, "{variance}");
+        // Every row names the run's seed.
+        assert!(
+            variance.lines().skip(1).all(|l| l.starts_with("3,")),
+            "{variance}"
+        );
         assert!(md.contains("Per-term variance ratios"));
         std::fs::remove_dir_all(&dir).ok();
     }
