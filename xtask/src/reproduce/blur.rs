@@ -458,21 +458,13 @@ fn train(
     let f = |x: &Tensor, _t: Option<&Tensor>| model.forward(x);
     let loss = |p: &Tensor, t: &Tensor| (p - t)?.sqr();
     let clock = std::time::Instant::now();
-    // As `train::Trainer` runs: the pool's other workers kept awake (`train::threads::warm`).
-    train::threads::warm(|| {
-        driver.run(
-            fmg::Problem {
-                model: &f,
-                loss: &loss,
-                sampler: &mut sampler,
-                vars: &vars,
-            },
-            &mut opt,
-            &mut acct,
-            driver.state_at(0)?,
-            &mut hooks,
-        )
-    })?;
+    let problem = fmg::Problem {
+        model: &f,
+        loss: &loss,
+        sampler: &mut sampler,
+        vars: &vars,
+    };
+    crate::reproduce::runs::run_driver(&driver, problem, &mut opt, &mut acct, &mut hooks)?;
     let wall_s = clock.elapsed().as_secs_f64();
     let per_mesh = (0..s.levels)
         .map(|l| Ok((s.fine >> l, test.loss(model, l)?)))

@@ -374,26 +374,21 @@ impl Trainer<'_> {
         let fwd = |x: &Tensor, t: Option<&Tensor>| model.forward(x, t);
         let loss = |p: &Tensor, f: &Tensor| field_cross_entropy(p, f);
         tracing::info!("{strategy} / {activation} / seed {seed}: {total} iterations");
-        // As `train::Trainer` runs: the pool's other workers kept awake.
-        let records = train::threads::warm(|| {
-            driver.run(
-                fmg::Problem {
-                    model: &fwd,
-                    loss: &loss,
-                    sampler: &mut sampler,
-                    vars: &vars,
-                },
-                &mut opt,
-                &mut acct,
-                driver.state_at(0)?,
-                &mut hooks,
-            )
-        })
-        .map_err(|e| match e {
-            fmg::Error::NonFinite { .. } => crate::reproduce::labelled::diverged(&e.to_string()),
-            e => e.into(),
-        })
-        .with_context(|| format!("training {strategy} / {activation} / seed {seed}"))?;
+        let problem = fmg::Problem {
+            model: &fwd,
+            loss: &loss,
+            sampler: &mut sampler,
+            vars: &vars,
+        };
+        let records =
+            crate::reproduce::runs::run_driver(&driver, problem, &mut opt, &mut acct, &mut hooks)
+                .map_err(|e| match e {
+                    fmg::Error::NonFinite { .. } => {
+                        crate::reproduce::labelled::diverged(&e.to_string())
+                    }
+                    e => e.into(),
+                })
+                .with_context(|| format!("training {strategy} / {activation} / seed {seed}"))?;
         if let Some(name) = train::validation::non_finite_parameter(&varmap)? {
             return Err(crate::reproduce::labelled::diverged(&format!("parameter {name} is not finite after training {strategy} / {activation} / seed {seed}")));
         }

@@ -806,6 +806,18 @@ pub fn summary(f: &Finished) -> String {
     )
 }
 
+/// [`fmg::Driver::run`] from its first iteration, as `train::Trainer` runs its loop: inside
+/// `train::threads::warm` (the pool's other workers kept awake).
+pub fn run_driver<O: candle_nn::Optimizer, S: mge::Sampler + ?Sized>(
+    driver: &fmg::Driver,
+    problem: fmg::Problem<S>,
+    opt: &mut O,
+    acct: &mut mge::Accountant,
+    hooks: &mut dyn for<'o> fmg::Hooks<fmg::FirstOrder<'o, O>, S>,
+) -> fmg::Result<Vec<fmg::IterRecord>> {
+    train::threads::warm(|| driver.run(problem, opt, acct, driver.state_at(0)?, hooks))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
