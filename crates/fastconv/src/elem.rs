@@ -10,11 +10,13 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
     /// Run `f` on a scratch slice of `len` elements (contents unspecified) owned by this thread.
     /// Re-entrant: a nested call on the same thread gets a fresh buffer.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
-    /// Whether [`Self::direct_forward`] runs `g` (f32 only: [`crate::direct::applies`]).
+    /// Whether [`Self::direct_forward`] runs `g` (f32 only: [`crate::direct::applies`],
+    /// [`crate::direct_coarse::applies`] or [`crate::winograd::applies`]).
     fn has_direct(_g: &ConvGeometry) -> bool {
         false
     }
-    /// The forward convolution of `g` by [`crate::direct`], `None` when it does not apply.
+    /// The forward convolution of `g` by [`crate::direct`], [`crate::direct_coarse`] or
+    /// [`crate::winograd`] (the first that applies), `None` when none does.
     fn direct_forward(_g: &ConvGeometry, _x: &[Self], _w: &[Self]) -> Option<Vec<Self>> {
         None
     }
@@ -54,7 +56,7 @@ impl_elem!(
     f32,
     SCRATCH_F32,
     fn has_direct(g: &ConvGeometry) -> bool {
-        crate::direct::applies(g) || coarse(g)
+        crate::direct::applies(g) || coarse(g) || crate::winograd::applies(g)
     },
     fn direct_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
         if crate::direct::applies(g) {
@@ -64,7 +66,7 @@ impl_elem!(
         if coarse(g) {
             return Some(crate::direct_coarse::forward(g, x, w));
         }
-        None
+        crate::winograd::applies(g).then(|| crate::winograd::forward(g, x, w))
     },
     #[cfg(target_arch = "x86_64")]
     fn direct_grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {

@@ -1,0 +1,422 @@
+//! Stride-1 3x3 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, *Fast
+//! Algorithms for Convolutional Neural Networks*, 2016, eqs. 7-8): every 2x2 tile of the output
+//! of 001 eq. 1,
+//!
+//! `Y = A^T [ sum_c (G w[o, c] G^T) ⊙ (B^T d[c] B) ] A`,
+//!
+//! `d[c]` the 4x4 patch of input channel `c` under the tile (zeros outside the image), with
+//!
+//! ```text
+//! B^T = | 1  0 -1  0 |   G = | 1    0    0   |   A^T = | 1  1  1  0 |
+//!       | 0  1  1  0 |       | 1/2  1/2  1/2 |         | 0  1 -1 -1 |
+//!       | 0 -1  1  0 |       | 1/2 -1/2  1/2 |
+//!       | 0  1  0 -1 |       | 0    0    1   |
+//! ```
+//!
+//! The sum over `c` is, for each of the 16 positions `xi` of the 4x4 transformed tile, one GEMM
+//! `M[xi] = U[xi] V[xi]`, `U[xi]` (`C_out x C_in`) the transformed weights and `V[xi]`
+//! (`C_in x tiles`) the transformed patches: 16 multiply-adds per 4 output pixels and input
+//! channel instead of 36, 2.25x fewer. The transforms cost `O(C (tiles))` against the GEMMs'
+//! `O(C_out C_in tiles)`, so the layer needs enough channels to pay ([`applies`]).
+//!
+//! Taken in f32 for 3x3 stride-1 layers without groups where the direct kernels
+//! ([`crate::direct`], [`crate::direct_coarse`]) do not apply; f64 (the tests' references) keeps
+//! the exact im2col path. The transforms round differently from the direct sum: the result
+//! agrees with 001 eq. 1 to float tolerance, not bit for bit.
+
+use crate::batch::for_each_chunk;
+use crate::elem::Elem;
+use crate::geometry::ConvGeometry;
+use crate::matmul::{matmul, Mat, MatMut};
+use std::ops::Range;
+
+/// Positions of the transformed 4x4 tile: one GEMM each.
+const POSITIONS: usize = 16;
+/// Fewest input and output channels: below, the transforms cost more than the GEMMs save
+/// (`docs/performance.md`, "Winograd F(2x2, 3x3)").
+const MIN_CHANNELS: usize = 64;
+/// Fewest output pixels per image: at 4^2 and 2^2 a tile is mostly padding and the GEMMs get
+/// a few columns per image (the paper UNet's step at 8^2, whose 64- and 128-channel layers run
+/// at 4^2 and 2^2, took 86 ms this way against 70 ms on the im2col path).
+const MIN_PIXELS: usize = 64;
+/// Transformed tiles `V` and products `M` of one unit of work, bytes: `16 (C_in + C_out)` floats
+/// per tile, sized to stay in a core's L2 beside the weights.
+const UNIT_BYTES: usize = 4096 * 1024;
+/// Tiles per GEMM the work aims for: small images are taken several at a time.
+const TARGET_TILES: usize = 256;
+
+/// Whether [`forward`] runs `g`: [`computes`], at least [`MIN_CHANNELS`] input and output
+/// channels and [`MIN_PIXELS`] output pixels per image.
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    computes(g) && g.c_in >= MIN_CHANNELS && g.c_out >= MIN_CHANNELS && g.hw_out() >= MIN_PIXELS
+}
+
+/// Whether F(2x2, 3x3) computes `g` at all: a 3x3 kernel, stride 1, no groups, a non-empty
+/// output.
+fn computes(g: &ConvGeometry) -> bool {
+    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.groups == 1 && g.batch > 0 && g.hw_out() > 0
+}
+
+/// The forward convolution of `g` (contiguous `x: [N, C_in, H, W]`, `w: [C_out, C_in, 3, 3]`)
+/// into a fresh `[N, C_out, ho, wo]`; call only when [`applies`]`(g)`.
+pub(crate) fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    forward_with(g, x, w, UNIT_BYTES)
+}
+
+/// [`forward`] with units of work of at most `unit_bytes` of transformed tiles and products (at
+/// least one row of tiles).
+fn forward_with(g: &ConvGeometry, x: &[f32], w: &[f32], unit_bytes: usize) -> Vec<f32> {
+    assert!(computes(g), "Winograd convolution called for {g:?}");
+    assert!(x.len() == g.batch * g.c_in * g.hw_in() && w.len() == g.c_out * g.k_rows());
+    let u = transform_weights(g, w);
+    let tiles = Tiles::of(g);
+    let per_tile = POSITIONS * (g.c_in + g.c_out) * std::mem::size_of::<f32>();
+    let unit_rows = (unit_bytes / (per_tile * tiles.cols)).max(1);
+    // Several small images per task, so that a GEMM gets about TARGET_TILES columns.
+    let threads = rayon::current_num_threads().max(1);
+    let images = TARGET_TILES
+        .div_ceil(tiles.per_image())
+        .min(g.batch.div_ceil(threads))
+        .max(1);
+    let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
+    let mut y = vec![0f32; g.batch * ys];
+    for_each_chunk(&mut y, ys, images, |n0, yc, _| {
+        let count = yc.len() / ys;
+        let xc = &x[n0 * xs..][..count * xs];
+        let rows = count * tiles.rows;
+        let most = unit_rows.min(rows) * tiles.cols;
+        f32::with_scratch(POSITIONS * (g.c_in + g.c_out) * most, |buf| {
+            for r0 in (0..rows).step_by(unit_rows) {
+                let unit = r0..rows.min(r0 + unit_rows);
+                let nt = unit.len() * tiles.cols;
+                let (v, m) = buf[..POSITIONS * (g.c_in + g.c_out) * nt]
+                    .split_at_mut(POSITIONS * g.c_in * nt);
+                input_tiles(g, &tiles, xc, unit.clone(), v);
+                for xi in 0..POSITIONS {
+                    let (co, ci) = (g.c_out, g.c_in);
+                    matmul(
+                        MatMut::rm(&mut m[xi * co * nt..][..co * nt], co, nt, nt),
+                        Mat::rm(&u[xi * co * ci..][..co * ci], co, ci, ci),
+                        Mat::rm(&v[xi * ci * nt..][..ci * nt], ci, nt, nt),
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                output_tiles(g, &tiles, m, unit, yc);
+            }
+        });
+    });
+    y
+}
+
+/// `fn $name(args)`: `$body(args)` compiled for the widest vector level this CPU runs (AVX-512F,
+/// else AVX2 with FMA). `$body` is `#[inline(always)]` and inlines into a `#[target_feature]`
+/// function, so that its loops over the tiles of a row vectorise at that width; the crate itself
+/// is built for baseline x86-64 (SSE2).
+macro_rules! at_best_level {
+    ($name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU runs AVX-512F.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU runs AVX2 and FMA.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+at_best_level!(input_tiles => transform_input(
+    g: &ConvGeometry, tiles: &Tiles, x: &[f32], unit: Range<usize>, v: &mut [f32]
+));
+at_best_level!(output_tiles => transform_output(
+    g: &ConvGeometry, tiles: &Tiles, m: &[f32], unit: Range<usize>, y: &mut [f32]
+));
+
+/// The output's 2x2 tiles: `rows x cols` per image; the rows of a chunk of images are numbered
+/// image by image, and a unit of work is a range of them.
+struct Tiles {
+    rows: usize,
+    cols: usize,
+}
+
+impl Tiles {
+    fn of(g: &ConvGeometry) -> Self {
+        Tiles {
+            rows: g.ho.div_ceil(2),
+            cols: g.wo.div_ceil(2),
+        }
+    }
+
+    fn per_image(&self) -> usize {
+        self.rows * self.cols
+    }
+}
+
+/// `U[xi][o][c] = (G w[o, c] G^T)[xi]` (Lavin and Gray eq. 8).
+fn transform_weights(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
+    let (co, ci) = (g.c_out, g.c_in);
+    let mut u = vec![0f32; POSITIONS * co * ci];
+    for (oc, k) in w.chunks_exact(9).enumerate() {
+        // G k (4x3), then (G k) G^T (4x4).
+        let mut h = [[0f32; 3]; 4];
+        for b in 0..3 {
+            let (k0, k1, k2) = (k[b], k[3 + b], k[6 + b]);
+            h[0][b] = k0;
+            h[1][b] = 0.5 * (k0 + k1 + k2);
+            h[2][b] = 0.5 * (k0 - k1 + k2);
+            h[3][b] = k2;
+        }
+        for (r, row) in h.iter().enumerate() {
+            let t = [
+                row[0],
+                0.5 * (row[0] + row[1] + row[2]),
+                0.5 * (row[0] - row[1] + row[2]),
+                row[2],
+            ];
+            for (s, v) in t.into_iter().enumerate() {
+                u[(r * 4 + s) * co * ci + oc] = v;
+            }
+        }
+    }
+    u
+}
+
+/// Tiles per vector step of the transforms: one AVX2 register of f32 per value of the tiles.
+const STEP: usize = 8;
+
+/// `V[xi][c][t] = (B^T d[c] B)[xi]` for the tiles `t` of the rows of tiles `unit` of the chunk
+/// `x` (images of `C_in` planes), `d[c]` the 4x4 input patch whose top-left pixel is `(2i - p,
+/// 2j - p)` for the tile's first output pixel `(2i, 2j)`, zeros outside the image. The four
+/// input rows under a row of tiles are first copied, zero-padded, and split into their even and
+/// odd columns: column `b` of tile `k`'s patch is then entry `k` of one of 4 contiguous slices
+/// per row, and [`STEP`] tiles at a time transform as vectors.
+#[inline(always)]
+fn transform_input(g: &ConvGeometry, tiles: &Tiles, x: &[f32], unit: Range<usize>, v: &mut [f32]) {
+    let (hw, p, cols) = (g.hw_in(), g.padding, tiles.cols);
+    let nt = unit.len() * cols;
+    let half = cols + 1;
+    let mut row = vec![0f32; 2 * half];
+    let mut split = vec![0f32; 4 * 2 * half];
+    let mut positions: Vec<&mut [f32]> = v.chunks_exact_mut(g.c_in * nt).collect();
+    for c in 0..g.c_in {
+        for (q, tile_row) in unit.clone().enumerate() {
+            let (n, i) = (tile_row / tiles.rows, tile_row % tiles.rows);
+            let plane = &x[(n * g.c_in + c) * hw..][..hw];
+            for (a, halves) in split.chunks_exact_mut(2 * half).enumerate() {
+                row.fill(0.0);
+                let r = (2 * i + a).wrapping_sub(p);
+                if r < g.h {
+                    // Columns `-p ..`: the image's row lands at `p` (`p + w <= 2 cols + 2`).
+                    row[p..][..g.w].copy_from_slice(&plane[r * g.w..][..g.w]);
+                }
+                let (even, odd) = halves.split_at_mut(half);
+                for ((e, o), pair) in even.iter_mut().zip(odd).zip(row.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+            }
+            // d[a][b][k]: row a, column b of tile k's patch (columns 2k + b).
+            let d: [[&[f32]; 4]; 4] = std::array::from_fn(|a| {
+                let (even, odd) = split[a * 2 * half..][..2 * half].split_at(half);
+                [&even[..cols], &odd[..cols], &even[1..], &odd[1..]]
+            });
+            let base = c * nt + q * cols;
+            let full = cols / STEP * STEP;
+            for k0 in (0..full).step_by(STEP) {
+                let dv: [[[f32; STEP]; 4]; 4] = std::array::from_fn(|a| {
+                    std::array::from_fn(|b| d[a][b][k0..k0 + STEP].try_into().expect("STEP"))
+                });
+                for (xi, val) in input_tile(&dv).iter().enumerate() {
+                    positions[xi][base + k0..][..STEP].copy_from_slice(val);
+                }
+            }
+            for k in full..cols {
+                let dv: [[[f32; 1]; 4]; 4] =
+                    std::array::from_fn(|a| std::array::from_fn(|b| [d[a][b][k]]));
+                for (xi, val) in input_tile(&dv).iter().enumerate() {
+                    positions[xi][base + k] = val[0];
+                }
+            }
+        }
+    }
+}
+
+/// `B^T d B` for `L` tiles at once: `d[a][b]` holds entry `(a, b)` of every tile's patch.
+#[inline(always)]
+fn input_tile<const L: usize>(d: &[[[f32; L]; 4]; 4]) -> [[f32; L]; POSITIONS] {
+    let sub = |x: &[f32; L], y: &[f32; L]| -> [f32; L] { std::array::from_fn(|l| x[l] - y[l]) };
+    let add = |x: &[f32; L], y: &[f32; L]| -> [f32; L] { std::array::from_fn(|l| x[l] + y[l]) };
+    // B^T d: e[r][b].
+    let e: [[[f32; L]; 4]; 4] = [
+        std::array::from_fn(|b| sub(&d[0][b], &d[2][b])),
+        std::array::from_fn(|b| add(&d[1][b], &d[2][b])),
+        std::array::from_fn(|b| sub(&d[2][b], &d[1][b])),
+        std::array::from_fn(|b| sub(&d[1][b], &d[3][b])),
+    ];
+    // (B^T d) B: position 4 r + s.
+    std::array::from_fn(|xi| {
+        let (r, s) = (xi / 4, xi % 4);
+        let e = &e[r];
+        match s {
+            0 => sub(&e[0], &e[2]),
+            1 => add(&e[1], &e[2]),
+            2 => sub(&e[2], &e[1]),
+            _ => sub(&e[1], &e[3]),
+        }
+    })
+}
+
+/// `y[o]` on the rows of tiles `unit` of the chunk `y` (images of `C_out` planes) from the
+/// products `M[xi][o][t]`: `A^T M A`, [`STEP`] tiles at a time, the pixels inside the output.
+#[inline(always)]
+fn transform_output(g: &ConvGeometry, tiles: &Tiles, m: &[f32], unit: Range<usize>, y: &mut [f32]) {
+    let (ho, wo, hw, cols) = (g.ho, g.wo, g.hw_out(), tiles.cols);
+    let nt = unit.len() * cols;
+    let stride = g.c_out * nt;
+    let mut pair = vec![0f32; 2 * 2 * cols];
+    for o in 0..g.c_out {
+        for (q, tile_row) in unit.clone().enumerate() {
+            let (n, i) = (tile_row / tiles.rows, tile_row % tiles.rows);
+            let base = o * nt + q * cols;
+            let mv: [&[f32]; POSITIONS] =
+                std::array::from_fn(|xi| &m[xi * stride + base..][..cols]);
+            let (top, bottom) = pair.split_at_mut(2 * cols);
+            let full = cols / STEP * STEP;
+            for k0 in (0..full).step_by(STEP) {
+                let mk: [[f32; STEP]; POSITIONS] =
+                    std::array::from_fn(|xi| mv[xi][k0..k0 + STEP].try_into().expect("STEP"));
+                let [t0, t1, b0, b1] = output_tile(&mk);
+                for l in 0..STEP {
+                    let j = 2 * (k0 + l);
+                    (top[j], top[j + 1], bottom[j], bottom[j + 1]) = (t0[l], t1[l], b0[l], b1[l]);
+                }
+            }
+            for k in full..cols {
+                let mk: [[f32; 1]; POSITIONS] = std::array::from_fn(|xi| [mv[xi][k]]);
+                let [t0, t1, b0, b1] = output_tile(&mk);
+                (top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1]) =
+                    (t0[0], t1[0], b0[0], b1[0]);
+            }
+            let plane = &mut y[(n * g.c_out + o) * hw..][..hw];
+            for (r, src) in [&*top, &*bottom].into_iter().enumerate() {
+                if 2 * i + r < ho {
+                    plane[(2 * i + r) * wo..][..wo].copy_from_slice(&src[..wo]);
+                }
+            }
+        }
+    }
+}
+
+/// `A^T M A` for `L` tiles at once: the output pixels `(0, 0), (0, 1), (1, 0), (1, 1)` of every
+/// tile, from `m[xi]` (position `xi` of every tile).
+#[inline(always)]
+fn output_tile<const L: usize>(m: &[[f32; L]; POSITIONS]) -> [[f32; L]; 4] {
+    // A^T M (2x4): z[r][s].
+    let z0: [[f32; L]; 4] =
+        std::array::from_fn(|s| std::array::from_fn(|l| m[s][l] + m[4 + s][l] + m[8 + s][l]));
+    let z1: [[f32; L]; 4] =
+        std::array::from_fn(|s| std::array::from_fn(|l| m[4 + s][l] - m[8 + s][l] - m[12 + s][l]));
+    // (A^T M) A (2x2).
+    let even =
+        |z: &[[f32; L]; 4]| -> [f32; L] { std::array::from_fn(|l| z[0][l] + z[1][l] + z[2][l]) };
+    let odd =
+        |z: &[[f32; L]; 4]| -> [f32; L] { std::array::from_fn(|l| z[1][l] - z[2][l] - z[3][l]) };
+    [even(&z0), odd(&z0), even(&z1), odd(&z1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk_tests::forward_error;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// F(2x2, 3x3) in f32 against the f64 loops of 001 eq. 1 (relative 1e-5): odd and even
+        /// sizes (tiles cut by the border; rows of up to 12 tiles, vector steps of 8 and the
+        /// rest), paddings 0..2, images of 1 pixel up, 1..40 channels
+        /// (the kernel computes any; [`applies`] takes it from 64), batches 1..5, units of one row
+        /// of tiles up to whole chunks of images.
+        #[test]
+        fn winograd_matches_the_defining_loops(
+            n in 1usize..5, c_in in 1usize..40, c_out in 1usize..40, h in 1usize..14,
+            w in 1usize..24, padding in 0usize..3,
+            unit in prop_oneof![Just(1usize), Just(20_000), Just(UNIT_BYTES)],
+            seed in any::<u64>(),
+        ) {
+            let Ok(g) = ConvGeometry::new(&[n, c_in, h, w], &[c_out, c_in, 3, 3], padding, 1, 1)
+            else {
+                return Ok(());
+            };
+            prop_assume!(g.hw_out() > 0);
+            prop_assert!(computes(&g));
+            prop_assert_eq!(
+                applies(&g),
+                c_in >= MIN_CHANNELS && c_out >= MIN_CHANNELS && g.hw_out() >= MIN_PIXELS
+            );
+            let err = forward_error(&g, seed, |x, w| forward_with(&g, x, w, unit));
+            prop_assert!(err < 1e-5, "relative error {err} for {g:?}");
+        }
+    }
+
+    /// The dispatch runs it for a 64-channel layer on a mesh that no direct kernel takes, and
+    /// the input gradient of that layer, `conv2d(dy, W')` through [`crate::transposed`], matches
+    /// the col2im path (relative 1e-5).
+    #[test]
+    fn layers_of_64_channels_run_it_forward_and_backward() {
+        use crate::elem::Elem;
+        let g = ConvGeometry::new(&[3, 64, 9, 8], &[64, 64, 3, 3], 1, 1, 1).unwrap();
+        assert!(applies(&g) && f32::has_direct(&g));
+        let err = forward_error(&g, 7, |x, w| f32::direct_forward(&g, x, w).unwrap());
+        assert!(err < 1e-5, "relative error {err}");
+        let err = crate::chunk_tests::input_gradient_error(&g, 8);
+        assert!(err < 1e-5, "relative error {err}");
+    }
+
+    /// Other kernels, strides, groups and layers of fewer than 64 input or output channels keep
+    /// their paths.
+    #[test]
+    fn which_layers_take_winograd() {
+        let layer = |c_in: usize, c_out: usize, k: usize, stride: usize, groups: usize| {
+            ConvGeometry::new(
+                &[2, c_in, 8, 8],
+                &[c_out, c_in / groups, k, k],
+                k / 2,
+                stride,
+                groups,
+            )
+            .unwrap()
+        };
+        assert!(applies(&layer(64, 64, 3, 1, 1)));
+        assert!(applies(&layer(128, 256, 3, 1, 1)));
+        for g in [
+            layer(64, 64, 5, 1, 1),
+            layer(64, 64, 1, 1, 1),
+            layer(64, 64, 3, 2, 1),
+            layer(128, 128, 3, 1, 2),
+            layer(32, 64, 3, 1, 1),
+            layer(96, 32, 3, 1, 1),
+            layer(128, 3, 3, 1, 1),
+            ConvGeometry::new(&[2, 64, 4, 4], &[64, 64, 3, 3], 1, 1, 1).unwrap(),
+        ] {
+            assert!(!applies(&g), "{g:?}");
+        }
+    }
+}
