@@ -20,7 +20,8 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
     fn direct_forward(_g: &ConvGeometry, _x: &[Self], _w: &[Self]) -> Option<Vec<Self>> {
         None
     }
-    /// The weight gradient of `g` by [`crate::direct_weight`], `None` when it does not apply.
+    /// The weight gradient of `g` by [`crate::direct_weight`] or [`crate::winograd`] (the first
+    /// that applies), `None` when neither does.
     fn direct_grad_weight(_g: &ConvGeometry, _x: &[Self], _dy: &[Self]) -> Option<Vec<Self>> {
         None
     }
@@ -68,9 +69,12 @@ impl_elem!(
         }
         crate::winograd::applies(g).then(|| crate::winograd::forward(g, x, w))
     },
-    #[cfg(target_arch = "x86_64")]
     fn direct_grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
-        crate::direct_weight::applies(g).then(|| crate::direct_weight::grad_weight(g, x, dy))
+        #[cfg(target_arch = "x86_64")]
+        if crate::direct_weight::applies(g) {
+            return Some(crate::direct_weight::grad_weight(g, x, dy));
+        }
+        crate::winograd::applies(g).then(|| crate::winograd::grad_weight(g, x, dy))
     }
 );
 impl_elem!(f64, SCRATCH_F64);

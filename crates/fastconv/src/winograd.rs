@@ -19,12 +19,14 @@
 //! channel instead of 36, 2.25x fewer. The transforms cost `O(C (tiles))` against the GEMMs'
 //! `O(C_out C_in tiles)`, so the layer needs enough channels to pay ([`applies`]).
 //!
+//! The weight gradient runs the transposed algorithm F(3x3, 2x2) ([`grad_weight`]).
+//!
 //! Taken in f32 for 3x3 stride-1 layers without groups where the direct kernels
-//! ([`crate::direct`], [`crate::direct_coarse`]) do not apply; f64 (the tests' references) keeps
+//! ([`crate::direct`], [`crate::direct_coarse`], [`crate::direct_weight`]) do not apply; f64 (the tests' references) keeps
 //! the exact im2col path. The transforms round differently from the direct sum: the result
 //! agrees with 001 eq. 1 to float tolerance, not bit for bit.
 
-use crate::batch::for_each_chunk;
+use crate::batch::{for_each_chunk, sum_over_chunks};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use crate::matmul::{matmul, Mat, MatMut};
@@ -109,6 +111,82 @@ fn forward_with(g: &ConvGeometry, x: &[f32], w: &[f32], unit_bytes: usize) -> Ve
     y
 }
 
+/// The weight gradient `dw[o, c, a, b] = sum_{n, i, j} dy[n, o, i, j] xp[n, c, i + a, j + b]`
+/// (the adjoint of 001 eq. 1 in `w`) of `g` as a fresh `[C_out, C_in, 3, 3]`, by F(3x3, 2x2), the
+/// transpose of the forward's algorithm: each 2x2 tile of `dy` is the filter of a 3x3 output,
+///
+/// `dw[o, c] = G^T [ sum_{n, t} (A dy_t[o] A^T) ⊙ (B^T d_t[c] B) ] G`,
+///
+/// (from `sum_t <dy_t, Y_t> = sum_t <w, G^T [(A dy_t A^T) ⊙ (B^T d_t B)] G>` with `Y_t` the
+/// forward's tile), the sum over tiles one GEMM per position: 16 multiply-adds per tile and
+/// pair of channels instead of 36. Call only when [`applies`]`(g)`.
+pub(crate) fn grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    grad_weight_with(g, x, dy, UNIT_BYTES)
+}
+
+/// [`grad_weight`] with units of work of at most `unit_bytes` of transformed tiles (at least one
+/// row of tiles).
+fn grad_weight_with(g: &ConvGeometry, x: &[f32], dy: &[f32], unit_bytes: usize) -> Vec<f32> {
+    assert!(computes(g), "Winograd weight gradient called for {g:?}");
+    assert!(x.len() == g.batch * g.c_in * g.hw_in() && dy.len() == g.batch * g.c_out * g.hw_out());
+    let (co, ci) = (g.c_out, g.c_in);
+    let tiles = Tiles::of(g);
+    let per_tile = POSITIONS * (ci + co) * std::mem::size_of::<f32>();
+    let unit_rows = (unit_bytes / (per_tile * tiles.cols)).max(1);
+    let threads = rayon::current_num_threads().max(1);
+    let images = TARGET_TILES
+        .div_ceil(tiles.per_image())
+        .min(g.batch.div_ceil(threads))
+        .max(1);
+    let (xs, ys) = (ci * g.hw_in(), co * g.hw_out());
+    // M[xi][o][c] = sum over tiles of D[xi][o][t] V[xi][c][t], per worker, then summed.
+    let m = sum_over_chunks(g.batch, images, POSITIONS * co * ci, |n0, count, acc, _| {
+        let (xc, dyc) = (&x[n0 * xs..][..count * xs], &dy[n0 * ys..][..count * ys]);
+        let rows = count * tiles.rows;
+        let most = unit_rows.min(rows) * tiles.cols;
+        f32::with_scratch(POSITIONS * (ci + co) * most, |buf| {
+            for r0 in (0..rows).step_by(unit_rows) {
+                let unit = r0..rows.min(r0 + unit_rows);
+                let nt = unit.len() * tiles.cols;
+                let (v, d) = buf[..POSITIONS * (ci + co) * nt].split_at_mut(POSITIONS * ci * nt);
+                input_tiles(g, &tiles, xc, unit.clone(), v);
+                gradient_tiles(g, &tiles, dyc, unit, d);
+                for xi in 0..POSITIONS {
+                    matmul(
+                        MatMut::rm(&mut acc[xi * co * ci..][..co * ci], co, ci, ci),
+                        Mat::rm(&d[xi * co * nt..][..co * nt], co, nt, nt),
+                        Mat::rm(&v[xi * ci * nt..][..ci * nt], ci, nt, nt).t(),
+                        true,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        });
+    });
+    // dw[o, c] = G^T M[.][o][c] G: rows, then columns.
+    let gt = |q: [f32; 4]| {
+        [
+            q[0] + 0.5 * (q[1] + q[2]),
+            0.5 * (q[1] - q[2]),
+            0.5 * (q[1] + q[2]) + q[3],
+        ]
+    };
+    let mut dw = vec![0f32; co * ci * 9];
+    for (oc, out) in dw.chunks_exact_mut(9).enumerate() {
+        let mm: [[f32; 4]; 4] =
+            std::array::from_fn(|r| std::array::from_fn(|s| m[(4 * r + s) * co * ci + oc]));
+        let h: [[f32; 4]; 3] = {
+            let cols: [[f32; 3]; 4] =
+                std::array::from_fn(|s| gt([mm[0][s], mm[1][s], mm[2][s], mm[3][s]]));
+            std::array::from_fn(|a| std::array::from_fn(|s| cols[s][a]))
+        };
+        for (a, row) in h.into_iter().enumerate() {
+            out[3 * a..3 * a + 3].copy_from_slice(&gt(row));
+        }
+    }
+    dw
+}
+
 /// `fn $name(args)`: `$body(args)` compiled for the widest vector level this CPU runs (AVX-512F,
 /// else AVX2 with FMA). `$body` is `#[inline(always)]` and inlines into a `#[target_feature]`
 /// function, so that its loops over the tiles of a row vectorise at that width; the crate itself
@@ -144,6 +222,9 @@ macro_rules! at_best_level {
 
 at_best_level!(input_tiles => transform_input(
     g: &ConvGeometry, tiles: &Tiles, x: &[f32], unit: Range<usize>, v: &mut [f32]
+));
+at_best_level!(gradient_tiles => transform_gradient(
+    g: &ConvGeometry, tiles: &Tiles, dy: &[f32], unit: Range<usize>, d: &mut [f32]
 ));
 at_best_level!(output_tiles => transform_output(
     g: &ConvGeometry, tiles: &Tiles, m: &[f32], unit: Range<usize>, y: &mut [f32]
@@ -282,6 +363,84 @@ fn input_tile<const L: usize>(d: &[[[f32; L]; 4]; 4]) -> [[f32; L]; POSITIONS] {
     })
 }
 
+/// `D[xi][o][t] = (A dy_t[o] A^T)[xi]` for the tiles `t` of the rows of tiles `unit` of the
+/// chunk `dy` (images of `C_out` planes), `dy_t[o]` the 2x2 block of `dy[o]` at the tile, zeros
+/// outside the output. The two rows of `dy` under a row of tiles are split into their even and
+/// odd columns, and [`STEP`] tiles at a time transform as vectors.
+#[inline(always)]
+fn transform_gradient(
+    g: &ConvGeometry,
+    tiles: &Tiles,
+    dy: &[f32],
+    unit: Range<usize>,
+    d: &mut [f32],
+) {
+    let (hw, cols) = (g.hw_out(), tiles.cols);
+    let nt = unit.len() * cols;
+    let mut row = vec![0f32; 2 * cols];
+    let mut split = vec![0f32; 2 * 2 * cols];
+    let mut positions: Vec<&mut [f32]> = d.chunks_exact_mut(g.c_out * nt).collect();
+    for o in 0..g.c_out {
+        for (q, tile_row) in unit.clone().enumerate() {
+            let (n, i) = (tile_row / tiles.rows, tile_row % tiles.rows);
+            let plane = &dy[(n * g.c_out + o) * hw..][..hw];
+            for (a, halves) in split.chunks_exact_mut(2 * cols).enumerate() {
+                row.fill(0.0);
+                if 2 * i + a < g.ho {
+                    row[..g.wo].copy_from_slice(&plane[(2 * i + a) * g.wo..][..g.wo]);
+                }
+                let (even, odd) = halves.split_at_mut(cols);
+                for ((e, od), pair) in even.iter_mut().zip(odd).zip(row.chunks_exact(2)) {
+                    (*e, *od) = (pair[0], pair[1]);
+                }
+            }
+            // t[a][b][k]: entry (a, b) of tile k's block of dy.
+            let t: [[&[f32]; 2]; 2] = std::array::from_fn(|a| {
+                let (even, odd) = split[a * 2 * cols..][..2 * cols].split_at(cols);
+                [even, odd]
+            });
+            let base = o * nt + q * cols;
+            let full = cols / STEP * STEP;
+            for k0 in (0..full).step_by(STEP) {
+                let tv: [[[f32; STEP]; 2]; 2] = std::array::from_fn(|a| {
+                    std::array::from_fn(|b| t[a][b][k0..k0 + STEP].try_into().expect("STEP"))
+                });
+                for (xi, val) in gradient_tile(&tv).iter().enumerate() {
+                    positions[xi][base + k0..][..STEP].copy_from_slice(val);
+                }
+            }
+            for k in full..cols {
+                let tv: [[[f32; 1]; 2]; 2] =
+                    std::array::from_fn(|a| std::array::from_fn(|b| [t[a][b][k]]));
+                for (xi, val) in gradient_tile(&tv).iter().enumerate() {
+                    positions[xi][base + k] = val[0];
+                }
+            }
+        }
+    }
+}
+
+/// `A dy A^T` for `L` tiles at once: `dy[a][b]` holds entry `(a, b)` of every tile's 2x2 block;
+/// `A = [1 0; 1 1; 1 -1; 0 -1]`.
+#[inline(always)]
+fn gradient_tile<const L: usize>(dy: &[[[f32; L]; 2]; 2]) -> [[f32; L]; POSITIONS] {
+    // A u for a pair u = (u0, u1): (u0, u0 + u1, u0 - u1, -u1).
+    let a = |u0: &[f32; L], u1: &[f32; L]| -> [[f32; L]; 4] {
+        [
+            *u0,
+            std::array::from_fn(|l| u0[l] + u1[l]),
+            std::array::from_fn(|l| u0[l] - u1[l]),
+            std::array::from_fn(|l| -u1[l]),
+        ]
+    };
+    // A dy (rows): e[r][b]; then (A dy) A^T (columns): position 4 r + s.
+    let e: [[[f32; L]; 4]; 2] = [a(&dy[0][0], &dy[1][0]), a(&dy[0][1], &dy[1][1])];
+    std::array::from_fn(|xi| {
+        let (r, s) = (xi / 4, xi % 4);
+        a(&e[0][r], &e[1][r])[s]
+    })
+}
+
 /// `y[o]` on the rows of tiles `unit` of the chunk `y` (images of `C_out` planes) from the
 /// products `M[xi][o][t]`: `A^T M A`, [`STEP`] tiles at a time, the pixels inside the output.
 #[inline(always)]
@@ -343,7 +502,7 @@ fn output_tile<const L: usize>(m: &[[f32; L]; POSITIONS]) -> [[f32; L]; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk_tests::forward_error;
+    use crate::chunk_tests::{f32s, f64s, forward_error, max_err, reference, values};
     use proptest::prelude::*;
 
     proptest! {
@@ -376,9 +535,35 @@ mod tests {
         }
     }
 
-    /// The dispatch runs it for a 64-channel layer on a mesh that no direct kernel takes, and
-    /// the input gradient of that layer, `conv2d(dy, W')` through [`crate::transposed`], matches
-    /// the col2im path (relative 1e-5).
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// F(3x3, 2x2) weight gradient in f32 against the f64 loops of the adjoint of 001 eq. 1
+        /// (relative 1e-5), over the same shapes as the forward.
+        #[test]
+        fn winograd_weight_gradient_matches_the_defining_loops(
+            n in 1usize..5, c_in in 1usize..24, c_out in 1usize..24, h in 1usize..14,
+            w in 1usize..24, padding in 0usize..3,
+            unit in prop_oneof![Just(1usize), Just(20_000), Just(UNIT_BYTES)],
+            seed in any::<u64>(),
+        ) {
+            let Ok(g) = ConvGeometry::new(&[n, c_in, h, w], &[c_out, c_in, 3, 3], padding, 1, 1)
+            else {
+                return Ok(());
+            };
+            prop_assume!(g.hw_out() > 0);
+            let x = values(seed, n * g.c_in * g.hw_in());
+            let dy = values(seed ^ 5, n * g.c_out * g.hw_out());
+            let [_, _, want] = reference(&g, &x, &vec![0.0; g.c_out * g.k_rows()], &dy);
+            let got = f64s(&grad_weight_with(&g, &f32s(&x), &f32s(&dy), unit));
+            let err = max_err(&got, &want);
+            prop_assert!(err < 1e-5, "relative error {err} for {g:?}");
+        }
+    }
+
+    /// The dispatch runs it for a 64-channel layer on a mesh that no direct kernel takes: the
+    /// forward and the weight gradient match the f64 loops, and the input gradient, `conv2d(dy,
+    /// W')` through [`crate::transposed`], the col2im path (relative 1e-5).
     #[test]
     fn layers_of_64_channels_run_it_forward_and_backward() {
         use crate::elem::Elem;
@@ -387,6 +572,11 @@ mod tests {
         let err = forward_error(&g, 7, |x, w| f32::direct_forward(&g, x, w).unwrap());
         assert!(err < 1e-5, "relative error {err}");
         let err = crate::chunk_tests::input_gradient_error(&g, 8);
+        assert!(err < 1e-5, "relative error {err}");
+        let (x, dy) = (values(9, 3 * 64 * 72), values(10, 3 * 64 * 72));
+        let [_, _, want] = reference(&g, &x, &vec![0.0; 64 * 64 * 9], &dy);
+        let got = f32::direct_grad_weight(&g, &f32s(&x), &f32s(&dy)).unwrap();
+        let err = max_err(&f64s(&got), &want);
         assert!(err < 1e-5, "relative error {err}");
     }
 
