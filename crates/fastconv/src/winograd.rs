@@ -22,9 +22,9 @@
 //! The weight gradient runs the transposed algorithm F(3x3, 2x2) ([`grad_weight`]).
 //!
 //! Taken in f32 for 3x3 stride-1 layers without groups where the direct kernels
-//! ([`crate::direct`], [`crate::direct_coarse`], [`crate::direct_weight`]) do not apply; f64 (the tests' references) keeps
-//! the exact im2col path. The transforms round differently from the direct sum: the result
-//! agrees with 001 eq. 1 to float tolerance, not bit for bit.
+//! ([`crate::direct`], [`crate::direct_coarse`], [`crate::direct_weight`]) do not apply; f64
+//! (the tests' references) keeps the exact im2col path. The transforms round differently from
+//! the direct sum: the result agrees with 001 eq. 1 to float tolerance, not bit for bit.
 
 use crate::batch::{for_each_chunk, sum_over_chunks};
 use crate::elem::Elem;
