@@ -41,8 +41,8 @@ const MIN_CHANNELS: usize = 64;
 /// a few columns per image (the paper UNet's step at 8^2, whose 64- and 128-channel layers run
 /// at 4^2 and 2^2, took 86 ms this way against 70 ms on the im2col path).
 const MIN_PIXELS: usize = 64;
-/// Transformed tiles `V` and products `M` of one unit of work, bytes: `16 (C_in + C_out)` floats
-/// per tile, sized to stay in a core's L2 beside the weights.
+/// Transformed tiles of one unit of work (`V` and `M`, or `V` and `D`), bytes: `16 (C_in +
+/// C_out)` floats per tile. One position's GEMM operands, a sixteenth of it, stay in a core's L2.
 const UNIT_BYTES: usize = 4096 * 1024;
 /// Tiles per GEMM the work aims for: small images are taken several at a time.
 const TARGET_TILES: usize = 256;
@@ -72,14 +72,7 @@ fn forward_with(g: &ConvGeometry, x: &[f32], w: &[f32], unit_bytes: usize) -> Ve
     assert!(x.len() == g.batch * g.c_in * g.hw_in() && w.len() == g.c_out * g.k_rows());
     let u = transform_weights(g, w);
     let tiles = Tiles::of(g);
-    let per_tile = POSITIONS * (g.c_in + g.c_out) * std::mem::size_of::<f32>();
-    let unit_rows = (unit_bytes / (per_tile * tiles.cols)).max(1);
-    // Several small images per task, so that a GEMM gets about TARGET_TILES columns.
-    let threads = rayon::current_num_threads().max(1);
-    let images = TARGET_TILES
-        .div_ceil(tiles.per_image())
-        .min(g.batch.div_ceil(threads))
-        .max(1);
+    let (unit_rows, images) = tiles.work(g, unit_bytes);
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let mut y = vec![0f32; g.batch * ys];
     for_each_chunk(&mut y, ys, images, |n0, yc, _| {
@@ -94,8 +87,8 @@ fn forward_with(g: &ConvGeometry, x: &[f32], w: &[f32], unit_bytes: usize) -> Ve
                 let (v, m) = buf[..POSITIONS * (g.c_in + g.c_out) * nt]
                     .split_at_mut(POSITIONS * g.c_in * nt);
                 input_tiles(g, &tiles, xc, unit.clone(), v);
+                let (co, ci) = (g.c_out, g.c_in);
                 for xi in 0..POSITIONS {
-                    let (co, ci) = (g.c_out, g.c_in);
                     matmul(
                         MatMut::rm(&mut m[xi * co * nt..][..co * nt], co, nt, nt),
                         Mat::rm(&u[xi * co * ci..][..co * ci], co, ci, ci),
@@ -131,13 +124,7 @@ fn grad_weight_with(g: &ConvGeometry, x: &[f32], dy: &[f32], unit_bytes: usize) 
     assert!(x.len() == g.batch * g.c_in * g.hw_in() && dy.len() == g.batch * g.c_out * g.hw_out());
     let (co, ci) = (g.c_out, g.c_in);
     let tiles = Tiles::of(g);
-    let per_tile = POSITIONS * (ci + co) * std::mem::size_of::<f32>();
-    let unit_rows = (unit_bytes / (per_tile * tiles.cols)).max(1);
-    let threads = rayon::current_num_threads().max(1);
-    let images = TARGET_TILES
-        .div_ceil(tiles.per_image())
-        .min(g.batch.div_ceil(threads))
-        .max(1);
+    let (unit_rows, images) = tiles.work(g, unit_bytes);
     let (xs, ys) = (ci * g.hw_in(), co * g.hw_out());
     // M[xi][o][c] = sum over tiles of D[xi][o][t] V[xi][c][t], per worker, then summed.
     let m = sum_over_chunks(g.batch, images, POSITIONS * co * ci, |n0, count, acc, _| {
@@ -247,6 +234,20 @@ impl Tiles {
 
     fn per_image(&self) -> usize {
         self.rows * self.cols
+    }
+
+    /// `(rows of tiles per unit of work, images per task)`: units whose transformed tiles fit
+    /// `unit_bytes` (at least one row), and several small images per task, so that a GEMM gets
+    /// about [`TARGET_TILES`] columns, while every thread still gets a task.
+    fn work(&self, g: &ConvGeometry, unit_bytes: usize) -> (usize, usize) {
+        let per_tile = POSITIONS * (g.c_in + g.c_out) * std::mem::size_of::<f32>();
+        let unit_rows = (unit_bytes / (per_tile * self.cols)).max(1);
+        let threads = rayon::current_num_threads().max(1);
+        let images = TARGET_TILES
+            .div_ceil(self.per_image())
+            .min(g.batch.div_ceil(threads))
+            .max(1);
+        (unit_rows, images)
     }
 }
 
