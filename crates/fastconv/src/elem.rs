@@ -1,5 +1,6 @@
 //! The element types our kernels run on (f32, f64) and their thread-local scratch buffers.
 
+use crate::algorithm::Algorithm;
 use crate::geometry::ConvGeometry;
 use std::cell::Cell;
 
@@ -10,18 +11,26 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
     /// Run `f` on a scratch slice of `len` elements (contents unspecified) owned by this thread.
     /// Re-entrant: a nested call on the same thread gets a fresh buffer.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
-    /// Whether [`Self::direct_forward`] runs `g` (f32 only: [`crate::direct::applies`],
-    /// [`crate::direct_coarse::applies`] or [`crate::winograd::applies`]).
-    fn has_direct(_g: &ConvGeometry) -> bool {
-        false
+    /// The kernel of the forward convolution of `g` ([`Algorithm::Gemm`] unless f32 has a
+    /// direct or Winograd kernel for it).
+    fn forward_algorithm(_g: &ConvGeometry) -> Algorithm {
+        Algorithm::Gemm
     }
-    /// The forward convolution of `g` by [`crate::direct`], [`crate::direct_coarse`] or
-    /// [`crate::winograd`] (the first that applies), `None` when none does.
+    /// The kernel of the weight gradient of `g`.
+    fn grad_weight_algorithm(_g: &ConvGeometry) -> Algorithm {
+        Algorithm::Gemm
+    }
+    /// Whether [`Self::direct_forward`] runs `g`.
+    fn has_direct(g: &ConvGeometry) -> bool {
+        Self::forward_algorithm(g) != Algorithm::Gemm
+    }
+    /// The forward convolution of `g` by the kernel of [`Self::forward_algorithm`], `None`
+    /// when that is [`Algorithm::Gemm`].
     fn direct_forward(_g: &ConvGeometry, _x: &[Self], _w: &[Self]) -> Option<Vec<Self>> {
         None
     }
-    /// The weight gradient of `g` by [`crate::direct_weight`] or [`crate::winograd`] (the first
-    /// that applies), `None` when neither does.
+    /// The weight gradient of `g` by the kernel of [`Self::grad_weight_algorithm`], `None`
+    /// when that is [`Algorithm::Gemm`].
     fn direct_grad_weight(_g: &ConvGeometry, _x: &[Self], _dy: &[Self]) -> Option<Vec<Self>> {
         None
     }
@@ -56,25 +65,44 @@ macro_rules! impl_elem {
 impl_elem!(
     f32,
     SCRATCH_F32,
-    fn has_direct(g: &ConvGeometry) -> bool {
-        crate::direct::applies(g) || coarse(g) || crate::winograd::applies(g)
-    },
-    fn direct_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
+    fn forward_algorithm(g: &ConvGeometry) -> Algorithm {
         if crate::direct::applies(g) {
-            return Some(crate::direct::forward(g, x, w));
+            Algorithm::Direct
+        } else if coarse(g) {
+            Algorithm::DirectCoarse
+        } else if crate::winograd::applies(g) {
+            Algorithm::Winograd
+        } else {
+            Algorithm::Gemm
         }
-        #[cfg(target_arch = "x86_64")]
-        if coarse(g) {
-            return Some(crate::direct_coarse::forward(g, x, w));
-        }
-        crate::winograd::applies(g).then(|| crate::winograd::forward(g, x, w))
     },
-    fn direct_grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+    fn grad_weight_algorithm(g: &ConvGeometry) -> Algorithm {
         #[cfg(target_arch = "x86_64")]
         if crate::direct_weight::applies(g) {
-            return Some(crate::direct_weight::grad_weight(g, x, dy));
+            return Algorithm::DirectWeight;
         }
-        crate::winograd::applies(g).then(|| crate::winograd::grad_weight(g, x, dy))
+        if crate::winograd::applies(g) {
+            Algorithm::Winograd
+        } else {
+            Algorithm::Gemm
+        }
+    },
+    fn direct_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
+        match Self::forward_algorithm(g) {
+            Algorithm::Direct => Some(crate::direct::forward(g, x, w)),
+            #[cfg(target_arch = "x86_64")]
+            Algorithm::DirectCoarse => Some(crate::direct_coarse::forward(g, x, w)),
+            Algorithm::Winograd => Some(crate::winograd::forward(g, x, w)),
+            _ => None,
+        }
+    },
+    fn direct_grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+        match Self::grad_weight_algorithm(g) {
+            #[cfg(target_arch = "x86_64")]
+            Algorithm::DirectWeight => Some(crate::direct_weight::grad_weight(g, x, dy)),
+            Algorithm::Winograd => Some(crate::winograd::grad_weight(g, x, dy)),
+            _ => None,
+        }
     }
 );
 impl_elem!(f64, SCRATCH_F64);

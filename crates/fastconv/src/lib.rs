@@ -16,12 +16,14 @@
 //! Winograd's F(2x2, 3x3) for the forward and the input gradient and its transpose F(3x3, 2x2)
 //! for the weight gradient: 2.25x fewer multiply-adds.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
+//! [`Algorithms::of`] says which kernel each pass of a layer runs on this CPU.
 //!
 //! Sources: `001 eq. 1` is the convolution of *Multiscale Training of Convolutional Neural
 //! Networks* (`000 eq. 1` in its earlier version).
 //!
 //! | file | what |
 //! |---|---|
+//! | `algorithm.rs` | which kernel runs each pass of a layer ([`Algorithm`], [`Algorithms::of`]), the answer the dispatch follows |
 //! | `op.rs` | the candle custom ops: forward with and without bias, and the gradient ops |
 //! | `dispatch.rs` | the f32/f64 dispatch of a custom op's CPU forward ([`dispatch`]), also used by `mfc` and `models` |
 //! | `forward.rs` | forward `y[n, o] = W_o cols(x[n])` per group (001 eq. 1 as a GEMM) |
@@ -51,6 +53,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+mod algorithm;
 mod batch;
 mod bias;
 #[cfg(test)]
@@ -73,6 +76,7 @@ mod op;
 mod transposed;
 mod winograd;
 
+pub use algorithm::{Algorithm, Algorithms};
 pub use dispatch::{dispatch, CpuKernel, StorageError};
 pub use error::ConvError;
 pub use geometry::ConvGeometry;

@@ -4,7 +4,8 @@
 //!
 //! Writes `results.csv` (`impl,cin,cout,size,fwd_ms,fwdbwd_ms,gflops`, where `gflops` is the
 //! forward+backward rate: three times the forward FLOPs `2 N Co Ci 9 n^2` over `fwdbwd_ms`) and
-//! `results.md` (side-by-side table).
+//! `results.md` (side-by-side table, with the kernels `fastconv` runs for each pass on this CPU:
+//! `fastconv::Algorithms::of`).
 
 use crate::common::{ensure_out_dir, Context};
 use anyhow::{bail, Context as _, Result};
@@ -234,7 +235,14 @@ fn find<'a>(rows: &'a [Row], imp: &str, s: (usize, usize, usize)) -> Option<&'a 
         .find(|r| r.imp == imp && (r.cin, r.cout, r.size) == s)
 }
 
-fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> String {
+/// The kernels of our forward / input gradient / weight gradient for one shape.
+fn kernels(cin: usize, cout: usize, n: usize, batch: usize) -> Result<String> {
+    let g = fastconv::ConvGeometry::new(&[batch, cin, n, n], &[cout, cin, 3, 3], 1, 1, 1)?;
+    Ok(fastconv::Algorithms::of(&g, candle_core::DType::F32)
+        .map_or_else(|| "candle".into(), |a| a.to_string()))
+}
+
+fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Result<String> {
     let has = |imp: &str| rows.iter().any(|r| r.imp == imp);
     let (candle, torch) = (has("candle"), has("torch"));
     let mut md = format!(
@@ -246,7 +254,12 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Str
     if candle {
         head.extend(["candle fwd", "candle fwd+bwd", "candle GFLOP/s"]);
     }
-    head.extend(["ours fwd", "ours fwd+bwd", "ours GFLOP/s"]);
+    head.extend([
+        "ours fwd",
+        "ours fwd+bwd",
+        "ours GFLOP/s",
+        "our kernels (fwd / dx / dw)",
+    ]);
     if candle {
         head.extend(["speed-up fwd", "speed-up fwd+bwd"]);
     }
@@ -260,7 +273,17 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Str
         ]);
     }
     let _ = writeln!(md, "| {} |", head.join(" | "));
-    let _ = writeln!(md, "|{}", "---:|".repeat(head.len()));
+    let _ = writeln!(
+        md,
+        "|{}",
+        head.iter()
+            .map(|h| if h.starts_with("our kernels") {
+                "---|"
+            } else {
+                "---:|"
+            })
+            .collect::<String>()
+    );
     for &s in shapes {
         let Some(ours) = find(rows, "fastconv", s) else {
             continue;
@@ -278,6 +301,7 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Str
             cells.extend(timing(c));
         }
         cells.extend(timing(ours));
+        cells.push(kernels(s.0, s.1, s.2, batch)?);
         if let Some(c) = c {
             cells.push(format!("{:.2}x", c.fwd_ms / ours.fwd_ms));
             cells.push(format!("{:.2}x", c.fwdbwd_ms / ours.fwdbwd_ms));
@@ -289,7 +313,7 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Str
         }
         let _ = writeln!(md, "| {} |", cells.join(" | "));
     }
-    md
+    Ok(md)
 }
 
 pub fn run(args: Args, ctx: &Context) -> Result<()> {
@@ -369,7 +393,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         );
     }
     std::fs::write(out.join("results.csv"), csv)?;
-    let md = format!("{}\n{loads}\n", markdown(&rows, &shapes, args.batch));
+    let md = format!("{}\n{loads}\n", markdown(&rows, &shapes, args.batch)?);
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())
