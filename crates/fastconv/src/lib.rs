@@ -12,8 +12,8 @@
 //! the output channels are a multiple of 32. Coarse-mesh layers (rows under 16 pixels, at least
 //! 64 pixels, 32k output channels, small weights) run a second direct kernel with the output
 //! channels in the lanes, again for the forward and the input gradient. Other f32 3x3 stride-1
-//! layers with at least 64 input and output channels (all of them on CPUs without AVX-512) run
-//! Winograd's F(2x2, 3x3) for the forward and the input gradient and its transpose F(3x3, 2x2)
+//! layers with at least 64 input and output channels, 8^2 output pixels and `2^20` multiply-adds
+//! per image and tap (all of them on CPUs without AVX-512) run Winograd's F(2x2, 3x3) for the forward and the input gradient and its transpose F(3x3, 2x2)
 //! for the weight gradient: 2.25x fewer multiply-adds.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
 //! [`Algorithms::of`] says which kernel each pass of a layer runs on this CPU.
@@ -30,7 +30,7 @@
 //! | `direct.rs` | forward of a stride-1 convolution without im2col (f32, AVX-512): 24 sums in registers per tile of 48 pixels x 8 channels |
 //! | `direct_coarse.rs` | forward of a stride-1 convolution on a coarse mesh (rows under 16 pixels) without im2col: 32 or 64 output channels in the lanes, pixels broadcast from the padded image (f32, AVX-512) |
 //! | `direct_weight.rs` | weight gradient of stride-1 layers with 32k output channels without im2col: output channels in the lanes, taps broadcast from the padded image (f32, AVX-512) |
-//! | `winograd.rs` | forward and weight gradient of a 3x3 stride-1 convolution by Winograd's F(2x2, 3x3) and F(3x3, 2x2): 16 GEMMs over transformed 4x4 tiles (f32, 64 or more channels) |
+//! | `winograd.rs` | forward and weight gradient of a 3x3 stride-1 convolution by Winograd's F(2x2, 3x3) and F(3x3, 2x2): 16 GEMMs over transformed 4x4 tiles (f32, 64 or more channels, large enough layers) |
 //! | `grad_input.rs` | input gradient `dx[n] = col2im(W^T dy[n])` |
 //! | `transposed.rs` | input gradient of a narrowing stride-1 layer as `conv2d(dy, W')`, `W'` the flipped, transposed kernel |
 //! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T` |

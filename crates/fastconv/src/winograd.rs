@@ -41,6 +41,12 @@ const MIN_CHANNELS: usize = 64;
 /// a few columns per image (the paper UNet's step at 8^2, whose 64- and 128-channel layers run
 /// at 4^2 and 2^2, took 86 ms this way against 70 ms on the im2col path).
 const MIN_PIXELS: usize = 64;
+/// Fewest multiply-adds per image and kernel tap, `H' W' C_in C_out`: below, the 16 GEMMs are too
+/// small to beat one im2col GEMM. On the AMD EPYC (AVX2), batches 8 and 16, fwd+bwd against
+/// the GEMM path: 64 -> 64, 128 -> 64, 64 -> 128 and 192 -> 64 at 8^2 took 1.06-1.27x its time,
+/// 128 -> 128 at 8^2 (2^20) 0.91-1.06x, 64 -> 64 at 16^2 (2^20) 0.91-1.02x, 256 -> 128 at 8^2
+/// 0.89-0.98x (`docs/performance.md`, "Winograd at 8^2").
+const MIN_WORK: usize = 1 << 20;
 /// Transformed tiles of one unit of work (`V` and `M`, or `V` and `D`), bytes: `16 (C_in +
 /// C_out)` floats per tile. One position's GEMM operands, a sixteenth of it, stay in a core's L2.
 const UNIT_BYTES: usize = 4096 * 1024;
@@ -48,9 +54,17 @@ const UNIT_BYTES: usize = 4096 * 1024;
 const TARGET_TILES: usize = 256;
 
 /// Whether [`forward`] runs `g`: [`computes`], at least [`MIN_CHANNELS`] input and output
-/// channels and [`MIN_PIXELS`] output pixels per image.
+/// channels, [`MIN_PIXELS`] output pixels and [`MIN_WORK`] multiply-adds per image and tap.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    computes(g) && g.c_in >= MIN_CHANNELS && g.c_out >= MIN_CHANNELS && g.hw_out() >= MIN_PIXELS
+    computes(g) && large_enough(g.c_in, g.c_out, g.hw_out())
+}
+
+/// The size conditions of [`applies`].
+fn large_enough(c_in: usize, c_out: usize, pixels: usize) -> bool {
+    c_in >= MIN_CHANNELS
+        && c_out >= MIN_CHANNELS
+        && pixels >= MIN_PIXELS
+        && pixels * c_in * c_out >= MIN_WORK
 }
 
 /// Whether F(2x2, 3x3) computes `g` at all: a 3x3 kernel, stride 1, no groups, a non-empty
@@ -551,10 +565,7 @@ mod tests {
             };
             prop_assume!(g.hw_out() > 0);
             prop_assert!(computes(&g));
-            prop_assert_eq!(
-                applies(&g),
-                c_in >= MIN_CHANNELS && c_out >= MIN_CHANNELS && g.hw_out() >= MIN_PIXELS
-            );
+            prop_assert_eq!(applies(&g), large_enough(c_in, c_out, g.hw_out()));
             let err = forward_error(&g, seed, |x, w| forward_with(&g, x, w, unit));
             prop_assert!(err < 1e-5, "forward: relative error {err} for {g:?}");
             let x = values(seed, n * g.c_in * g.hw_in());
@@ -566,20 +577,20 @@ mod tests {
         }
     }
 
-    /// The dispatch runs it for a 64-channel layer on a mesh that no direct kernel takes: the
+    /// The dispatch runs it for a 128-channel layer on a mesh that no direct kernel takes: the
     /// forward and the weight gradient match the f64 loops, and the input gradient, `conv2d(dy,
     /// W')` through [`crate::transposed`], the col2im path (relative 1e-5).
     #[test]
-    fn layers_of_64_channels_run_it_forward_and_backward() {
+    fn layers_of_128_channels_run_it_forward_and_backward() {
         use crate::elem::Elem;
-        let g = ConvGeometry::new(&[3, 64, 9, 8], &[64, 64, 3, 3], 1, 1, 1).unwrap();
+        let g = ConvGeometry::new(&[3, 128, 9, 8], &[128, 128, 3, 3], 1, 1, 1).unwrap();
         assert!(applies(&g) && f32::has_direct(&g));
         let err = forward_error(&g, 7, |x, w| f32::direct_forward(&g, x, w).unwrap());
         assert!(err < 1e-5, "relative error {err}");
         let err = crate::chunk_tests::input_gradient_error(&g, 8);
         assert!(err < 1e-5, "relative error {err}");
-        let (x, dy) = (values(9, 3 * 64 * 72), values(10, 3 * 64 * 72));
-        let [_, _, want] = reference(&g, &x, &vec![0.0; 64 * 64 * 9], &dy);
+        let (x, dy) = (values(9, 3 * 128 * 72), values(10, 3 * 128 * 72));
+        let [_, _, want] = reference(&g, &x, &vec![0.0; 128 * 128 * 9], &dy);
         let got = f32::direct_grad_weight(&g, &f32s(&x), &f32s(&dy)).unwrap();
         let err = max_err(&f64s(&got), &want);
         assert!(err < 1e-5, "relative error {err}");
@@ -599,17 +610,21 @@ mod tests {
             )
             .unwrap()
         };
-        assert!(applies(&layer(64, 64, 3, 1, 1)));
+        assert!(applies(&layer(128, 128, 3, 1, 1)));
         assert!(applies(&layer(128, 256, 3, 1, 1)));
         for g in [
-            layer(64, 64, 5, 1, 1),
-            layer(64, 64, 1, 1, 1),
-            layer(64, 64, 3, 2, 1),
-            layer(128, 128, 3, 1, 2),
-            layer(32, 64, 3, 1, 1),
+            // Under MIN_WORK: 8^2 x 64 x 64 and 8^2 x 192 x 64 multiply-adds per tap.
+            layer(64, 64, 3, 1, 1),
+            layer(192, 64, 3, 1, 1),
+            layer(128, 128, 5, 1, 1),
+            layer(128, 128, 1, 1, 1),
+            layer(128, 128, 3, 2, 1),
+            layer(256, 256, 3, 1, 2),
+            layer(32, 256, 3, 1, 1),
             layer(96, 32, 3, 1, 1),
             layer(128, 3, 3, 1, 1),
-            ConvGeometry::new(&[2, 64, 4, 4], &[64, 64, 3, 3], 1, 1, 1).unwrap(),
+            // Under MIN_PIXELS, though over MIN_WORK.
+            ConvGeometry::new(&[2, 256, 4, 4], &[256, 256, 3, 3], 1, 1, 1).unwrap(),
         ] {
             assert!(!applies(&g), "{g:?}");
         }
