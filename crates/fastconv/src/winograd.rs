@@ -315,15 +315,9 @@ fn transform_input(g: &ConvGeometry, tiles: &Tiles, x: &[f32], unit: Range<usize
         for (q, tile_row) in unit.clone().enumerate() {
             let (n, i) = (tile_row / tiles.rows, tile_row % tiles.rows);
             let plane = &x[(n * g.c_in + c) * hw..][..hw];
-            for (a, halves) in split.chunks_exact_mut(2 * half).enumerate() {
-                row.fill(0.0);
-                let r = (2 * i + a).wrapping_sub(p);
-                if r < g.h {
-                    // Columns `-p ..`: the image's row lands at `p` (`p + w <= 2 cols + 2`).
-                    row[p..][..g.w].copy_from_slice(&plane[r * g.w..][..g.w]);
-                }
-                deinterleave(&row, halves);
-            }
+            // Columns `-p ..`: the image's rows land at `p` (`p + w <= 2 cols + 2`).
+            let top = (2 * i).wrapping_sub(p);
+            split_rows(plane, (g.h, g.w), top, p, &mut row, &mut split);
             // d[a][b][k]: row a, column b of tile k's patch (columns 2k + b).
             let d: [[&[f32]; 4]; 4] = std::array::from_fn(|a| {
                 let (even, odd) = split[a * 2 * half..][..2 * half].split_at(half);
@@ -331,6 +325,28 @@ fn transform_input(g: &ConvGeometry, tiles: &Tiles, x: &[f32], unit: Range<usize
             });
             scatter::<InputTile, 4, 4>(&d, cols, &mut positions, c * nt + q * cols);
         }
+    }
+}
+
+/// Rows `top + a` of the `h x w` `plane` (rows outside it, `top` wrapped below 0 included,
+/// read as zeros), each placed at column `left` of the zeroed `row` and split by
+/// [`deinterleave`] into the `a`-th `row.len()` chunk of `split`.
+#[inline(always)]
+fn split_rows(
+    plane: &[f32],
+    (h, w): (usize, usize),
+    top: usize,
+    left: usize,
+    row: &mut [f32],
+    split: &mut [f32],
+) {
+    for (a, halves) in split.chunks_exact_mut(row.len()).enumerate() {
+        row.fill(0.0);
+        let r = top.wrapping_add(a);
+        if r < h {
+            row[left..][..w].copy_from_slice(&plane[r * w..][..w]);
+        }
+        deinterleave(row, halves);
     }
 }
 
@@ -442,13 +458,7 @@ fn transform_gradient(
         for (q, tile_row) in unit.clone().enumerate() {
             let (n, i) = (tile_row / tiles.rows, tile_row % tiles.rows);
             let plane = &dy[(n * g.c_out + o) * hw..][..hw];
-            for (a, halves) in split.chunks_exact_mut(2 * cols).enumerate() {
-                row.fill(0.0);
-                if 2 * i + a < g.ho {
-                    row[..g.wo].copy_from_slice(&plane[(2 * i + a) * g.wo..][..g.wo]);
-                }
-                deinterleave(&row, halves);
-            }
+            split_rows(plane, (g.ho, g.wo), 2 * i, 0, &mut row, &mut split);
             // t[a][b][k]: entry (a, b) of tile k's block of dy.
             let t: [[&[f32]; 2]; 2] = std::array::from_fn(|a| {
                 let (even, odd) = split[a * 2 * cols..][..2 * cols].split_at(cols);
