@@ -182,25 +182,30 @@ impl Trainer<'_> {
                 seed,
                 epoch as u64,
             )));
-            for chunk in order.chunks(self.args.batch) {
-                let ids = Tensor::new(chunk, &self.device)?;
-                let logits = net.forward(&x.index_select(&ids, 0)?)?;
-                let mut loss = cross_entropy(&logits, &y.index_select(&ids, 0)?)?;
-                if alpha > 0.0 {
-                    let penalty = head_smoothness(head.as_tensor(), cfg.c2, cfg.feature_side())?;
-                    loss = (loss + (penalty * alpha)?)?;
+            // The pool's other workers kept awake through the epoch's steps, as the trainer does.
+            train::threads::warm(|| -> Result<()> {
+                for chunk in order.chunks(self.args.batch) {
+                    let ids = Tensor::new(chunk, &self.device)?;
+                    let logits = net.forward(&x.index_select(&ids, 0)?)?;
+                    let mut loss = cross_entropy(&logits, &y.index_select(&ids, 0)?)?;
+                    if alpha > 0.0 {
+                        let penalty =
+                            head_smoothness(head.as_tensor(), cfg.c2, cfg.feature_side())?;
+                        loss = (loss + (penalty * alpha)?)?;
+                    }
+                    let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                    if !value.is_finite() {
+                        return Err(crate::reproduce::labelled::diverged(&format!(
+                            "loss = {value} at {}x{} epoch {} (seed {seed})",
+                            cfg.size,
+                            cfg.size,
+                            epoch + 1
+                        )));
+                    }
+                    adam.step(&loss.backward()?, self.args.lr)?;
                 }
-                let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                if !value.is_finite() {
-                    return Err(crate::reproduce::labelled::diverged(&format!(
-                        "loss = {value} at {}x{} epoch {} (seed {seed})",
-                        cfg.size,
-                        cfg.size,
-                        epoch + 1
-                    )));
-                }
-                adam.step(&loss.backward()?, self.args.lr)?;
-            }
+                Ok(())
+            })?;
             if let Some(name) = train::validation::non_finite_parameter(varmap)? {
                 return Err(crate::reproduce::labelled::diverged(&format!(
                     "parameter {name} is not finite after {}x{} epoch {} (seed {seed})",
