@@ -66,7 +66,9 @@ impl_elem!(
     f32,
     SCRATCH_F32,
     fn forward_algorithm(g: &ConvGeometry) -> Algorithm {
-        if crate::direct::applies(g) {
+        if crate::policy() == crate::Policy::GemmOnly {
+            Algorithm::Gemm
+        } else if crate::direct::applies(g) {
             Algorithm::Direct
         } else if coarse(g) {
             Algorithm::DirectCoarse
@@ -77,6 +79,9 @@ impl_elem!(
         }
     },
     fn grad_weight_algorithm(g: &ConvGeometry) -> Algorithm {
+        if crate::policy() == crate::Policy::GemmOnly {
+            return Algorithm::Gemm;
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::direct_weight::applies(g) {
             return Algorithm::DirectWeight;

@@ -16,7 +16,8 @@
 //! per image and tap (all of them on CPUs without AVX-512) run Winograd's F(2x2, 3x3) for the forward and the input gradient and its transpose F(3x3, 2x2)
 //! for the weight gradient: 2.25x fewer multiply-adds.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
-//! [`Algorithms::of`] says which kernel each pass of a layer runs on this CPU.
+//! [`Algorithms::of`] says which kernel each pass of a layer runs on this CPU; [`set_policy`]
+//! restricts every layer to im2col + GEMM ([`Policy::GemmOnly`]), e.g. to time the others.
 //!
 //! Sources: `001 eq. 1` is the convolution of *Multiscale Training of Convolutional Neural
 //! Networks* (`000 eq. 1` in its earlier version).
@@ -25,6 +26,7 @@
 //! |---|---|
 //! | `algorithm.rs` | which kernel runs each pass of a layer ([`Algorithm`], [`Algorithms::of`]), the answer the dispatch follows |
 //! | `op.rs` | the candle custom ops: forward with and without bias, and the gradient ops |
+//! | `policy.rs` | which kernels a convolution may choose from ([`Policy`], [`set_policy`]) |
 //! | `dispatch.rs` | the f32/f64 dispatch of a custom op's CPU forward ([`dispatch`]), also used by `mfc` and `models` |
 //! | `forward.rs` | forward `y[n, o] = W_o cols(x[n])` per group (001 eq. 1 as a GEMM) |
 //! | `direct.rs` | forward of a stride-1 convolution without im2col (f32, AVX-512): 24 sums in registers per tile of 48 pixels x 8 channels |
@@ -73,6 +75,7 @@ mod grad_weight;
 mod im2col;
 mod matmul;
 mod op;
+mod policy;
 mod transposed;
 mod winograd;
 
@@ -80,6 +83,7 @@ pub use algorithm::{Algorithm, Algorithms};
 pub use dispatch::{dispatch, CpuKernel, StorageError};
 pub use error::ConvError;
 pub use geometry::ConvGeometry;
+pub use policy::{policy, set_policy, Policy};
 
 use candle_core::{DType, Result, Tensor};
 

@@ -5,11 +5,15 @@
 //! Writes `results.csv` (`impl,cin,cout,size,fwd_ms,fwdbwd_ms,gflops`, where `gflops` is the
 //! forward+backward rate: three times the forward FLOPs `2 N Co Ci 9 n^2` over `fwdbwd_ms`) and
 //! `results.md` (side-by-side table, with the kernels `fastconv` runs for each pass on this CPU:
-//! `fastconv::Algorithms::of`).
+//! `fastconv::Algorithms::of`). Where those are not all im2col + GEMM, our forward+backward is
+//! also timed against im2col + GEMM alone (`fastconv::set_policy`) in alternating pairs in this
+//! process: the median and range of the pair ratios go to `results.md` and `kernels.csv`
+//! (`cin,cout,size,kernels,pairs,median,min,max`).
 
 use crate::common::{ensure_out_dir, Context};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{Device, Tensor, Var};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -46,6 +50,10 @@ pub struct Args {
     /// Skip candle's conv2d (only ours and PyTorch).
     #[arg(long)]
     no_candle: bool,
+    /// Alternating pairs (fastest kernels, im2col + GEMM only) per shape whose kernels are not
+    /// all im2col + GEMM; at least 3, fewer than this once they add up to `--budget-s`.
+    #[arg(long, default_value_t = 9)]
+    pairs: usize,
 }
 
 /// One row of results.csv.
@@ -119,6 +127,49 @@ fn measure(conv: ConvFn, x: &Var, w: &Var, args: &Args) -> Result<(f64, f64)> {
         Ok(())
     })?;
     Ok((fwd, fwdbwd))
+}
+
+/// Our forward+backward with the fastest kernels over the same with im2col + GEMM only
+/// (`fastconv::set_policy`), in alternating pairs after one warm-up of each, so that a slow
+/// spell of a shared machine hits both sides of a pair: median, least and largest pair ratio
+/// (below 1: the specialised kernels are faster).
+fn against_gemm(x: &Var, w: &Var, args: &Args) -> Result<KernelRatio> {
+    use fastconv::Policy;
+    let timed = |policy: Policy| -> Result<f64> {
+        fastconv::set_policy(policy);
+        let t = Instant::now();
+        let grads = fast_conv(x.as_tensor(), w.as_tensor()).and_then(|y| y.sum_all()?.backward());
+        let s = t.elapsed().as_secs_f64();
+        fastconv::set_policy(Policy::Fastest);
+        if grads?.get(w).is_none() {
+            bail!("missing gradient");
+        }
+        Ok(s)
+    };
+    timed(Policy::GemmOnly)?;
+    timed(Policy::Fastest)?;
+    let (mut ratios, mut total) = (Vec::new(), 0.0);
+    while ratios.len() < args.pairs.max(3) && (ratios.len() < 3 || total < args.budget_s) {
+        let (fastest, gemm) = (timed(Policy::Fastest)?, timed(Policy::GemmOnly)?);
+        total += fastest + gemm;
+        ratios.push(fastest / gemm);
+    }
+    ratios.sort_by(f64::total_cmp);
+    Ok(KernelRatio {
+        pairs: ratios.len(),
+        median: ratios[ratios.len() / 2],
+        min: ratios[0],
+        max: ratios[ratios.len() - 1],
+    })
+}
+
+/// Pair ratios of [`against_gemm`].
+#[derive(Clone, Copy, Debug)]
+struct KernelRatio {
+    pairs: usize,
+    median: f64,
+    min: f64,
+    max: f64,
 }
 
 fn parse_pair(s: &str) -> Result<(usize, usize)> {
@@ -242,13 +293,27 @@ fn kernels(cin: usize, cout: usize, n: usize, batch: usize) -> Result<String> {
         .map_or_else(|| "candle".into(), |a| a.to_string()))
 }
 
-fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Result<String> {
+/// [`kernels`] under `fastconv::Policy::GemmOnly`.
+fn gemm_only(cin: usize, cout: usize, n: usize, batch: usize) -> Result<String> {
+    fastconv::set_policy(fastconv::Policy::GemmOnly);
+    let k = kernels(cin, cout, n, batch);
+    fastconv::set_policy(fastconv::Policy::Fastest);
+    k
+}
+
+fn markdown(
+    rows: &[Row],
+    ratios: &HashMap<(usize, usize, usize), KernelRatio>,
+    shapes: &[(usize, usize, usize)],
+    batch: usize,
+) -> Result<String> {
     let has = |imp: &str| rows.iter().any(|r| r.imp == imp);
     let (candle, torch) = (has("candle"), has("torch"));
     let mut md = format!(
         "# 3x3 convolution, batch {batch}, padding 1, stride 1\n\n\
          Times in ms (best of the repetitions); GFLOP/s of forward+backward counts 3x the forward's `2 N Co Ci 9 n^2`.\n\
-         speed-up = candle time / our time; ours/torch = our time / PyTorch time (below 1: we are faster).\n\n"
+         speed-up = candle time / our time; ours/torch = our time / PyTorch time (below 1: we are faster).\n\
+         vs gemm only = our forward+backward over the same with im2col + GEMM only, median [least, largest] of alternating pairs (below 1: our kernels pay).\n\n"
     );
     let mut head = vec!["cin", "cout", "n"];
     if candle {
@@ -259,6 +324,7 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Res
         "ours fwd+bwd",
         "ours GFLOP/s",
         "our kernels (fwd / dx / dw)",
+        "vs gemm only",
     ]);
     if candle {
         head.extend(["speed-up fwd", "speed-up fwd+bwd"]);
@@ -277,11 +343,13 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Res
         md,
         "|{}",
         head.iter()
-            .map(|h| if h.starts_with("our kernels") {
-                "---|"
-            } else {
-                "---:|"
-            })
+            .map(
+                |h| if h.starts_with("our kernels") || h.starts_with("vs gemm") {
+                    "---|"
+                } else {
+                    "---:|"
+                }
+            )
             .collect::<String>()
     );
     for &s in shapes {
@@ -302,6 +370,10 @@ fn markdown(rows: &[Row], shapes: &[(usize, usize, usize)], batch: usize) -> Res
         }
         cells.extend(timing(ours));
         cells.push(kernels(s.0, s.1, s.2, batch)?);
+        cells.push(ratios.get(&s).map_or_else(
+            || "-".into(),
+            |r| format!("{:.2} [{:.2}, {:.2}]", r.median, r.min, r.max),
+        ));
         if let Some(c) = c {
             cells.push(format!("{:.2}x", c.fwd_ms / ours.fwd_ms));
             cells.push(format!("{:.2}x", c.fwdbwd_ms / ours.fwdbwd_ms));
@@ -337,6 +409,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
     let load_before = load_average();
     let mut torch = Torch::start(&args, &out)?;
     let mut rows = Vec::new();
+    let mut ratios = HashMap::new();
     for &(cin, cout, n) in &shapes {
         let x = Var::randn(0f32, 1., (args.batch, cin, n, n), &Device::Cpu)?;
         let w = Var::randn(0f32, 1., (cout, cin, 3, 3), &Device::Cpu)?;
@@ -360,6 +433,18 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                 row.fwdbwd_gflops(args.batch)
             );
             rows.push(row);
+        }
+        if kernels(cin, cout, n, args.batch)? != gemm_only(cin, cout, n, args.batch)? {
+            let r = against_gemm(&x, &w, &args)?;
+            tracing::info!(
+                "fastconv {cin:>3}->{cout:<3} n={n:<3} {} over im2col + GEMM only: median {:.2} [{:.2}, {:.2}] of {} pairs",
+                kernels(cin, cout, n, args.batch)?,
+                r.median,
+                r.min,
+                r.max,
+                r.pairs
+            );
+            ratios.insert((cin, cout, n), r);
         }
         if let Some(t) = torch.as_mut() {
             let r = t.measure(cin, cout, n)?;
@@ -393,7 +478,28 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         );
     }
     std::fs::write(out.join("results.csv"), csv)?;
-    let md = format!("{}\n{loads}\n", markdown(&rows, &shapes, args.batch)?);
+    let mut kernels_csv = String::from("cin,cout,size,kernels,pairs,median,min,max\n");
+    for &s in &shapes {
+        if let Some(r) = ratios.get(&s) {
+            let _ = writeln!(
+                kernels_csv,
+                "{},{},{},{},{},{:.4},{:.4},{:.4}",
+                s.0,
+                s.1,
+                s.2,
+                kernels(s.0, s.1, s.2, args.batch)?,
+                r.pairs,
+                r.median,
+                r.min,
+                r.max
+            );
+        }
+    }
+    std::fs::write(out.join("kernels.csv"), kernels_csv)?;
+    let md = format!(
+        "{}\n{loads}\n",
+        markdown(&rows, &ratios, &shapes, args.batch)?
+    );
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
     Ok(())
