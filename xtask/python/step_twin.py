@@ -161,38 +161,59 @@ def build(model, widths):
     raise ValueError(f"unknown model {model}")
 
 
+def closures(net, opt, x, t, clean):
+    def loss():
+        return F.mse_loss(net(x, t), clean)
+
+    def fwd():  # as in training: the autograd graph is recorded, as candle does
+        loss()
+
+    def fwdbwd():
+        opt.zero_grad(set_to_none=True)
+        loss().backward()
+
+    def step():
+        fwdbwd()
+        opt.step()
+
+    return fwd, fwdbwd, step
+
+
 def main():
+    """Requests, one per line: `MODEL WIDTHS MESH BATCH REPS MIN_S` answers
+    `params,fwd,fwdbwd,opt,step` (best ms of the rounds); `step MODEL WIDTHS MESH BATCH` times
+    one more step on the batch of the last such request for that mesh and answers its ms."""
     torch.set_num_threads(int(sys.argv[1]))
     torch.manual_seed(0)
-    cache = {}
+    cache, batches = {}, {}
     for line in iter(sys.stdin.readline, ""):
-        model, widths, mesh, batch, reps, min_s = line.split()
+        fields = line.split()
+        single = fields[0] == "step"
+        if single:
+            model, widths, mesh, batch = fields[1:]
+        else:
+            model, widths, mesh, batch, reps, min_s = fields
+            reps, min_s = int(reps), float(min_s)
         widths = tuple(int(w) for w in widths.split(","))
-        mesh, batch, reps, min_s = int(mesh), int(batch), int(reps), float(min_s)
+        mesh, batch = int(mesh), int(batch)
         key = (model, widths)
         if key not in cache:
             net = build(model, widths)
             cache[key] = (net, torch.optim.Adam(net.parameters(), lr=1e-6))
         net, opt = cache[key]
+        if single:
+            _, _, step = closures(net, opt, *batches[(mesh, batch)])
+            t0 = time.perf_counter()
+            step()
+            print(f"{(time.perf_counter() - t0) * 1e3:.4f}", flush=True)
+            continue
         params = sum(p.numel() for p in net.parameters())
         clean = torch.rand(batch, 3, mesh, mesh)
         t = torch.rand(batch)
         tb = t[:, None, None, None]
         x = clean * tb + torch.randn(batch, 3, mesh, mesh) * (1 - tb)
-
-        def loss():
-            return F.mse_loss(net(x, t), clean)
-
-        def fwd():  # as in training: the autograd graph is recorded, as candle does
-            loss()
-
-        def fwdbwd():
-            opt.zero_grad(set_to_none=True)
-            loss().backward()
-
-        def step():
-            fwdbwd()
-            opt.step()
+        batches[(mesh, batch)] = (x, t, clean)
+        fwd, fwdbwd, step = closures(net, opt, x, t, clean)
 
         best = [math.inf] * 4
         total, rep = 0.0, 0

@@ -9,8 +9,13 @@
 //! `n_0` the finest mesh of `--sizes`; `ms_per_wu = step_ms / (B (n / n_0)^2)`.
 //! The backward/forward ratio is `(fwdbwd_ms - fwd_ms) / fwd_ms`.
 //!
-//! Writes `results.csv` (`model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu`) and
-//! `results.md`, with the load average of the machine at the start and the end.
+//! Then, with PyTorch, `--pairs` alternating whole steps, one of ours and one of PyTorch's on the
+//! same batches, so that a slow spell of a shared machine hits both sides of a pair: the median
+//! and range of the pair ratios (ours / PyTorch) stand beside the ratio of the best times.
+//!
+//! Writes `results.csv` (`model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu`),
+//! `pairs.csv` (`model,widths,mesh,pairs,median,min,max`) and `results.md`, with the load
+//! average of the machine at the start and the end.
 
 use crate::bench::levels::{denoising_batch, load_average, mse, seconds};
 use crate::common::{ensure_out_dir, Context};
@@ -55,6 +60,10 @@ pub struct Args {
     /// that the minimum of the small cases is not one disturbed sample on a shared machine.
     #[arg(long, default_value_t = 2.0)]
     min_s: f64,
+    /// Alternating whole steps (ours, PyTorch's) per network and mesh after the rounds; at
+    /// least 3, fewer than this once they add up to `--min-s`.
+    #[arg(long, default_value_t = 9)]
+    pairs: usize,
 }
 
 /// Best times of one network at one mesh, ms.
@@ -86,6 +95,55 @@ struct Row {
     imp: &'static str,
     t: Times,
     ms_per_wu: f64,
+    /// Ours / PyTorch's step in alternating pairs (our rows, with PyTorch).
+    paired: Option<Paired>,
+}
+
+/// Median, least and largest ratio of `pairs` alternating pairs.
+#[derive(Clone, Copy, Debug)]
+struct Paired {
+    pairs: usize,
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Paired {
+    fn of(mut ratios: Vec<f64>) -> Option<Self> {
+        ratios.sort_by(f64::total_cmp);
+        Some(Paired {
+            pairs: ratios.len(),
+            median: *ratios.get(ratios.len() / 2)?,
+            min: ratios[0],
+            max: ratios[ratios.len() - 1],
+        })
+    }
+}
+
+/// One whole step of ours (as the trainer runs it) over one of PyTorch's on the same batch, in
+/// `args.pairs` alternating pairs (at least 3, fewer once they add up to `args.min_s`).
+fn paired_steps(
+    net: &dyn Model,
+    adam: &mut Adam,
+    batch: &(Tensor, Tensor, Tensor),
+    torch: &mut Torch,
+    (model, widths, n): (&str, &[usize], usize),
+    args: &Args,
+) -> Result<Option<Paired>> {
+    let (x, y, t) = batch;
+    let (mut ratios, mut total) = (Vec::new(), 0.0);
+    while ratios.len() < args.pairs.max(3) && (ratios.len() < 3 || total < args.min_s) {
+        let ours = train::threads::warm(|| {
+            seconds(|| {
+                let g = mse(&net.forward(x, Some(t))?, y)?.backward()?;
+                Ok(adam.step(&g, 1e-6)?)
+            })
+        })?;
+        let theirs = torch.step(model, widths, n, args.batch)? / 1e3;
+        total += ours + theirs;
+        ratios.push(ours / theirs);
+    }
+    Ok(Paired::of(ratios))
 }
 
 /// The network `model` at `widths`, noise-conditioned, 3 -> 3 channels, with its variables.
@@ -245,6 +303,22 @@ impl Torch {
     }
 }
 
+impl Torch {
+    /// Milliseconds of one more step of the twin on the batch of its last [`Torch::measure`]
+    /// at mesh `n`.
+    fn step(&mut self, model: &str, widths: &[usize], n: usize, batch: usize) -> Result<f64> {
+        writeln!(self.stdin, "step {model} {} {n} {batch}", join(widths))?;
+        self.stdin.flush()?;
+        let line = self
+            .stdout
+            .next()
+            .context("PyTorch process ended early")??;
+        line.trim()
+            .parse()
+            .with_context(|| format!("unexpected PyTorch output line {line:?}"))
+    }
+}
+
 impl Drop for Torch {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -264,6 +338,7 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
         "# Training step per mesh: ours vs PyTorch (batch {}, MSE, Adam)\n\n\
          Best of {} rounds (more, up to 20x, until they add up to {} s) after a warm-up round; ours and PyTorch measured interleaved per network and mesh; our rounds run as the trainer's loop does, with the pool's other workers kept awake (`train::threads::warm`).\n\
          1 WU = one forward+backward of one {}^2 image (001 Definition 1); bwd/fwd = (fwd+bwd - fwd) / fwd.\n\
+         paired = ours / PyTorch's whole step in alternating pairs on the same batches, median [least, largest] (n pairs): a slow spell of the machine hits both sides of a pair.\n\
          Load average (1, 5, 15 min) at the start: {}; at the end: {} ({} cores, shared).\n\n",
         args.batch,
         args.reps,
@@ -277,8 +352,8 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
         let _ = writeln!(md, "- {n}");
     }
     md.push_str(
-        "\n| model | widths | mesh | impl | fwd ms | fwd+bwd ms | opt ms | step ms | ms/WU | bwd/fwd | ours/torch ms/WU |\n\
-         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "\n| model | widths | mesh | impl | fwd ms | fwd+bwd ms | opt ms | step ms | ms/WU | bwd/fwd | ours/torch ms/WU | paired |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     let mut disturbed = Vec::new();
     for r in rows {
@@ -305,9 +380,13 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
                 r.t.fwdbwd + r.t.opt
             ));
         }
+        let paired = r.paired.map_or_else(
+            || "-".into(),
+            |p| format!("{:.2} [{:.2}, {:.2}] ({})", p.median, p.min, p.max, p.pairs),
+        );
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {ratio} |",
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {ratio} | {paired} |",
             r.model,
             join(&r.widths),
             r.mesh,
@@ -375,6 +454,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                     join(&widths),
                     load_average()
                 );
+                let ours_row = rows.len();
                 rows.push(Row {
                     model: model.clone(),
                     widths: widths.clone(),
@@ -382,6 +462,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                     imp: "ours",
                     t,
                     ms_per_wu: t.step / wu,
+                    paired: None,
                 });
                 if let Some(tc) = torch.as_mut() {
                     let (tp, t) =
@@ -401,7 +482,27 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                         imp: "torch",
                         t,
                         ms_per_wu: t.step / wu,
+                        paired: None,
                     });
+                    let p = paired_steps(
+                        net.as_ref(),
+                        &mut adam,
+                        &batch,
+                        tc,
+                        (model, &widths, n),
+                        &args,
+                    )?;
+                    if let Some(p) = p {
+                        tracing::info!(
+                            "{model} {} n={n} ours/torch step in {} alternating pairs: median {:.2} [{:.2}, {:.2}]",
+                            join(&widths),
+                            p.pairs,
+                            p.median,
+                            p.min,
+                            p.max
+                        );
+                    }
+                    rows[ours_row].paired = p;
                 }
             }
             println!("{line}");
@@ -428,6 +529,23 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         )?;
     }
     std::fs::write(out.join("results.csv"), csv)?;
+    let mut pairs = String::from("model,widths,mesh,pairs,median,min,max\n");
+    for r in &rows {
+        if let Some(p) = r.paired {
+            writeln!(
+                pairs,
+                "{},{},{},{},{:.4},{:.4},{:.4}",
+                r.model,
+                join(&r.widths),
+                r.mesh,
+                p.pairs,
+                p.median,
+                p.min,
+                p.max
+            )?;
+        }
+    }
+    std::fs::write(out.join("pairs.csv"), pairs)?;
     let md = markdown(&rows, &args, &notes, (load0, load1));
     std::fs::write(out.join("results.md"), &md)?;
     println!("{md}");
@@ -470,6 +588,7 @@ mod tests {
             batch: 16,
             reps: 2,
             min_s: 2.0,
+            pairs: 9,
         };
         let row = |mesh, imp, t: Times| Row {
             model: "unet".into(),
@@ -478,20 +597,30 @@ mod tests {
             imp,
             t,
             ms_per_wu: t.step / 16.0,
+            paired: None,
         };
-        let rows = [
+        let mut rows = [
             row(64, "ours", times(1242.26, 3.58, 1296.42)),
             row(64, "torch", times(994.36, 18.22, 1591.19)),
             row(32, "ours", times(320.14, 3.27, 324.81)),
             row(32, "torch", times(218.09, 14.45, 246.43)),
         ];
+        rows[2].paired = Paired::of(vec![1.4, 1.25, 1.3]);
         let md = markdown(&rows, &args, &[], ("0".into(), "0".into()));
-        assert!(md.contains("| 0.81 (disturbed) |"), "{md}");
-        assert!(md.contains("| 1.32 |"), "{md}");
+        assert!(md.contains("| 0.81 (disturbed) | - |"), "{md}");
+        assert!(md.contains("| 1.32 | 1.30 [1.25, 1.40] (3) |"), "{md}");
         assert!(
             md.contains("- unet 32/64/128 64^2 torch: step 1591.19 ms"),
             "{md}"
         );
         assert_eq!(md.matches("rounds were disturbed").count(), 1, "{md}");
+    }
+
+    /// The pair summary: the upper median, the least and the largest ratio; none of no pairs.
+    #[test]
+    fn pairs_summarise_as_median_and_range() {
+        let p = Paired::of(vec![0.9, 1.3, 0.7, 1.1]).unwrap();
+        assert_eq!((p.pairs, p.median, p.min, p.max), (4, 1.1, 0.7, 1.3));
+        assert!(Paired::of(vec![]).is_none());
     }
 }
