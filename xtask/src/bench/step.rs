@@ -277,11 +277,10 @@ impl Torch {
         reps: usize,
         min_s: f64,
     ) -> Result<(usize, Times)> {
-        let w: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
         writeln!(
             self.stdin,
             "{model} {} {n} {batch} {reps} {min_s}",
-            w.join(",")
+            wire(widths)
         )?;
         self.stdin.flush()?;
         let line = self
@@ -307,7 +306,7 @@ impl Torch {
     /// Milliseconds of one more step of the twin on the batch of its last [`Torch::measure`]
     /// at mesh `n`.
     fn step(&mut self, model: &str, widths: &[usize], n: usize, batch: usize) -> Result<f64> {
-        writeln!(self.stdin, "step {model} {} {n} {batch}", join(widths))?;
+        writeln!(self.stdin, "step {model} {} {n} {batch}", wire(widths))?;
         self.stdin.flush()?;
         let line = self
             .stdout
@@ -317,6 +316,12 @@ impl Torch {
             .parse()
             .with_context(|| format!("unexpected PyTorch output line {line:?}"))
     }
+}
+
+/// Widths as the twin reads them in a request: `32,64,128`.
+fn wire(widths: &[usize]) -> String {
+    let w: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
+    w.join(",")
 }
 
 impl Drop for Torch {
@@ -614,6 +619,42 @@ mod tests {
             "{md}"
         );
         assert_eq!(md.matches("rounds were disturbed").count(), 1, "{md}");
+    }
+
+    /// The requests reach the twin in the form it parses: a stand-in `python` (bash) that
+    /// answers like `step_twin.py` and fails on widths that are not `32,64,128`-style.
+    #[cfg(unix)]
+    #[test]
+    fn the_twin_protocol_round_trips() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-step-twin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let python = dir.join("python");
+        std::fs::write(
+            &python,
+            "#!/bin/bash\n\
+             [ \"$1\" = -c ] && exit 0\n\
+             widths='^[0-9]+(,[0-9]+)*$'\n\
+             while read -r first rest; do\n\
+               set -- $rest\n\
+               if [ \"$first\" = step ]; then\n\
+                 [[ $2 =~ $widths ]] || exit 3; echo 2.5\n\
+               else\n\
+                 [[ $1 =~ $widths ]] || exit 3; echo 7,1.0,3.0,0.1,3.1\n\
+               fi\n\
+             done\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut twin = Torch::start(python.to_str().unwrap(), &dir, 2)
+            .unwrap()
+            .expect("the stand-in imports torch");
+        let widths = [32, 64, 128];
+        let (params, t) = twin.measure("unet", &widths, 8, 16, 1, 0.0).unwrap();
+        assert_eq!((params, t.fwdbwd, t.step), (7, 3.0, 3.1));
+        assert_eq!(twin.step("unet", &widths, 8, 16).unwrap(), 2.5);
+        drop(twin);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The pair summary: the upper median, the least and the largest ratio; none of no pairs.
