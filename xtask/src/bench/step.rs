@@ -120,8 +120,16 @@ impl Paired {
     }
 }
 
-/// One whole step of ours (as the trainer runs it) over one of PyTorch's on the same batch, in
-/// `args.pairs` alternating pairs (at least 3, fewer once they add up to `args.min_s`).
+/// The rest before each side of a pair.
+const PAIR_REST: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Each side of a pair takes steps until they add up to this (one at least, 100 at most) and
+/// counts its quickest, so that the jitter of a few-millisecond step does not decide a pair.
+const PAIR_SIDE_S: f64 = 0.1;
+
+/// Our step (as the trainer runs it) over PyTorch's on the same batch, each side the quickest
+/// of a short burst ([`PAIR_SIDE_S`]), in `args.pairs` alternating pairs (at least 3, fewer
+/// once they add up to `args.min_s`).
 fn paired_steps(
     net: &dyn Model,
     adam: &mut Adam,
@@ -133,13 +141,23 @@ fn paired_steps(
     let (x, y, t) = batch;
     let (mut ratios, mut total) = (Vec::new(), 0.0);
     while ratios.len() < args.pairs.max(3) && (ratios.len() < 3 || total < args.min_s) {
+        // PyTorch's OpenMP threads spin for a while after its step (libgomp's GOMP_SPINCOUNT)
+        // and would take the cores from a short step of ours; each side starts on a machine at
+        // rest.
+        std::thread::sleep(PAIR_REST);
         let ours = train::threads::warm(|| {
-            seconds(|| {
-                let g = mse(&net.forward(x, Some(t))?, y)?.backward()?;
-                Ok(adam.step(&g, 1e-6)?)
-            })
+            let mut times: Vec<f64> = Vec::new();
+            while times.is_empty() || (times.iter().sum::<f64>() < PAIR_SIDE_S && times.len() < 100)
+            {
+                times.push(seconds(|| {
+                    let g = mse(&net.forward(x, Some(t))?, y)?.backward()?;
+                    Ok(adam.step(&g, 1e-6)?)
+                })?);
+            }
+            Ok::<_, anyhow::Error>(times.into_iter().fold(f64::INFINITY, f64::min))
         })?;
-        let theirs = torch.step(model, widths, n, args.batch)? / 1e3;
+        std::thread::sleep(PAIR_REST);
+        let theirs = torch.step(model, widths, n, args.batch, PAIR_SIDE_S)? / 1e3;
         total += ours + theirs;
         ratios.push(ours / theirs);
     }
@@ -303,10 +321,21 @@ impl Torch {
 }
 
 impl Torch {
-    /// Milliseconds of one more step of the twin on the batch of its last [`Torch::measure`]
-    /// at mesh `n`.
-    fn step(&mut self, model: &str, widths: &[usize], n: usize, batch: usize) -> Result<f64> {
-        writeln!(self.stdin, "step {model} {} {n} {batch}", wire(widths))?;
+    /// Milliseconds of the quickest of more steps of the twin (until they add up to `side_s`)
+    /// on the batch of its last [`Torch::measure`] at mesh `n`.
+    fn step(
+        &mut self,
+        model: &str,
+        widths: &[usize],
+        n: usize,
+        batch: usize,
+        side_s: f64,
+    ) -> Result<f64> {
+        writeln!(
+            self.stdin,
+            "step {model} {} {n} {batch} {side_s}",
+            wire(widths)
+        )?;
         self.stdin.flush()?;
         let line = self
             .stdout
@@ -652,7 +681,7 @@ mod tests {
         let widths = [32, 64, 128];
         let (params, t) = twin.measure("unet", &widths, 8, 16, 1, 0.0).unwrap();
         assert_eq!((params, t.fwdbwd, t.step), (7, 3.0, 3.1));
-        assert_eq!(twin.step("unet", &widths, 8, 16).unwrap(), 2.5);
+        assert_eq!(twin.step("unet", &widths, 8, 16, 0.1).unwrap(), 2.5);
         drop(twin);
         std::fs::remove_dir_all(&dir).unwrap();
     }
