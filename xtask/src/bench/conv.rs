@@ -10,6 +10,7 @@
 //! process: the median and range of the pair ratios go to `results.md` and `kernels.csv`
 //! (`cin,cout,size,kernels,pairs,median,min,max`).
 
+use crate::bench::PairRatios;
 use crate::common::{ensure_out_dir, Context};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{Device, Tensor, Var};
@@ -133,7 +134,7 @@ fn measure(conv: ConvFn, x: &Var, w: &Var, args: &Args) -> Result<(f64, f64)> {
 /// (`fastconv::set_policy`), in alternating pairs after one warm-up of each, so that a slow
 /// spell of a shared machine hits both sides of a pair: median, least and largest pair ratio
 /// (below 1: the specialised kernels are faster).
-fn against_gemm(x: &Var, w: &Var, args: &Args) -> Result<KernelRatio> {
+fn against_gemm(x: &Var, w: &Var, args: &Args) -> Result<PairRatios> {
     use fastconv::Policy;
     let timed = |policy: Policy| -> Result<f64> {
         fastconv::set_policy(policy);
@@ -154,22 +155,7 @@ fn against_gemm(x: &Var, w: &Var, args: &Args) -> Result<KernelRatio> {
         total += fastest + gemm;
         ratios.push(fastest / gemm);
     }
-    ratios.sort_by(f64::total_cmp);
-    Ok(KernelRatio {
-        pairs: ratios.len(),
-        median: ratios[ratios.len() / 2],
-        min: ratios[0],
-        max: ratios[ratios.len() - 1],
-    })
-}
-
-/// Pair ratios of [`against_gemm`].
-#[derive(Clone, Copy, Debug)]
-struct KernelRatio {
-    pairs: usize,
-    median: f64,
-    min: f64,
-    max: f64,
+    PairRatios::of(ratios).context("no pairs")
 }
 
 fn parse_pair(s: &str) -> Result<(usize, usize)> {
@@ -303,7 +289,7 @@ fn gemm_only(cin: usize, cout: usize, n: usize, batch: usize) -> Result<String> 
 
 fn markdown(
     rows: &[Row],
-    ratios: &HashMap<(usize, usize, usize), KernelRatio>,
+    ratios: &HashMap<(usize, usize, usize), PairRatios>,
     shapes: &[(usize, usize, usize)],
     batch: usize,
 ) -> Result<String> {
@@ -370,10 +356,7 @@ fn markdown(
         }
         cells.extend(timing(ours));
         cells.push(kernels(s.0, s.1, s.2, batch)?);
-        cells.push(ratios.get(&s).map_or_else(
-            || "-".into(),
-            |r| format!("{:.2} [{:.2}, {:.2}]", r.median, r.min, r.max),
-        ));
+        cells.push(ratios.get(&s).map_or_else(|| "-".into(), |r| r.to_string()));
         if let Some(c) = c {
             cells.push(format!("{:.2}x", c.fwd_ms / ours.fwd_ms));
             cells.push(format!("{:.2}x", c.fwdbwd_ms / ours.fwdbwd_ms));
@@ -437,11 +420,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
         if kernels(cin, cout, n, args.batch)? != gemm_only(cin, cout, n, args.batch)? {
             let r = against_gemm(&x, &w, &args)?;
             tracing::info!(
-                "fastconv {cin:>3}->{cout:<3} n={n:<3} {} over im2col + GEMM only: median {:.2} [{:.2}, {:.2}] of {} pairs",
+                "fastconv {cin:>3}->{cout:<3} n={n:<3} {} over im2col + GEMM only: {r} of {} pairs",
                 kernels(cin, cout, n, args.batch)?,
-                r.median,
-                r.min,
-                r.max,
                 r.pairs
             );
             ratios.insert((cin, cout, n), r);

@@ -8,6 +8,36 @@ pub mod step;
 
 use crate::common::Context;
 
+/// Ratios of alternating pairs (A over B, each pair measured back to back, so that a slow spell
+/// of a shared machine hits both sides): their number, upper median, least and largest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct PairRatios {
+    pub pairs: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl PairRatios {
+    /// The summary of `ratios`; `None` without any.
+    pub fn of(mut ratios: Vec<f64>) -> Option<Self> {
+        ratios.sort_by(f64::total_cmp);
+        Some(PairRatios {
+            pairs: ratios.len(),
+            median: *ratios.get(ratios.len() / 2)?,
+            min: ratios[0],
+            max: ratios[ratios.len() - 1],
+        })
+    }
+}
+
+impl std::fmt::Display for PairRatios {
+    /// `median [least, largest]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} [{:.2}, {:.2}]", self.median, self.min, self.max)
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(subcommand)]

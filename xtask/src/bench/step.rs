@@ -9,15 +9,17 @@
 //! `n_0` the finest mesh of `--sizes`; `ms_per_wu = step_ms / (B (n / n_0)^2)`.
 //! The backward/forward ratio is `(fwdbwd_ms - fwd_ms) / fwd_ms`.
 //!
-//! Then, with PyTorch, `--pairs` alternating whole steps, one of ours and one of PyTorch's on the
-//! same batches, so that a slow spell of a shared machine hits both sides of a pair: the median
-//! and range of the pair ratios (ours / PyTorch) stand beside the ratio of the best times.
+//! Then, with PyTorch, `--pairs` alternating sides, ours and PyTorch's on the same batches, each
+//! the quickest step of a 0.1 s burst after 50 ms at rest, so that a slow spell of a shared
+//! machine hits both sides of a pair: the median and range of the pair ratios (ours / PyTorch)
+//! stand beside the ratio of the best times.
 //!
 //! Writes `results.csv` (`model,widths,mesh,impl,fwd_ms,fwdbwd_ms,opt_ms,step_ms,ms_per_wu`),
 //! `pairs.csv` (`model,widths,mesh,pairs,median,min,max`) and `results.md`, with the load
 //! average of the machine at the start and the end.
 
 use crate::bench::levels::{denoising_batch, load_average, mse, seconds};
+use crate::bench::PairRatios;
 use crate::common::{ensure_out_dir, Context};
 use anyhow::{bail, ensure, Context as _, Result};
 use candle_core::{DType, Device, Tensor};
@@ -60,8 +62,8 @@ pub struct Args {
     /// that the minimum of the small cases is not one disturbed sample on a shared machine.
     #[arg(long, default_value_t = 2.0)]
     min_s: f64,
-    /// Alternating whole steps (ours, PyTorch's) per network and mesh after the rounds; at
-    /// least 3, fewer than this once they add up to `--min-s`.
+    /// Alternating sides (ours, PyTorch's: each the quickest step of a 0.1 s burst) per network
+    /// and mesh after the rounds; at least 3, fewer than this once they add up to `--min-s`.
     #[arg(long, default_value_t = 9)]
     pairs: usize,
 }
@@ -96,28 +98,7 @@ struct Row {
     t: Times,
     ms_per_wu: f64,
     /// Ours / PyTorch's step in alternating pairs (our rows, with PyTorch).
-    paired: Option<Paired>,
-}
-
-/// Median, least and largest ratio of `pairs` alternating pairs.
-#[derive(Clone, Copy, Debug)]
-struct Paired {
-    pairs: usize,
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Paired {
-    fn of(mut ratios: Vec<f64>) -> Option<Self> {
-        ratios.sort_by(f64::total_cmp);
-        Some(Paired {
-            pairs: ratios.len(),
-            median: *ratios.get(ratios.len() / 2)?,
-            min: ratios[0],
-            max: ratios[ratios.len() - 1],
-        })
-    }
+    paired: Option<PairRatios>,
 }
 
 /// The rest before each side of a pair.
@@ -137,7 +118,7 @@ fn paired_steps(
     torch: &mut Torch,
     (model, widths, n): (&str, &[usize], usize),
     args: &Args,
-) -> Result<Option<Paired>> {
+) -> Result<Option<PairRatios>> {
     let (x, y, t) = batch;
     let (mut ratios, mut total) = (Vec::new(), 0.0);
     while ratios.len() < args.pairs.max(3) && (ratios.len() < 3 || total < args.min_s) {
@@ -161,7 +142,7 @@ fn paired_steps(
         total += ours + theirs;
         ratios.push(ours / theirs);
     }
-    Ok(Paired::of(ratios))
+    Ok(PairRatios::of(ratios))
 }
 
 /// The network `model` at `widths`, noise-conditioned, 3 -> 3 channels, with its variables.
@@ -318,9 +299,7 @@ impl Torch {
             },
         ))
     }
-}
 
-impl Torch {
     /// Milliseconds of the quickest of more steps of the twin (until they add up to `side_s`)
     /// on the batch of its last [`Torch::measure`] at mesh `n`.
     fn step(
@@ -372,7 +351,7 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
         "# Training step per mesh: ours vs PyTorch (batch {}, MSE, Adam)\n\n\
          Best of {} rounds (more, up to 20x, until they add up to {} s) after a warm-up round; ours and PyTorch measured interleaved per network and mesh; our rounds run as the trainer's loop does, with the pool's other workers kept awake (`train::threads::warm`).\n\
          1 WU = one forward+backward of one {}^2 image (001 Definition 1); bwd/fwd = (fwd+bwd - fwd) / fwd.\n\
-         paired = ours / PyTorch's whole step in alternating pairs on the same batches, median [least, largest] (n pairs): a slow spell of the machine hits both sides of a pair.\n\
+         paired = ours / PyTorch's step in alternating pairs on the same batches (each side the quickest step of a 0.1 s burst after 50 ms at rest), median [least, largest] (n pairs): a slow spell of the machine hits both sides of a pair.\n\
          Load average (1, 5, 15 min) at the start: {}; at the end: {} ({} cores, shared).\n\n",
         args.batch,
         args.reps,
@@ -414,10 +393,9 @@ fn markdown(rows: &[Row], args: &Args, notes: &[String], loads: (String, String)
                 r.t.fwdbwd + r.t.opt
             ));
         }
-        let paired = r.paired.map_or_else(
-            || "-".into(),
-            |p| format!("{:.2} [{:.2}, {:.2}] ({})", p.median, p.min, p.max, p.pairs),
-        );
+        let paired = r
+            .paired
+            .map_or_else(|| "-".into(), |p| format!("{p} ({})", p.pairs));
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {ratio} | {paired} |",
@@ -528,12 +506,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                     )?;
                     if let Some(p) = p {
                         tracing::info!(
-                            "{model} {} n={n} ours/torch step in {} alternating pairs: median {:.2} [{:.2}, {:.2}]",
+                            "{model} {} n={n} ours/torch step in {} alternating pairs: {p}",
                             join(&widths),
-                            p.pairs,
-                            p.median,
-                            p.min,
-                            p.max
+                            p.pairs
                         );
                     }
                     rows[ours_row].paired = p;
@@ -639,7 +614,7 @@ mod tests {
             row(32, "ours", times(320.14, 3.27, 324.81)),
             row(32, "torch", times(218.09, 14.45, 246.43)),
         ];
-        rows[2].paired = Paired::of(vec![1.4, 1.25, 1.3]);
+        rows[2].paired = PairRatios::of(vec![1.4, 1.25, 1.3]);
         let md = markdown(&rows, &args, &[], ("0".into(), "0".into()));
         assert!(md.contains("| 0.81 (disturbed) | - |"), "{md}");
         assert!(md.contains("| 1.32 | 1.30 [1.25, 1.40] (3) |"), "{md}");
@@ -689,8 +664,9 @@ mod tests {
     /// The pair summary: the upper median, the least and the largest ratio; none of no pairs.
     #[test]
     fn pairs_summarise_as_median_and_range() {
-        let p = Paired::of(vec![0.9, 1.3, 0.7, 1.1]).unwrap();
+        let p = PairRatios::of(vec![0.9, 1.3, 0.7, 1.1]).unwrap();
         assert_eq!((p.pairs, p.median, p.min, p.max), (4, 1.1, 0.7, 1.3));
-        assert!(Paired::of(vec![]).is_none());
+        assert_eq!(p.to_string(), "1.10 [0.70, 1.30]");
+        assert!(PairRatios::of(vec![]).is_none());
     }
 }
