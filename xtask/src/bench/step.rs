@@ -276,16 +276,10 @@ impl Torch {
         reps: usize,
         min_s: f64,
     ) -> Result<(usize, Times)> {
-        writeln!(
-            self.stdin,
+        let line = self.ask(format!(
             "{model} {} {n} {batch} {reps} {min_s}",
             wire(widths)
-        )?;
-        self.stdin.flush()?;
-        let line = self
-            .stdout
-            .next()
-            .context("PyTorch process ended early")??;
+        ))?;
         let f: Vec<&str> = line.split(',').collect();
         ensure!(f.len() == 5, "unexpected PyTorch output line {line:?}");
         let ms = |i: usize| -> Result<f64> { Ok(f[i].parse()?) };
@@ -310,19 +304,23 @@ impl Torch {
         batch: usize,
         side_s: f64,
     ) -> Result<f64> {
-        writeln!(
-            self.stdin,
+        let line = self.ask(format!(
             "step {model} {} {n} {batch} {side_s}",
             wire(widths)
-        )?;
-        self.stdin.flush()?;
-        let line = self
-            .stdout
-            .next()
-            .context("PyTorch process ended early")??;
+        ))?;
         line.trim()
             .parse()
             .with_context(|| format!("unexpected PyTorch output line {line:?}"))
+    }
+
+    /// Sends one request line and reads its answer.
+    fn ask(&mut self, request: String) -> Result<String> {
+        writeln!(self.stdin, "{request}")?;
+        self.stdin.flush()?;
+        self.stdout
+            .next()
+            .context("PyTorch process ended early")?
+            .context("reading PyTorch's answer")
     }
 }
 
