@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The kernels a convolution may run ([`set_policy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
 pub enum Policy {
     /// For each pass the kernel [`crate::Algorithms::of`] finds fastest on this CPU: direct,
     /// Winograd or im2col + GEMM (the default).
@@ -16,16 +17,7 @@ pub enum Policy {
     GemmOnly,
 }
 
-static POLICY: AtomicU8 = AtomicU8::new(0);
-
-impl Policy {
-    fn code(self) -> u8 {
-        match self {
-            Policy::Fastest => 0,
-            Policy::GemmOnly => 1,
-        }
-    }
-}
+static POLICY: AtomicU8 = AtomicU8::new(Policy::Fastest as u8);
 
 /// Sets the policy for every pass (forward, input or weight gradient) dispatched from now on, in
 /// every thread; [`Algorithms::of`](crate::Algorithms::of) reports under it. The results agree
@@ -41,13 +33,14 @@ impl Policy {
 /// # Ok::<(), fastconv::ConvError>(())
 /// ```
 pub fn set_policy(policy: Policy) {
-    POLICY.store(policy.code(), Ordering::Relaxed);
+    POLICY.store(policy as u8, Ordering::Relaxed);
 }
 
 /// The policy in force ([`Policy::Fastest`] unless [`set_policy`] changed it).
 pub fn policy() -> Policy {
-    match POLICY.load(Ordering::Relaxed) {
-        1 => Policy::GemmOnly,
-        _ => Policy::Fastest,
+    if POLICY.load(Ordering::Relaxed) == Policy::GemmOnly as u8 {
+        Policy::GemmOnly
+    } else {
+        Policy::Fastest
     }
 }

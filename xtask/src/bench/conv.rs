@@ -149,13 +149,9 @@ fn against_gemm(x: &Var, w: &Var, args: &Args) -> Result<PairRatios> {
     };
     timed(Policy::GemmOnly)?;
     timed(Policy::Fastest)?;
-    let (mut ratios, mut total) = (Vec::new(), 0.0);
-    while ratios.len() < args.pairs.max(3) && (ratios.len() < 3 || total < args.budget_s) {
-        let (fastest, gemm) = (timed(Policy::Fastest)?, timed(Policy::GemmOnly)?);
-        total += fastest + gemm;
-        ratios.push(fastest / gemm);
-    }
-    PairRatios::of(ratios).context("no pairs")
+    PairRatios::measure(args.pairs, args.budget_s, || {
+        Ok((timed(Policy::Fastest)?, timed(Policy::GemmOnly)?))
+    })
 }
 
 fn parse_pair(s: &str) -> Result<(usize, usize)> {
@@ -417,11 +413,11 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
             );
             rows.push(row);
         }
-        if kernels(cin, cout, n, args.batch)? != gemm_only(cin, cout, n, args.batch)? {
+        let ours = kernels(cin, cout, n, args.batch)?;
+        if ours != gemm_only(cin, cout, n, args.batch)? {
             let r = against_gemm(&x, &w, &args)?;
             tracing::info!(
-                "fastconv {cin:>3}->{cout:<3} n={n:<3} {} over im2col + GEMM only: {r} of {} pairs",
-                kernels(cin, cout, n, args.batch)?,
+                "fastconv {cin:>3}->{cout:<3} n={n:<3} {ours} over im2col + GEMM only: {r} of {} pairs",
                 r.pairs
             );
             ratios.insert((cin, cout, n), r);

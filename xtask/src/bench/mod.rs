@@ -19,6 +19,23 @@ pub(crate) struct PairRatios {
 }
 
 impl PairRatios {
+    /// Runs `pair` (the seconds of side A and of side B, back to back) at least 3 and at most
+    /// `max(most, 3)` times, stopping after 3 once the pairs add up to `budget_s`, and sums up
+    /// the ratios A / B.
+    pub fn measure(
+        most: usize,
+        budget_s: f64,
+        mut pair: impl FnMut() -> anyhow::Result<(f64, f64)>,
+    ) -> anyhow::Result<Self> {
+        let (mut ratios, mut total) = (Vec::new(), 0.0);
+        while ratios.len() < most.max(3) && (ratios.len() < 3 || total < budget_s) {
+            let (a, b) = pair()?;
+            total += a + b;
+            ratios.push(a / b);
+        }
+        Self::of(ratios).ok_or_else(|| anyhow::anyhow!("no pairs"))
+    }
+
     /// The summary of `ratios`; `None` without any.
     pub fn of(mut ratios: Vec<f64>) -> Option<Self> {
         ratios.sort_by(f64::total_cmp);

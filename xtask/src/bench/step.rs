@@ -118,10 +118,9 @@ fn paired_steps(
     torch: &mut Torch,
     (model, widths, n): (&str, &[usize], usize),
     args: &Args,
-) -> Result<Option<PairRatios>> {
+) -> Result<PairRatios> {
     let (x, y, t) = batch;
-    let (mut ratios, mut total) = (Vec::new(), 0.0);
-    while ratios.len() < args.pairs.max(3) && (ratios.len() < 3 || total < args.min_s) {
+    PairRatios::measure(args.pairs, args.min_s, || {
         // PyTorch's OpenMP threads spin for a while after its step (libgomp's GOMP_SPINCOUNT)
         // and would take the cores from a short step of ours; each side starts on a machine at
         // rest.
@@ -138,11 +137,11 @@ fn paired_steps(
             Ok::<_, anyhow::Error>(times.into_iter().fold(f64::INFINITY, f64::min))
         })?;
         std::thread::sleep(PAIR_REST);
-        let theirs = torch.step(model, widths, n, args.batch, PAIR_SIDE_S)? / 1e3;
-        total += ours + theirs;
-        ratios.push(ours / theirs);
-    }
-    Ok(PairRatios::of(ratios))
+        Ok((
+            ours,
+            torch.step(model, widths, n, args.batch, PAIR_SIDE_S)? / 1e3,
+        ))
+    })
 }
 
 /// The network `model` at `widths`, noise-conditioned, 3 -> 3 channels, with its variables.
@@ -502,14 +501,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                         (model, &widths, n),
                         &args,
                     )?;
-                    if let Some(p) = p {
-                        tracing::info!(
-                            "{model} {} n={n} ours/torch step in {} alternating pairs: {p}",
-                            join(&widths),
-                            p.pairs
-                        );
-                    }
-                    rows[ours_row].paired = p;
+                    tracing::info!(
+                        "{model} {} n={n} ours/torch step in {} alternating pairs: {p}",
+                        join(&widths),
+                        p.pairs
+                    );
+                    rows[ours_row].paired = Some(p);
                 }
             }
             println!("{line}");
