@@ -294,21 +294,34 @@ fn transform_weights(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
     u
 }
 
+/// `std::array::from_fn` for `N >= 1`, always inlined, so that the transforms' small arrays of
+/// `L` tiles stay in vector registers (`from_fn` itself was left out of line for 4 tiles).
+#[inline(always)]
+fn array<T: Copy, const N: usize>(mut f: impl FnMut(usize) -> T) -> [T; N] {
+    let mut out = [f(0); N];
+    for (k, o) in out.iter_mut().enumerate().skip(1) {
+        *o = f(k);
+    }
+    out
+}
+
 /// Tiles per vector step of the transforms: one AVX2 register of f32 per value of the tiles.
 const STEP: usize = 8;
+/// The shorter vector step of rows of fewer tiles left (at 8^2, a row has 4 tiles): one SSE
+/// register.
+const HALF_STEP: usize = 4;
 
 /// `V[xi][c][t] = (B^T d[c] B)[xi]` for the tiles `t` of the rows of tiles `unit` of the chunk
 /// `x` (images of `C_in` planes), `d[c]` the 4x4 input patch whose top-left pixel is `(2i - p,
 /// 2j - p)` for the tile's first output pixel `(2i, 2j)`, zeros outside the image. The four
-/// input rows under a row of tiles are first copied, zero-padded, and split into their even and
-/// odd columns: column `b` of tile `k`'s patch is then entry `k` of one of 4 contiguous slices
-/// per row, and [`STEP`] tiles at a time transform as vectors.
+/// input rows under a row of tiles are first split, zero-padded, into their even and odd
+/// columns: column `b` of tile `k`'s patch is then entry `k` of one of 4 contiguous slices per
+/// row, and [`STEP`] (or [`HALF_STEP`]) tiles at a time transform as vectors.
 #[inline(always)]
 fn transform_input(g: &ConvGeometry, tiles: &Tiles, x: &[f32], unit: Range<usize>, v: &mut [f32]) {
     let (hw, p, cols) = (g.hw_in(), g.padding, tiles.cols);
     let nt = unit.len() * cols;
     let half = cols + 1;
-    let mut row = vec![0f32; 2 * half];
     let mut split = vec![0f32; 4 * 2 * half];
     let mut positions: Vec<&mut [f32]> = v.chunks_exact_mut(g.c_in * nt).collect();
     for c in 0..g.c_in {
@@ -317,9 +330,9 @@ fn transform_input(g: &ConvGeometry, tiles: &Tiles, x: &[f32], unit: Range<usize
             let plane = &x[(n * g.c_in + c) * hw..][..hw];
             // Columns `-p ..`: the image's rows land at `p` (`p + w <= 2 cols + 2`).
             let top = (2 * i).wrapping_sub(p);
-            split_rows(plane, (g.h, g.w), top, p, &mut row, &mut split);
+            split_rows(plane, (g.h, g.w), top, p, half, &mut split);
             // d[a][b][k]: row a, column b of tile k's patch (columns 2k + b).
-            let d: [[&[f32]; 4]; 4] = std::array::from_fn(|a| {
+            let d: [[&[f32]; 4]; 4] = array(|a| {
                 let (even, odd) = split[a * 2 * half..][..2 * half].split_at(half);
                 [&even[..cols], &odd[..cols], &even[1..], &odd[1..]]
             });
@@ -329,34 +342,46 @@ fn transform_input(g: &ConvGeometry, tiles: &Tiles, x: &[f32], unit: Range<usize
 }
 
 /// Rows `top + a` of the `h x w` `plane` (rows outside it, `top` wrapped below 0 included,
-/// read as zeros), each placed at column `left` of the zeroed `row` and split by
-/// [`deinterleave`] into the `a`-th `row.len()` chunk of `split`.
+/// read as zeros), each placed at column `left` of a row of zeros and split into its even
+/// columns (the first half of the `a`-th chunk of `2 half` entries of `split`) and its odd ones
+/// (the second half). The entries that no column of the image reaches are not written: `split`
+/// starts zeroed and they stay zero, so that a row of a few pixels costs a few moves.
 #[inline(always)]
 fn split_rows(
     plane: &[f32],
     (h, w): (usize, usize),
     top: usize,
     left: usize,
-    row: &mut [f32],
+    half: usize,
     split: &mut [f32],
 ) {
-    for (a, halves) in split.chunks_exact_mut(row.len()).enumerate() {
-        row.fill(0.0);
+    for (a, halves) in split.chunks_exact_mut(2 * half).enumerate() {
         let r = top.wrapping_add(a);
-        if r < h {
-            row[left..][..w].copy_from_slice(&plane[r * w..][..w]);
+        if r >= h {
+            halves.fill(0.0);
+            continue;
         }
-        deinterleave(row, halves);
-    }
-}
-
-/// `row` split into its even columns (the first half of `halves`) and its odd ones (the
-/// second half).
-#[inline(always)]
-fn deinterleave(row: &[f32], halves: &mut [f32]) {
-    let (even, odd) = halves.split_at_mut(halves.len() / 2);
-    for ((e, o), pair) in even.iter_mut().zip(odd).zip(row.chunks_exact(2)) {
-        (*e, *o) = (pair[0], pair[1]);
+        let src = &plane[r * w..][..w];
+        let (even, odd) = halves.split_at_mut(half);
+        // Column j of the image is column left + j of the row: pair (2m, 2m + 1) of the image
+        // lands at entry m + left / 2 of (even, odd) for an even `left`, and at entries
+        // m + left / 2 of odd and m + left / 2 + 1 of even for an odd one.
+        let k = left / 2;
+        let (first, second) = if left.is_multiple_of(2) {
+            (&mut even[k..], &mut odd[k..])
+        } else {
+            (&mut odd[k..], &mut even[k + 1..])
+        };
+        for ((f, s), pair) in first
+            .iter_mut()
+            .zip(second.iter_mut())
+            .zip(src.chunks_exact(2))
+        {
+            (*f, *s) = (pair[0], pair[1]);
+        }
+        if w % 2 == 1 {
+            first[w / 2] = src[w - 1];
+        }
     }
 }
 
@@ -386,7 +411,8 @@ impl TileTransform<2, 2> for GradientTile {
 }
 
 /// `positions[xi][base + k] = T(block of tile k)[xi]` for the tiles `k < cols` of a row, whose
-/// blocks are `src[a][b][k]`: [`STEP`] tiles at a time as vectors, then the rest one by one.
+/// blocks are `src[a][b][k]`: [`STEP`] tiles at a time as vectors, then [`HALF_STEP`], then the
+/// rest one by one.
 #[inline(always)]
 fn scatter<T: TileTransform<R, C>, const R: usize, const C: usize>(
     src: &[[&[f32]; C]; R],
@@ -394,38 +420,53 @@ fn scatter<T: TileTransform<R, C>, const R: usize, const C: usize>(
     positions: &mut [&mut [f32]],
     base: usize,
 ) {
-    let full = cols / STEP * STEP;
-    for k0 in (0..full).step_by(STEP) {
-        let block: [[[f32; STEP]; C]; R] = std::array::from_fn(|a| {
-            std::array::from_fn(|b| src[a][b][k0..k0 + STEP].try_into().expect("STEP"))
-        });
-        for (xi, val) in T::apply(&block).iter().enumerate() {
-            positions[xi][base + k0..][..STEP].copy_from_slice(val);
-        }
+    let mut k0 = 0;
+    while cols - k0 >= STEP {
+        scatter_step::<T, R, C, STEP>(src, k0, positions, base);
+        k0 += STEP;
     }
-    for k in full..cols {
-        let block: [[[f32; 1]; C]; R] =
-            std::array::from_fn(|a| std::array::from_fn(|b| [src[a][b][k]]));
-        for (xi, val) in T::apply(&block).iter().enumerate() {
-            positions[xi][base + k] = val[0];
-        }
+    if cols - k0 >= HALF_STEP {
+        scatter_step::<T, R, C, HALF_STEP>(src, k0, positions, base);
+        k0 += HALF_STEP;
+    }
+    for k in k0..cols {
+        scatter_step::<T, R, C, 1>(src, k, positions, base);
+    }
+}
+
+/// [`scatter`] for the `L` tiles `k0..k0 + L`.
+#[inline(always)]
+fn scatter_step<T: TileTransform<R, C>, const R: usize, const C: usize, const L: usize>(
+    src: &[[&[f32]; C]; R],
+    k0: usize,
+    positions: &mut [&mut [f32]],
+    base: usize,
+) {
+    let block: [[[f32; L]; C]; R] = array(|a| {
+        array(|b| {
+            let s = &src[a][b][k0..k0 + L];
+            array(|l| s[l])
+        })
+    });
+    for (xi, val) in T::apply(&block).iter().enumerate() {
+        positions[xi][base + k0..][..L].copy_from_slice(val);
     }
 }
 
 /// `B^T d B` for `L` tiles at once: `d[a][b]` holds entry `(a, b)` of every tile's patch.
 #[inline(always)]
 fn input_tile<const L: usize>(d: &[[[f32; L]; 4]; 4]) -> [[f32; L]; POSITIONS] {
-    let sub = |x: &[f32; L], y: &[f32; L]| -> [f32; L] { std::array::from_fn(|l| x[l] - y[l]) };
-    let add = |x: &[f32; L], y: &[f32; L]| -> [f32; L] { std::array::from_fn(|l| x[l] + y[l]) };
+    let sub = |x: &[f32; L], y: &[f32; L]| -> [f32; L] { array(|l| x[l] - y[l]) };
+    let add = |x: &[f32; L], y: &[f32; L]| -> [f32; L] { array(|l| x[l] + y[l]) };
     // B^T d: e[r][b].
     let e: [[[f32; L]; 4]; 4] = [
-        std::array::from_fn(|b| sub(&d[0][b], &d[2][b])),
-        std::array::from_fn(|b| add(&d[1][b], &d[2][b])),
-        std::array::from_fn(|b| sub(&d[2][b], &d[1][b])),
-        std::array::from_fn(|b| sub(&d[1][b], &d[3][b])),
+        array(|b| sub(&d[0][b], &d[2][b])),
+        array(|b| add(&d[1][b], &d[2][b])),
+        array(|b| sub(&d[2][b], &d[1][b])),
+        array(|b| sub(&d[1][b], &d[3][b])),
     ];
     // (B^T d) B: position 4 r + s.
-    std::array::from_fn(|xi| {
+    array(|xi| {
         let (r, s) = (xi / 4, xi % 4);
         let e = &e[r];
         match s {
@@ -440,7 +481,7 @@ fn input_tile<const L: usize>(d: &[[[f32; L]; 4]; 4]) -> [[f32; L]; POSITIONS] {
 /// `D[xi][o][t] = (A dy_t[o] A^T)[xi]` for the tiles `t` of the rows of tiles `unit` of the
 /// chunk `dy` (images of `C_out` planes), `dy_t[o]` the 2x2 block of `dy[o]` at the tile, zeros
 /// outside the output. The two rows of `dy` under a row of tiles are split into their even and
-/// odd columns, and [`STEP`] tiles at a time transform as vectors.
+/// odd columns, and [`STEP`] (or [`HALF_STEP`]) tiles at a time transform as vectors.
 #[inline(always)]
 fn transform_gradient(
     g: &ConvGeometry,
@@ -451,16 +492,15 @@ fn transform_gradient(
 ) {
     let (hw, cols) = (g.hw_out(), tiles.cols);
     let nt = unit.len() * cols;
-    let mut row = vec![0f32; 2 * cols];
     let mut split = vec![0f32; 2 * 2 * cols];
     let mut positions: Vec<&mut [f32]> = d.chunks_exact_mut(g.c_out * nt).collect();
     for o in 0..g.c_out {
         for (q, tile_row) in unit.clone().enumerate() {
             let (n, i) = (tile_row / tiles.rows, tile_row % tiles.rows);
             let plane = &dy[(n * g.c_out + o) * hw..][..hw];
-            split_rows(plane, (g.ho, g.wo), 2 * i, 0, &mut row, &mut split);
+            split_rows(plane, (g.ho, g.wo), 2 * i, 0, cols, &mut split);
             // t[a][b][k]: entry (a, b) of tile k's block of dy.
-            let t: [[&[f32]; 2]; 2] = std::array::from_fn(|a| {
+            let t: [[&[f32]; 2]; 2] = array(|a| {
                 let (even, odd) = split[a * 2 * cols..][..2 * cols].split_at(cols);
                 [even, odd]
             });
@@ -477,21 +517,21 @@ fn gradient_tile<const L: usize>(dy: &[[[f32; L]; 2]; 2]) -> [[f32; L]; POSITION
     let a = |u0: &[f32; L], u1: &[f32; L]| -> [[f32; L]; 4] {
         [
             *u0,
-            std::array::from_fn(|l| u0[l] + u1[l]),
-            std::array::from_fn(|l| u0[l] - u1[l]),
-            std::array::from_fn(|l| -u1[l]),
+            array(|l| u0[l] + u1[l]),
+            array(|l| u0[l] - u1[l]),
+            array(|l| -u1[l]),
         ]
     };
     // A dy (rows): e[r][b]; then (A dy) A^T (columns): position 4 r + s.
     let e: [[[f32; L]; 4]; 2] = [a(&dy[0][0], &dy[1][0]), a(&dy[0][1], &dy[1][1])];
-    std::array::from_fn(|xi| {
+    array(|xi| {
         let (r, s) = (xi / 4, xi % 4);
         a(&e[0][r], &e[1][r])[s]
     })
 }
 
 /// `y[o]` on the rows of tiles `unit` of the chunk `y` (images of `C_out` planes) from the
-/// products `M[xi][o][t]`: `A^T M A`, [`STEP`] tiles at a time, the pixels inside the output.
+/// products `M[xi][o][t]`: `A^T M A`, [`STEP`] (or [`HALF_STEP`]) tiles at a time, the pixels inside the output.
 #[inline(always)]
 fn transform_output(g: &ConvGeometry, tiles: &Tiles, m: &[f32], unit: Range<usize>, y: &mut [f32]) {
     let (ho, wo, hw, cols) = (g.ho, g.wo, g.hw_out(), tiles.cols);
@@ -502,24 +542,19 @@ fn transform_output(g: &ConvGeometry, tiles: &Tiles, m: &[f32], unit: Range<usiz
         for (q, tile_row) in unit.clone().enumerate() {
             let (n, i) = (tile_row / tiles.rows, tile_row % tiles.rows);
             let base = o * nt + q * cols;
-            let mv: [&[f32]; POSITIONS] =
-                std::array::from_fn(|xi| &m[xi * stride + base..][..cols]);
+            let mv: [&[f32]; POSITIONS] = array(|xi| &m[xi * stride + base..][..cols]);
             let (top, bottom) = pair.split_at_mut(2 * cols);
-            let full = cols / STEP * STEP;
-            for k0 in (0..full).step_by(STEP) {
-                let mk: [[f32; STEP]; POSITIONS] =
-                    std::array::from_fn(|xi| mv[xi][k0..k0 + STEP].try_into().expect("STEP"));
-                let [t0, t1, b0, b1] = output_tile(&mk);
-                for l in 0..STEP {
-                    let j = 2 * (k0 + l);
-                    (top[j], top[j + 1], bottom[j], bottom[j + 1]) = (t0[l], t1[l], b0[l], b1[l]);
-                }
+            let mut k0 = 0;
+            while cols - k0 >= STEP {
+                output_step::<STEP>(&mv, k0, top, bottom);
+                k0 += STEP;
             }
-            for k in full..cols {
-                let mk: [[f32; 1]; POSITIONS] = std::array::from_fn(|xi| [mv[xi][k]]);
-                let [t0, t1, b0, b1] = output_tile(&mk);
-                (top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1]) =
-                    (t0[0], t1[0], b0[0], b1[0]);
+            if cols - k0 >= HALF_STEP {
+                output_step::<HALF_STEP>(&mv, k0, top, bottom);
+                k0 += HALF_STEP;
+            }
+            for k in k0..cols {
+                output_step::<1>(&mv, k, top, bottom);
             }
             let plane = &mut y[(n * g.c_out + o) * hw..][..hw];
             for (r, src) in [&*top, &*bottom].into_iter().enumerate() {
@@ -531,20 +566,36 @@ fn transform_output(g: &ConvGeometry, tiles: &Tiles, m: &[f32], unit: Range<usiz
     }
 }
 
+/// The output pixels of the `L` tiles `k0..k0 + L` of a row from their products `mv[xi]`: the
+/// top row of pixel pairs into `top`, the bottom one into `bottom` (columns `2 k, 2 k + 1`).
+#[inline(always)]
+fn output_step<const L: usize>(
+    mv: &[&[f32]; POSITIONS],
+    k0: usize,
+    top: &mut [f32],
+    bottom: &mut [f32],
+) {
+    let mk: [[f32; L]; POSITIONS] = array(|xi| {
+        let s = &mv[xi][k0..k0 + L];
+        array(|l| s[l])
+    });
+    let [t0, t1, b0, b1] = output_tile(&mk);
+    for l in 0..L {
+        let j = 2 * (k0 + l);
+        (top[j], top[j + 1], bottom[j], bottom[j + 1]) = (t0[l], t1[l], b0[l], b1[l]);
+    }
+}
+
 /// `A^T M A` for `L` tiles at once: the output pixels `(0, 0), (0, 1), (1, 0), (1, 1)` of every
 /// tile, from `m[xi]` (position `xi` of every tile).
 #[inline(always)]
 fn output_tile<const L: usize>(m: &[[f32; L]; POSITIONS]) -> [[f32; L]; 4] {
     // A^T M (2x4): z[r][s].
-    let z0: [[f32; L]; 4] =
-        std::array::from_fn(|s| std::array::from_fn(|l| m[s][l] + m[4 + s][l] + m[8 + s][l]));
-    let z1: [[f32; L]; 4] =
-        std::array::from_fn(|s| std::array::from_fn(|l| m[4 + s][l] - m[8 + s][l] - m[12 + s][l]));
+    let z0: [[f32; L]; 4] = array(|s| array(|l| m[s][l] + m[4 + s][l] + m[8 + s][l]));
+    let z1: [[f32; L]; 4] = array(|s| array(|l| m[4 + s][l] - m[8 + s][l] - m[12 + s][l]));
     // (A^T M) A (2x2).
-    let even =
-        |z: &[[f32; L]; 4]| -> [f32; L] { std::array::from_fn(|l| z[0][l] + z[1][l] + z[2][l]) };
-    let odd =
-        |z: &[[f32; L]; 4]| -> [f32; L] { std::array::from_fn(|l| z[1][l] - z[2][l] - z[3][l]) };
+    let even = |z: &[[f32; L]; 4]| -> [f32; L] { array(|l| z[0][l] + z[1][l] + z[2][l]) };
+    let odd = |z: &[[f32; L]; 4]| -> [f32; L] { array(|l| z[1][l] - z[2][l] - z[3][l]) };
     [even(&z0), odd(&z0), even(&z1), odd(&z1)]
 }
 
@@ -559,7 +610,7 @@ mod tests {
 
         /// F(2x2, 3x3) and its transpose F(3x3, 2x2) in f32 against the f64 loops of 001 eq. 1
         /// and of its adjoint in `w` (relative 1e-5): odd and even sizes (tiles cut by the
-        /// border; rows of up to 12 tiles, vector steps of 8 and the rest), paddings 0..2,
+        /// border; rows of up to 12 tiles, vector steps of 8 and 4 and the rest), paddings 0..2,
         /// images of 1 pixel up, 1..32 channels (the kernels compute any; [`applies`] takes
         /// them from 64), batches 1..5, units of one row of tiles up to whole chunks of images.
         #[test]
