@@ -41,12 +41,13 @@ const MIN_CHANNELS: usize = 64;
 /// a few columns per image (the paper UNet's step at 8^2, whose 64- and 128-channel layers run
 /// at 4^2 and 2^2, took 86 ms this way against 70 ms on the im2col path).
 const MIN_PIXELS: usize = 64;
-/// Fewest multiply-adds per image and kernel tap, `H' W' C_in C_out`: below, the 16 GEMMs are too
-/// small to beat one im2col GEMM. On the AMD EPYC (AVX2), batches 8 and 16, fwd+bwd against
-/// the GEMM path: 64 -> 64, 128 -> 64, 64 -> 128 and 192 -> 64 at 8^2 took 1.06-1.27x its time,
-/// 128 -> 128 at 8^2 (2^20) 0.91-1.06x, 64 -> 64 at 16^2 (2^20) 0.91-1.02x, 256 -> 128 at 8^2
-/// 0.89-0.98x (`docs/performance.md`, "Winograd at 8^2").
-const MIN_WORK: usize = 1 << 20;
+/// Fewest tiles per task, the columns of its 16 GEMMs: below, they are too small to beat one
+/// im2col GEMM. On the AMD EPYC (AVX2), two threads, fwd+bwd against the GEMM path: 128 -> 128
+/// at 8^2 took 1.24x its time with 16 tiles per task (batch 2), 0.98x with 32 (batch 4) and
+/// 0.76x with 128 (batch 16); 64 -> 64 at 8^2 1.10x with 32, 0.94x with 64 and 0.81x with 128;
+/// 64 -> 64 and 128 -> 128 at 16^2 with 64 (batch 2) 0.94-1.0x and 0.79x (`docs/performance.md`,
+/// "Winograd by tiles per task").
+const MIN_TILES: usize = 64;
 /// Transformed tiles of one unit of work (`V` and `M`, or `V` and `D`), bytes: `16 (C_in +
 /// C_out)` floats per tile. One position's GEMM operands, a sixteenth of it, stay in a core's L2.
 const UNIT_BYTES: usize = 4096 * 1024;
@@ -54,17 +55,18 @@ const UNIT_BYTES: usize = 4096 * 1024;
 const TARGET_TILES: usize = 256;
 
 /// Whether [`forward`] runs `g`: [`computes`], at least [`MIN_CHANNELS`] input and output
-/// channels, [`MIN_PIXELS`] output pixels and [`MIN_WORK`] multiply-adds per image and tap.
+/// channels, [`MIN_PIXELS`] output pixels and [`MIN_TILES`] tiles per task on the current rayon
+/// pool.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    computes(g) && large_enough(g.c_in, g.c_out, g.hw_out())
+    computes(g) && large_enough(g.c_in, g.c_out, g.hw_out(), Tiles::of(g).per_task(g.batch))
 }
 
 /// The size conditions of [`applies`].
-fn large_enough(c_in: usize, c_out: usize, pixels: usize) -> bool {
+fn large_enough(c_in: usize, c_out: usize, pixels: usize, tiles_per_task: usize) -> bool {
     c_in >= MIN_CHANNELS
         && c_out >= MIN_CHANNELS
         && pixels >= MIN_PIXELS
-        && pixels * c_in * c_out >= MIN_WORK
+        && tiles_per_task >= MIN_TILES
 }
 
 /// Whether F(2x2, 3x3) computes `g` at all: a 3x3 kernel, stride 1, no groups, a non-empty
@@ -89,7 +91,7 @@ fn forward_with(g: &ConvGeometry, x: &[f32], w: &[f32], unit_bytes: usize) -> Ve
     let (unit_rows, images) = tiles.work(g, unit_bytes);
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
     let mut y = vec![0f32; g.batch * ys];
-    for_each_chunk(&mut y, ys, images, |n0, yc, _| {
+    for_each_chunk(&mut y, ys, images, |n0, yc, par| {
         let count = yc.len() / ys;
         let xc = &x[n0 * xs..][..count * xs];
         let rows = count * tiles.rows;
@@ -108,7 +110,7 @@ fn forward_with(g: &ConvGeometry, x: &[f32], w: &[f32], unit_bytes: usize) -> Ve
                         Mat::rm(&u[xi * co * ci..][..co * ci], co, ci, ci),
                         Mat::rm(&v[xi * ci * nt..][..ci * nt], ci, nt, nt),
                         false,
-                        gemm::Parallelism::None,
+                        par,
                     );
                 }
                 output_tiles(g, &tiles, m, unit, yc);
@@ -141,29 +143,35 @@ fn grad_weight_with(g: &ConvGeometry, x: &[f32], dy: &[f32], unit_bytes: usize) 
     let (unit_rows, images) = tiles.work(g, unit_bytes);
     let (xs, ys) = (ci * g.hw_in(), co * g.hw_out());
     // M[xi][o][c] = sum over tiles of D[xi][o][t] V[xi][c][t], per worker, then summed.
-    let m = sum_over_chunks(g.batch, images, POSITIONS * co * ci, |n0, count, acc, _| {
-        let (xc, dyc) = (&x[n0 * xs..][..count * xs], &dy[n0 * ys..][..count * ys]);
-        let rows = count * tiles.rows;
-        let most = unit_rows.min(rows) * tiles.cols;
-        f32::with_scratch(POSITIONS * (ci + co) * most, |buf| {
-            for r0 in (0..rows).step_by(unit_rows) {
-                let unit = r0..rows.min(r0 + unit_rows);
-                let nt = unit.len() * tiles.cols;
-                let (v, d) = buf[..POSITIONS * (ci + co) * nt].split_at_mut(POSITIONS * ci * nt);
-                input_tiles(g, &tiles, xc, unit.clone(), v);
-                gradient_tiles(g, &tiles, dyc, unit, d);
-                for xi in 0..POSITIONS {
-                    matmul(
-                        MatMut::rm(&mut acc[xi * co * ci..][..co * ci], co, ci, ci),
-                        Mat::rm(&d[xi * co * nt..][..co * nt], co, nt, nt),
-                        Mat::rm(&v[xi * ci * nt..][..ci * nt], ci, nt, nt).t(),
-                        true,
-                        gemm::Parallelism::None,
-                    );
+    let m = sum_over_chunks(
+        g.batch,
+        images,
+        POSITIONS * co * ci,
+        |n0, count, acc, par| {
+            let (xc, dyc) = (&x[n0 * xs..][..count * xs], &dy[n0 * ys..][..count * ys]);
+            let rows = count * tiles.rows;
+            let most = unit_rows.min(rows) * tiles.cols;
+            f32::with_scratch(POSITIONS * (ci + co) * most, |buf| {
+                for r0 in (0..rows).step_by(unit_rows) {
+                    let unit = r0..rows.min(r0 + unit_rows);
+                    let nt = unit.len() * tiles.cols;
+                    let (v, d) =
+                        buf[..POSITIONS * (ci + co) * nt].split_at_mut(POSITIONS * ci * nt);
+                    input_tiles(g, &tiles, xc, unit.clone(), v);
+                    gradient_tiles(g, &tiles, dyc, unit, d);
+                    for xi in 0..POSITIONS {
+                        matmul(
+                            MatMut::rm(&mut acc[xi * co * ci..][..co * ci], co, ci, ci),
+                            Mat::rm(&d[xi * co * nt..][..co * nt], co, nt, nt),
+                            Mat::rm(&v[xi * ci * nt..][..ci * nt], ci, nt, nt).t(),
+                            true,
+                            par,
+                        );
+                    }
                 }
-            }
-        });
-    });
+            });
+        },
+    );
     // dw[o, c] = G^T M[.][o][c] G: rows, then columns.
     let gt = |q: [f32; 4]| {
         [
@@ -250,18 +258,27 @@ impl Tiles {
         self.rows * self.cols
     }
 
+    /// Images per task of a batch of `batch`: several small images, so that a GEMM gets about
+    /// [`TARGET_TILES`] columns, while every thread of the current rayon pool still gets a task.
+    fn images_per_task(&self, batch: usize) -> usize {
+        let threads = rayon::current_num_threads().max(1);
+        TARGET_TILES
+            .div_ceil(self.per_image())
+            .min(batch.div_ceil(threads))
+            .max(1)
+    }
+
+    /// Tiles per task of a batch of `batch`.
+    fn per_task(&self, batch: usize) -> usize {
+        self.images_per_task(batch) * self.per_image()
+    }
+
     /// `(rows of tiles per unit of work, images per task)`: units whose transformed tiles fit
-    /// `unit_bytes` (at least one row), and several small images per task, so that a GEMM gets
-    /// about [`TARGET_TILES`] columns, while every thread still gets a task.
+    /// `unit_bytes` (at least one row), and [`Self::images_per_task`].
     fn work(&self, g: &ConvGeometry, unit_bytes: usize) -> (usize, usize) {
         let per_tile = POSITIONS * (g.c_in + g.c_out) * std::mem::size_of::<f32>();
         let unit_rows = (unit_bytes / (per_tile * self.cols)).max(1);
-        let threads = rayon::current_num_threads().max(1);
-        let images = TARGET_TILES
-            .div_ceil(self.per_image())
-            .min(g.batch.div_ceil(threads))
-            .max(1);
-        (unit_rows, images)
+        (unit_rows, self.images_per_task(g.batch))
     }
 }
 
@@ -626,7 +643,10 @@ mod tests {
             };
             prop_assume!(g.hw_out() > 0);
             prop_assert!(computes(&g));
-            prop_assert_eq!(applies(&g), large_enough(c_in, c_out, g.hw_out()));
+            prop_assert_eq!(
+                applies(&g),
+                large_enough(c_in, c_out, g.hw_out(), Tiles::of(&g).per_task(n))
+            );
             let err = forward_error(&g, seed, |x, w| forward_with(&g, x, w, unit));
             prop_assert!(err < 1e-5, "forward: relative error {err} for {g:?}");
             let x = values(seed, n * g.c_in * g.hw_in());
@@ -638,32 +658,35 @@ mod tests {
         }
     }
 
-    /// The dispatch runs it for a 128-channel layer on a mesh that no direct kernel takes: the
-    /// forward and the weight gradient match the f64 loops, and the input gradient, `conv2d(dy,
-    /// W')` through [`crate::transposed`], the col2im path (relative 1e-5).
+    /// The dispatch runs it for a 128-channel layer on a mesh that no direct kernel takes (70
+    /// tiles per image, rows of 7: a vector step of 4 and 3 single tiles): the forward and the
+    /// weight gradient match the f64 loops, and the input gradient, `conv2d(dy, W')` through
+    /// [`crate::transposed`], the col2im path (relative 1e-5).
     #[test]
     fn layers_of_128_channels_run_it_forward_and_backward() {
         use crate::elem::Elem;
-        let g = ConvGeometry::new(&[3, 128, 9, 8], &[128, 128, 3, 3], 1, 1, 1).unwrap();
+        let g = ConvGeometry::new(&[2, 128, 19, 13], &[128, 128, 3, 3], 1, 1, 1).unwrap();
         assert!(applies(&g) && f32::has_direct(&g));
         let err = forward_error(&g, 7, |x, w| f32::direct_forward(&g, x, w).unwrap());
         assert!(err < 1e-5, "relative error {err}");
         let err = crate::chunk_tests::input_gradient_error(&g, 8);
         assert!(err < 1e-5, "relative error {err}");
-        let (x, dy) = (values(9, 3 * 128 * 72), values(10, 3 * 128 * 72));
+        let (x, dy) = (values(9, 2 * 128 * 247), values(10, 2 * 128 * 247));
         let [_, _, want] = reference(&g, &x, &vec![0.0; 128 * 128 * 9], &dy);
         let got = f32::direct_grad_weight(&g, &f32s(&x), &f32s(&dy)).unwrap();
         let err = max_err(&f64s(&got), &want);
         assert!(err < 1e-5, "relative error {err}");
     }
 
-    /// Other kernels, strides, groups and layers of fewer than 64 input or output channels keep
-    /// their paths.
+    /// Other kernels, strides, groups, layers of fewer than 64 input or output channels and
+    /// tasks of fewer than 64 tiles keep their paths (on two threads: two tasks from batch 2).
     #[test]
     fn which_layers_take_winograd() {
-        let layer = |c_in: usize, c_out: usize, k: usize, stride: usize, groups: usize| {
+        type Layer = (usize, (usize, usize), usize, usize, usize, usize);
+        // (batch, (C_in, C_out), kernel side, stride, groups, mesh n).
+        let layer = |(batch, (c_in, c_out), k, stride, groups, n): Layer| {
             ConvGeometry::new(
-                &[2, c_in, 8, 8],
+                &[batch, c_in, n, n],
                 &[c_out, c_in / groups, k, k],
                 k / 2,
                 stride,
@@ -671,23 +694,37 @@ mod tests {
             )
             .unwrap()
         };
-        assert!(applies(&layer(128, 128, 3, 1, 1)));
-        assert!(applies(&layer(128, 256, 3, 1, 1)));
-        for g in [
-            // Under MIN_WORK: 8^2 x 64 x 64 and 8^2 x 192 x 64 multiply-adds per tap.
-            layer(64, 64, 3, 1, 1),
-            layer(192, 64, 3, 1, 1),
-            layer(128, 128, 5, 1, 1),
-            layer(128, 128, 1, 1, 1),
-            layer(128, 128, 3, 2, 1),
-            layer(256, 256, 3, 1, 2),
-            layer(32, 256, 3, 1, 1),
-            layer(96, 32, 3, 1, 1),
-            layer(128, 3, 3, 1, 1),
-            // Under MIN_PIXELS, though over MIN_WORK.
-            ConvGeometry::new(&[2, 256, 4, 4], &[256, 256, 3, 3], 1, 1, 1).unwrap(),
-        ] {
-            assert!(!applies(&g), "{g:?}");
-        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            // 8^2: 16 tiles per image; 16^2: 64.
+            for g in [
+                layer((16, (128, 128), 3, 1, 1, 8)),
+                layer((16, (64, 64), 3, 1, 1, 8)),
+                layer((8, (192, 64), 3, 1, 1, 8)),
+                layer((16, (128, 256), 3, 1, 1, 8)),
+                layer((2, (128, 128), 3, 1, 1, 16)),
+            ] {
+                assert!(applies(&g), "{g:?}");
+            }
+            for g in [
+                // Under MIN_TILES: tasks of 2 and 1 images of 16 tiles.
+                layer((4, (128, 128), 3, 1, 1, 8)),
+                layer((2, (128, 128), 3, 1, 1, 8)),
+                layer((16, (128, 128), 5, 1, 1, 8)),
+                layer((16, (128, 128), 1, 1, 1, 8)),
+                layer((16, (128, 128), 3, 2, 1, 8)),
+                layer((16, (256, 256), 3, 1, 2, 8)),
+                layer((16, (32, 256), 3, 1, 1, 8)),
+                layer((16, (96, 32), 3, 1, 1, 8)),
+                layer((16, (128, 3), 3, 1, 1, 8)),
+                // Under MIN_PIXELS, though with 16 images of 4 tiles per task.
+                layer((32, (256, 128), 3, 1, 1, 4)),
+            ] {
+                assert!(!applies(&g), "{g:?}");
+            }
+        });
     }
 }
