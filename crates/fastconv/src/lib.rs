@@ -12,8 +12,9 @@
 //! the output channels are a multiple of 32. Coarse-mesh layers (rows under 16 pixels, at least
 //! 64 pixels, 32k output channels, small weights) run a second direct kernel with the output
 //! channels in the lanes, again for the forward and the input gradient. Other f32 3x3 stride-1
-//! layers with at least 64 input and output channels, 8^2 output pixels and `2^20` multiply-adds
-//! per image and tap (all of them on CPUs without AVX-512) run Winograd's F(2x2, 3x3) for the
+//! layers with at least 64 input and output channels, 8^2 output pixels and 64 tiles of 2x2
+//! output pixels per task on the rayon pool (all of them on CPUs without AVX-512; at 8^2, batch
+//! 16 on two threads) run Winograd's F(2x2, 3x3) for the
 //! forward and the input gradient and its transpose F(3x3, 2x2) for the weight gradient: 2.25x
 //! fewer multiply-adds.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.

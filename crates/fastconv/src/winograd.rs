@@ -548,7 +548,8 @@ fn gradient_tile<const L: usize>(dy: &[[[f32; L]; 2]; 2]) -> [[f32; L]; POSITION
 }
 
 /// `y[o]` on the rows of tiles `unit` of the chunk `y` (images of `C_out` planes) from the
-/// products `M[xi][o][t]`: `A^T M A`, [`STEP`] (or [`HALF_STEP`]) tiles at a time, the pixels inside the output.
+/// products `M[xi][o][t]`: `A^T M A`, [`STEP`] (or [`HALF_STEP`]) tiles at a time, the pixels
+/// inside the output.
 #[inline(always)]
 fn transform_output(g: &ConvGeometry, tiles: &Tiles, m: &[f32], unit: Range<usize>, y: &mut [f32]) {
     let (ho, wo, hw, cols) = (g.ho, g.wo, g.hw_out(), tiles.cols);
