@@ -4,7 +4,7 @@
 use crate::batch::{banded, for_each_chunk, images_per_gemm};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
-use crate::im2col::{gather_table, im2col, im2col_gather};
+use crate::im2col::{gather_scratch, gather_table, im2col, im2col_gather};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
@@ -48,7 +48,7 @@ fn forward_chunk<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
     let nb = y.len() / ys;
     let ld = nb * hw;
     let table = gather_table(g);
-    T::with_scratch((kr + og) * ld + hw_in + 1, |buf| {
+    T::with_scratch((kr + og) * ld + gather_scratch(g), |buf| {
         let (cols, rest) = buf.split_at_mut(kr * ld);
         let (tmp, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {

@@ -5,7 +5,7 @@ use crate::batch::{banded, for_each_chunk, images_per_gemm};
 use crate::elem::{written_zeros, Elem};
 use crate::forward::forward;
 use crate::geometry::ConvGeometry;
-use crate::im2col::{col2im, col2im_gather, gather_table};
+use crate::im2col::{col2im, col2im_gather, gather_scratch, gather_table};
 use crate::matmul::{matmul, Mat, MatMut};
 use crate::transposed::transposed;
 use gemm::Parallelism;
@@ -55,7 +55,7 @@ fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
     let nb = dx.len() / xs;
     let ld = nb * hw;
     let table = gather_table(g);
-    T::with_scratch((kr + og) * ld + hw_in + 1, |buf| {
+    T::with_scratch((kr + og) * ld + gather_scratch(g), |buf| {
         let (dcols, rest) = buf.split_at_mut(kr * ld);
         let (dyt, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {

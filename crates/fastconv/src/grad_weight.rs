@@ -8,7 +8,7 @@
 use crate::batch::{banded, images_per_gemm, sum_over_chunks};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
-use crate::im2col::{gather_table, im2col, im2col_gather};
+use crate::im2col::{gather_scratch, gather_table, im2col, im2col_gather};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
@@ -92,7 +92,7 @@ fn grad_weight_chunk<T: Elem>(
     let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
     let ld = nb * hw;
     let table = gather_table(g);
-    T::with_scratch((kr + og) * ld + hw_in + 1, |buf| {
+    T::with_scratch((kr + og) * ld + gather_scratch(g), |buf| {
         let (cols, rest) = buf.split_at_mut(kr * ld);
         let (dyt, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {

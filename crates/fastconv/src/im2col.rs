@@ -185,9 +185,15 @@ pub(crate) fn gather_table(g: &ConvGeometry) -> Vec<u32> {
     t
 }
 
+/// Elements of the scratch `xe` of [`im2col_gather`] and [`col2im_gather`] for `g`.
+pub(crate) fn gather_scratch(g: &ConvGeometry) -> usize {
+    (g.hw_in() + 1).max((g.h + 2 * g.padding) * (g.w + 2 * g.padding))
+}
+
 /// [`im2col`] of a whole image (all output rows) through `table` ([`gather_table`]), one
 /// element at a time instead of one copy per output row, for images too small for row copies to
-/// pay; `xe` is scratch of `hw_in + 1` elements.
+/// pay; `xe` is scratch of [`gather_scratch`] elements. Stride-1 layers whose output is as
+/// large as the input, 2, 4 or 8 pixels wide, take [`im2col_padded`] instead.
 pub(crate) fn im2col_gather<T: Elem>(
     g: &ConvGeometry,
     table: &[u32],
@@ -196,6 +202,14 @@ pub(crate) fn im2col_gather<T: Elem>(
     ld: usize,
     xe: &mut [T],
 ) {
+    if g.stride == 1 && (g.h, g.w) == (g.ho, g.wo) {
+        match g.wo {
+            2 => return im2col_padded::<T, 2>(g, x, cols, ld, xe),
+            4 => return im2col_padded::<T, 4>(g, x, cols, ld, xe),
+            8 => return im2col_padded::<T, 8>(g, x, cols, ld, xe),
+            _ => {}
+        }
+    }
     let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
     let xe = &mut xe[..hw_in + 1];
     let table = &table[..taps * hw_out];
@@ -217,8 +231,40 @@ pub(crate) fn im2col_gather<T: Elem>(
     }
 }
 
+/// [`im2col_gather`] for stride 1, output rows of `W` pixels and as many as the input's: each
+/// channel is copied once into the zero-padded `padded` (`(h + 2p) x (W + 2p)`, the border
+/// zeroed once per call), and output row `i` of tap `(a, b)` is then the run
+/// `padded[(i + a) (W + 2p) + b..][..W]`: one copy of `W` elements, compiled inline, where the
+/// table took `W` single loads.
+fn im2col_padded<T: Elem, const W: usize>(
+    g: &ConvGeometry,
+    x: &[T],
+    cols: &mut [T],
+    ld: usize,
+    padded: &mut [T],
+) {
+    let (p, h) = (g.padding, g.h);
+    let pw = W + 2 * p;
+    let padded = &mut padded[..(h + 2 * p) * pw];
+    padded.fill(T::ZERO);
+    for (c, xc) in x.chunks_exact(h * W).enumerate().take(g.cg()) {
+        for (r, src) in xc.chunks_exact(W).enumerate() {
+            padded[(r + p) * pw + p..][..W].copy_from_slice(src);
+        }
+        for a in 0..g.kh {
+            for b in 0..g.kw {
+                let row = &mut cols[((c * g.kh + a) * g.kw + b) * ld..][..h * W];
+                for (i, dst) in row.chunks_exact_mut(W).enumerate() {
+                    dst.copy_from_slice(&padded[(i + a) * pw + b..][..W]);
+                }
+            }
+        }
+    }
+}
+
 /// Adjoint of [`im2col_gather`] (same as [`col2im`] on all output rows):
-/// `x[c][table[(a, b), q]] += cols[(c, a, b), q]`; `xe` is scratch of `hw_in + 1` elements.
+/// `x[c][table[(a, b), q]] += cols[(c, a, b), q]`; `xe` is scratch of [`gather_scratch`]
+/// elements. The layers of [`im2col_padded`] take [`col2im_padded`].
 pub(crate) fn col2im_gather<T: Elem>(
     g: &ConvGeometry,
     table: &[u32],
@@ -227,6 +273,14 @@ pub(crate) fn col2im_gather<T: Elem>(
     x: &mut [T],
     xe: &mut [T],
 ) {
+    if g.stride == 1 && (g.h, g.w) == (g.ho, g.wo) {
+        match g.wo {
+            2 => return col2im_padded::<T, 2>(g, cols, ld, x, xe),
+            4 => return col2im_padded::<T, 4>(g, cols, ld, x, xe),
+            8 => return col2im_padded::<T, 8>(g, cols, ld, x, xe),
+            _ => {}
+        }
+    }
     let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
     let xe = &mut xe[..hw_in + 1];
     for (c, xc) in x.chunks_exact_mut(hw_in).enumerate().take(g.cg()) {
@@ -239,6 +293,40 @@ pub(crate) fn col2im_gather<T: Elem>(
         }
         for (d, &v) in xc.iter_mut().zip(&xe[..hw_in]) {
             *d += v;
+        }
+    }
+}
+
+/// Adjoint of [`im2col_padded`]: every tap's output rows are added into the zero-padded
+/// `padded` at `(i + a) (W + 2p) + b`, `W` elements at a time, tap after tap (each pixel sums
+/// its taps in the order of [`col2im_gather`], so the results are the same bit for bit), and
+/// the interior is added to the channel.
+fn col2im_padded<T: Elem, const W: usize>(
+    g: &ConvGeometry,
+    cols: &[T],
+    ld: usize,
+    x: &mut [T],
+    padded: &mut [T],
+) {
+    let (p, h) = (g.padding, g.h);
+    let pw = W + 2 * p;
+    let padded = &mut padded[..(h + 2 * p) * pw];
+    for (c, xc) in x.chunks_exact_mut(h * W).enumerate().take(g.cg()) {
+        padded.fill(T::ZERO);
+        for a in 0..g.kh {
+            for b in 0..g.kw {
+                let row = &cols[((c * g.kh + a) * g.kw + b) * ld..][..h * W];
+                for (i, src) in row.chunks_exact(W).enumerate() {
+                    for (d, &v) in padded[(i + a) * pw + b..][..W].iter_mut().zip(src) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+        for (r, dst) in xc.chunks_exact_mut(W).enumerate() {
+            for (d, &v) in dst.iter_mut().zip(&padded[(r + p) * pw + p..][..W]) {
+                *d += v;
+            }
         }
     }
 }
@@ -287,6 +375,11 @@ mod tests {
             (9, 9, 5, 2, 2),
             (4, 4, 1, 0, 2),
             (3, 8, 9, 4, 1),
+            (8, 8, 3, 1, 1),
+            (4, 4, 5, 2, 1),
+            (2, 2, 3, 1, 1),
+            (1, 2, 1, 0, 1),
+            (4, 8, 3, 0, 1),
         ] {
             let g = ConvGeometry::new(&[1, 2, h, w], &[1, 2, k, k], p, s, 1).unwrap();
             let x: Vec<f64> = (0..2 * h * w)
@@ -321,11 +414,12 @@ mod tests {
                     }
                 }
             }
-            // The gather versions on all output rows, with a leading dimension > width.
+            // The gather versions on all output rows, with a leading dimension > width (the
+            // padded copies for stride 1 and outputs of 2, 4 or 8 pixels as wide as the input).
             let full = g.hw_out();
             let ld = full + 3;
             let table = gather_table(&g);
-            let mut xe = vec![0.0; g.hw_in() + 1];
+            let mut xe = vec![0.0; gather_scratch(&g)];
             let (mut c_row, mut c_gather) =
                 (vec![7.0; g.k_rows() * ld], vec![7.0; g.k_rows() * ld]);
             im2col(&g, &x, 0, g.ho, &mut c_row, ld);
