@@ -39,7 +39,7 @@
 //! | `transposed.rs` | input gradient of a narrowing stride-1 layer as `conv2d(dy, W')`, `W'` the flipped, transposed kernel |
 //! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T` |
 //! | `bias.rs` | fused bias `y[n, o, :] += b[o]` and `db[o] = sum dy[n, o, i, j]` |
-//! | `im2col.rs` | im2col and its adjoint col2im on a band of output rows |
+//! | `im2col.rs` | im2col and its adjoint col2im on a band of output rows; for small images through a gather table, or through a zero-padded copy of each channel (stride 1, outputs 2, 4 or 8 pixels wide) |
 //! | `geometry.rs` | shapes of one convolution and the tiling of the im2col buffer |
 //! | `batch.rs` | work split over the batch and the rayon threads |
 //! | `matmul.rs` | bounds-checked strided views and the `gemm` call |
