@@ -14,9 +14,8 @@
 //! channels in the lanes, again for the forward and the input gradient. Other f32 3x3 stride-1
 //! layers with at least 64 input and output channels, 8^2 output pixels and 64 tiles of 2x2
 //! output pixels per task on the rayon pool (all of them on CPUs without AVX-512; at 8^2, batch
-//! 16 on two threads) run Winograd's F(2x2, 3x3) for the
-//! forward and the input gradient and its transpose F(3x3, 2x2) for the weight gradient: 2.25x
-//! fewer multiply-adds.
+//! 16 on two threads) run Winograd's F(2x2, 3x3) for the forward and the input gradient and its
+//! transpose F(3x3, 2x2) for the weight gradient: 2.25x fewer multiply-adds.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
 //! [`Algorithms::of`] says which kernel each pass of a layer runs on this CPU; [`set_policy`]
 //! restricts every layer to im2col + GEMM ([`Policy::GemmOnly`]), e.g. to time the others.

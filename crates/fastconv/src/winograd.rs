@@ -44,9 +44,9 @@ const MIN_PIXELS: usize = 64;
 /// Fewest tiles per task, the columns of its 16 GEMMs: below, they are too small to beat one
 /// im2col GEMM. On the AMD EPYC (AVX2), two threads, fwd+bwd against the GEMM path: 128 -> 128
 /// at 8^2 took 1.24x its time with 16 tiles per task (batch 2), 0.98x with 32 (batch 4) and
-/// 0.76x with 128 (batch 16); 64 -> 64 at 8^2 1.10x with 32, 0.94x with 64 and 0.81x with 128;
-/// 64 -> 64 and 128 -> 128 at 16^2 with 64 (batch 2) 0.94-1.0x and 0.79x (`docs/performance.md`,
-/// "Winograd by tiles per task").
+/// 0.71x with 128 (batch 16, `bench conv`'s pairs); 64 -> 64 at 8^2 1.10x with 32, 0.94x with
+/// 64 and 0.81x with 128; 64 -> 64 and 128 -> 128 at 16^2 with 64 (batch 2) 0.94x and 0.79x
+/// (`docs/performance.md`, "Winograd on small meshes, vectorised").
 const MIN_TILES: usize = 64;
 /// Transformed tiles of one unit of work (`V` and `M`, or `V` and `D`), bytes: `16 (C_in +
 /// C_out)` floats per tile. One position's GEMM operands, a sixteenth of it, stay in a core's L2.
