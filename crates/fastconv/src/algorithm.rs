@@ -4,6 +4,7 @@
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use crate::transposed::transposed_geometry;
+use crate::Policy;
 use candle_core::DType;
 
 /// A kernel of this crate.
@@ -55,28 +56,35 @@ pub struct Algorithms {
 }
 
 impl Algorithms {
-    /// The kernels [`crate::conv2d`] runs for `g` on the CPU in `dtype` (they depend on the
-    /// CPU's features), or `None` for a dtype that goes to candle's `conv2d` (not f32 or f64).
+    /// The kernels [`crate::conv2d`] runs for `g` on the CPU in `dtype` under the policy in
+    /// force ([`crate::policy`]; they depend on the CPU's features), or `None` for a dtype that
+    /// goes to candle's `conv2d` (not f32 or f64).
     pub fn of(g: &ConvGeometry, dtype: DType) -> Option<Self> {
+        Self::under(g, dtype, crate::policy())
+    }
+
+    /// The kernels [`crate::conv2d`] would run for `g` in `dtype` under `policy`, whichever
+    /// policy is in force.
+    pub fn under(g: &ConvGeometry, dtype: DType, policy: Policy) -> Option<Self> {
         match dtype {
-            DType::F32 => Some(Self::of_elem::<f32>(g)),
-            DType::F64 => Some(Self::of_elem::<f64>(g)),
+            DType::F32 => Some(Self::of_elem::<f32>(g, policy)),
+            DType::F64 => Some(Self::of_elem::<f64>(g, policy)),
             _ => None,
         }
     }
 
-    fn of_elem<T: Elem>(g: &ConvGeometry) -> Self {
-        let grad_input = match transposed_geometry::<T>(g) {
-            Some(gt) => match T::forward_algorithm(&gt) {
+    fn of_elem<T: Elem>(g: &ConvGeometry, policy: Policy) -> Self {
+        let grad_input = match transposed_geometry::<T>(g, policy) {
+            Some(gt) => match T::forward_algorithm(&gt, policy) {
                 Algorithm::Gemm => Algorithm::TransposedGemm,
                 other => other,
             },
             None => Algorithm::Gemm,
         };
         Self {
-            forward: T::forward_algorithm(g),
+            forward: T::forward_algorithm(g, policy),
             grad_input,
-            grad_weight: T::grad_weight_algorithm(g),
+            grad_weight: T::grad_weight_algorithm(g, policy),
         }
     }
 }

@@ -356,8 +356,8 @@ mod tests {
                 return Ok(());
             };
             prop_assert_eq!(applies(&g), shape_applies(&g) && cpu_has_avx512());
-            prop_assert_eq!(f32::has_direct(&g), applies(&g));
-            prop_assert!(!f64::has_direct(&g));
+            prop_assert_eq!(f32::has_direct(&g, crate::Policy::Fastest), applies(&g));
+            prop_assert!(!f64::has_direct(&g, crate::Policy::Fastest));
             if !applies(&g) {
                 return Ok(());
             }

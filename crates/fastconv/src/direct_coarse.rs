@@ -316,7 +316,7 @@ mod tests {
                 return Ok(());
             };
             prop_assert_eq!(applies(&g), shape_applies(&g) && cpu_has_avx512());
-            prop_assert_eq!(f32::has_direct(&g), applies(&g) || crate::direct::applies(&g));
+            prop_assert_eq!(f32::has_direct(&g, crate::Policy::Fastest), applies(&g) || crate::direct::applies(&g));
             if !applies(&g) {
                 return Ok(());
             }

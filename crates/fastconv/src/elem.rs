@@ -2,6 +2,7 @@
 
 use crate::algorithm::Algorithm;
 use crate::geometry::ConvGeometry;
+use crate::Policy;
 use std::cell::Cell;
 
 /// A float the `gemm` crate multiplies, with a per-thread reusable scratch buffer.
@@ -13,16 +14,16 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
     /// The kernel of the forward convolution of `g` ([`Algorithm::Gemm`] unless f32 has a
     /// direct or Winograd kernel for it).
-    fn forward_algorithm(_g: &ConvGeometry) -> Algorithm {
+    fn forward_algorithm(_g: &ConvGeometry, _policy: Policy) -> Algorithm {
         Algorithm::Gemm
     }
     /// The kernel of the weight gradient of `g`.
-    fn grad_weight_algorithm(_g: &ConvGeometry) -> Algorithm {
+    fn grad_weight_algorithm(_g: &ConvGeometry, _policy: Policy) -> Algorithm {
         Algorithm::Gemm
     }
     /// Whether [`Self::direct_forward`] runs `g`.
-    fn has_direct(g: &ConvGeometry) -> bool {
-        Self::forward_algorithm(g) != Algorithm::Gemm
+    fn has_direct(g: &ConvGeometry, policy: Policy) -> bool {
+        Self::forward_algorithm(g, policy) != Algorithm::Gemm
     }
     /// The forward convolution of `g` by the kernel of [`Self::forward_algorithm`], `None`
     /// when that is [`Algorithm::Gemm`].
@@ -65,8 +66,8 @@ macro_rules! impl_elem {
 impl_elem!(
     f32,
     SCRATCH_F32,
-    fn forward_algorithm(g: &ConvGeometry) -> Algorithm {
-        if crate::policy() == crate::Policy::GemmOnly {
+    fn forward_algorithm(g: &ConvGeometry, policy: Policy) -> Algorithm {
+        if policy == Policy::GemmOnly {
             Algorithm::Gemm
         } else if crate::direct::applies(g) {
             Algorithm::Direct
@@ -78,8 +79,8 @@ impl_elem!(
             Algorithm::Gemm
         }
     },
-    fn grad_weight_algorithm(g: &ConvGeometry) -> Algorithm {
-        if crate::policy() == crate::Policy::GemmOnly {
+    fn grad_weight_algorithm(g: &ConvGeometry, policy: Policy) -> Algorithm {
+        if policy == Policy::GemmOnly {
             return Algorithm::Gemm;
         }
         #[cfg(target_arch = "x86_64")]
@@ -93,7 +94,7 @@ impl_elem!(
         }
     },
     fn direct_forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
-        match Self::forward_algorithm(g) {
+        match Self::forward_algorithm(g, crate::policy()) {
             Algorithm::Direct => Some(crate::direct::forward(g, x, w)),
             #[cfg(target_arch = "x86_64")]
             Algorithm::DirectCoarse => Some(crate::direct_coarse::forward(g, x, w)),
@@ -102,7 +103,7 @@ impl_elem!(
         }
     },
     fn direct_grad_weight(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
-        match Self::grad_weight_algorithm(g) {
+        match Self::grad_weight_algorithm(g, crate::policy()) {
             #[cfg(target_arch = "x86_64")]
             Algorithm::DirectWeight => Some(crate::direct_weight::grad_weight(g, x, dy)),
             Algorithm::Winograd => Some(crate::winograd::grad_weight(g, x, dy)),

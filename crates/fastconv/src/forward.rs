@@ -4,7 +4,7 @@
 use crate::batch::{banded, for_each_chunk, images_per_gemm};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
-use crate::im2col::{gather_scratch, gather_table, im2col, im2col_gather};
+use crate::im2col::{im2col, Gather};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
@@ -47,21 +47,15 @@ fn forward_chunk<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], y: &mut [T], par: 
     let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
     let nb = y.len() / ys;
     let ld = nb * hw;
-    let table = gather_table(g);
-    T::with_scratch((kr + og) * ld + gather_scratch(g), |buf| {
+    let gather = Gather::new(g);
+    T::with_scratch((kr + og) * ld + Gather::scratch(g), |buf| {
         let (cols, rest) = buf.split_at_mut(kr * ld);
         let (tmp, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {
             let wg = Mat::rm(&w[grp * og * kr..][..og * kr], og, kr, kr);
             for b in 0..nb {
                 let xg = &x[b * xs + grp * cg * hw_in..][..cg * hw_in];
-                if g.is_pointwise() {
-                    for c in 0..cg {
-                        cols[c * ld + b * hw..][..hw].copy_from_slice(&xg[c * hw..][..hw]);
-                    }
-                } else {
-                    im2col_gather(g, &table, xg, &mut cols[b * hw..], ld, xe);
-                }
+                gather.im2col(g, xg, &mut cols[b * hw..], ld, xe);
             }
             matmul(
                 MatMut::rm(tmp, og, ld, ld),

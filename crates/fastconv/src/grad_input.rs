@@ -5,7 +5,7 @@ use crate::batch::{banded, for_each_chunk, images_per_gemm};
 use crate::elem::{written_zeros, Elem};
 use crate::forward::forward;
 use crate::geometry::ConvGeometry;
-use crate::im2col::{col2im, col2im_gather, gather_scratch, gather_table};
+use crate::im2col::{col2im, Gather};
 use crate::matmul::{matmul, Mat, MatMut};
 use crate::transposed::transposed;
 use gemm::Parallelism;
@@ -54,8 +54,8 @@ fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
     let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
     let nb = dx.len() / xs;
     let ld = nb * hw;
-    let table = gather_table(g);
-    T::with_scratch((kr + og) * ld + gather_scratch(g), |buf| {
+    let gather = Gather::new(g);
+    T::with_scratch((kr + og) * ld + Gather::scratch(g), |buf| {
         let (dcols, rest) = buf.split_at_mut(kr * ld);
         let (dyt, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {
@@ -75,13 +75,7 @@ fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
             );
             for b in 0..nb {
                 let dxg = &mut dx[b * xs + grp * cg * hw_in..][..cg * hw_in];
-                if g.is_pointwise() {
-                    for c in 0..cg {
-                        dxg[c * hw..][..hw].copy_from_slice(&dcols[c * ld + b * hw..][..hw]);
-                    }
-                } else {
-                    col2im_gather(g, &table, &dcols[b * hw..], ld, dxg, xe);
-                }
+                gather.col2im(g, &dcols[b * hw..], ld, dxg, xe);
             }
         }
     });

@@ -8,7 +8,7 @@
 use crate::batch::{banded, images_per_gemm, sum_over_chunks};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
-use crate::im2col::{gather_scratch, gather_table, im2col, im2col_gather};
+use crate::im2col::{im2col, Gather};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
 
@@ -91,20 +91,14 @@ fn grad_weight_chunk<T: Elem>(
     let (cg, og, kr, hw_in, hw) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out());
     let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
     let ld = nb * hw;
-    let table = gather_table(g);
-    T::with_scratch((kr + og) * ld + gather_scratch(g), |buf| {
+    let gather = Gather::new(g);
+    T::with_scratch((kr + og) * ld + Gather::scratch(g), |buf| {
         let (cols, rest) = buf.split_at_mut(kr * ld);
         let (dyt, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {
             for b in 0..nb {
                 let xg = &x[b * xs + grp * cg * hw_in..][..cg * hw_in];
-                if g.is_pointwise() {
-                    for c in 0..cg {
-                        cols[c * ld + b * hw..][..hw].copy_from_slice(&xg[c * hw..][..hw]);
-                    }
-                } else {
-                    im2col_gather(g, &table, xg, &mut cols[b * hw..], ld, xe);
-                }
+                gather.im2col(g, xg, &mut cols[b * hw..], ld, xe);
                 for o in 0..og {
                     dyt[o * ld + b * hw..][..hw]
                         .copy_from_slice(&dy[b * ys + (grp * og + o) * hw..][..hw]);

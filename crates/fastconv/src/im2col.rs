@@ -160,41 +160,119 @@ pub(crate) fn col2im<T: Elem>(
     }
 }
 
-/// Gather table for small images: entry `(a kw + b) hw_out + i wo + j` is the input pixel
-/// `(s i + a - p) w + (s j + b - p)` of a channel that kernel tap `(a, b)` of output pixel
-/// `(i, j)` reads, or `hw_in` when it falls in the zero padding.
-pub(crate) fn gather_table(g: &ConvGeometry) -> Vec<u32> {
-    let (p, s, hw_in) = (g.padding, g.stride, g.hw_in());
-    let mut t = Vec::with_capacity(g.kh * g.kw * g.hw_out());
-    for a in 0..g.kh {
-        for b in 0..g.kw {
-            for i in 0..g.ho {
-                for j in 0..g.wo {
-                    let (ii, jj) = (s * i + a, s * j + b);
-                    let inside = ii >= p && ii - p < g.h && jj >= p && jj - p < g.w;
-                    let k = if inside {
-                        (ii - p) * g.w + jj - p
-                    } else {
-                        hw_in
-                    };
-                    t.push(k as u32);
+/// How a whole image (all output rows) goes into and out of columns, for images too small
+/// for [`im2col`]'s row copies to pay: chosen once per layer by [`Gather::new`].
+pub(crate) enum Gather {
+    /// `1 x 1`, stride 1, no padding: `cols[c, q] = x[c, q]`, one copy per channel.
+    Pointwise,
+    /// Stride 1, output as large as the input and 2, 4 or 8 pixels wide: [`im2col_padded`] and
+    /// [`col2im_padded`], one copy of a whole output row at a time.
+    Padded2,
+    Padded4,
+    Padded8,
+    /// Any other layer: one load per element through the table of [`Gather::table`].
+    Table(Vec<u32>),
+}
+
+impl Gather {
+    pub(crate) fn new(g: &ConvGeometry) -> Self {
+        if g.is_pointwise() {
+            return Self::Pointwise;
+        }
+        if g.stride == 1 && (g.h, g.w) == (g.ho, g.wo) {
+            match g.wo {
+                2 => return Self::Padded2,
+                4 => return Self::Padded4,
+                8 => return Self::Padded8,
+                _ => {}
+            }
+        }
+        Self::Table(Self::table(g))
+    }
+
+    /// Gather table: entry `(a kw + b) hw_out + i wo + j` is the input pixel
+    /// `(s i + a - p) w + (s j + b - p)` of a channel that kernel tap `(a, b)` of output pixel
+    /// `(i, j)` reads, or `hw_in` when it falls in the zero padding.
+    fn table(g: &ConvGeometry) -> Vec<u32> {
+        let (p, s, hw_in) = (g.padding, g.stride, g.hw_in());
+        let mut t = Vec::with_capacity(g.kh * g.kw * g.hw_out());
+        for a in 0..g.kh {
+            for b in 0..g.kw {
+                for i in 0..g.ho {
+                    for j in 0..g.wo {
+                        let (ii, jj) = (s * i + a, s * j + b);
+                        let inside = ii >= p && ii - p < g.h && jj >= p && jj - p < g.w;
+                        let k = if inside {
+                            (ii - p) * g.w + jj - p
+                        } else {
+                            hw_in
+                        };
+                        t.push(k as u32);
+                    }
                 }
             }
         }
+        t
     }
-    t
+
+    /// Elements of the scratch `xe` of [`Gather::im2col`] and [`Gather::col2im`] for `g`.
+    pub(crate) fn scratch(g: &ConvGeometry) -> usize {
+        (g.hw_in() + 1).max((g.h + 2 * g.padding) * (g.w + 2 * g.padding))
+    }
+
+    /// [`im2col`] of all output rows of one group of one image `x` into `cols` (leading
+    /// dimension `ld`); `xe` is scratch of [`Gather::scratch`] elements.
+    pub(crate) fn im2col<T: Elem>(
+        &self,
+        g: &ConvGeometry,
+        x: &[T],
+        cols: &mut [T],
+        ld: usize,
+        xe: &mut [T],
+    ) {
+        match self {
+            Self::Pointwise => {
+                let hw = g.hw_in();
+                for (c, xc) in x.chunks_exact(hw).enumerate().take(g.cg()) {
+                    cols[c * ld..][..hw].copy_from_slice(xc);
+                }
+            }
+            Self::Padded2 => im2col_padded::<T, 2>(g, x, cols, ld, xe),
+            Self::Padded4 => im2col_padded::<T, 4>(g, x, cols, ld, xe),
+            Self::Padded8 => im2col_padded::<T, 8>(g, x, cols, ld, xe),
+            Self::Table(table) => im2col_table(g, table, x, cols, ld, xe),
+        }
+    }
+
+    /// Adjoint of [`Gather::im2col`] (the same as [`col2im`] on all output rows), added into
+    /// `x`; `xe` is scratch of [`Gather::scratch`] elements.
+    pub(crate) fn col2im<T: Elem>(
+        &self,
+        g: &ConvGeometry,
+        cols: &[T],
+        ld: usize,
+        x: &mut [T],
+        xe: &mut [T],
+    ) {
+        match self {
+            Self::Pointwise => {
+                let hw = g.hw_in();
+                for (c, xc) in x.chunks_exact_mut(hw).enumerate().take(g.cg()) {
+                    for (d, &v) in xc.iter_mut().zip(&cols[c * ld..][..hw]) {
+                        *d += v;
+                    }
+                }
+            }
+            Self::Padded2 => col2im_padded::<T, 2>(g, cols, ld, x, xe),
+            Self::Padded4 => col2im_padded::<T, 4>(g, cols, ld, x, xe),
+            Self::Padded8 => col2im_padded::<T, 8>(g, cols, ld, x, xe),
+            Self::Table(table) => col2im_table(g, table, cols, ld, x, xe),
+        }
+    }
 }
 
-/// Elements of the scratch `xe` of [`im2col_gather`] and [`col2im_gather`] for `g`.
-pub(crate) fn gather_scratch(g: &ConvGeometry) -> usize {
-    (g.hw_in() + 1).max((g.h + 2 * g.padding) * (g.w + 2 * g.padding))
-}
-
-/// [`im2col`] of a whole image (all output rows) through `table` ([`gather_table`]), one
-/// element at a time instead of one copy per output row, for images too small for row copies to
-/// pay; `xe` is scratch of [`gather_scratch`] elements. Stride-1 layers whose output is as
-/// large as the input, 2, 4 or 8 pixels wide, take [`im2col_padded`] instead.
-pub(crate) fn im2col_gather<T: Elem>(
+/// [`im2col`] of all output rows through `table` ([`Gather::table`]), one element at a time.
+fn im2col_table<T: Elem>(
     g: &ConvGeometry,
     table: &[u32],
     x: &[T],
@@ -202,14 +280,6 @@ pub(crate) fn im2col_gather<T: Elem>(
     ld: usize,
     xe: &mut [T],
 ) {
-    if g.stride == 1 && (g.h, g.w) == (g.ho, g.wo) {
-        match g.wo {
-            2 => return im2col_padded::<T, 2>(g, x, cols, ld, xe),
-            4 => return im2col_padded::<T, 4>(g, x, cols, ld, xe),
-            8 => return im2col_padded::<T, 8>(g, x, cols, ld, xe),
-            _ => {}
-        }
-    }
     let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
     let xe = &mut xe[..hw_in + 1];
     let table = &table[..taps * hw_out];
@@ -231,7 +301,7 @@ pub(crate) fn im2col_gather<T: Elem>(
     }
 }
 
-/// [`im2col_gather`] for stride 1, output rows of `W` pixels and as many as the input's: each
+/// [`Gather::im2col`] for stride 1, output rows of `W` pixels and as many as the input's: each
 /// channel is copied once into the zero-padded `padded` (`(h + 2p) x (W + 2p)`, the border
 /// zeroed once per call), and output row `i` of tap `(a, b)` is then the run
 /// `padded[(i + a) (W + 2p) + b..][..W]`: one copy of `W` elements, compiled inline, where the
@@ -262,10 +332,8 @@ fn im2col_padded<T: Elem, const W: usize>(
     }
 }
 
-/// Adjoint of [`im2col_gather`] (same as [`col2im`] on all output rows):
-/// `x[c][table[(a, b), q]] += cols[(c, a, b), q]`; `xe` is scratch of [`gather_scratch`]
-/// elements. The layers of [`im2col_padded`] take [`col2im_padded`].
-pub(crate) fn col2im_gather<T: Elem>(
+/// Adjoint of [`im2col_table`]: `x[c][table[(a, b), q]] += cols[(c, a, b), q]`.
+fn col2im_table<T: Elem>(
     g: &ConvGeometry,
     table: &[u32],
     cols: &[T],
@@ -273,14 +341,6 @@ pub(crate) fn col2im_gather<T: Elem>(
     x: &mut [T],
     xe: &mut [T],
 ) {
-    if g.stride == 1 && (g.h, g.w) == (g.ho, g.wo) {
-        match g.wo {
-            2 => return col2im_padded::<T, 2>(g, cols, ld, x, xe),
-            4 => return col2im_padded::<T, 4>(g, cols, ld, x, xe),
-            8 => return col2im_padded::<T, 8>(g, cols, ld, x, xe),
-            _ => {}
-        }
-    }
     let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
     let xe = &mut xe[..hw_in + 1];
     for (c, xc) in x.chunks_exact_mut(hw_in).enumerate().take(g.cg()) {
@@ -299,7 +359,7 @@ pub(crate) fn col2im_gather<T: Elem>(
 
 /// Adjoint of [`im2col_padded`]: every tap's output rows are added into the zero-padded
 /// `padded` at `(i + a) (W + 2p) + b`, `W` elements at a time, tap after tap (each pixel sums
-/// its taps in the order of [`col2im_gather`], so the results are the same bit for bit), and
+/// its taps in the order of [`col2im_table`], so the results are the same bit for bit), and
 /// the interior is added to the channel.
 fn col2im_padded<T: Elem, const W: usize>(
     g: &ConvGeometry,
@@ -418,19 +478,19 @@ mod tests {
             // padded copies for stride 1 and outputs of 2, 4 or 8 pixels as wide as the input).
             let full = g.hw_out();
             let ld = full + 3;
-            let table = gather_table(&g);
-            let mut xe = vec![0.0; gather_scratch(&g)];
+            let gather = Gather::new(&g);
+            let mut xe = vec![0.0; Gather::scratch(&g)];
             let (mut c_row, mut c_gather) =
                 (vec![7.0; g.k_rows() * ld], vec![7.0; g.k_rows() * ld]);
             im2col(&g, &x, 0, g.ho, &mut c_row, ld);
-            im2col_gather(&g, &table, &x, &mut c_gather, ld, &mut xe);
+            gather.im2col(&g, &x, &mut c_gather, ld, &mut xe);
             assert_eq!(c_row, c_gather);
             let dc: Vec<f64> = (0..c_row.len())
                 .map(|i| ((i * 7 % 31) as f64).sin())
                 .collect();
             let (mut x_row, mut x_gather) = (vec![1.0; x.len()], vec![1.0; x.len()]);
             col2im(&g, &dc, 0, g.ho, &mut x_row, ld);
-            col2im_gather(&g, &table, &dc, ld, &mut x_gather, &mut xe);
+            gather.col2im(&g, &dc, ld, &mut x_gather, &mut xe);
             for (a, b) in x_row.iter().zip(&x_gather) {
                 assert!((a - b).abs() < 1e-12, "{a} vs {b}");
             }

@@ -17,8 +17,9 @@
 //! 16 on two threads) run Winograd's F(2x2, 3x3) for the forward and the input gradient and its
 //! transpose F(3x3, 2x2) for the weight gradient: 2.25x fewer multiply-adds.
 //! f32 and f64 on the CPU run here; other devices and dtypes use candle's `conv2d`.
-//! [`Algorithms::of`] says which kernel each pass of a layer runs on this CPU; [`set_policy`]
-//! restricts every layer to im2col + GEMM ([`Policy::GemmOnly`]), e.g. to time the others.
+//! [`Algorithms::of`] says which kernel each pass of a layer runs on this CPU
+//! ([`Algorithms::under`]: under a given policy); [`set_policy`] restricts every layer to
+//! im2col + GEMM ([`Policy::GemmOnly`]), e.g. to time the others.
 //!
 //! Sources: `001 eq. 1` is the convolution of *Multiscale Training of Convolutional Neural
 //! Networks* (`000 eq. 1` in its earlier version).
@@ -38,7 +39,7 @@
 //! | `transposed.rs` | input gradient of a narrowing stride-1 layer as `conv2d(dy, W')`, `W'` the flipped, transposed kernel |
 //! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T` |
 //! | `bias.rs` | fused bias `y[n, o, :] += b[o]` and `db[o] = sum dy[n, o, i, j]` |
-//! | `im2col.rs` | im2col and its adjoint col2im on a band of output rows; for small images through a gather table, or through a zero-padded copy of each channel (stride 1, outputs 2, 4 or 8 pixels wide) |
+//! | `im2col.rs` | im2col and its adjoint col2im on a band of output rows; for small images, all rows at once as the layer's `Gather` chooses: a copy per channel (1x1), a zero-padded copy of each channel (stride 1, outputs 2, 4 or 8 pixels wide) or a gather table |
 //! | `geometry.rs` | shapes of one convolution and the tiling of the im2col buffer |
 //! | `batch.rs` | work split over the batch and the rayon threads |
 //! | `matmul.rs` | bounds-checked strided views and the `gemm` call |

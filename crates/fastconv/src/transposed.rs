@@ -11,11 +11,15 @@
 
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
+use crate::Policy;
 
 /// The geometry `g'` of `dx = conv2d(dy, W')` for `g`, when `g` is a stride-1, square-kernel
 /// convolution with `p <= kh - 1` that either narrows the channels (`og < cg`) or whose `g'`
 /// runs a kernel other than im2col + GEMM ([`Elem::has_direct`]: no im2col either way).
-pub(crate) fn transposed_geometry<T: Elem>(g: &ConvGeometry) -> Option<ConvGeometry> {
+pub(crate) fn transposed_geometry<T: Elem>(
+    g: &ConvGeometry,
+    policy: Policy,
+) -> Option<ConvGeometry> {
     let (cg, og, k) = (g.cg(), g.og(), g.kh);
     if g.stride != 1 || g.kw != k || g.padding >= k {
         return None;
@@ -28,13 +32,13 @@ pub(crate) fn transposed_geometry<T: Elem>(g: &ConvGeometry) -> Option<ConvGeome
         g.groups,
     )
     .ok()?;
-    (og < cg || T::has_direct(&gt)).then_some(gt)
+    (og < cg || T::has_direct(&gt, policy)).then_some(gt)
 }
 
 /// The geometry and kernel `(g', W')` of `dx = conv2d(dy, W')` for `g`, when
 /// [`transposed_geometry`] gives one.
 pub(crate) fn transposed<T: Elem>(g: &ConvGeometry, w: &[T]) -> Option<(ConvGeometry, Vec<T>)> {
-    let gt = transposed_geometry::<T>(g)?;
+    let gt = transposed_geometry::<T>(g, crate::policy())?;
     let (cg, og, k) = (g.cg(), g.og(), g.kh);
     // Flipping both kernel axes reverses each `k x k` block: `(k - 1 - a) k + (k - 1 - b) =
     // k^2 - 1 - (a k + b)`.

@@ -1,6 +1,7 @@
 //! `fastconv::set_policy`: under `Policy::GemmOnly` every pass runs im2col + GEMM, as
-//! `Algorithms::of` reports, and gives the default policy's results to float rounding. One test
-//! in a binary of its own, since the policy is process-wide.
+//! `Algorithms::of` reports (and `Algorithms::under` whatever the policy in force), and gives
+//! the default policy's results to float rounding. One test in a binary of its own, since the
+//! policy is process-wide.
 
 use candle_core::{DType, Device, Tensor, Var};
 use fastconv::{Algorithm, Algorithms, ConvGeometry, Policy};
@@ -41,6 +42,11 @@ fn gemm_only_runs_gemm_and_agrees_with_the_fastest_kernels() {
         grad_weight: Algorithm::Gemm,
     };
     assert_eq!(Algorithms::of(&g, DType::F32), Some(gemm));
+    // `under` answers for the policy asked, whichever is in force.
+    assert_eq!(
+        Algorithms::under(&g, DType::F32, Policy::Fastest),
+        Some(fastest)
+    );
     // A narrowing layer's input gradient stays `conv2d(dy, W')`: im2col + GEMM as well.
     assert_eq!(
         Algorithms::of(&narrowing, DType::F32),
@@ -53,6 +59,10 @@ fn gemm_only_runs_gemm_and_agrees_with_the_fastest_kernels() {
 
     fastconv::set_policy(Policy::Fastest);
     assert_eq!(Algorithms::of(&g, DType::F32), Some(fastest));
+    assert_eq!(
+        Algorithms::under(&g, DType::F32, Policy::GemmOnly),
+        Some(gemm)
+    );
     for ((name, want), got) in ["y", "dx", "dw"].iter().zip(&want).zip(&got) {
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         let err = want

@@ -14,6 +14,7 @@ use crate::bench::PairRatios;
 use crate::common::{ensure_out_dir, Context};
 use anyhow::{bail, Context as _, Result};
 use candle_core::{Device, Tensor, Var};
+use fastconv::Policy::{self, Fastest, GemmOnly};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
@@ -135,7 +136,6 @@ fn measure(conv: ConvFn, x: &Var, w: &Var, args: &Args) -> Result<(f64, f64)> {
 /// spell of a shared machine hits both sides of a pair: median, least and largest pair ratio
 /// (below 1: the specialised kernels are faster).
 fn against_gemm(x: &Var, w: &Var, args: &Args) -> Result<PairRatios> {
-    use fastconv::Policy;
     let timed = |policy: Policy| -> Result<f64> {
         fastconv::set_policy(policy);
         let t = Instant::now();
@@ -268,19 +268,14 @@ fn find<'a>(rows: &'a [Row], imp: &str, s: (usize, usize, usize)) -> Option<&'a 
         .find(|r| r.imp == imp && (r.cin, r.cout, r.size) == s)
 }
 
-/// The kernels of our forward / input gradient / weight gradient for one shape.
-fn kernels(cin: usize, cout: usize, n: usize, batch: usize) -> Result<String> {
+/// The kernels of our forward / input gradient / weight gradient for one shape under `policy`
+/// (`Fastest`: the ones our timings ran).
+fn kernels(cin: usize, cout: usize, n: usize, batch: usize, policy: Policy) -> Result<String> {
     let g = fastconv::ConvGeometry::new(&[batch, cin, n, n], &[cout, cin, 3, 3], 1, 1, 1)?;
-    Ok(fastconv::Algorithms::of(&g, candle_core::DType::F32)
-        .map_or_else(|| "candle".into(), |a| a.to_string()))
-}
-
-/// [`kernels`] under `fastconv::Policy::GemmOnly`.
-fn gemm_only(cin: usize, cout: usize, n: usize, batch: usize) -> Result<String> {
-    fastconv::set_policy(fastconv::Policy::GemmOnly);
-    let k = kernels(cin, cout, n, batch);
-    fastconv::set_policy(fastconv::Policy::Fastest);
-    k
+    Ok(
+        fastconv::Algorithms::under(&g, candle_core::DType::F32, policy)
+            .map_or_else(|| "candle".into(), |a| a.to_string()),
+    )
 }
 
 fn markdown(
@@ -351,7 +346,7 @@ fn markdown(
             cells.extend(timing(c));
         }
         cells.extend(timing(ours));
-        cells.push(kernels(s.0, s.1, s.2, batch)?);
+        cells.push(kernels(s.0, s.1, s.2, batch, Fastest)?);
         cells.push(ratios.get(&s).map_or_else(|| "-".into(), |r| r.to_string()));
         if let Some(c) = c {
             cells.push(format!("{:.2}x", c.fwd_ms / ours.fwd_ms));
@@ -413,8 +408,8 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
             );
             rows.push(row);
         }
-        let ours = kernels(cin, cout, n, args.batch)?;
-        if ours != gemm_only(cin, cout, n, args.batch)? {
+        let ours = kernels(cin, cout, n, args.batch, Fastest)?;
+        if ours != kernels(cin, cout, n, args.batch, GemmOnly)? {
             let r = against_gemm(&x, &w, &args)?;
             tracing::info!(
                 "fastconv {cin:>3}->{cout:<3} n={n:<3} {ours} over im2col + GEMM only: {r} of {} pairs",
@@ -463,7 +458,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<()> {
                 s.0,
                 s.1,
                 s.2,
-                kernels(s.0, s.1, s.2, args.batch)?,
+                kernels(s.0, s.1, s.2, args.batch, Fastest)?,
                 r.pairs,
                 r.median,
                 r.min,
