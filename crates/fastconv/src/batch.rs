@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 /// Output pixels per image from which one image alone gives the GEMM enough columns
 /// (16^2 and up): below it several images share one GEMM.
-const WIDE_OUTPUT: usize = 256;
+pub(crate) const WIDE_OUTPUT: usize = 256;
 
 /// `(workers, parallelism inside one task)`: all threads across tasks when there is at least
 /// one task per thread, else one worker whose GEMMs use every thread.
@@ -81,10 +81,29 @@ pub(crate) fn sum_over_chunks<T: Elem>(
     len: usize,
     f: impl Fn(usize, usize, &mut [T], Parallelism) + Sync,
 ) -> Vec<T> {
+    let mut it = partial_sums(batch, images, len, f).into_iter();
+    let mut total = it.next().unwrap_or_else(|| written_zeros(len));
+    for p in it {
+        for (a, b) in total.iter_mut().zip(&p) {
+            *a += *b;
+        }
+    }
+    total
+}
+
+/// The per-worker buffers of [`sum_over_chunks`] before they are added (at least one), for
+/// callers that add them while rearranging the result: element `i` of the sum is
+/// `((p[0][i] + p[1][i]) + p[2][i]) ..`.
+pub(crate) fn partial_sums<T: Elem>(
+    batch: usize,
+    images: usize,
+    len: usize,
+    f: impl Fn(usize, usize, &mut [T], Parallelism) + Sync,
+) -> Vec<Vec<T>> {
     let images = images.max(1);
     let (workers, par) = plan(batch.div_ceil(images));
     let per = batch.div_ceil(workers).max(1);
-    let partials: Vec<Vec<T>> = (0..workers)
+    (0..workers)
         .into_par_iter()
         .map(|t| {
             let mut acc = written_zeros(len);
@@ -97,13 +116,5 @@ pub(crate) fn sum_over_chunks<T: Elem>(
             }
             acc
         })
-        .collect();
-    let mut it = partials.into_iter();
-    let mut total = it.next().unwrap_or_else(|| written_zeros(len));
-    for p in it {
-        for (a, b) in total.iter_mut().zip(&p) {
-            *a += *b;
-        }
-    }
-    total
+        .collect()
 }

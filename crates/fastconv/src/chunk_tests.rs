@@ -4,7 +4,7 @@
 use crate::forward::forward_with;
 use crate::geometry::ConvGeometry;
 use crate::grad_input::grad_input_with;
-use crate::grad_weight::grad_weight_with;
+use crate::grad_weight::{grad_weight_whole, grad_weight_with};
 use proptest::prelude::*;
 
 /// `len` pseudo-random values in `[-1, 1)` from `seed` (xorshift).
@@ -118,6 +118,10 @@ fn check(g: &ConvGeometry, seed: u64) {
             "dw, {images} per GEMM, {g:?}"
         );
     }
+    assert!(
+        max_err(&grad_weight_whole(g, &x, &dy), &dw) < 1e-12,
+        "dw, whole batch, {g:?}"
+    );
     // f32 through the multi-image path against the same f64 reference.
     let (x32, w32, dy32) = (f32s(&x), f32s(&w), f32s(&dy));
     let images = g.batch.max(2);
@@ -174,4 +178,58 @@ fn coarse_mesh_layers_take_the_multi_image_path_and_match() {
         assert!(max_err(&crate::grad_input::grad_input(&g, &dy, &w), &dx) < 1e-12);
         assert!(max_err(&crate::grad_weight::grad_weight(&g, &x, &dy), &dw) < 1e-12);
     }
+}
+
+/// The weight gradient's partial sums added and transposed in blocks of 16 output channels by
+/// 16 rows, and the whole batch's GEMM on all threads: output channels per group and `k_rows`
+/// that are not multiples of 16, one and two groups, on pools of 1, 2 and 3 threads (as many
+/// partial sums).
+#[test]
+fn weight_gradients_are_added_and_transposed_block_by_block() {
+    for &(c_in, c_out, groups) in &[(8, 40, 1), (6, 40, 2), (2, 17, 1)] {
+        let g = ConvGeometry::new(
+            &[6, c_in, 2, 2],
+            &[c_out, c_in / groups, 3, 3],
+            1,
+            1,
+            groups,
+        )
+        .unwrap();
+        let x = values(6, g.batch * c_in * g.hw_in());
+        let dy = values(7, g.batch * c_out * g.hw_out());
+        let w = vec![0.0; c_out * g.k_rows()];
+        let [_, _, dw] = reference(&g, &x, &w, &dy);
+        for threads in 1..=3 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for images in [1, 2] {
+                let got = pool.install(|| grad_weight_with(&g, &x, &dy, images));
+                assert!(
+                    max_err(&got, &dw) < 1e-12,
+                    "{threads} threads, {images} per GEMM, {g:?}"
+                );
+            }
+            let got = pool.install(|| grad_weight_whole(&g, &x, &dy));
+            assert!(
+                max_err(&got, &dw) < 1e-12,
+                "{threads} threads, whole batch, {g:?}"
+            );
+        }
+    }
+}
+
+/// [`crate::grad_weight::whole_batch`] on the paper UNet's layers at batch 16: the whole batch
+/// in one GEMM where the weights outnumber the batch's pixels, per-worker sums elsewhere.
+#[test]
+fn the_whole_batch_takes_the_coarse_layers() {
+    let layer = |c_in: usize, c_out: usize, n: usize, k: usize| {
+        let g = ConvGeometry::new(&[16, c_in, n, n], &[c_out, c_in, k, k], k / 2, 1, 1).unwrap();
+        crate::grad_weight::whole_batch(&g, 4)
+    };
+    assert!(layer(128, 128, 2, 3) && layer(256, 128, 2, 3) && layer(64, 64, 4, 3));
+    assert!(layer(128, 64, 4, 3));
+    // 1024 pixels against 288 weights per row; 1x1; 16^2 (one image per GEMM).
+    assert!(!layer(32, 32, 8, 3) && !layer(128, 128, 2, 1) && !layer(128, 128, 16, 3));
 }

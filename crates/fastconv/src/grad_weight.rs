@@ -1,16 +1,19 @@
 //! Weight gradient: `dW_g = sum_n dy_g[n] cols(x[n])^T`, band by band, per-worker partial sums;
-//! for small images several images side by side in one GEMM.
+//! for small images several images side by side in one GEMM. On coarse meshes, where the
+//! weights outnumber the batch's pixels, all images go into one GEMM on all threads instead
+//! ([`grad_weight_whole`]).
 //!
-//! The partial sums hold each group's `dW_g^T` (`k_rows x og`, row-major), transposed once at
-//! the end: `gemm` runs 1.5-2x faster writing `dW_g` column-major when `og` is small (32-64
-//! output channels against `k_rows` = 288-1152).
+//! The partial sums hold each group's `dW_g^T` (`k_rows x og`, row-major), added and transposed
+//! in one parallel pass at the end: `gemm` runs 1.5-2x faster writing `dW_g` column-major when
+//! `og` is small (32-64 output channels against `k_rows` = 288-1152).
 
-use crate::batch::{banded, images_per_gemm, sum_over_chunks};
+use crate::batch::{banded, images_per_gemm, partial_sums, WIDE_OUTPUT};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{im2col, Gather};
 use crate::matmul::{matmul, Mat, MatMut};
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// `dw[o, c, a, b] = sum_{n, i, j} dy[n, o, i, j] x[n, g(o) cg + c, s i + a - p, s j + b - p]`;
 /// returns contiguous `dw` of `g.w_dims()`. Runs [`crate::direct_weight`] where it applies.
@@ -19,6 +22,9 @@ pub(crate) fn grad_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T
         return dw;
     }
     let eb = std::mem::size_of::<T>();
+    if whole_batch(g, eb) {
+        return grad_weight_whole(g, x, dy);
+    }
     grad_weight_with(
         g,
         x,
@@ -36,7 +42,7 @@ pub(crate) fn grad_weight_with<T: Elem>(
     images: usize,
 ) -> Vec<T> {
     let (xs, ys) = (g.c_in * g.hw_in(), g.c_out * g.hw_out());
-    let transposed = sum_over_chunks(g.batch, images, g.c_out * g.k_rows(), |n0, nb, acc, par| {
+    let partials = partial_sums(g.batch, images, g.c_out * g.k_rows(), |n0, nb, acc, par| {
         let (xc, dyc) = (&x[n0 * xs..][..nb * xs], &dy[n0 * ys..][..nb * ys]);
         if banded(g, images) {
             grad_weight_image(g, xc, dyc, acc, par)
@@ -44,31 +50,119 @@ pub(crate) fn grad_weight_with<T: Elem>(
             grad_weight_chunk(g, xc, dyc, nb, acc, par)
         }
     });
-    untranspose_groups(g, &transposed)
+    untranspose_sum(g, &partials)
 }
 
-/// Side of the square blocks in which [`untranspose_groups`] transposes: a block's reads and
-/// writes stay in L1 (a column-by-column copy waited on a strided load per element: 3 % of the
-/// paper UNet's step at 8^2).
+/// Bytes of im2col columns up to which [`grad_weight_whole`] takes the whole batch at once.
+const WHOLE_BATCH_BYTES: usize = 4 << 20;
+
+/// Whether [`grad_weight`] runs [`grad_weight_whole`]: a layer whose images are too small to be
+/// banded, whose batch has no more output pixels than a weight row has entries (`N hw_out <=
+/// k_rows`: from `2^2` with 64 channels, `4^2` with 128), and whose columns for the whole batch
+/// take at most [`WHOLE_BATCH_BYTES`]. There, per-worker partial sums of `dW` cost more memory
+/// traffic than their GEMMs.
+pub(crate) fn whole_batch(g: &ConvGeometry, elem_bytes: usize) -> bool {
+    let pixels = g.batch * g.hw_out();
+    g.hw_out() < WIDE_OUTPUT
+        && !g.is_pointwise()
+        && pixels <= g.k_rows()
+        && g.k_rows() * pixels * elem_bytes <= WHOLE_BATCH_BYTES
+}
+
+/// [`grad_weight`] with the columns of the whole batch side by side (`k_rows x N hw_out`, one
+/// task per input channel on the pool), then per group one GEMM `dW_g = [dy[0] .. dy[N - 1]]
+/// [cols(x[0]) .. cols(x[N - 1])]^T` on all threads, written row-major: no partial sums to add
+/// and nothing to transpose.
+pub(crate) fn grad_weight_whole<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    let (cg, og, kr, hw_in, hw) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out());
+    let (xs, ys, taps) = (g.c_in * hw_in, g.c_out * hw, g.kh * g.kw);
+    let ld = g.batch * hw;
+    let gather = Gather::new(g);
+    let mut dw = vec![T::ZERO; g.c_out * kr];
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    T::with_scratch((kr + og) * ld, |buf| {
+        let (cols, dyt) = buf.split_at_mut(kr * ld);
+        for grp in 0..g.groups {
+            cols.par_chunks_mut(taps * ld)
+                .enumerate()
+                .for_each(|(c, rows)| {
+                    T::with_scratch(Gather::scratch(g), |xe| {
+                        for b in 0..g.batch {
+                            let xc = &x[b * xs + (grp * cg + c) * hw_in..][..hw_in];
+                            gather.im2col(g, xc, &mut rows[b * hw..], ld, xe);
+                        }
+                    })
+                });
+            for b in 0..g.batch {
+                for o in 0..og {
+                    dyt[o * ld + b * hw..][..hw]
+                        .copy_from_slice(&dy[b * ys + (grp * og + o) * hw..][..hw]);
+                }
+            }
+            matmul(
+                MatMut::rm(&mut dw[grp * og * kr..][..og * kr], og, kr, kr),
+                Mat::rm(dyt, og, ld, ld),
+                Mat::rm(cols, kr, ld, ld).t(),
+                false,
+                par,
+            );
+        }
+    });
+    dw
+}
+
+/// Side of the square blocks in which [`untranspose_sum`] transposes: a block's reads and writes
+/// stay in L1 (a column-by-column copy waited on a strided load per element).
 const TRANSPOSE_BLOCK: usize = 16;
 
-/// `dw[grp]` (`og x k_rows`) from `dwt[grp]` (`k_rows x og`), group by group, in blocks of
-/// [`TRANSPOSE_BLOCK`] squared.
-fn untranspose_groups<T: Elem>(g: &ConvGeometry, dwt: &[T]) -> Vec<T> {
+/// `dw[grp][o, r] = sum_p partials[p][grp][r, o]` (`og x k_rows` from the workers'
+/// `k_rows x og` blocks), added in the order of [`crate::batch::partial_sums`]; the rows of
+/// [`TRANSPOSE_BLOCK`] output channels are tasks on the pool, each transposed in blocks of
+/// [`TRANSPOSE_BLOCK`] squared. One pass over the partials, where adding them first and then
+/// transposing on one thread took two (12 % of the weight gradient of a 128-channel layer at
+/// `2^2`).
+fn untranspose_sum<T: Elem>(g: &ConvGeometry, partials: &[Vec<T>]) -> Vec<T> {
     let (og, kr) = (g.og(), g.k_rows());
-    let mut dw = vec![T::ZERO; dwt.len()];
-    for (block, tblock) in dw.chunks_exact_mut(og * kr).zip(dwt.chunks_exact(og * kr)) {
-        for o0 in (0..og).step_by(TRANSPOSE_BLOCK) {
-            for r0 in (0..kr).step_by(TRANSPOSE_BLOCK) {
-                let rs = r0..kr.min(r0 + TRANSPOSE_BLOCK);
-                for o in o0..og.min(o0 + TRANSPOSE_BLOCK) {
-                    for (v, r) in block[o * kr..][rs.clone()].iter_mut().zip(rs.clone()) {
-                        *v = tblock[r * og + o];
+    let mut dw = vec![T::ZERO; g.c_out * kr];
+    let tasks: Vec<(usize, usize, &mut [T])> = dw
+        .chunks_exact_mut(og * kr)
+        .enumerate()
+        .flat_map(|(grp, block)| {
+            let rows = block.chunks_mut(TRANSPOSE_BLOCK * kr).enumerate();
+            rows.map(move |(k, rows)| (grp, k * TRANSPOSE_BLOCK, rows))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(grp, o0, rows)| {
+        let ob = rows.len() / kr;
+        let blocks: Vec<&[T]> = partials
+            .iter()
+            .map(|p| &p[grp * og * kr + o0..][..og * kr - o0])
+            .collect();
+        // `tile[r - r0][o - o0]`: the block's sums, rows read whole from the partials.
+        let mut tile = [[T::ZERO; TRANSPOSE_BLOCK]; TRANSPOSE_BLOCK];
+        for r0 in (0..kr).step_by(TRANSPOSE_BLOCK) {
+            let rb = TRANSPOSE_BLOCK.min(kr - r0);
+            for (rr, sums) in tile.iter_mut().enumerate().take(rb) {
+                let sums = &mut sums[..ob];
+                sums.copy_from_slice(&blocks[0][(r0 + rr) * og..][..ob]);
+                for b in &blocks[1..] {
+                    for (s, &v) in sums.iter_mut().zip(&b[(r0 + rr) * og..][..ob]) {
+                        *s += v;
                     }
                 }
             }
+            for (oo, row) in rows.chunks_exact_mut(kr).enumerate() {
+                for (v, sums) in row[r0..r0 + rb].iter_mut().zip(&tile) {
+                    *v = sums[oo];
+                }
+            }
         }
-    }
+    });
     dw
 }
 
