@@ -417,8 +417,10 @@ fn candle_num_threads() -> usize {
 }
 
 pub fn get_num_threads() -> usize {
-    // Respond to the same environment variable as rayon.
-    rayon_num_threads()
+    // Respond to the same environment variable as rayon, read once: the fallback counts the
+    // physical cores by parsing /proc/cpuinfo, and every CPU matmul asks.
+    static NUM_THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *NUM_THREADS.get_or_init(rayon_num_threads)
 }
 
 /// On Apple Silicon: P-core count via `hw.perflevel0.logicalcpu`.
