@@ -117,11 +117,11 @@ fn check(g: &ConvGeometry, seed: u64) {
             max_err(&grad_weight_with(g, &x, &dy, images), &dw) < 1e-12,
             "dw, {images} per GEMM, {g:?}"
         );
+        assert!(
+            max_err(&grad_weight_whole(g, &x, &dy, images), &dw) < 1e-12,
+            "dw, whole batch, {images} per GEMM, {g:?}"
+        );
     }
-    assert!(
-        max_err(&grad_weight_whole(g, &x, &dy), &dw) < 1e-12,
-        "dw, whole batch, {g:?}"
-    );
     // f32 through the multi-image path against the same f64 reference.
     let (x32, w32, dy32) = (f32s(&x), f32s(&w), f32s(&dy));
     let images = g.batch.max(2);
@@ -211,7 +211,7 @@ fn weight_gradients_are_added_and_transposed_block_by_block() {
                     "{threads} threads, {images} per GEMM, {g:?}"
                 );
             }
-            let got = pool.install(|| grad_weight_whole(&g, &x, &dy));
+            let got = pool.install(|| grad_weight_whole(&g, &x, &dy, 3));
             assert!(
                 max_err(&got, &dw) < 1e-12,
                 "{threads} threads, whole batch, {g:?}"
@@ -220,16 +220,48 @@ fn weight_gradients_are_added_and_transposed_block_by_block() {
     }
 }
 
-/// [`crate::grad_weight::whole_batch`] on the paper UNet's layers at batch 16: the whole batch
-/// in one GEMM where the weights outnumber the batch's pixels, per-worker sums elsewhere.
+/// [`crate::grad_weight::whole_batch`] on the paper UNet's layers at batch 16: the workers'
+/// GEMMs into one `dW` where the weights outnumber the batch's pixels, partial sums elsewhere.
 #[test]
 fn the_whole_batch_takes_the_coarse_layers() {
     let layer = |c_in: usize, c_out: usize, n: usize, k: usize| {
         let g = ConvGeometry::new(&[16, c_in, n, n], &[c_out, c_in, k, k], k / 2, 1, 1).unwrap();
-        crate::grad_weight::whole_batch(&g, 4)
+        let images = crate::batch::images_per_gemm(&g, 4, g.weight_grad_tile_bytes(4));
+        crate::grad_weight::whole_batch(&g, 4, images)
     };
     assert!(layer(128, 128, 2, 3) && layer(256, 128, 2, 3) && layer(64, 64, 4, 3));
     assert!(layer(128, 64, 4, 3));
     // 1024 pixels against 288 weights per row; 1x1; 16^2 (one image per GEMM).
     assert!(!layer(32, 32, 8, 3) && !layer(128, 128, 2, 1) && !layer(128, 128, 16, 3));
+}
+
+/// [`grad_weight_whole`] gives the partial sums' weight gradient bit for bit (f32: `gemm` adds
+/// each worker's complete sum to `dW`, as the partial sums are added), on pools of 1, 2 and 3
+/// threads, for the coarse layers it runs.
+#[test]
+fn the_whole_batch_gives_the_partial_sums_bit_for_bit() {
+    for &(c_in, c_out, n) in &[(32, 32, 2), (64, 16, 2), (32, 24, 4)] {
+        let g = ConvGeometry::new(&[16, c_in, n, n], &[c_out, c_in, 3, 3], 1, 1, 1).unwrap();
+        let x = f32s(&values(8, 16 * c_in * n * n));
+        let dy = f32s(&values(9, 16 * c_out * n * n));
+        for threads in 1..=3 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let images = crate::batch::images_per_gemm(&g, 4, g.weight_grad_tile_bytes(4));
+                assert!(crate::grad_weight::whole_batch(&g, 4, images), "{g:?}");
+                let whole = grad_weight_whole(&g, &x, &dy, images);
+                let sums = grad_weight_with(&g, &x, &dy, images);
+                assert!(
+                    whole
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .eq(sums.iter().map(|v| v.to_bits())),
+                    "{threads} threads, {g:?}"
+                );
+            });
+        }
+    }
 }

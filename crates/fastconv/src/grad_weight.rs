@@ -1,13 +1,13 @@
 //! Weight gradient: `dW_g = sum_n dy_g[n] cols(x[n])^T`, band by band, per-worker partial sums;
 //! for small images several images side by side in one GEMM. On coarse meshes, where the
-//! weights outnumber the batch's pixels, all images go into one GEMM on all threads instead
-//! ([`grad_weight_whole`]).
+//! weights outnumber the batch's pixels, the workers' GEMMs run one after the other on all
+//! threads into one `dW` instead ([`grad_weight_whole`]), with the same sums.
 //!
 //! The partial sums hold each group's `dW_g^T` (`k_rows x og`, row-major), added and transposed
 //! in one parallel pass at the end: `gemm` runs 1.5-2x faster writing `dW_g` column-major when
 //! `og` is small (32-64 output channels against `k_rows` = 288-1152).
 
-use crate::batch::{banded, images_per_gemm, partial_sums, WIDE_OUTPUT};
+use crate::batch::{banded, images_per_gemm, partial_sums, plan, WIDE_OUTPUT};
 use crate::elem::Elem;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{im2col, Gather};
@@ -22,15 +22,11 @@ pub(crate) fn grad_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T
         return dw;
     }
     let eb = std::mem::size_of::<T>();
-    if whole_batch(g, eb) {
-        return grad_weight_whole(g, x, dy);
+    let images = images_per_gemm(g, eb, g.weight_grad_tile_bytes(eb));
+    if whole_batch(g, eb, images) {
+        return grad_weight_whole(g, x, dy, images);
     }
-    grad_weight_with(
-        g,
-        x,
-        dy,
-        images_per_gemm(g, eb, g.weight_grad_tile_bytes(eb)),
-    )
+    grad_weight_with(g, x, dy, images)
 }
 
 /// [`grad_weight`] with `images` images per GEMM; one image at a time in bands of rows when
@@ -56,27 +52,40 @@ pub(crate) fn grad_weight_with<T: Elem>(
 /// Bytes of im2col columns up to which [`grad_weight_whole`] takes the whole batch at once.
 const WHOLE_BATCH_BYTES: usize = 4 << 20;
 
-/// Whether [`grad_weight`] runs [`grad_weight_whole`]: a layer whose images are too small to be
-/// banded, whose batch has no more output pixels than a weight row has entries (`N hw_out <=
-/// k_rows`: from `2^2` with 64 channels, `4^2` with 128), and whose columns for the whole batch
-/// take at most [`WHOLE_BATCH_BYTES`]. There, per-worker partial sums of `dW` cost more memory
-/// traffic than their GEMMs.
-pub(crate) fn whole_batch(g: &ConvGeometry, elem_bytes: usize) -> bool {
+/// Whether [`grad_weight`] runs [`grad_weight_whole`] with `images` per GEMM: a layer whose
+/// images are too small to be banded, whose batch has no more output pixels than a weight row
+/// has entries (`N hw_out <= k_rows`: from `2^2` with 64 channels, `4^2` with 128), whose
+/// columns for the whole batch take at most [`WHOLE_BATCH_BYTES`], and where each worker of
+/// [`grad_weight_with`] would run one GEMM. There, per-worker partial sums of `dW` cost more
+/// memory traffic than their GEMMs.
+pub(crate) fn whole_batch(g: &ConvGeometry, elem_bytes: usize, images: usize) -> bool {
     let pixels = g.batch * g.hw_out();
+    let (workers, _) = plan(g.batch.div_ceil(images.max(1)));
     g.hw_out() < WIDE_OUTPUT
         && !g.is_pointwise()
         && pixels <= g.k_rows()
         && g.k_rows() * pixels * elem_bytes <= WHOLE_BATCH_BYTES
+        && images >= g.batch.div_ceil(workers)
 }
 
-/// [`grad_weight`] with the columns of the whole batch side by side (`k_rows x N hw_out`, one
-/// task per input channel on the pool), then per group one GEMM `dW_g = [dy[0] .. dy[N - 1]]
-/// [cols(x[0]) .. cols(x[N - 1])]^T` on all threads, written row-major: no partial sums to add
-/// and nothing to transpose.
-pub(crate) fn grad_weight_whole<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+/// [`grad_weight_with`] (`images` per GEMM, one GEMM per worker: [`whole_batch`]) without the
+/// partial sums: the columns of the whole batch side by side (`k_rows x N hw_out`, one task per
+/// input channel on the pool), then per group the workers' GEMMs `dW_g += dy_g[range]
+/// cols(x[range])^T` one after the other, each on all threads, into one row-major `dW_g`:
+/// nothing to transpose. `gemm` adds each GEMM's sum to `dW_g` once it is complete, so
+/// `dW_g = (0 + S_0) + S_1 ..` as [`untranspose_sum`] adds the workers' sums: the same values bit
+/// for bit.
+pub(crate) fn grad_weight_whole<T: Elem>(
+    g: &ConvGeometry,
+    x: &[T],
+    dy: &[T],
+    images: usize,
+) -> Vec<T> {
     let (cg, og, kr, hw_in, hw) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out());
     let (xs, ys, taps) = (g.c_in * hw_in, g.c_out * hw, g.kh * g.kw);
     let ld = g.batch * hw;
+    let (workers, _) = plan(g.batch.div_ceil(images.max(1)));
+    let per = g.batch.div_ceil(workers);
     let gather = Gather::new(g);
     let mut dw = vec![T::ZERO; g.c_out * kr];
     let threads = rayon::current_num_threads();
@@ -104,13 +113,16 @@ pub(crate) fn grad_weight_whole<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[T]) ->
                         .copy_from_slice(&dy[b * ys + (grp * og + o) * hw..][..hw]);
                 }
             }
-            matmul(
-                MatMut::rm(&mut dw[grp * og * kr..][..og * kr], og, kr, kr),
-                Mat::rm(dyt, og, ld, ld),
-                Mat::rm(cols, kr, ld, ld).t(),
-                false,
-                par,
-            );
+            for n0 in (0..g.batch).step_by(per) {
+                let k = (per.min(g.batch - n0)) * hw;
+                matmul(
+                    MatMut::rm(&mut dw[grp * og * kr..][..og * kr], og, kr, kr),
+                    Mat::rm(&dyt[n0 * hw..], og, k, ld),
+                    Mat::rm(&cols[n0 * hw..], kr, k, ld).t(),
+                    true,
+                    par,
+                );
+            }
         }
     });
     dw
