@@ -1,9 +1,11 @@
 //! Thread-pool settings to apply at start-up, before the first tensor operation (measured in
 //! `docs/performance.md`, "Per-level cost"): call [`run`] (or [`configure`]) first in `main`.
 //!
-//! - `RAYON_NUM_THREADS`: candle 0.11's `get_num_threads()` re-reads it on every matmul and,
-//!   when unset, counts the physical cores by parsing `/proc/cpuinfo` (`num_cpus`), which took
-//!   about a fifth of a UNet training step at 8^2.
+//! - `RAYON_NUM_THREADS`: the threads of the pool that [`run`] builds and of candle's matmuls.
+//!   Upstream candle 0.11's `get_num_threads()` re-reads it on every matmul and, when unset,
+//!   counts the physical cores by parsing `/proc/cpuinfo` (`num_cpus`), which took about a fifth
+//!   of a UNet training step at 8^2; the vendored candle-core reads it once
+//!   (`vendor/README.md`).
 //! - `CANDLE_NUM_THREADS = 1`: candle's element-wise ops otherwise run on its own barrier pool
 //!   whose threads spin-wait (25,000 spins) beside rayon's; on a loaded 2-core machine the
 //!   spinning took 50 % of the cycles of a training step at 32^2. The convolutions keep every
