@@ -175,6 +175,7 @@ pub(crate) enum Gather {
 }
 
 impl Gather {
+    /// The way for layer `g`; the table is built only for the layers that need it.
     pub(crate) fn new(g: &ConvGeometry) -> Self {
         if g.is_pointwise() {
             return Self::Pointwise;
@@ -221,7 +222,9 @@ impl Gather {
     }
 
     /// [`im2col`] of all output rows of one group of one image `x` into `cols` (leading
-    /// dimension `ld`); `xe` is scratch of [`Gather::scratch`] elements.
+    /// dimension `ld`); `xe` is scratch of [`Gather::scratch`] elements. `x` may hold fewer
+    /// than the group's channels (one, in [`crate::grad_weight::grad_weight_whole`]): their
+    /// rows are filled.
     pub(crate) fn im2col<T: Elem>(
         &self,
         g: &ConvGeometry,

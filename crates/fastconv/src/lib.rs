@@ -37,7 +37,7 @@
 //! | `winograd.rs` | forward and weight gradient of a 3x3 stride-1 convolution by Winograd's F(2x2, 3x3) and F(3x3, 2x2): 16 GEMMs over transformed 4x4 tiles (f32, 64 or more channels, large enough layers) |
 //! | `grad_input.rs` | input gradient `dx[n] = col2im(W^T dy[n])` |
 //! | `transposed.rs` | input gradient of a narrowing stride-1 layer as `conv2d(dy, W')`, `W'` the flipped, transposed kernel |
-//! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T` |
+//! | `grad_weight.rs` | weight gradient `dW_g = sum_n dy_g[n] cols(x[n])^T`: per-worker partial sums, or on coarse meshes the workers' GEMMs into one `dW` (same values) |
 //! | `bias.rs` | fused bias `y[n, o, :] += b[o]` and `db[o] = sum dy[n, o, i, j]` |
 //! | `im2col.rs` | im2col and its adjoint col2im on a band of output rows; for small images, all rows at once as the layer's `Gather` chooses: a copy per channel (1x1), a zero-padded copy of each channel (stride 1, outputs 2, 4 or 8 pixels wide) or a gather table |
 //! | `geometry.rs` | shapes of one convolution and the tiling of the im2col buffer |
