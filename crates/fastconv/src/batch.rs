@@ -118,3 +118,22 @@ pub(crate) fn partial_sums<T: Elem>(
         })
         .collect()
 }
+
+/// Group `grp`'s output planes of the `nb` images of `dy` side by side:
+/// `dyt[o, b hw_out + q] = dy[b, grp og + o, q]` (`og x nb hw_out`, leading dimension `ld`).
+pub(crate) fn dy_side_by_side<T: Elem>(
+    g: &ConvGeometry,
+    dy: &[T],
+    grp: usize,
+    nb: usize,
+    dyt: &mut [T],
+    ld: usize,
+) {
+    let (og, hw) = (g.og(), g.hw_out());
+    let ys = g.c_out * hw;
+    for b in 0..nb {
+        for o in 0..og {
+            dyt[o * ld + b * hw..][..hw].copy_from_slice(&dy[b * ys + (grp * og + o) * hw..][..hw]);
+        }
+    }
+}

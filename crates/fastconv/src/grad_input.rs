@@ -1,7 +1,7 @@
 //! Input gradient: `dx[n] = col2im(W^T dy[n])` per group (the adjoint of the forward GEMM); for
 //! small images several images side by side in one GEMM.
 
-use crate::batch::{banded, for_each_chunk, images_per_gemm};
+use crate::batch::{banded, dy_side_by_side, for_each_chunk, images_per_gemm};
 use crate::elem::{written_zeros, Elem};
 use crate::forward::forward;
 use crate::geometry::ConvGeometry;
@@ -51,7 +51,7 @@ pub(crate) fn grad_input_with<T: Elem>(
 /// `og x hw_out` blocks gathered beside each other), then col2im per image.
 fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], par: Parallelism) {
     let (cg, og, kr, hw_in, hw) = (g.cg(), g.og(), g.k_rows(), g.hw_in(), g.hw_out());
-    let (xs, ys) = (g.c_in * hw_in, g.c_out * hw);
+    let xs = g.c_in * hw_in;
     let nb = dx.len() / xs;
     let ld = nb * hw;
     let gather = Gather::new(g);
@@ -60,12 +60,7 @@ fn grad_input_chunk<T: Elem>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T], 
         let (dyt, xe) = rest.split_at_mut(og * ld);
         for grp in 0..g.groups {
             let wgt = Mat::rm(&w[grp * og * kr..][..og * kr], og, kr, kr).t();
-            for b in 0..nb {
-                for o in 0..og {
-                    dyt[o * ld + b * hw..][..hw]
-                        .copy_from_slice(&dy[b * ys + (grp * og + o) * hw..][..hw]);
-                }
-            }
+            dy_side_by_side(g, dy, grp, nb, dyt, ld);
             matmul(
                 MatMut::rm(dcols, kr, ld, ld),
                 wgt,
